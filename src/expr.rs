@@ -1,0 +1,234 @@
+//! Expression trees shared by `.param`, `{…}` values and behavioural (`B`) sources.
+//!
+//! The parser produces [`Expr`] with names; elaboration substitutes parameters (leaving only numbers,
+//! node voltages and source currents for B sources), and the circuit layer compiles the remaining tree
+//! against unknown indices.
+
+use std::fmt;
+
+/// Binary operators of the dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// `^` and `**`.
+    Pow,
+}
+
+/// Built-in functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    Exp,
+    /// Natural logarithm (`log` and `ln`, as in ngspice).
+    Ln,
+    Log10,
+    Sqrt,
+    Sinh,
+    Cosh,
+    Tanh,
+    Sin,
+    Cos,
+    Atan,
+    Abs,
+    Min,
+    Max,
+    Pow,
+}
+
+impl Func {
+    /// Look a function up by its (case-insensitive) name.
+    pub fn from_name(name: &str) -> Option<Func> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "exp" => Func::Exp,
+            "log" | "ln" => Func::Ln,
+            "log10" => Func::Log10,
+            "sqrt" => Func::Sqrt,
+            "sinh" => Func::Sinh,
+            "cosh" => Func::Cosh,
+            "tanh" => Func::Tanh,
+            "sin" => Func::Sin,
+            "cos" => Func::Cos,
+            "atan" => Func::Atan,
+            "abs" => Func::Abs,
+            "min" => Func::Min,
+            "max" => Func::Max,
+            "pow" | "pwr" => Func::Pow,
+            _ => return None,
+        })
+    }
+
+    /// Number of arguments the function takes.
+    pub fn arity(self) -> usize {
+        match self {
+            Func::Min | Func::Max | Func::Pow => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Exp => "exp",
+            Func::Ln => "ln",
+            Func::Log10 => "log10",
+            Func::Sqrt => "sqrt",
+            Func::Sinh => "sinh",
+            Func::Cosh => "cosh",
+            Func::Tanh => "tanh",
+            Func::Sin => "sin",
+            Func::Cos => "cos",
+            Func::Atan => "atan",
+            Func::Abs => "abs",
+            Func::Min => "min",
+            Func::Max => "max",
+            Func::Pow => "pow",
+        }
+    }
+}
+
+/// An expression tree. Names are stored lower-case.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Num(f64),
+    /// A parameter reference, resolved during elaboration.
+    Param(String),
+    /// `V(n)` (second is `None`) or `V(n1, n2)`.
+    V(String, Option<String>),
+    /// `I(vsrc)`: branch current of an independent voltage source (ngspice sign).
+    I(String),
+    Neg(Box<Expr>),
+    Bin(BinOp, Box<Expr>, Box<Expr>),
+    Call(Func, Vec<Expr>),
+}
+
+impl Expr {
+    pub fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+        Expr::Bin(op, Box::new(a), Box::new(b))
+    }
+
+    /// Visit every node of the tree.
+    pub fn visit(&self, f: &mut impl FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Neg(a) => a.visit(f),
+            Expr::Bin(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Call(_, args) => args.iter().for_each(|a| a.visit(f)),
+            _ => {}
+        }
+    }
+
+    /// True when the tree contains no node voltage or branch current.
+    pub fn is_constant(&self) -> bool {
+        let mut c = true;
+        self.visit(&mut |e| {
+            if matches!(e, Expr::V(..) | Expr::I(_) | Expr::Param(_)) {
+                c = false
+            }
+        });
+        c
+    }
+}
+
+impl fmt::Display for Expr {
+    /// Writes the expression in the dialect's syntax (ngspice accepts it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Num(x) => {
+                if *x < 0.0 {
+                    write!(f, "({x:e})")
+                } else {
+                    write!(f, "{x:e}")
+                }
+            }
+            Expr::Param(p) => write!(f, "{p}"),
+            Expr::V(a, None) => write!(f, "V({a})"),
+            Expr::V(a, Some(b)) => write!(f, "V({a},{b})"),
+            Expr::I(v) => write!(f, "I({v})"),
+            Expr::Neg(a) => write!(f, "(-{a})"),
+            Expr::Bin(op, a, b) => {
+                let o = match op {
+                    BinOp::Add => "+",
+                    BinOp::Sub => "-",
+                    BinOp::Mul => "*",
+                    BinOp::Div => "/",
+                    BinOp::Pow => "^",
+                };
+                write!(f, "({a}{o}{b})")
+            }
+            Expr::Call(func, args) => {
+                write!(f, "{}(", func.name())?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ",")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                write!(f, ")")
+            }
+        }
+    }
+}
+
+/// Apply a function to evaluated arguments.
+pub fn apply(func: Func, a: &[f64]) -> f64 {
+    match func {
+        Func::Exp => a[0].exp(),
+        Func::Ln => a[0].ln(),
+        Func::Log10 => a[0].log10(),
+        Func::Sqrt => a[0].sqrt(),
+        Func::Sinh => a[0].sinh(),
+        Func::Cosh => a[0].cosh(),
+        Func::Tanh => a[0].tanh(),
+        Func::Sin => a[0].sin(),
+        Func::Cos => a[0].cos(),
+        Func::Atan => a[0].atan(),
+        Func::Abs => a[0].abs(),
+        Func::Min => a[0].min(a[1]),
+        Func::Max => a[0].max(a[1]),
+        Func::Pow => a[0].powf(a[1]),
+    }
+}
+
+/// Partial derivatives of `func` with respect to each argument, at `a`.
+pub fn apply_grad(func: Func, a: &[f64], out: &mut [f64]) {
+    match func {
+        Func::Exp => out[0] = a[0].exp(),
+        Func::Ln => out[0] = 1.0 / a[0],
+        Func::Log10 => out[0] = 1.0 / (a[0] * std::f64::consts::LN_10),
+        Func::Sqrt => out[0] = 0.5 / a[0].sqrt(),
+        Func::Sinh => out[0] = a[0].cosh(),
+        Func::Cosh => out[0] = a[0].sinh(),
+        Func::Tanh => {
+            let t = a[0].tanh();
+            out[0] = 1.0 - t * t
+        }
+        Func::Sin => out[0] = a[0].cos(),
+        Func::Cos => out[0] = -a[0].sin(),
+        Func::Atan => out[0] = 1.0 / (1.0 + a[0] * a[0]),
+        Func::Abs => out[0] = if a[0] >= 0.0 { 1.0 } else { -1.0 },
+        Func::Min => {
+            let first = a[0] <= a[1];
+            out[0] = if first { 1.0 } else { 0.0 };
+            out[1] = if first { 0.0 } else { 1.0 };
+        }
+        Func::Max => {
+            let first = a[0] >= a[1];
+            out[0] = if first { 1.0 } else { 0.0 };
+            out[1] = if first { 0.0 } else { 1.0 };
+        }
+        Func::Pow => {
+            let p = a[0].powf(a[1]);
+            out[0] = a[1] * a[0].powf(a[1] - 1.0);
+            out[1] = if a[0] > 0.0 { p * a[0].ln() } else { 0.0 };
+        }
+    }
+}
+
+/// Power with ngspice-like handling of integer exponents of negative bases.
+pub fn pow(a: f64, b: f64) -> f64 {
+    a.powf(b)
+}

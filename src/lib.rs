@@ -1,0 +1,5 @@
+//! netc — circuit-level simulator and compiler for memristor crossbar neural networks.
+
+pub mod expr;
+pub mod netlist;
+pub mod span;
