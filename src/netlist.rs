@@ -16,6 +16,8 @@ pub struct Netlist {
     /// Analyses in file order.
     pub analyses: Vec<Analysis>,
     pub options: SimOptions,
+    /// Things the front end accepted but ignored (e.g. a `.control` block), rendered with location.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
