@@ -3,3 +3,6 @@
 pub mod expr;
 pub mod netlist;
 pub mod span;
+pub mod cli;
+pub mod mapping;
+pub mod net;
