@@ -1,8 +1,8 @@
 //! netc — circuit-level simulator and compiler for memristor crossbar neural networks.
 
-pub mod expr;
-pub mod netlist;
-pub mod span;
 pub mod cli;
+pub mod expr;
 pub mod mapping;
 pub mod net;
+pub mod netlist;
+pub mod span;

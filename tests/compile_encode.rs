@@ -28,7 +28,10 @@ fn analogue_round_trip_is_exact() {
         // one device of the pair rests at g_min
         assert!(p.g_plus_s == e.g_min_s || p.g_minus_s == e.g_min_s);
         let back = e.decode(p.g_plus_s, p.g_minus_s);
-        assert!((back - w).abs() <= 1e-12 * w.abs().max(1.0), "{w} -> {back}");
+        assert!(
+            (back - w).abs() <= 1e-12 * w.abs().max(1.0),
+            "{w} -> {back}"
+        );
         // two identical pairs decode to the same weight
         let two = e.decode_pairs(&[(p.g_plus_s, p.g_minus_s), (p.g_plus_s, p.g_minus_s)]);
         assert!((two - back).abs() <= 1e-15);
@@ -133,7 +136,10 @@ fn s5_quantised_arrays_use_eight_states() {
     for a in &prog.arrays {
         for g in &a.g_s {
             let k = (g - 2.5e-6) / 2.5e-6;
-            assert!((k - k.round()).abs() < 1e-9 && (0.0..=7.0).contains(&k.round()), "{g}");
+            assert!(
+                (k - k.round()).abs() < 1e-9 && (0.0..=7.0).contains(&k.round()),
+                "{g}"
+            );
         }
     }
     // auto scale: the largest |w| of each layer maps onto the full window (7 steps)

@@ -39,7 +39,10 @@ fn have_ngspice() -> bool {
 fn ngspice(netlist: &str) -> HashMap<String, f64> {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("t.cir");
-    let body = netlist.trim_end().strip_suffix(".end").expect("netlist ends with .end");
+    let body = netlist
+        .trim_end()
+        .strip_suffix(".end")
+        .expect("netlist ends with .end");
     let text = format!("{body}.control\nset numdgt=15\nop\nprint all\n.endc\n.end\n");
     std::fs::write(&p, text).unwrap();
     let out = Command::new("ngspice").arg("-b").arg(&p).output().unwrap();
@@ -71,7 +74,13 @@ fn load(src: &str) -> (tempfile::TempDir, NetFile, NetworkIr) {
 /// For every tile of every matrix: drive its rows, solve the array in ngspice, combine the
 /// column currents into logical outputs and compare them with the products of the *encoded*
 /// weights, `pairs · scale · Σ_i x_i · quantise(w_ij)`. Returns the worst relative error.
-fn check_products(file: &NetFile, ir: &NetworkIr, low: &Lowering, w: &WeightsFile, prog: &Programmed) -> f64 {
+fn check_products(
+    file: &NetFile,
+    ir: &NetworkIr,
+    low: &Lowering,
+    w: &WeightsFile,
+    prog: &Programmed,
+) -> f64 {
     let hw = &file.hardware;
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut worst = 0.0f64;
@@ -81,6 +90,7 @@ fn check_products(file: &NetFile, ir: &NetworkIr, low: &Lowering, w: &WeightsFil
         let x: Vec<f64> = (0..m.weight_rows)
             .map(|_| rng.gen_range(hw.v_in_v[0]..=hw.v_in_v[1]))
             .collect();
+        let xin = |i: usize| if i < m.weight_rows { x[i] } else { hw.v_bias_v };
         let mut layer_sum = vec![0.0; m.cols];
         for (ti, t) in m.tiles.iter().enumerate() {
             let rows = drive_tile(low, hw, mi, ti, &x);
@@ -95,8 +105,9 @@ fn check_products(file: &NetFile, ir: &NetworkIr, low: &Lowering, w: &WeightsFil
                 let mut want = 0.0;
                 let mut mag = 0.0;
                 for i in t.in_start..t.in_start + t.in_len {
-                    let xi = if i < m.weight_rows { x[i] } else { hw.v_bias_v };
-                    let wij = netc::mapping::weights::logical_value(lw, m.weight_rows, m.bias_rows, i, j);
+                    let xi = xin(i);
+                    let wij =
+                        netc::mapping::weights::logical_value(lw, m.weight_rows, m.bias_rows, i, j);
                     let term = m.pairs as f64 * enc.scale_s * xi * enc.quantise(wij);
                     want += term;
                     mag += term.abs();
@@ -122,8 +133,9 @@ fn check_products(file: &NetFile, ir: &NetworkIr, low: &Lowering, w: &WeightsFil
             let mut want = 0.0;
             let mut mag = 0.0;
             for i in 0..m.logical_rows() {
-                let xi = if i < m.weight_rows { x[i] } else { hw.v_bias_v };
-                let wij = netc::mapping::weights::logical_value(lw, m.weight_rows, m.bias_rows, i, j);
+                let xi = xin(i);
+                let wij =
+                    netc::mapping::weights::logical_value(lw, m.weight_rows, m.bias_rows, i, j);
                 let term = m.pairs as f64 * enc.scale_s * xi * enc.quantise(wij);
                 want += term;
                 mag += term.abs();
@@ -189,7 +201,14 @@ fn s4_passive_mlp_netlists_and_whole_circuit_run_in_ngspice() {
     };
     let c = compile(&args).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.netlists.len(), 3);
-    for f in ["mapping.json", "floorplan.png", "floorplan.svg", "array0.cir", "array1.cir", "network.cir"] {
+    for f in [
+        "mapping.json",
+        "floorplan.png",
+        "floorplan.svg",
+        "array0.cir",
+        "array1.cir",
+        "network.cir",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
     for p in &c.netlists {
@@ -207,7 +226,8 @@ fn s4_passive_mlp_netlists_and_whole_circuit_run_in_ngspice() {
         assert!(v.contains_key(&format!("out{k}")));
     }
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("mapping.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("mapping.json")).unwrap())
+            .unwrap();
     assert_eq!(json["report"]["total_params"], 214);
 }
 
@@ -249,7 +269,10 @@ mapping { pairs 1; orientation columns; placement per_layer; }
     for (k, d) in dout.iter().enumerate() {
         let want = 10.0 * (1e4 * d / 10.0).tanh();
         let got = v[&format!("out{k}")];
-        assert!((got - want).abs() < 1e-5 * want.abs().max(1e-3), "out{k}: ngspice {got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-5 * want.abs().max(1e-3),
+            "out{k}: ngspice {got} vs {want}"
+        );
     }
 }
 
@@ -268,19 +291,23 @@ hardware { arrays 1 x 4x6; cell 1t1r; model "MODELS/hfox_1t1r.cir"; g_min 10uS; 
     let low = lower(&file, &ir).unwrap();
     let w = WeightsFile::init(&ir, 1);
     let prog = program(&low, &file.hardware, file.mapping.weight_scale, &w).unwrap();
-    let x = [0.2, 0.1, -0.1, 0.15];
+    let x = [0.2, 0.1, 0.05, 0.15];
     let rows = drive_tile(&low, &file.hardware, 0, 0, &x);
     let net = array_netlist(&file, &prog.arrays[0], &rows);
     assert!(net.contains(".model nmos1 nmos"));
     let v = ngspice(&net);
-    // with the access transistors (~185 ohm on) and 2.5 ohm wires the column currents stay
-    // within a few percent of Σ V·g, and never exceed it in magnitude
+    // with the access transistors (~185 ohm on) and 2.5 ohm wires in series, and only positive
+    // inputs, the column currents stay within a few percent below Σ V·g
     let a = &prog.arrays[0];
     for j in 0..6 {
         let ideal: f64 = (0..4).map(|i| rows[i] * a.g(i, j)).sum();
         let got = v[&format!("vsense_{j}#branch")];
-        assert!((got - ideal).abs() <= 0.05 * ideal.abs() + 1e-9, "col {j}: {got} vs {ideal}");
-        assert!(got.abs() <= ideal.abs() * (1.0 + 1e-9) + 1e-12, "col {j}: {got} vs {ideal}");
+        assert!(
+            (got - ideal).abs() <= 0.05 * ideal.abs() + 1e-9,
+            "col {j}: {got} vs {ideal}"
+        );
+        assert!(got <= ideal * (1.0 + 1e-9), "col {j}: {got} vs {ideal}");
+        assert!(got > 0.0);
     }
 }
 
@@ -301,7 +328,7 @@ fn compile_writes_everything_atomically_and_deterministically() {
     for f in ["array0.cir", "mapping.json", "floorplan.svg"] {
         let x = std::fs::read(a.join(f)).unwrap();
         let y = std::fs::read(b.join(f)).unwrap();
-        assert_eq!(x, y, "{f} differs between two runs");
+        assert!(x == y, "{f} differs between two runs");
     }
     // no temporary files left behind
     let names: Vec<String> = std::fs::read_dir(&a)
@@ -316,5 +343,5 @@ fn compile_writes_everything_atomically_and_deterministically() {
     let mut with = args(&b);
     with.weights = Some(wpath);
     let c2 = compile(&with).unwrap();
-    assert_eq!(c.programmed.arrays, c2.programmed.arrays);
+    assert!(c.programmed.arrays == c2.programmed.arrays);
 }

@@ -136,7 +136,10 @@ pub fn compile(args: &CompileArgs) -> Result<Compiled, MappingError> {
     mapping::write_atomic(&out_dir.join("mapping.json"), text.as_bytes())?;
     floorplan::write(
         &lowering,
-        &format!("{} on {} x {}x{}", ir.name, lowering.arrays, lowering.rows, lowering.cols),
+        &format!(
+            "{} on {} x {}x{}",
+            ir.name, lowering.arrays, lowering.rows, lowering.cols
+        ),
         &out_dir,
     )?;
     Ok(Compiled {

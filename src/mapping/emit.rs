@@ -76,14 +76,14 @@ fn write_array(
     let k = hw.nl_k_per_v();
     let _ = writeln!(out, "* ---- array {} ({}x{}) ----", arr.index, nr, nc);
     let _ = writeln!(out, "* drivers");
-    for i in 0..nr {
+    for (i, driver) in drivers.iter().enumerate().take(nr) {
         let d = format!("{prefix}d{i}");
         let src = if hw.r_driver_ohm > 0.0 {
             format!("{prefix}v{i}")
         } else {
             d.clone()
         };
-        match &drivers[i] {
+        match driver {
             Driver::Volts(v) => {
                 let _ = writeln!(out, "vin_{prefix}{i} {src} 0 DC {}", num(*v));
             }
@@ -100,19 +100,39 @@ fn write_array(
     }
     if rw {
         let r = num(hw.r_wire_ohm);
-        let _ = writeln!(out, "* word-line segments (driver -> cell (i,0), then along the row)");
+        let _ = writeln!(
+            out,
+            "* word-line segments (driver -> cell (i,0), then along the row)"
+        );
         for i in 0..nr {
             let _ = writeln!(out, "rwl_{prefix}{i}_0 {prefix}d{i} {} {r}", n.wl(i, 0));
             for j in 1..nc {
-                let _ = writeln!(out, "rwl_{prefix}{i}_{j} {} {} {r}", n.wl(i, j - 1), n.wl(i, j));
+                let _ = writeln!(
+                    out,
+                    "rwl_{prefix}{i}_{j} {} {} {r}",
+                    n.wl(i, j - 1),
+                    n.wl(i, j)
+                );
             }
         }
-        let _ = writeln!(out, "* bit-line segments (along the column, then cell (R-1,j) -> sense)");
+        let _ = writeln!(
+            out,
+            "* bit-line segments (along the column, then cell (R-1,j) -> sense)"
+        );
         for j in 0..nc {
             for i in 1..nr {
-                let _ = writeln!(out, "rbl_{prefix}{i}_{j} {} {} {r}", n.bl(i - 1, j), n.bl(i, j));
+                let _ = writeln!(
+                    out,
+                    "rbl_{prefix}{i}_{j} {} {} {r}",
+                    n.bl(i - 1, j),
+                    n.bl(i, j)
+                );
             }
-            let _ = writeln!(out, "rbl_{prefix}{nr}_{j} {} {prefix}s{j} {r}", n.bl(nr - 1, j));
+            let _ = writeln!(
+                out,
+                "rbl_{prefix}{nr}_{j} {} {prefix}s{j} {r}",
+                n.bl(nr - 1, j)
+            );
         }
     }
     let _ = writeln!(out, "* sense");
@@ -197,7 +217,11 @@ fn write_array(
 fn header(out: &mut String, title: &str, file: &NetFile) {
     let hw = &file.hardware;
     let _ = writeln!(out, "{title}");
-    let _ = writeln!(out, "* written by netc compile from {}", file.path.display());
+    let _ = writeln!(
+        out,
+        "* written by netc compile from {}",
+        file.path.display()
+    );
     let _ = writeln!(
         out,
         "* cells {:?}, window [{}, {}] S, r_wire {} ohm, r_driver {} ohm, r_sense {} ohm, sinh k {} /V",
@@ -230,7 +254,10 @@ pub fn array_netlist(file: &NetFile, arr: &ArrayConductances, row_v: &[f64]) -> 
     );
     let drivers: Vec<Driver> = row_v.iter().map(|&v| Driver::Volts(v)).collect();
     let (sense, _) = write_array(&mut out, "", hw, arr, &drivers);
-    let _ = writeln!(out, "* ideal column currents (linear cells, no wire resistance), A:");
+    let _ = writeln!(
+        out,
+        "* ideal column currents (linear cells, no wire resistance), A:"
+    );
     for (j, name) in sense.iter().enumerate() {
         let i: f64 = (0..arr.rows).map(|r| row_v[r] * arr.g(r, j)).sum();
         let _ = writeln!(out, "* ideal i({name}) = {}", num(i));
@@ -322,7 +349,10 @@ pub fn whole_netlist(
             LayerKind::Tanh { slope } => match pending.take() {
                 Some(mi) => chain.push((mi, Some(*slope))),
                 None => {
-                    return Err(fail(&l.span, "--whole: tanh must follow a dense layer".into()))
+                    return Err(fail(
+                        &l.span,
+                        "--whole: tanh must follow a dense layer".into(),
+                    ))
                 }
             },
             LayerKind::Softmax if pending.is_some() => {}
@@ -331,10 +361,10 @@ pub fn whole_netlist(
                 return Err(fail(
                     &l.span,
                     format!(
-                        "--whole writes multilayer perceptrons (dense, tanh, softmax); `{}` is a {}",
-                        l.name,
-                        l.kind.keyword()
-                    ),
+                    "--whole writes multilayer perceptrons (dense, tanh, softmax); `{}` is a {}",
+                    l.name,
+                    l.kind.keyword()
+                ),
                 ))
             }
         }
@@ -363,7 +393,11 @@ pub fn whole_netlist(
     let mut out = String::new();
     header(
         &mut out,
-        &format!("netc whole network {} ({} layers)", file.network.name, chain.len()),
+        &format!(
+            "netc whole network {} ({} layers)",
+            file.network.name,
+            chain.len()
+        ),
         file,
     );
     // The inputs of the current layer: one driver per logical weight row.
@@ -386,8 +420,8 @@ pub fn whole_netlist(
         }
         let mut drivers = vec![Driver::Volts(0.0); arr.rows];
         for i in 0..m.logical_rows() {
-            let d = if i < m.weight_rows {
-                inputs[i].clone()
+            let d = if let Some(input) = inputs.get(i).filter(|_| i < m.weight_rows) {
+                input.clone()
             } else {
                 Driver::Volts(hw.v_bias_v)
             };

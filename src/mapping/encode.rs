@@ -62,7 +62,9 @@ impl Encoder {
         dg = dg.clamp(-span, span);
         let (up, down) = match self.step_s() {
             Some(step) => {
-                let q = (dg / step).round().clamp(-(self.levels as f64 - 1.0), self.levels as f64 - 1.0);
+                let q = (dg / step)
+                    .round()
+                    .clamp(-(self.levels as f64 - 1.0), self.levels as f64 - 1.0);
                 let k = q.abs();
                 let g = self.g_min_s + k * step;
                 if q >= 0.0 {

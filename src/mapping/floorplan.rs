@@ -22,7 +22,7 @@ struct Geometry {
 
 fn geometry(low: &Lowering) -> Geometry {
     let longest = low.rows.max(low.cols).max(1) as i32;
-    let cell = (420 / longest).clamp(2, 24);
+    let cell = (720 / longest).clamp(2, 24);
     let panel_w = low.cols as i32 * cell;
     let panel_h = low.rows as i32 * cell;
     let per_row = ((low.arrays as f64).sqrt().ceil() as usize)
@@ -79,8 +79,11 @@ fn draw<DB: DrawingBackend>(
                     colour.mix(0.55).filled(),
                 ))
                 .map_err(e)?;
-                root.draw(&Rectangle::new([(tx, ty), (tx + tw, ty + th)], colour.stroke_width(2)))
-                    .map_err(e)?;
+                root.draw(&Rectangle::new(
+                    [(tx, ty), (tx + tw, ty + th)],
+                    colour.stroke_width(2),
+                ))
+                .map_err(e)?;
                 let mut label = m.layer.clone();
                 if m.parts() > 1 {
                     label.push_str(&format!(" p{}", t.part));

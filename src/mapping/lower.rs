@@ -176,7 +176,9 @@ impl Packer {
     }
 
     fn last_used(&self) -> Option<usize> {
-        (0..self.used.len()).rev().find(|&a| !self.used[a].is_empty())
+        (0..self.used.len())
+            .rev()
+            .find(|&a| !self.used[a].is_empty())
     }
 }
 
@@ -299,7 +301,10 @@ fn place_all(
 pub fn lower(file: &NetFile, ir: &NetworkIr) -> Result<Lowering, MappingError> {
     let hw = &file.hardware;
     let mut plans = plans(file, ir)?;
-    if let Some(p) = plans.iter().find(|p| p.start.is_some_and(|a| a >= hw.arrays)) {
+    if let Some(p) = plans
+        .iter()
+        .find(|p| p.start.is_some_and(|a| a >= hw.arrays))
+    {
         let lm = file.mapping.layer(&p.m.layer);
         return Err(MappingError::DoesNotFit {
             span: lm.map(|x| x.span.clone()).unwrap_or_default(),

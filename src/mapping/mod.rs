@@ -21,7 +21,7 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
     #[error(transparent)]
-    Net(#[from] crate::net::NetError),
+    Net(Box<crate::net::NetError>),
     #[error("{}", .span.render(&format!("layer `{layer}` does not fit: {message}")))]
     DoesNotFit {
         span: Span,
@@ -38,6 +38,12 @@ pub enum MappingError {
     Plot(String),
 }
 
+impl From<crate::net::NetError> for MappingError {
+    fn from(e: crate::net::NetError) -> Self {
+        MappingError::Net(Box::new(e))
+    }
+}
+
 /// Write a file atomically: a temporary file in the same directory, then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MappingError> {
     let io = |e: std::io::Error| MappingError::Io {
@@ -52,6 +58,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MappingError> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+    }
     tmp.persist(path).map_err(|e| io(e.error))?;
     Ok(())
 }

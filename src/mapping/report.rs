@@ -66,7 +66,8 @@ impl MappingReport {
         let mut layers = Vec::new();
         for l in &ir.layers {
             let m = low.matrix(&l.name);
-            let (mut arrays, mut rows, mut cols) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+            let (mut arrays, mut rows, mut cols) =
+                (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
             let (mut cells, mut tiles, mut parts, mut replicas) = (0, 0, 0, 0);
             if let Some(m) = m {
                 for t in &m.tiles {
@@ -163,7 +164,18 @@ impl MappingReport {
         let _ = writeln!(
             s,
             "{:<10} {:<8} {:>9} {:>9} {:>8} {:>6} {:>9} {:>8} {:>5} {:>5} {:>6} {:>6}",
-            "layer", "type", "in", "out", "weights", "bias", "MACs", "arrays", "rows", "cols", "cells", "util"
+            "layer",
+            "type",
+            "in",
+            "out",
+            "weights",
+            "bias",
+            "MACs",
+            "arrays",
+            "rows",
+            "cols",
+            "cells",
+            "util"
         );
         for l in &self.layers {
             let arrays = if l.arrays.is_empty() {
@@ -188,9 +200,21 @@ impl MappingReport {
                 l.kind,
                 l.in_shape,
                 l.out_shape,
-                if l.params == 0 { "-".to_string() } else { l.weights.to_string() },
-                if l.params == 0 { "-".to_string() } else { l.biases.to_string() },
-                if l.macs == 0 { "-".to_string() } else { l.macs.to_string() },
+                if l.params == 0 {
+                    "-".to_string()
+                } else {
+                    l.weights.to_string()
+                },
+                if l.params == 0 {
+                    "-".to_string()
+                } else {
+                    l.biases.to_string()
+                },
+                if l.macs == 0 {
+                    "-".to_string()
+                } else {
+                    l.macs.to_string()
+                },
                 arrays,
                 rows,
                 cols,
@@ -227,7 +251,11 @@ impl MappingReport {
                 a.cells_used,
                 self.rows * self.cols,
                 100.0 * a.utilisation,
-                if a.layers.is_empty() { "unused".to_string() } else { a.layers.join(", ") }
+                if a.layers.is_empty() {
+                    "unused".to_string()
+                } else {
+                    a.layers.join(", ")
+                }
             );
         }
         s

@@ -60,9 +60,13 @@ impl WeightsFile {
             .filter_map(|l| {
                 let m = l.matrix?;
                 let a = 1.0 / (m.rows as f64).sqrt();
-                let weights = (0..m.rows * m.cols).map(|_| rng.gen_range(-a..=a)).collect();
+                let weights = (0..m.rows * m.cols)
+                    .map(|_| rng.gen_range(-a..=a))
+                    .collect();
                 let bias = if m.bias {
-                    (0..m.cols).map(|_| rng.gen_range(-0.1 * a..=0.1 * a)).collect()
+                    (0..m.cols)
+                        .map(|_| rng.gen_range(-0.1 * a..=0.1 * a))
+                        .collect()
                 } else {
                     vec![]
                 };
@@ -140,7 +144,10 @@ impl WeightsFile {
                 )));
             }
             if let Some(x) = w.weights.iter().chain(&w.bias).find(|x| !x.is_finite()) {
-                return Err(bad(format!("layer `{}` has a non-finite value {x}", l.name)));
+                return Err(bad(format!(
+                    "layer `{}` has a non-finite value {x}",
+                    l.name
+                )));
             }
         }
         for w in &self.layers {
@@ -183,7 +190,13 @@ pub struct Programmed {
 }
 
 /// Logical value of row `i` of a matrix: weight row or bias row (bias split over the bias rows).
-pub fn logical_value(lw: &LayerWeights, weight_rows: usize, bias_rows: usize, i: usize, j: usize) -> f64 {
+pub fn logical_value(
+    lw: &LayerWeights,
+    weight_rows: usize,
+    bias_rows: usize,
+    i: usize,
+    j: usize,
+) -> f64 {
     if i < weight_rows {
         lw.w(i, j)
     } else {
@@ -210,10 +223,12 @@ pub fn program(
     let mut encoders = Vec::new();
     let mut clipped = 0;
     for (mi, m) in lowering.matrices.iter().enumerate() {
-        let lw = weights.layer(&m.layer).ok_or_else(|| MappingError::Weights {
-            path: "weights".into(),
-            message: format!("no weights for layer `{}`", m.layer),
-        })?;
+        let lw = weights
+            .layer(&m.layer)
+            .ok_or_else(|| MappingError::Weights {
+                path: "weights".into(),
+                message: format!("no weights for layer `{}`", m.layer),
+            })?;
         let value = |i: usize, j: usize| logical_value(lw, m.weight_rows, m.bias_rows, i, j);
         let scale_s = match scale {
             WeightScale::SiemensPerUnit(s) => s,
@@ -278,7 +293,11 @@ pub fn drive_tile(
     let m = &lowering.matrices[mi];
     let t = &m.tiles[ti];
     for i in t.in_start..t.in_start + t.in_len {
-        let xi = if i < m.weight_rows { x_v[i] } else { hw.v_bias_v };
+        let xi = if i < m.weight_rows {
+            x_v.get(i).copied().unwrap_or(0.0)
+        } else {
+            hw.v_bias_v
+        };
         for k in 0..m.pairs {
             for s in 0..2 {
                 let (r, _) = t.cell(m, i, t.out_start, k, s);
@@ -331,7 +350,11 @@ pub fn tile_ideal_outputs(
         .map(|j| {
             let mut acc = 0.0;
             for i in t.in_start..t.in_start + t.in_len {
-                let xi = if i < m.weight_rows { x_v[i] } else { hw.v_bias_v };
+                let xi = if i < m.weight_rows {
+                    x_v.get(i).copied().unwrap_or(0.0)
+                } else {
+                    hw.v_bias_v
+                };
                 for k in 0..m.pairs {
                     let (rp, cp) = t.cell(m, i, j, k, 0);
                     let (rm, cm) = t.cell(m, i, j, k, 1);

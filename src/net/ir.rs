@@ -104,7 +104,10 @@ impl NetworkIr {
     }
 
     pub fn output(&self) -> Shape {
-        self.layers.last().map(|l| l.out_shape).unwrap_or(self.input)
+        self.layers
+            .last()
+            .map(|l| l.out_shape)
+            .unwrap_or(self.input)
     }
 
     pub fn layer(&self, name: &str) -> Option<&LayerIr> {
@@ -237,21 +240,51 @@ impl NetworkIr {
                             l.name, cur
                         )));
                     };
-                    let (oh, ph) = conv_out(h, input_kernel[0], 1, *input_padding).ok_or_else(
-                        || err(too_big(&l.name, "input kernel", input_kernel, h, w, *input_padding)),
-                    )?;
-                    let (ow, pw) = conv_out(w, input_kernel[1], 1, *input_padding).ok_or_else(
-                        || err(too_big(&l.name, "input kernel", input_kernel, h, w, *input_padding)),
-                    )?;
+                    let (oh, ph) =
+                        conv_out(h, input_kernel[0], 1, *input_padding).ok_or_else(|| {
+                            err(too_big(
+                                &l.name,
+                                "input kernel",
+                                input_kernel,
+                                h,
+                                w,
+                                *input_padding,
+                            ))
+                        })?;
+                    let (ow, pw) =
+                        conv_out(w, input_kernel[1], 1, *input_padding).ok_or_else(|| {
+                            err(too_big(
+                                &l.name,
+                                "input kernel",
+                                input_kernel,
+                                h,
+                                w,
+                                *input_padding,
+                            ))
+                        })?;
                     pad = [ph.0, ph.1, pw.0, pw.1];
                     // The recurrent kernel maps the oh×ow×hidden state onto itself.
                     let (rh, rph) = conv_out(oh, recurrent_kernel[0], 1, *recurrent_padding)
                         .ok_or_else(|| {
-                            err(too_big(&l.name, "recurrent kernel", recurrent_kernel, oh, ow, *recurrent_padding))
+                            err(too_big(
+                                &l.name,
+                                "recurrent kernel",
+                                recurrent_kernel,
+                                oh,
+                                ow,
+                                *recurrent_padding,
+                            ))
                         })?;
                     let (rw, rpw) = conv_out(ow, recurrent_kernel[1], 1, *recurrent_padding)
                         .ok_or_else(|| {
-                            err(too_big(&l.name, "recurrent kernel", recurrent_kernel, oh, ow, *recurrent_padding))
+                            err(too_big(
+                                &l.name,
+                                "recurrent kernel",
+                                recurrent_kernel,
+                                oh,
+                                ow,
+                                *recurrent_padding,
+                            ))
                         })?;
                     if (rh, rw) != (oh, ow) {
                         return Err(err(format!(

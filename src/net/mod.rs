@@ -42,7 +42,11 @@ pub enum NetError {
     #[error("{}", .span.render(&format!("shape mismatch: {message}")))]
     Shape { span: Span, message: String },
     #[error("{}", .span.render(&format!("duplicate name `{name}` (first defined at {first})")))]
-    Duplicate { span: Span, name: String, first: Span },
+    Duplicate {
+        span: Span,
+        name: String,
+        first: Box<Span>,
+    },
     #[error("{}", .span.render(&format!("unknown name `{name}`: {message}")))]
     UnknownName {
         span: Span,

@@ -100,7 +100,7 @@ fn parse_source(
             pest::error::ErrorVariant::ParsingError { .. } => e.variant.message().to_string(),
             pest::error::ErrorVariant::CustomError { message } => message.clone(),
         };
-        let message = message.replace("expected", "expected").replace('\n', " ");
+        let message = message.replace('\n', " ");
         NetError::Syntax {
             span: ctx.span_at(line, col, 1),
             message: if message.contains(';') || message.contains("`;`") {
@@ -192,29 +192,34 @@ fn value(ctx: &Ctx, p: Pair<'_, Rule>) -> Result<Value, NetError> {
             ValueKind::Dims(d)
         }
         Rule::number => {
-            let mut num = String::new();
+            let mut mantissa = "";
+            let mut exp = 0i32;
             let mut letters = "";
             for part in p.into_inner() {
                 match part.as_rule() {
-                    Rule::mantissa | Rule::exponent => num.push_str(part.as_str()),
+                    Rule::mantissa => mantissa = part.as_str(),
+                    Rule::exponent => {
+                        exp = part.as_str()[1..].parse().map_err(|_| NetError::Invalid {
+                            span: span.clone(),
+                            message: "exponent out of range".into(),
+                        })?
+                    }
                     Rule::unit => letters = part.as_str(),
                     _ => {}
                 }
             }
-            let x: f64 = num.parse().map_err(|_| NetError::Invalid {
-                span: span.clone(),
-                message: format!("bad number `{num}`"),
-            })?;
-            let (scale, unit) = split_suffix(letters).ok_or_else(|| NetError::Invalid {
+            let (power, unit) = split_suffix(letters).ok_or_else(|| NetError::Invalid {
                 span: span.clone(),
                 message: format!(
                     "unknown unit or SI suffix `{letters}` (suffixes f p n u m k meg g t; units S ohm V A m Hz)"
                 ),
             })?;
-            ValueKind::Number {
-                value: x * scale,
-                unit,
-            }
+            let x =
+                super::units::scaled(mantissa, exp, power).ok_or_else(|| NetError::Invalid {
+                    span: span.clone(),
+                    message: "number out of range".into(),
+                })?;
+            ValueKind::Number { value: x, unit }
         }
         Rule::string => ValueKind::Str(
             p.into_inner()
@@ -258,8 +263,10 @@ mod tests {
         assert_eq!(v[4].kind, ValueKind::Str("m.cir".into()));
         assert_eq!(v[5].kind, ValueKind::Ident("same".into()));
         assert!(matches!(v[6].kind, ValueKind::Number { value, .. } if value == 1e-8));
-        assert!(matches!(v[7].kind, ValueKind::Number { value, ref unit } if value == 2.5 && unit == "ohm"));
-        assert_eq!(v[3].span.col, 33);
+        assert!(
+            matches!(v[7].kind, ValueKind::Number { value, ref unit } if value == 2.5 && unit == "ohm")
+        );
+        assert_eq!(v[3].span.col, 32);
     }
 
     #[test]

@@ -43,7 +43,7 @@ use super::units::unit_name;
 use super::NetError;
 use crate::span::Span;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// A whole checked `.net` file.
@@ -158,7 +158,7 @@ pub enum CellKind {
 pub struct DeviceModel {
     pub path: PathBuf,
     /// `.param` values of the card (lower-case names).
-    pub params: HashMap<String, f64>,
+    pub params: BTreeMap<String, f64>,
     /// sinh nonlinearity `I = g·sinh(k·v)/k` (1/V); 0 = linear (`R` cells).
     pub nl_k_per_v: f64,
     /// Physical window of the device, when the card states it.
@@ -370,7 +370,7 @@ fn invalid(span: &Span, message: impl Into<String>) -> NetError {
     }
 }
 
-fn one_value<'a>(s: &'a Stmt) -> Result<&'a Value, NetError> {
+fn one_value(s: &Stmt) -> Result<&Value, NetError> {
     match s.values.as_slice() {
         [v] => Ok(v),
         [] => Err(invalid(&s.key_span, format!("`{}` needs a value", s.key))),
@@ -384,11 +384,7 @@ fn num_of(v: &Value, key: &str, unit: &str) -> Result<f64, NetError> {
             if !u.is_empty() && u != unit {
                 return Err(invalid(
                     &v.span,
-                    format!(
-                        "`{key}` is in {}, not {}",
-                        unit_name(unit),
-                        unit_name(u)
-                    ),
+                    format!("`{key}` is in {}, not {}", unit_name(unit), unit_name(u)),
                 ));
             }
             if !value.is_finite() {
@@ -410,7 +406,10 @@ fn num(s: &Stmt, unit: &str) -> Result<f64, NetError> {
 fn positive(s: &Stmt, unit: &str) -> Result<f64, NetError> {
     let x = num(s, unit)?;
     if x <= 0.0 {
-        return Err(invalid(&s.values[0].span, format!("`{}` must be > 0", s.key)));
+        return Err(invalid(
+            &s.values[0].span,
+            format!("`{}` must be > 0", s.key),
+        ));
     }
     Ok(x)
 }
@@ -418,7 +417,10 @@ fn positive(s: &Stmt, unit: &str) -> Result<f64, NetError> {
 fn non_negative(s: &Stmt, unit: &str) -> Result<f64, NetError> {
     let x = num(s, unit)?;
     if x < 0.0 {
-        return Err(invalid(&s.values[0].span, format!("`{}` must be ≥ 0", s.key)));
+        return Err(invalid(
+            &s.values[0].span,
+            format!("`{}` must be ≥ 0", s.key),
+        ));
     }
     Ok(x)
 }
@@ -427,7 +429,10 @@ fn count_of(v: &Value, key: &str) -> Result<usize, NetError> {
     match &v.kind {
         ValueKind::Number { value, unit } if unit.is_empty() => {
             if *value < 0.0 || value.fract() != 0.0 || *value > 1e12 {
-                Err(invalid(&v.span, format!("`{key}` needs a whole number ≥ 0")))
+                Err(invalid(
+                    &v.span,
+                    format!("`{key}` needs a whole number ≥ 0"),
+                ))
             } else {
                 Ok(*value as usize)
             }
@@ -446,7 +451,10 @@ fn count(s: &Stmt) -> Result<usize, NetError> {
 fn count_pos(s: &Stmt) -> Result<usize, NetError> {
     let n = count(s)?;
     if n == 0 {
-        return Err(invalid(&s.values[0].span, format!("`{}` must be ≥ 1", s.key)));
+        return Err(invalid(
+            &s.values[0].span,
+            format!("`{}` must be ≥ 1", s.key),
+        ));
     }
     Ok(n)
 }
@@ -507,7 +515,10 @@ fn padding(s: &Stmt) -> Result<Padding, NetError> {
         ValueKind::Ident(w) if w.eq_ignore_ascii_case("same") => Ok(Padding::Same),
         ValueKind::Ident(w) if w.eq_ignore_ascii_case("valid") => Ok(Padding::Valid),
         ValueKind::Number { .. } => Ok(Padding::Explicit(count_of(v, "padding")?)),
-        _ => Err(invalid(&v.span, "`padding` must be a number, `same` or `valid`")),
+        _ => Err(invalid(
+            &v.span,
+            "`padding` must be a number, `same` or `valid`",
+        )),
     }
 }
 
@@ -522,7 +533,10 @@ fn range_of(s: &Stmt, unit: &str) -> Result<[f64; 2], NetError> {
             }
             Ok([lo, hi])
         }
-        _ => Err(invalid(&v.span, format!("`{}` needs a range `lo .. hi`", s.key))),
+        _ => Err(invalid(
+            &v.span,
+            format!("`{}` needs a range `lo .. hi`", s.key),
+        )),
     }
 }
 
@@ -535,14 +549,21 @@ fn string(s: &Stmt) -> Result<(String, Span), NetError> {
         ValueKind::Str(t) => Ok((t.clone(), v.span.clone())),
         k => Err(invalid(
             &v.span,
-            format!("`{}` needs a quoted file name, found {}", s.key, k.describe()),
+            format!(
+                "`{}` needs a quoted file name, found {}",
+                s.key,
+                k.describe()
+            ),
         )),
     }
 }
 
 fn no_body(s: &Stmt) -> Result<(), NetError> {
     if s.body.is_some() {
-        return Err(invalid(&s.key_span, format!("`{}` takes no `{{ … }}` body", s.key)));
+        return Err(invalid(
+            &s.key_span,
+            format!("`{}` takes no `{{ … }}` body", s.key),
+        ));
     }
     Ok(())
 }
@@ -574,7 +595,7 @@ impl Seen {
             return Err(NetError::Duplicate {
                 span: s.key_span.clone(),
                 name: s.key.clone(),
-                first: first.clone(),
+                first: Box::new(first.clone()),
             });
         }
         self.0.insert(s.key.clone(), s.key_span.clone());
@@ -607,7 +628,10 @@ impl NetFile {
                 }
             }
             if s.body.is_none() {
-                return Err(invalid(&s.key_span, format!("`{}` needs a `{{ … }}` body", s.key)));
+                return Err(invalid(
+                    &s.key_span,
+                    format!("`{}` needs a `{{ … }}` body", s.key),
+                ));
             }
             match s.key.as_str() {
                 "network" => network = Some(network_block(s)?),
@@ -627,7 +651,8 @@ impl NetFile {
             1,
             std::sync::Arc::from(""),
         );
-        let network = network.ok_or_else(|| invalid(&file_span, "missing `network { … }` block"))?;
+        let network =
+            network.ok_or_else(|| invalid(&file_span, "missing `network { … }` block"))?;
         let hardware =
             hardware.ok_or_else(|| invalid(&file_span, "missing `hardware { … }` block"))?;
         let mapping = mapping.unwrap_or(MappingSpec {
@@ -730,7 +755,7 @@ fn network_block(s: &Stmt) -> Result<NetworkSpec, NetError> {
                         ))
                     }
                 };
-                if shape.iter().any(|&d| d == 0) {
+                if shape.contains(&0) {
                     return Err(invalid(&v.span, "input dimensions must be ≥ 1"));
                 }
                 input = Some((shape, v.span.clone()));
@@ -746,7 +771,7 @@ fn network_block(s: &Stmt) -> Result<NetworkSpec, NetError> {
                     return Err(NetError::Duplicate {
                         span: spec.span.clone(),
                         name: spec.name.clone(),
-                        first: first.clone(),
+                        first: Box::new(first.clone()),
                     });
                 }
                 names.insert(spec.name.clone(), spec.span.clone());
@@ -802,7 +827,10 @@ fn layer(
             _ => {
                 return Err(invalid(
                     &v.span,
-                    format!("a layer takes a name, then its settings in `{{ … }}` (found {})", v.kind.describe()),
+                    format!(
+                        "a layer takes a name, then its settings in `{{ … }}` (found {})",
+                        v.kind.describe()
+                    ),
                 ))
             }
         },
@@ -852,9 +880,9 @@ fn layer(
         }
     }
     let need = |k: &str| -> Result<&Stmt, NetError> {
-        get.get(k).copied().ok_or_else(|| {
-            invalid(&s.key_span, format!("`{}` needs `{k}`", s.key))
-        })
+        get.get(k)
+            .copied()
+            .ok_or_else(|| invalid(&s.key_span, format!("`{}` needs `{k}`", s.key)))
     };
     let kind = match kw {
         "conv" => LayerKind::Conv2d {
@@ -940,9 +968,9 @@ fn find_model(rel: &str, base: &Path) -> Result<PathBuf, String> {
 }
 
 /// Read the `.param name=value …` lines and `.model` lines of a card.
-fn read_card(path: &Path) -> Result<(HashMap<String, f64>, Vec<String>), String> {
+fn read_card(path: &Path) -> Result<(BTreeMap<String, f64>, Vec<String>), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let mut params = HashMap::new();
+    let mut params = BTreeMap::new();
     let mut models = Vec::new();
     let mut lines: Vec<String> = Vec::new();
     for raw in text.lines() {
@@ -974,23 +1002,34 @@ fn read_card(path: &Path) -> Result<(HashMap<String, f64>, Vec<String>), String>
 
 /// A SPICE number (`1.5e-4`, `10u`, `2.5k`, `1meg`).
 pub fn parse_spice_number(s: &str) -> Result<f64, String> {
-    let idx = s
-        .char_indices()
-        .find(|(i, c)| {
-            c.is_ascii_alphabetic()
-                && !((*c == 'e' || *c == 'E')
-                    && s[i + 1..]
-                        .chars()
-                        .next()
-                        .map(|d| d.is_ascii_digit() || d == '-' || d == '+')
-                        .unwrap_or(false))
-        })
-        .map(|(i, _)| i)
-        .unwrap_or(s.len());
-    let x: f64 = s[..idx].parse().map_err(|_| format!("bad number `{s}`"))?;
-    let (scale, _) =
-        super::units::split_suffix(&s[idx..]).ok_or_else(|| format!("bad suffix in `{s}`"))?;
-    Ok(x * scale)
+    let bad = || format!("bad number `{s}`");
+    let b = s.as_bytes();
+    let mut i = 0;
+    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+        i += 1;
+    }
+    while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+        i += 1;
+    }
+    let mantissa = &s[..i];
+    let mut exp = 0i32;
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        let mut j = i + 1;
+        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
+            j += 1;
+        }
+        let k0 = j;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j > k0 {
+            exp = s[i + 1..j].parse().map_err(|_| bad())?;
+            i = j;
+        }
+    }
+    let (power, _) =
+        super::units::split_suffix(&s[i..]).ok_or_else(|| format!("bad suffix in `{s}`"))?;
+    super::units::scaled(mantissa, exp, power).ok_or_else(bad)
 }
 
 const HW_KEYS: &[&str] = &[
@@ -1082,8 +1121,8 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
                     path: rel.clone(),
                     searched,
                 })?;
-                let (params, _) =
-                    read_card(&path).map_err(|m| invalid(&sp, format!("model card `{rel}`: {m}")))?;
+                let (params, _) = read_card(&path)
+                    .map_err(|m| invalid(&sp, format!("model card `{rel}`: {m}")))?;
                 hw.model = Some(DeviceModel {
                     path,
                     nl_k_per_v: params.get("nl_k").copied().unwrap_or(0.0),
@@ -1127,7 +1166,10 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
             "transistor" => {
                 let (rel, sp) = string(st)?;
                 if st.values.len() > 1 {
-                    return Err(invalid(&st.values[1].span, "`transistor` takes one file name; put w and l in `{ … }`"));
+                    return Err(invalid(
+                        &st.values[1].span,
+                        "`transistor` takes one file name; put w and l in `{ … }`",
+                    ));
                 }
                 let path = find_model(&rel, base).map_err(|searched| NetError::UnknownModel {
                     span: sp.clone(),
@@ -1199,7 +1241,10 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
         }
     }
     if hw.arrays == 0 {
-        return Err(invalid(&s.key_span, "`hardware` needs `arrays COUNT x ROWS x COLS`"));
+        return Err(invalid(
+            &s.key_span,
+            "`hardware` needs `arrays COUNT x ROWS x COLS`",
+        ));
     }
     let (Some(gmin_sp), Some(gmax_sp)) = (g_min_span, g_max_span) else {
         return Err(invalid(&s.key_span, "`hardware` needs `g_min` and `g_max`"));
@@ -1334,7 +1379,7 @@ fn mapping_block(s: &Stmt) -> Result<MappingSpec, NetError> {
                     return Err(NetError::Duplicate {
                         span: sp,
                         name,
-                        first: prev.span.clone(),
+                        first: Box::new(prev.span.clone()),
                     });
                 }
                 let mut lm = LayerMapping {
@@ -1447,11 +1492,16 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
                         "fraction" => {
                             let f = positive(b, "")?;
                             if f > 1.0 {
-                                return Err(invalid(&b.values[0].span, "`fraction` must be in (0, 1]"));
+                                return Err(invalid(
+                                    &b.values[0].span,
+                                    "`fraction` must be in (0, 1]",
+                                ));
                             }
                             t.dataset.fraction = f;
                         }
-                        _ => return Err(unknown_key(b, "`dataset`", &["train", "test", "fraction"])),
+                        _ => {
+                            return Err(unknown_key(b, "`dataset`", &["train", "test", "fraction"]))
+                        }
                     }
                 }
             }
