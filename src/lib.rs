@@ -3,3 +3,5 @@
 pub mod expr;
 pub mod netlist;
 pub mod span;
+pub mod circuit;
+pub mod peers;
