@@ -157,9 +157,9 @@ impl Solver {
             .stamp_nonlinear(x, &mut self.vals, &mut self.rhs, false);
         let p = &self.circuit.pattern;
         let mut r: Vec<f64> = self.rhs[..n].iter().map(|b| -b).collect();
-        for c in 0..n {
+        for (c, &xc) in x.iter().enumerate().take(n) {
             for k in p.col_ptr[c]..p.col_ptr[c + 1] {
-                r[p.row_idx[k]] += self.vals[k] * x[c];
+                r[p.row_idx[k]] += self.vals[k] * xc;
             }
         }
         r
