@@ -335,3 +335,92 @@ fn dc_sweep_points_and_compliance() {
     let want = 1e-4 / 2.0 * (vg - 0.7f64).powi(2);
     assert!((ig - want).abs() < 1e-3 * want, "{ig} vs {want}");
 }
+
+/// An equation with no solution (V(a) = V(a) + 1) must end in a located error, never a panic or
+/// a non-finite answer.
+#[test]
+fn impossible_equation_is_an_error() {
+    let expr = Expr::bin(BinOp::Add, Expr::V("a".into(), None), Expr::Num(1.0));
+    let nl = netlist(vec![
+        el(
+            "b1",
+            ElementKind::BVoltage {
+                n: nodes("a", "0"),
+                expr,
+            },
+        ),
+        r("r1", "a", "0", 1e3),
+    ]);
+    let e = run(&nl).unwrap_err().to_string();
+    assert!(e.contains("v(a)") || e.contains("i(b1)"), "{e}");
+}
+
+/// A node fed 1 A while its only path to ground can sink at most 1 mA has no operating point:
+/// after plain Newton, gmin stepping and source stepping the error names the node.
+#[test]
+fn unsolvable_circuit_names_the_node() {
+    let expr = Expr::bin(
+        BinOp::Mul,
+        Expr::Num(1e-3),
+        Expr::Call(Func::Tanh, vec![Expr::V("a".into(), None)]),
+    );
+    let nl = netlist(vec![
+        el(
+            "i1",
+            ElementKind::ISource {
+                n: nodes("0", "a"),
+                dc_a: 1.0,
+            },
+        ),
+        el(
+            "b1",
+            ElementKind::BCurrent {
+                n: nodes("a", "0"),
+                expr,
+            },
+        ),
+    ]);
+    let e = run(&nl).unwrap_err().to_string();
+    assert!(
+        (e.contains("did not converge") || e.contains("not finite")) && e.contains("v(a)"),
+        "{e}"
+    );
+}
+
+/// Fallbacks rescue a plain Newton that runs out of iterations (ITL1 = 2), and the answer
+/// satisfies the device equation.
+#[test]
+fn gmin_stepping_rescues_a_stiff_exponential() {
+    let expr = Expr::bin(
+        BinOp::Mul,
+        Expr::Num(1e-14),
+        Expr::Call(
+            Func::Exp,
+            vec![Expr::bin(
+                BinOp::Mul,
+                Expr::Num(40.0),
+                Expr::V("d".into(), None),
+            )],
+        ),
+    );
+    let mut nl = netlist(vec![
+        v("v1", "in", "0", 50.0),
+        r("r1", "in", "d", 1.0),
+        el(
+            "b1",
+            ElementKind::BCurrent {
+                n: nodes("d", "0"),
+                expr,
+            },
+        ),
+    ]);
+    nl.options.itl1 = 2;
+    let res = run(&nl).unwrap();
+    let AnalysisResult::Op { values } = &res[0] else {
+        panic!()
+    };
+    let vd = values["v(d)"];
+    let i_r = (50.0 - vd) / 1.0;
+    let i_d = 1e-14 * (40.0 * vd).exp();
+    assert!((i_r - i_d).abs() < 1e-9 * i_r, "{i_r} vs {i_d}");
+}
