@@ -1,8 +1,11 @@
 //! netc — circuit-level simulator and compiler for memristor crossbar neural networks.
 
+pub mod circuit;
 pub mod cli;
 pub mod expr;
 pub mod mapping;
 pub mod net;
 pub mod netlist;
+pub mod peers;
+pub mod solver;
 pub mod span;
