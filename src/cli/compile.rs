@@ -77,6 +77,16 @@ pub fn compile_in_memory(
     Ok((file, ir, lowering, w, prog))
 }
 
+/// The seeded input voltages of the `--whole` circuit (one per network input, in `v_in`).
+pub fn whole_inputs(file: &net::NetFile, ir: &net::NetworkIr) -> Vec<f64> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(file.mapping.seed ^ 0x77686f6c);
+    let hw = &file.hardware;
+    (0..ir.input.len())
+        .map(|_| rng.gen_range(hw.v_in_v[0]..=hw.v_in_v[1]))
+        .collect()
+}
+
 /// Compile and write the report, `mapping.json`, the floorplan and the netlists.
 pub fn compile(args: &CompileArgs) -> Result<Compiled, MappingError> {
     let (file, ir, lowering, weights, programmed) =
@@ -99,13 +109,7 @@ pub fn compile(args: &CompileArgs) -> Result<Compiled, MappingError> {
         netlists.push(p);
     }
     if args.whole {
-        use rand::{Rng, SeedableRng};
-        let n_in = ir.input.len();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(file.mapping.seed ^ 0x77686f6c);
-        let hw = &file.hardware;
-        let x: Vec<f64> = (0..n_in)
-            .map(|_| rng.gen_range(hw.v_in_v[0]..=hw.v_in_v[1]))
-            .collect();
+        let x = whole_inputs(&file, &ir);
         let text = emit::whole_netlist(&file, &ir, &lowering, &programmed, &x)?;
         let p = out_dir.join("network.cir");
         mapping::write_atomic(&p, text.as_bytes())?;

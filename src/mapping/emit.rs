@@ -15,8 +15,11 @@
 use super::lower::Lowering;
 use super::weights::{ArrayConductances, Programmed};
 use super::MappingError;
+use crate::expr::{BinOp, Expr, Func};
 use crate::net::spec::{CellKind, HardwareSpec, LayerKind, NetFile, Orientation, SenseSpec};
 use crate::net::NetworkIr;
+use crate::netlist::{Analysis, Element, ElementKind, MosModel, Netlist, SimOptions};
+use crate::span::Span;
 use std::fmt::Write;
 
 /// Shortest round-trip formatting of a number for SPICE.
@@ -37,6 +40,202 @@ pub enum Driver {
     Node(String),
     /// The negative of an existing node (through an inverting `B` source).
     NegNode(String),
+}
+
+/// A circuit being built: elements plus comment lines to print before some of them.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    pub netlist: Netlist,
+    /// `(element index, comment)`: the comment is written before that element.
+    pub comments: Vec<(usize, String)>,
+    /// `.model` cards used by the elements.
+    pub models: Vec<MosModel>,
+    /// Comment lines written after the elements.
+    pub trailer: Vec<String>,
+}
+
+fn ev(a: &str) -> Expr {
+    Expr::V(a.to_string(), None)
+}
+
+fn n(x: f64) -> Expr {
+    Expr::Num(x)
+}
+
+fn mul(a: Expr, b: Expr) -> Expr {
+    Expr::bin(BinOp::Mul, a, b)
+}
+
+fn div(a: Expr, b: Expr) -> Expr {
+    Expr::bin(BinOp::Div, a, b)
+}
+
+/// `vsat·tanh(a·x/vsat)`.
+fn sat(vsat: f64, a: f64, x: Expr) -> Expr {
+    mul(
+        n(vsat),
+        Expr::Call(Func::Tanh, vec![div(mul(n(a), x), n(vsat))]),
+    )
+}
+
+impl Emitted {
+    fn new(title: String) -> Emitted {
+        Emitted {
+            netlist: Netlist {
+                title,
+                elements: vec![],
+                analyses: vec![Analysis::Op {
+                    span: Span::default(),
+                }],
+                options: SimOptions::default(),
+                warnings: vec![],
+            },
+            comments: vec![],
+            models: vec![],
+            trailer: vec![],
+        }
+    }
+
+    fn comment(&mut self, c: impl Into<String>) {
+        self.comments.push((self.netlist.elements.len(), c.into()));
+    }
+
+    fn push(&mut self, name: String, kind: ElementKind) {
+        self.netlist.elements.push(Element {
+            name,
+            kind,
+            span: Span::default(),
+        });
+    }
+
+    fn r(&mut self, name: String, a: &str, b: &str, r_ohm: f64) {
+        self.push(
+            name,
+            ElementKind::Resistor {
+                n: [a.into(), b.into()],
+                r_ohm,
+            },
+        );
+    }
+
+    fn v(&mut self, name: String, a: &str, b: &str, dc_v: f64) {
+        self.push(
+            name,
+            ElementKind::VSource {
+                n: [a.into(), b.into()],
+                dc_v,
+            },
+        );
+    }
+
+    fn bv(&mut self, name: String, a: &str, b: &str, expr: Expr) {
+        self.push(
+            name,
+            ElementKind::BVoltage {
+                n: [a.into(), b.into()],
+                expr,
+            },
+        );
+    }
+
+    /// The netlist text in the dialect of DESIGN.md (ngspice runs it).
+    pub fn to_spice(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.netlist.title);
+        let mut ci = 0;
+        let head: Vec<&String> = self
+            .comments
+            .iter()
+            .take_while(|(i, _)| *i == 0)
+            .map(|(_, c)| c)
+            .collect();
+        for c in &head {
+            let _ = writeln!(out, "* {c}");
+        }
+        ci += head.len();
+        for m in &self.models {
+            let _ = writeln!(
+                out,
+                ".model {} {} (level=1 vto={} kp={} lambda={} gamma={} phi={} is={} ld={})",
+                m.name,
+                if m.nmos { "nmos" } else { "pmos" },
+                num(m.vto_v),
+                num(m.kp_a_per_v2),
+                num(m.lambda_per_v),
+                num(m.gamma_sqrt_v),
+                num(m.phi_v),
+                num(m.is_a),
+                num(m.ld_m)
+            );
+        }
+        for (k, e) in self.netlist.elements.iter().enumerate() {
+            while ci < self.comments.len() && self.comments[ci].0 == k {
+                let _ = writeln!(out, "* {}", self.comments[ci].1);
+                ci += 1;
+            }
+            let _ = writeln!(out, "{}", element_line(e));
+        }
+        for c in &self.trailer {
+            let _ = writeln!(out, "* {c}");
+        }
+        let _ = writeln!(out, ".op");
+        let _ = writeln!(out, ".end");
+        out
+    }
+}
+
+/// One element card.
+pub fn element_line(e: &Element) -> String {
+    let name = &e.name;
+    match &e.kind {
+        ElementKind::Resistor { n, r_ohm } => format!("{name} {} {} {}", n[0], n[1], num(*r_ohm)),
+        ElementKind::VSource { n, dc_v } => format!("{name} {} {} DC {}", n[0], n[1], num(*dc_v)),
+        ElementKind::ISource { n, dc_a } => format!("{name} {} {} DC {}", n[0], n[1], num(*dc_a)),
+        ElementKind::BVoltage { n, expr } => format!("{name} {} {} V={expr}", n[0], n[1]),
+        ElementKind::BCurrent { n, expr } => format!("{name} {} {} I={expr}", n[0], n[1]),
+        ElementKind::Mosfet {
+            d,
+            g,
+            s,
+            b,
+            model,
+            w_m,
+            l_m,
+        } => format!(
+            "{name} {d} {g} {s} {b} {} W={} L={}",
+            model.name,
+            num(*w_m),
+            num(*l_m)
+        ),
+        ElementKind::Vcvs { out, ctrl, gain } => {
+            format!(
+                "{name} {} {} {} {} {}",
+                out[0],
+                out[1],
+                ctrl[0],
+                ctrl[1],
+                num(*gain)
+            )
+        }
+        ElementKind::Vccs {
+            out,
+            ctrl,
+            gm_siemens,
+        } => format!(
+            "{name} {} {} {} {} {}",
+            out[0],
+            out[1],
+            ctrl[0],
+            ctrl[1],
+            num(*gm_siemens)
+        ),
+        ElementKind::Cccs { out, vsrc, gain } => {
+            format!("{name} {} {} {vsrc} {}", out[0], out[1], num(*gain))
+        }
+        ElementKind::Ccvs { out, vsrc, r_ohm } => {
+            format!("{name} {} {} {vsrc} {}", out[0], out[1], num(*r_ohm))
+        }
+    }
 }
 
 struct Names<'a> {
@@ -61,10 +260,10 @@ impl Names<'_> {
     }
 }
 
-/// Write one array. Returns the names of the column sense sources and, with op-amp sensing, the
+/// Add one array. Returns the names of the column sense sources and, with op-amp sensing, the
 /// TIA output nodes.
 fn write_array(
-    out: &mut String,
+    out: &mut Emitted,
     prefix: &str,
     hw: &HardwareSpec,
     arr: &ArrayConductances,
@@ -72,10 +271,10 @@ fn write_array(
 ) -> (Vec<String>, Vec<String>) {
     let (nr, nc) = (arr.rows, arr.cols);
     let rw = hw.r_wire_ohm > 0.0;
-    let n = Names { p: prefix, rw };
+    let nm = Names { p: prefix, rw };
     let k = hw.nl_k_per_v();
-    let _ = writeln!(out, "* ---- array {} ({}x{}) ----", arr.index, nr, nc);
-    let _ = writeln!(out, "* drivers");
+    out.comment(format!("---- array {} ({}x{}) ----", arr.index, nr, nc));
+    out.comment("drivers");
     for (i, driver) in drivers.iter().enumerate().take(nr) {
         let d = format!("{prefix}d{i}");
         let src = if hw.r_driver_ohm > 0.0 {
@@ -84,74 +283,71 @@ fn write_array(
             d.clone()
         };
         match driver {
-            Driver::Volts(v) => {
-                let _ = writeln!(out, "vin_{prefix}{i} {src} 0 DC {}", num(*v));
-            }
-            Driver::Node(node) => {
-                let _ = writeln!(out, "bbuf_{prefix}{i} {src} 0 V=V({node})");
-            }
-            Driver::NegNode(node) => {
-                let _ = writeln!(out, "binv_{prefix}{i} {src} 0 V=-V({node})");
-            }
+            Driver::Volts(v) => out.v(format!("vin_{prefix}{i}"), &src, "0", *v),
+            Driver::Node(node) => out.bv(format!("bbuf_{prefix}{i}"), &src, "0", ev(node)),
+            Driver::NegNode(node) => out.bv(
+                format!("binv_{prefix}{i}"),
+                &src,
+                "0",
+                Expr::Neg(Box::new(ev(node))),
+            ),
         }
         if hw.r_driver_ohm > 0.0 {
-            let _ = writeln!(out, "rdrv_{prefix}{i} {src} {d} {}", num(hw.r_driver_ohm));
+            out.r(format!("rdrv_{prefix}{i}"), &src, &d, hw.r_driver_ohm);
         }
     }
     if rw {
-        let r = num(hw.r_wire_ohm);
-        let _ = writeln!(
-            out,
-            "* word-line segments (driver -> cell (i,0), then along the row)"
-        );
+        let r = hw.r_wire_ohm;
+        out.comment("word-line segments (driver -> cell (i,0), then along the row)");
         for i in 0..nr {
-            let _ = writeln!(out, "rwl_{prefix}{i}_0 {prefix}d{i} {} {r}", n.wl(i, 0));
+            out.r(
+                format!("rwl_{prefix}{i}_0"),
+                &format!("{prefix}d{i}"),
+                &nm.wl(i, 0),
+                r,
+            );
             for j in 1..nc {
-                let _ = writeln!(
-                    out,
-                    "rwl_{prefix}{i}_{j} {} {} {r}",
-                    n.wl(i, j - 1),
-                    n.wl(i, j)
+                out.r(
+                    format!("rwl_{prefix}{i}_{j}"),
+                    &nm.wl(i, j - 1),
+                    &nm.wl(i, j),
+                    r,
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "* bit-line segments (along the column, then cell (R-1,j) -> sense)"
-        );
+        out.comment("bit-line segments (along the column, then cell (R-1,j) -> sense)");
         for j in 0..nc {
             for i in 1..nr {
-                let _ = writeln!(
-                    out,
-                    "rbl_{prefix}{i}_{j} {} {} {r}",
-                    n.bl(i - 1, j),
-                    n.bl(i, j)
+                out.r(
+                    format!("rbl_{prefix}{i}_{j}"),
+                    &nm.bl(i - 1, j),
+                    &nm.bl(i, j),
+                    r,
                 );
             }
-            let _ = writeln!(
-                out,
-                "rbl_{prefix}{nr}_{j} {} {prefix}s{j} {r}",
-                n.bl(nr - 1, j)
+            out.r(
+                format!("rbl_{prefix}{nr}_{j}"),
+                &nm.bl(nr - 1, j),
+                &format!("{prefix}s{j}"),
+                r,
             );
         }
     }
-    let _ = writeln!(out, "* sense");
+    out.comment("sense");
     let mut sense = Vec::new();
     let mut tia = Vec::new();
     for j in 0..nc {
         let s = format!("{prefix}s{j}");
         let q = if hw.r_sense_ohm > 0.0 {
             let q = format!("{prefix}q{j}");
-            let _ = writeln!(out, "rsns_{prefix}{j} {s} {q} {}", num(hw.r_sense_ohm));
+            out.r(format!("rsns_{prefix}{j}"), &s, &q, hw.r_sense_ohm);
             q
         } else {
             s
         };
         let vname = format!("vsense_{prefix}{j}");
         match &hw.sense {
-            SenseSpec::Ideal => {
-                let _ = writeln!(out, "{vname} {q} 0 DC 0");
-            }
+            SenseSpec::Ideal => out.v(vname.clone(), &q, "0", 0.0),
             SenseSpec::Opamp {
                 gain,
                 vsat_v,
@@ -159,54 +355,65 @@ fn write_array(
             } => {
                 let nn = format!("{prefix}n{j}");
                 let o = format!("{prefix}o{j}");
-                let _ = writeln!(out, "{vname} {q} {nn} DC 0");
-                let _ = writeln!(
-                    out,
-                    "btia_{prefix}{j} {o} 0 V={vs}*tanh({g}*(V(0)-V({nn}))/{vs})",
-                    vs = num(*vsat_v),
-                    g = num(*gain)
-                );
-                let _ = writeln!(out, "rfb_{prefix}{j} {nn} {o} {}", num(*r_feedback_ohm));
+                out.v(vname.clone(), &q, &nn, 0.0);
+                let x = Expr::bin(BinOp::Sub, ev("0"), ev(&nn));
+                out.bv(format!("btia_{prefix}{j}"), &o, "0", sat(*vsat_v, *gain, x));
+                out.r(format!("rfb_{prefix}{j}"), &nn, &o, *r_feedback_ohm);
                 tia.push(o);
             }
         }
         sense.push(vname);
     }
-    if hw.cell == CellKind::OneT1R {
-        let _ = writeln!(out, "* gate lines");
+    let t = hw.transistor.as_ref();
+    if t.is_some() && hw.cell == CellKind::OneT1R {
+        out.comment("gate lines");
         for i in 0..nr {
-            let _ = writeln!(out, "vg_{prefix}{i} {prefix}g{i} 0 DC {}", num(hw.v_gate_v));
+            out.v(
+                format!("vg_{prefix}{i}"),
+                &format!("{prefix}g{i}"),
+                "0",
+                hw.v_gate_v,
+            );
         }
     }
-    let _ = writeln!(out, "* cells");
-    let t = hw.transistor.as_ref();
+    out.comment("cells");
     for i in 0..nr {
         for j in 0..nc {
             let g = arr.g(i, j);
-            let (a, b) = (n.wl(i, j), n.bl(i, j));
+            let (a, b) = (nm.wl(i, j), nm.bl(i, j));
             let top = if hw.cell == CellKind::OneT1R {
                 format!("{prefix}m{i}_{j}")
             } else {
                 b.clone()
             };
             if k == 0.0 {
-                let _ = writeln!(out, "rx_{prefix}{i}_{j} {a} {top} {}", num(1.0 / g));
+                out.r(format!("rx_{prefix}{i}_{j}"), &a, &top, 1.0 / g);
             } else {
-                let _ = writeln!(
-                    out,
-                    "bx_{prefix}{i}_{j} {a} {top} I={}*sinh({}*V({a},{top}))/{}",
-                    num(g),
-                    num(k),
-                    num(k)
+                let vab = Expr::V(a.clone(), Some(top.clone()));
+                let expr = div(
+                    mul(n(g), Expr::Call(Func::Sinh, vec![mul(n(k), vab)])),
+                    n(k),
+                );
+                out.push(
+                    format!("bx_{prefix}{i}_{j}"),
+                    ElementKind::BCurrent {
+                        n: [a.clone(), top.clone()],
+                        expr,
+                    },
                 );
             }
-            if let Some(t) = t {
-                let _ = writeln!(
-                    out,
-                    "mx_{prefix}{i}_{j} {top} {prefix}g{i} {b} 0 {} W={} L={}",
-                    t.model_name,
-                    num(t.w_m),
-                    num(t.l_m)
+            if let (Some(t), CellKind::OneT1R) = (t, hw.cell) {
+                out.push(
+                    format!("mx_{prefix}{i}_{j}"),
+                    ElementKind::Mosfet {
+                        d: top.clone(),
+                        g: format!("{prefix}g{i}"),
+                        s: b.clone(),
+                        b: "0".into(),
+                        model: t.model.clone(),
+                        w_m: t.w_m,
+                        l_m: t.l_m,
+                    },
                 );
             }
         }
@@ -214,17 +421,15 @@ fn write_array(
     (sense, tia)
 }
 
-fn header(out: &mut String, title: &str, file: &NetFile) {
+fn start(title: String, file: &NetFile) -> Emitted {
     let hw = &file.hardware;
-    let _ = writeln!(out, "{title}");
-    let _ = writeln!(
-        out,
-        "* written by netc compile from {}",
+    let mut out = Emitted::new(title);
+    out.comment(format!(
+        "written by netc compile from {}",
         file.path.display()
-    );
-    let _ = writeln!(
-        out,
-        "* cells {:?}, window [{}, {}] S, r_wire {} ohm, r_driver {} ohm, r_sense {} ohm, sinh k {} /V",
+    ));
+    out.comment(format!(
+        "cells {:?}, window [{}, {}] S, r_wire {} ohm, r_driver {} ohm, r_sense {} ohm, sinh k {} /V",
         hw.cell,
         num(hw.g_min_s),
         num(hw.g_max_s),
@@ -232,21 +437,21 @@ fn header(out: &mut String, title: &str, file: &NetFile) {
         num(hw.r_driver_ohm),
         num(hw.r_sense_ohm),
         num(hw.nl_k_per_v())
-    );
-    if let Some(t) = &hw.transistor {
-        let _ = writeln!(out, "* transistor card {}", t.path.display());
-        let _ = writeln!(out, "{}", t.model_text);
+    ));
+    if let (Some(t), CellKind::OneT1R) = (&hw.transistor, hw.cell) {
+        out.comment(format!("transistor card {}", t.path.display()));
+        out.models.push(t.model.clone());
     }
+    out
 }
 
-/// The netlist of one array with the given row voltages (one per physical row), with `.op`.
-/// A comment lists the ideal column currents `Σ_i V_i·g_ij` (exact for linear cells, no wires).
-pub fn array_netlist(file: &NetFile, arr: &ArrayConductances, row_v: &[f64]) -> String {
+/// The circuit of one array with the given row voltages (one per physical row), with `.op`.
+/// A trailing comment lists the ideal column currents `Σ_i V_i·g_ij` (exact for linear cells
+/// without wire, driver, sense or transistor resistance).
+pub fn array_circuit(file: &NetFile, arr: &ArrayConductances, row_v: &[f64]) -> Emitted {
     let hw = &file.hardware;
-    let mut out = String::new();
-    header(
-        &mut out,
-        &format!(
+    let mut out = start(
+        format!(
             "netc array {} of network {} ({}x{})",
             arr.index, file.network.name, arr.rows, arr.cols
         ),
@@ -254,17 +459,18 @@ pub fn array_netlist(file: &NetFile, arr: &ArrayConductances, row_v: &[f64]) -> 
     );
     let drivers: Vec<Driver> = row_v.iter().map(|&v| Driver::Volts(v)).collect();
     let (sense, _) = write_array(&mut out, "", hw, arr, &drivers);
-    let _ = writeln!(
-        out,
-        "* ideal column currents (linear cells, no wire resistance), A:"
-    );
+    out.trailer
+        .push("ideal column currents (linear cells, no parasitics), A:".into());
     for (j, name) in sense.iter().enumerate() {
-        let i: f64 = (0..arr.rows).map(|r| row_v[r] * arr.g(r, j)).sum();
-        let _ = writeln!(out, "* ideal i({name}) = {}", num(i));
+        let i: f64 = row_v.iter().enumerate().map(|(r, v)| v * arr.g(r, j)).sum();
+        out.trailer.push(format!("ideal i({name}) = {}", num(i)));
     }
-    let _ = writeln!(out, ".op");
-    let _ = writeln!(out, ".end");
     out
+}
+
+/// [`array_circuit`] as netlist text.
+pub fn array_netlist(file: &NetFile, arr: &ArrayConductances, row_v: &[f64]) -> String {
+    array_circuit(file, arr, row_v).to_spice()
 }
 
 /// Row voltages for the standalone array netlists: every matrix gets a seeded input vector in
@@ -296,13 +502,13 @@ pub fn demo_rows(lowering: &Lowering, hw: &HardwareSpec, seed: u64) -> Vec<Vec<f
 /// neuron stages `V = vsat·tanh(a·(V(n) − V(p))/vsat)` (hidden neurons saturate at the `v_in`
 /// maximum with the layer's tanh slope in 1/A; the output neurons are unit-gain differential
 /// stages saturating at the op-amp `vsat`). Output neuron `k` is node `out<k>`.
-pub fn whole_netlist(
+pub fn whole_circuit(
     file: &NetFile,
     ir: &NetworkIr,
     lowering: &Lowering,
     prog: &Programmed,
     x_v: &[f64],
-) -> Result<String, MappingError> {
+) -> Result<Emitted, MappingError> {
     let hw = &file.hardware;
     let fail = |span: &crate::span::Span, m: String| MappingError::Emit {
         span: span.clone(),
@@ -390,10 +596,8 @@ pub fn whole_netlist(
             ));
         }
     }
-    let mut out = String::new();
-    header(
-        &mut out,
-        &format!(
+    let mut out = start(
+        format!(
             "netc whole network {} ({} layers)",
             file.network.name,
             chain.len()
@@ -438,22 +642,26 @@ pub fn whole_netlist(
         }
         let prefix = format!("a{}_", t.array);
         let (_, tia) = write_array(&mut out, &prefix, hw, arr, &drivers);
-        let _ = writeln!(out, "* neurons of layer {}", m.layer);
+        out.comment(format!("neurons of layer {}", m.layer));
         let mut next = Vec::new();
         for j in 0..m.cols {
             // Rf·(I⁺ − I⁻) as a sum of TIA outputs (each is −Rf·I).
-            let mut e = String::new();
+            let mut e = n(0.0);
             match m.orientation {
                 Orientation::Columns => {
                     for k in 0..m.pairs {
                         let (_, cp) = t.cell(m, 0, j, k, 0);
                         let (_, cm) = t.cell(m, 0, j, k, 1);
-                        let _ = write!(e, "+V({})-V({})", tia[cm], tia[cp]);
+                        e = Expr::bin(
+                            BinOp::Add,
+                            e,
+                            Expr::bin(BinOp::Sub, ev(&tia[cm]), ev(&tia[cp])),
+                        );
                     }
                 }
                 Orientation::Rows => {
                     let (_, c) = t.cell(m, 0, j, 0, 0);
-                    let _ = write!(e, "-V({})", tia[c]);
+                    e = Expr::bin(BinOp::Sub, e, ev(&tia[c]));
                 }
             }
             let node = match slope {
@@ -464,17 +672,21 @@ pub fn whole_netlist(
                 Some(s) => (v_hidden, s * v_hidden / r_feedback_ohm),
                 None => (vsat_v, 1.0),
             };
-            let _ = writeln!(
-                out,
-                "bn_{node} {node} 0 V={vs}*tanh({a}*(0{e})/{vs})",
-                vs = num(vs),
-                a = num(a)
-            );
+            out.bv(format!("bn_{node}"), &node, "0", sat(vs, a, e));
             next.push(Driver::Node(node));
         }
         inputs = next;
     }
-    let _ = writeln!(out, ".op");
-    let _ = writeln!(out, ".end");
     Ok(out)
+}
+
+/// [`whole_circuit`] as netlist text.
+pub fn whole_netlist(
+    file: &NetFile,
+    ir: &NetworkIr,
+    lowering: &Lowering,
+    prog: &Programmed,
+    x_v: &[f64],
+) -> Result<String, MappingError> {
+    Ok(whole_circuit(file, ir, lowering, prog, x_v)?.to_spice())
 }

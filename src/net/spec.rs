@@ -171,8 +171,9 @@ pub struct TransistorSpec {
     pub path: PathBuf,
     /// Name of the `.model` in the card.
     pub model_name: String,
-    /// The card's `.model` line(s), copied into emitted netlists.
-    pub model_text: String,
+    /// The card's level-1 `.model`, written into emitted netlists.
+    #[serde(skip)]
+    pub model: crate::netlist::MosModel,
     pub w_m: f64,
     pub l_m: f64,
 }
@@ -1000,6 +1001,52 @@ fn read_card(path: &Path) -> Result<(BTreeMap<String, f64>, Vec<String>), String
     Ok((params, models))
 }
 
+/// Parse a level-1 `.model NAME nmos|pmos (level=1 vto=… kp=… …)` line.
+pub fn parse_mos_model(line: &str) -> Result<crate::netlist::MosModel, String> {
+    let norm = line
+        .replace(['(', ')', ','], " ")
+        .replace(" =", "=")
+        .replace("= ", "=");
+    let mut it = norm.split_whitespace();
+    let _ = it.next(); // .model
+    let name = it
+        .next()
+        .ok_or("`.model` without a name")?
+        .to_ascii_lowercase();
+    let kind = it
+        .next()
+        .ok_or("`.model` without a type")?
+        .to_ascii_lowercase();
+    let mut m = crate::netlist::MosModel {
+        name,
+        nmos: match kind.as_str() {
+            "nmos" => true,
+            "pmos" => false,
+            k => return Err(format!("model type `{k}` is not nmos or pmos")),
+        },
+        ..Default::default()
+    };
+    for item in it {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| format!("bad model parameter `{item}`"))?;
+        let x = parse_spice_number(v)?;
+        match k.to_ascii_lowercase().as_str() {
+            "level" if x == 1.0 => {}
+            "level" => return Err(format!("only level=1 MOSFETs are supported, not level={v}")),
+            "vto" => m.vto_v = x,
+            "kp" => m.kp_a_per_v2 = x,
+            "lambda" => m.lambda_per_v = x,
+            "gamma" => m.gamma_sqrt_v = x,
+            "phi" => m.phi_v = x,
+            "is" => m.is_a = x,
+            "ld" => m.ld_m = x,
+            other => return Err(format!("unsupported level-1 parameter `{other}`")),
+        }
+    }
+    Ok(m)
+}
+
 /// A SPICE number (`1.5e-4`, `10u`, `2.5k`, `1meg`).
 pub fn parse_spice_number(s: &str) -> Result<f64, String> {
     let bad = || format!("bad number `{s}`");
@@ -1181,15 +1228,12 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
                 let first = models.first().ok_or_else(|| {
                     invalid(&sp, format!("transistor card `{rel}` has no `.model` line"))
                 })?;
-                let model_name = first
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("nmos")
-                    .to_ascii_lowercase();
+                let model = parse_mos_model(first)
+                    .map_err(|m| invalid(&sp, format!("transistor card `{rel}`: {m}")))?;
                 let mut t = TransistorSpec {
                     path,
-                    model_name,
-                    model_text: models.join("\n"),
+                    model_name: model.name.clone(),
+                    model,
                     w_m: params.get("w").copied().unwrap_or(1e-6),
                     l_m: params.get("l").copied().unwrap_or(1e-6),
                 };
