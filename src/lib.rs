@@ -3,3 +3,4 @@
 pub mod expr;
 pub mod netlist;
 pub mod span;
+pub mod spice;
