@@ -6,3 +6,4 @@ pub mod netlist;
 pub mod peers;
 pub mod solver;
 pub mod span;
+pub mod spice;
