@@ -15,7 +15,9 @@ fn crossbar(n: usize, seed: u64) -> String {
     // a small deterministic generator (LCG) keeps this benchmark free of extra dependencies
     let mut s = seed;
     let mut rnd = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 11) as f64 / (1u64 << 53) as f64
     };
     let rw = 2.5;
@@ -103,10 +105,16 @@ fn main() {
         std::fs::write(&file, crossbar(n, 7)).expect("write netlist");
         let f = file.to_str().expect("utf-8 path");
         let runs = if n <= 128 { 5 } else { 3 };
-        let ours = median((0..runs).map(|_| measure(&[netc, "solve", f, "--json"])).collect());
+        let ours = median(
+            (0..runs)
+                .map(|_| measure(&[netc, "solve", f, "--json"]))
+                .collect(),
+        );
         let theirs = if have_ngspice && n <= 128 {
             let k = if n <= 32 { 3 } else { 1 };
-            Some(median((0..k).map(|_| measure(&["ngspice", "-b", f])).collect()))
+            Some(median(
+                (0..k).map(|_| measure(&["ngspice", "-b", f])).collect(),
+            ))
         } else {
             None
         };
@@ -114,7 +122,10 @@ fn main() {
         match theirs {
             Some((t, _)) => println!(
                 "{n:>6} {unknowns:>10} {:>12.4} {:>10.1} {:>12.3} {:>9.0}×",
-                ours.0, ours.1, t, t / ours.0
+                ours.0,
+                ours.1,
+                t,
+                t / ours.0
             ),
             None => println!(
                 "{n:>6} {unknowns:>10} {:>12.4} {:>10.1} {:>12} {:>10}",

@@ -1,6 +1,7 @@
 //! netc — circuit-level simulator and compiler for memristor crossbar neural networks.
 
 pub mod circuit;
+pub mod cli;
 pub mod expr;
 pub mod netlist;
 pub mod peers;

@@ -45,7 +45,9 @@ fn normalise(mut n: Netlist) -> Netlist {
     }
     for a in &mut n.analyses {
         match a {
-            netc::netlist::Analysis::Op { span } | netc::netlist::Analysis::Dc { span, .. } => *span = Span::default(),
+            netc::netlist::Analysis::Op { span } | netc::netlist::Analysis::Dc { span, .. } => {
+                *span = Span::default()
+            }
         }
     }
     n.warnings.clear();
@@ -59,7 +61,10 @@ fn write_then_parse_gives_the_same_netlist() {
     assert!(a.elements.iter().any(|e| e.name == "x2.bm"));
     let text = write_netlist(&a);
     assert!(text.contains("\nb.x1.bm x1.mid col i="), "{text}");
-    assert!(text.contains("\nm.x2.m1 x2.mid x2.g col 0 x2.lnch "), "{text}");
+    assert!(
+        text.contains("\nm.x2.m1 x2.mid x2.g col 0 x2.lnch "),
+        "{text}"
+    );
     let b = parse_str(&text, "written.cir").unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(normalise(a.clone()), normalise(b.clone()), "{text}");
     // And once more: the text is a fixed point.
@@ -71,7 +76,9 @@ fn write_then_parse_gives_the_same_netlist() {
 fn mutated_and_random_input_never_panics() {
     let seeds = [RICH, "t\nR1 a b {1k*(2+3)}\n+ ; c\nV1 a 0 dc 1 $ x\n.subckt s a b\nX1 a b s2\n.ends\n.subckt s2 a b\nR1 a b 1\n.ends\nX9 1 2 s\n.op\n"];
     let mut rng = ChaCha8Rng::seed_from_u64(20240611);
-    let specials: Vec<char> = "(){}'\"=,;$+-*/^. \t\n*xXvV0123456789.ekKmMgG_:#\u{e9}".chars().collect();
+    let specials: Vec<char> = "(){}'\"=,;$+-*/^. \t\n*xXvV0123456789.ekKmMgG_:#\u{e9}"
+        .chars()
+        .collect();
     let mut n_ok = 0;
     let mut n_err = 0;
     for round in 0..3000 {
@@ -108,7 +115,8 @@ fn mutated_and_random_input_never_panics() {
                 n_ok += 1;
                 // What parses must also write and parse back.
                 let w = write_netlist(&n);
-                let back = parse_str(&w, "w.cir").unwrap_or_else(|e| panic!("{e}\nfrom\n{text}\nwritten\n{w}"));
+                let back = parse_str(&w, "w.cir")
+                    .unwrap_or_else(|e| panic!("{e}\nfrom\n{text}\nwritten\n{w}"));
                 assert_eq!(normalise(n), normalise(back), "{text}");
             }
             Err(e) => {

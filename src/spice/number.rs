@@ -121,7 +121,9 @@ mod tests {
                 "{s}: got {got}, want {v}"
             );
         }
-        for bad in ["", "k", "-", ".", "e3", "1k2", "1.2.3", "1e", "x1", "1-2", "1e999"] {
+        for bad in [
+            "", "k", "-", ".", "e3", "1k2", "1.2.3", "1e", "x1", "1-2", "1e999",
+        ] {
             if bad == "1e" {
                 // `1e` is 1 with unit letter `e`.
                 assert_eq!(parse_number(bad), Some(1.0));
