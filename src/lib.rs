@@ -5,3 +5,4 @@ pub mod netlist;
 pub mod span;
 pub mod circuit;
 pub mod peers;
+pub mod xbar;
