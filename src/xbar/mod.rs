@@ -11,6 +11,7 @@
 //! - [`read`] and [`program`] for single-cell operations.
 
 pub mod array;
+pub mod badcrossbar;
 pub mod emit;
 pub mod eval;
 pub mod factor;
