@@ -229,9 +229,10 @@ fn read_sneak_paths_behave() {
     assert!(rel_err(gnd.cell_a, 0.2e-6) < 0.05);
     for scheme in [Scheme::Floating, Scheme::Grounded, Scheme::Half, Scheme::Third] {
         let (res, s) = read(&xb, 3, 4, 0.2, scheme, &opts).unwrap();
-        // The sneak part is exactly what the other cells of the selected column carry.
+        // The sneak part is what the other cells of the selected column carry (exactly, up to the
+        // gmin leakage of floating bit-line nodes: at most 8 nodes × 1e-12 S × 0.2 V).
         let others: f64 = (0..r).filter(|&i| i != 3).map(|i| s.i_cell[i * c + 4]).sum();
-        assert!((res.sneak_a - others).abs() <= 1e-12 * res.measured_a.abs().max(1e-9), "{scheme:?}");
+        assert!((res.sneak_a - others).abs() <= 1e-12 * res.measured_a.abs() + 2e-12, "{scheme:?}");
     }
 }
 
