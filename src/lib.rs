@@ -1,5 +1,4 @@
 //! netc — circuit-level simulator and compiler for memristor crossbar neural networks.
-
 pub mod circuit;
 pub mod cli;
 pub mod expr;
@@ -8,3 +7,4 @@ pub mod peers;
 pub mod solver;
 pub mod span;
 pub mod spice;
+pub mod xbar;
