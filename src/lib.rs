@@ -2,6 +2,8 @@
 pub mod circuit;
 pub mod cli;
 pub mod expr;
+pub mod mapping;
+pub mod net;
 pub mod netlist;
 pub mod peers;
 pub mod solver;

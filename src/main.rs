@@ -2,25 +2,31 @@ use clap::{Parser, Subcommand};
 use netc::cli;
 
 /// netc — circuit-level simulator and compiler for memristor crossbar neural networks.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "netc", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Command {
     /// Solve a SPICE-dialect netlist (.op, .dc) with sparse nodal analysis.
     Solve(cli::solve::SolveArgs),
+    /// Map a `.net` network onto crossbar arrays: report, mapping.json, floorplan, netlists.
+    Compile(cli::compile::CompileArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Solve(a) => cli::solve::run(&a)?,
+        Command::Compile(a) => cli::compile::run(&a)?,
+    }
+    Ok(())
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let result: anyhow::Result<()> = match &cli.command {
-        Command::Solve(a) => cli::solve::run(a).map_err(anyhow::Error::from),
-    };
-    if let Err(e) = result {
+    if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
