@@ -2,7 +2,11 @@ use clap::{Parser, Subcommand};
 use netc::cli;
 
 #[derive(Parser)]
-#[command(name = "netc", version, about = "Circuit-level simulator and compiler for memristor crossbar neural networks")]
+#[command(
+    name = "netc",
+    version,
+    about = "Circuit-level simulator and compiler for memristor crossbar neural networks"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,

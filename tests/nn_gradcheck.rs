@@ -9,14 +9,22 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn rand_matrix(r: usize, c: usize, rng: &mut ChaCha8Rng, scale: f64) -> Matrix {
-    Matrix::from_vec(r, c, (0..r * c).map(|_| rng.gen_range(-scale..scale)).collect()).unwrap()
+    Matrix::from_vec(
+        r,
+        c,
+        (0..r * c).map(|_| rng.gen_range(-scale..scale)).collect(),
+    )
+    .unwrap()
 }
 
 /// L = Σ y ⊙ R for a random projection R; checks dL/dx and dL/dW.
 fn check_layer(spec: LayerSpec, s: Shape, n: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let ws = layers::weight_shapes(&spec, s);
-    let mut weights: Vec<Matrix> = ws.iter().map(|&(r, c)| rand_matrix(r, c, &mut rng, 0.7)).collect();
+    let mut weights: Vec<Matrix> = ws
+        .iter()
+        .map(|&(r, c)| rand_matrix(r, c, &mut rng, 0.7))
+        .collect();
     let slots: Vec<usize> = (0..ws.len()).collect();
     let len: usize = s.iter().product();
     let x = rand_matrix(n, len, &mut rng, 1.0);
@@ -40,7 +48,11 @@ fn check_layer(spec: LayerSpec, s: Shape, n: usize) {
         xp.data[i] += h;
         xm.data[i] -= h;
         let fd = (lossf(&run(&weights, &xp).0) - lossf(&run(&weights, &xm).0)) / (2.0 * h);
-        assert!(tol(fd, dx.data[i]), "{spec:?}: dx[{i}] analytic {} vs fd {fd}", dx.data[i]);
+        assert!(
+            tol(fd, dx.data[i]),
+            "{spec:?}: dx[{i}] analytic {} vs fd {fd}",
+            dx.data[i]
+        );
     }
     for k in 0..weights.len() {
         for i in 0..weights[k].data.len() {
@@ -51,22 +63,68 @@ fn check_layer(spec: LayerSpec, s: Shape, n: usize) {
             let lm = lossf(&run(&weights, &x).0);
             weights[k].data[i] = orig;
             let fd = (lp - lm) / (2.0 * h);
-            assert!(tol(fd, grads[k].data[i]), "{spec:?}: dW{k}[{i}] analytic {} vs fd {fd}", grads[k].data[i]);
+            assert!(
+                tol(fd, grads[k].data[i]),
+                "{spec:?}: dW{k}[{i}] analytic {} vs fd {fd}",
+                grads[k].data[i]
+            );
         }
     }
 }
 
 #[test]
 fn conv2d_padding_stride_bias() {
-    check_layer(LayerSpec::Conv2d { out_channels: 3, kernel: [3, 3], stride: 1, pad: Pad::uniform(1), bias: true }, [2, 5, 5], 2);
-    check_layer(LayerSpec::Conv2d { out_channels: 2, kernel: [2, 3], stride: 2, pad: Pad { top: 0, bottom: 1, left: 2, right: 0 }, bias: false }, [1, 6, 5], 2);
-    check_layer(LayerSpec::Conv2d { out_channels: 4, kernel: [2, 2], stride: 1, pad: Pad::same(2, 2), bias: false }, [3, 4, 4], 1);
+    check_layer(
+        LayerSpec::Conv2d {
+            out_channels: 3,
+            kernel: [3, 3],
+            stride: 1,
+            pad: Pad::uniform(1),
+            bias: true,
+        },
+        [2, 5, 5],
+        2,
+    );
+    check_layer(
+        LayerSpec::Conv2d {
+            out_channels: 2,
+            kernel: [2, 3],
+            stride: 2,
+            pad: Pad {
+                top: 0,
+                bottom: 1,
+                left: 2,
+                right: 0,
+            },
+            bias: false,
+        },
+        [1, 6, 5],
+        2,
+    );
+    check_layer(
+        LayerSpec::Conv2d {
+            out_channels: 4,
+            kernel: [2, 2],
+            stride: 1,
+            pad: Pad::same(2, 2),
+            bias: false,
+        },
+        [3, 4, 4],
+        1,
+    );
 }
 
 #[test]
 fn dense() {
     check_layer(LayerSpec::Dense { out: 4, bias: true }, [2, 2, 2], 3);
-    check_layer(LayerSpec::Dense { out: 3, bias: false }, [5, 1, 1], 2);
+    check_layer(
+        LayerSpec::Dense {
+            out: 3,
+            bias: false,
+        },
+        [5, 1, 1],
+        2,
+    );
 }
 
 #[test]
@@ -86,15 +144,38 @@ fn max_pool() {
 
 #[test]
 fn conv_lstm_bptt() {
-    check_layer(LayerSpec::ConvLstm { hidden: 2, steps: 3, in_kernel: [3, 3], rec_kernel: [2, 2], bias: true }, [3, 5, 5], 2);
-    check_layer(LayerSpec::ConvLstm { hidden: 3, steps: 2, in_kernel: [2, 2], rec_kernel: [3, 3], bias: false }, [4, 4, 4], 1);
+    check_layer(
+        LayerSpec::ConvLstm {
+            hidden: 2,
+            steps: 3,
+            in_kernel: [3, 3],
+            rec_kernel: [2, 2],
+            bias: true,
+        },
+        [3, 5, 5],
+        2,
+    );
+    check_layer(
+        LayerSpec::ConvLstm {
+            hidden: 3,
+            steps: 2,
+            in_kernel: [2, 2],
+            rec_kernel: [3, 3],
+            bias: false,
+        },
+        [4, 4, 4],
+        1,
+    );
 }
 
+#[allow(clippy::needless_range_loop)]
 fn check_model(mut m: Model, n: usize, k: usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     m.init(&mut rng);
     for w in &mut m.weights {
-        w.data.iter_mut().for_each(|v| *v += rng.gen_range(-0.1..0.1)); // non-zero biases too
+        w.data
+            .iter_mut()
+            .for_each(|v| *v += rng.gen_range(-0.1..0.1)); // non-zero biases too
     }
     let x = rand_matrix(n, m.input_len(), &mut rng, 1.0);
     let labels: Vec<usize> = (0..n).map(|i| i % k).collect();
@@ -120,7 +201,10 @@ fn check_model(mut m: Model, n: usize, k: usize) {
             m.weights[s].data[i] = orig;
             let fd = (lp - lm) / (2.0 * h);
             let g = grads[s].data[i];
-            assert!((fd - g).abs() <= 1e-6 * (1.0 + fd.abs()), "slot {s} [{i}]: analytic {g} vs fd {fd}");
+            assert!(
+                (fd - g).abs() <= 1e-6 * (1.0 + fd.abs()),
+                "slot {s} [{i}]: analytic {g} vs fd {fd}"
+            );
         }
     }
 }
@@ -142,7 +226,10 @@ fn whole_networks_softmax_ce_and_mse() {
         .tanh(1.7)
         .dense(4, true)
         .tanh(1.0)
-        .spec(LossSpec::Mse { target_on: 1.0, target_off: -1.0 });
+        .spec(LossSpec::Mse {
+            target_on: 1.0,
+            target_off: -1.0,
+        });
     check_model(Model::new(mlp).unwrap(), 4, 4);
     let lstm = ModelBuilder::new([3, 5, 5])
         .conv_lstm(2, 3, [3, 3], [2, 2], false)
@@ -166,9 +253,14 @@ fn softmax_ce_closed_form() {
 
 #[test]
 fn shape_errors_are_reported() {
-    let bad = ModelBuilder::new([1, 2, 2]).conv2d(1, [3, 3], 1, Pad::default(), false).flatten().spec(LossSpec::SoftmaxCrossEntropy);
+    let bad = ModelBuilder::new([1, 2, 2])
+        .conv2d(1, [3, 3], 1, Pad::default(), false)
+        .flatten()
+        .spec(LossSpec::SoftmaxCrossEntropy);
     let e = Model::new(bad).unwrap_err().to_string();
     assert!(e.contains("layer 0"), "{e}");
-    let not_vector = ModelBuilder::new([1, 4, 4]).relu().spec(LossSpec::SoftmaxCrossEntropy);
+    let not_vector = ModelBuilder::new([1, 4, 4])
+        .relu()
+        .spec(LossSpec::SoftmaxCrossEntropy);
     assert!(Model::new(not_vector).is_err());
 }

@@ -9,7 +9,10 @@ fn m(v: &[f64]) -> Matrix {
 
 #[test]
 fn sgd_momentum_two_steps() {
-    let mut o = Optimizer::new(OptimizerSpec::Sgd { lr: 0.1, momentum: 0.9 });
+    let mut o = Optimizer::new(OptimizerSpec::Sgd {
+        lr: 0.1,
+        momentum: 0.9,
+    });
     let mut p = vec![m(&[1.0, -2.0])];
     let g = vec![m(&[0.5, -1.0])];
     o.step(&mut p, &g).unwrap();
@@ -23,7 +26,10 @@ fn sgd_momentum_two_steps() {
 #[test]
 fn sgd_minimises_quadratic() {
     // f(w) = ½(w − 3)²
-    let mut o = Optimizer::new(OptimizerSpec::Sgd { lr: 0.1, momentum: 0.5 });
+    let mut o = Optimizer::new(OptimizerSpec::Sgd {
+        lr: 0.1,
+        momentum: 0.5,
+    });
     let mut p = vec![m(&[0.0])];
     for _ in 0..200 {
         let g = vec![m(&[p[0].data[0] - 3.0])];
@@ -35,7 +41,11 @@ fn sgd_minimises_quadratic() {
 #[test]
 fn rmsprop_closed_form() {
     let (lr, rho, eps) = (0.01, 0.9, 1e-8);
-    let mut o = Optimizer::new(OptimizerSpec::RmsProp { lr, decay: rho, eps });
+    let mut o = Optimizer::new(OptimizerSpec::RmsProp {
+        lr,
+        decay: rho,
+        eps,
+    });
     let mut p = vec![m(&[0.0, 0.0])];
     let g1 = vec![m(&[2.0, -0.5])];
     let d1 = o.step(&mut p, &g1).unwrap();
@@ -60,7 +70,10 @@ fn manhattan_is_sign_only() {
 
 #[test]
 fn threshold_rule_skips_small_updates() {
-    let mut o = Optimizer::new(OptimizerSpec::Threshold { lr: 1.0, threshold: 0.5 });
+    let mut o = Optimizer::new(OptimizerSpec::Threshold {
+        lr: 1.0,
+        threshold: 0.5,
+    });
     let mut p = vec![m(&[0.0, 0.0, 0.0, 0.0])];
     o.step(&mut p, &[m(&[0.4, -0.6, 0.5, -0.49])]).unwrap();
     assert_eq!(p[0].data, vec![0.0, 0.6, -0.5, 0.0]);

@@ -30,7 +30,9 @@ pub fn run(a: &Args) -> Result<(), DataError> {
     match &a.cmd {
         DataCmd::Fetch { name, dir } => {
             if name != "mnist" {
-                return Err(DataError::Invalid(format!("unknown dataset {name:?} (known: mnist)")));
+                return Err(DataError::Invalid(format!(
+                    "unknown dataset {name:?} (known: mnist)"
+                )));
             }
             let dir = dir.clone().unwrap_or_else(default_cache_dir);
             fetch_mnist(&dir, |l| eprintln!("{l}"))?;
@@ -44,8 +46,19 @@ pub fn run(a: &Args) -> Result<(), DataError> {
             for (name, s) in [("train", &tr), ("test", &te)] {
                 let mut counts = [0usize; 256];
                 s.labels.iter().for_each(|&l| counts[l as usize] += 1);
-                let per: Vec<String> = counts.iter().enumerate().filter(|(_, &c)| c > 0).map(|(l, c)| format!("{l}:{c}")).collect();
-                println!("{name}: {} images {}x{}; labels {}", s.len(), s.rows, s.cols, per.join(" "));
+                let per: Vec<String> = counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &c)| c > 0)
+                    .map(|(l, c)| format!("{l}:{c}"))
+                    .collect();
+                println!(
+                    "{name}: {} images {}x{}; labels {}",
+                    s.len(),
+                    s.rows,
+                    s.cols,
+                    per.join(" ")
+                );
             }
         }
     }

@@ -58,7 +58,11 @@ impl NetArgs {
                 read_json::<Preset>(path)?
             }
             (None, Some(name)) => preset(name)?,
-            (None, None) => return Err(NnError::Format("give a network file or --preset s1|s2|s3|s4|s5".into())),
+            (None, None) => {
+                return Err(NnError::Format(
+                    "give a network file or --preset s1|s2|s3|s4|s5".into(),
+                ))
+            }
         };
         if let Some(dir) = &self.data_dir {
             use crate::nn::presets::DataSpec;
@@ -66,7 +70,11 @@ impl NetArgs {
                 DataSpec::Mnist { source, .. } | DataSpec::MnistSequence { source, .. } => {
                     *source = ImageSource::Dir { path: dir.clone() }
                 }
-                DataSpec::Letters { .. } => return Err(NnError::Format("--data-dir does not apply to the letters set".into())),
+                DataSpec::Letters { .. } => {
+                    return Err(NnError::Format(
+                        "--data-dir does not apply to the letters set".into(),
+                    ))
+                }
             }
         }
         Ok(p)
@@ -86,7 +94,11 @@ impl NetArgs {
     pub fn backend(&self, kind: BackendKind) -> Result<Box<dyn MatmulBackend>, NnError> {
         Ok(match kind {
             BackendKind::Ideal => Box::new(IdealBackend::new()),
-            BackendKind::Encoded => Box::new(EncodedBackend::new(LinearCodec::new(self.g_min, self.g_max, self.levels)?)),
+            BackendKind::Encoded => Box::new(EncodedBackend::new(LinearCodec::new(
+                self.g_min,
+                self.g_max,
+                self.levels,
+            )?)),
         })
     }
 }
@@ -129,7 +141,10 @@ pub fn run(a: &Args) -> Result<(), NnError> {
     if let Some(b) = a.batch_size {
         cfg.batch_size = b;
     }
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&p.name));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&p.name));
     let split = a.net.split(&p)?;
     let mut model = Model::new(p.model.clone())?;
     let mut backend = a.net.backend(a.backend)?;
@@ -145,7 +160,13 @@ pub fn run(a: &Args) -> Result<(), NnError> {
             cfg.batch_size
         );
     }
-    let opts = TrainOptions { out_dir: Some(out.clone()), resume: a.resume, progress: !a.quiet, readback: false, stop_after: None };
+    let opts = TrainOptions {
+        out_dir: Some(out.clone()),
+        resume: a.resume,
+        progress: !a.quiet,
+        readback: false,
+        stop_after: None,
+    };
     let rep = train(&mut model, backend.as_mut(), &split, &cfg, &opts)?;
     if let Some(m) = rep.metrics.last() {
         println!(

@@ -47,7 +47,10 @@ pub fn maybe_gunzip(bytes: Vec<u8>, name: &str) -> Result<Vec<u8>, DataError> {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&bytes[..])
             .read_to_end(&mut out)
-            .map_err(|e| DataError::Gzip { path: name.into(), msg: e.to_string() })?;
+            .map_err(|e| DataError::Gzip {
+                path: name.into(),
+                msg: e.to_string(),
+            })?;
         Ok(out)
     } else {
         Ok(bytes)
@@ -60,30 +63,56 @@ fn be32(b: &[u8], at: usize) -> u32 {
 
 fn header(b: &[u8], name: &str, what: &'static str, magic: u32) -> Result<Vec<usize>, DataError> {
     if b.len() < 4 {
-        return Err(DataError::Truncated { path: name.into(), what, expected: 4, found: b.len() });
+        return Err(DataError::Truncated {
+            path: name.into(),
+            what,
+            expected: 4,
+            found: b.len(),
+        });
     }
     let found = be32(b, 0);
     if found != magic {
-        return Err(DataError::Magic { path: name.into(), what, expected: magic, found });
+        return Err(DataError::Magic {
+            path: name.into(),
+            what,
+            expected: magic,
+            found,
+        });
     }
     let ndim = (magic & 0xff) as usize;
     let hlen = 4 + 4 * ndim;
     if b.len() < hlen {
-        return Err(DataError::Truncated { path: name.into(), what, expected: hlen, found: b.len() });
+        return Err(DataError::Truncated {
+            path: name.into(),
+            what,
+            expected: hlen,
+            found: b.len(),
+        });
     }
     let dims: Vec<usize> = (0..ndim).map(|d| be32(b, 4 + 4 * d) as usize).collect();
-    let body = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| DataError::Header {
-        path: name.into(),
-        msg: format!("dimensions {dims:?} overflow"),
-    })?;
+    let body = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| DataError::Header {
+            path: name.into(),
+            msg: format!("dimensions {dims:?} overflow"),
+        })?;
     let expected = hlen + body;
     if b.len() < expected {
-        return Err(DataError::Truncated { path: name.into(), what, expected, found: b.len() });
+        return Err(DataError::Truncated {
+            path: name.into(),
+            what,
+            expected,
+            found: b.len(),
+        });
     }
     if b.len() > expected {
         return Err(DataError::Header {
             path: name.into(),
-            msg: format!("{} trailing bytes after the {what} promised by the header", b.len() - expected),
+            msg: format!(
+                "{} trailing bytes after the {what} promised by the header",
+                b.len() - expected
+            ),
         });
     }
     Ok(dims)
@@ -94,7 +123,10 @@ pub fn parse_images(bytes: Vec<u8>, name: &str) -> Result<(usize, usize, Vec<u8>
     let b = maybe_gunzip(bytes, name)?;
     let dims = header(&b, name, "images", IMAGES_MAGIC)?;
     if dims[1] == 0 || dims[2] == 0 {
-        return Err(DataError::Header { path: name.into(), msg: format!("empty image size {}x{}", dims[1], dims[2]) });
+        return Err(DataError::Header {
+            path: name.into(),
+            msg: format!("empty image size {}x{}", dims[1], dims[2]),
+        });
     }
     Ok((dims[1], dims[2], b[16..].to_vec()))
 }
@@ -107,16 +139,32 @@ pub fn parse_labels(bytes: Vec<u8>, name: &str) -> Result<Vec<u8>, DataError> {
 }
 
 /// Combine parsed images and labels (counts must agree).
-pub fn combine(rows: usize, cols: usize, pixels: Vec<u8>, labels: Vec<u8>) -> Result<RawImages, DataError> {
+pub fn combine(
+    rows: usize,
+    cols: usize,
+    pixels: Vec<u8>,
+    labels: Vec<u8>,
+) -> Result<RawImages, DataError> {
     let images = pixels.len() / (rows * cols);
     if images != labels.len() {
-        return Err(DataError::Count { images, labels: labels.len() });
+        return Err(DataError::Count {
+            images,
+            labels: labels.len(),
+        });
     }
-    Ok(RawImages { rows, cols, pixels, labels })
+    Ok(RawImages {
+        rows,
+        cols,
+        pixels,
+        labels,
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Read an image file and a label file.
@@ -137,28 +185,48 @@ pub fn bundled_mnist() -> Result<(RawImages, RawImages), DataError> {
     let lb = parse_labels(BUNDLED_LABELS.to_vec(), "bundled mnist10k labels")?;
     let all = combine(r, c, px, lb)?;
     if all.len() < BUNDLED_TRAIN {
-        return Err(DataError::Invalid("bundled MNIST subset is too small".into()));
+        return Err(DataError::Invalid(
+            "bundled MNIST subset is too small".into(),
+        ));
     }
-    Ok((all.slice(0..BUNDLED_TRAIN), all.slice(BUNDLED_TRAIN..all.len())))
+    Ok((
+        all.slice(0..BUNDLED_TRAIN),
+        all.slice(BUNDLED_TRAIN..all.len()),
+    ))
 }
 
 fn find(dir: &Path, stem: &str, what: &'static str) -> Result<PathBuf, DataError> {
-    let cands = [stem.to_string(), format!("{stem}.gz"), stem.replacen("-idx", ".idx", 1), format!("{}.gz", stem.replacen("-idx", ".idx", 1))];
+    let cands = [
+        stem.to_string(),
+        format!("{stem}.gz"),
+        stem.replacen("-idx", ".idx", 1),
+        format!("{}.gz", stem.replacen("-idx", ".idx", 1)),
+    ];
     for c in &cands {
         let p = dir.join(c);
         if p.is_file() {
             return Ok(p);
         }
     }
-    Err(DataError::Missing { dir: dir.to_path_buf(), what, tried: cands.join(", ") })
+    Err(DataError::Missing {
+        dir: dir.to_path_buf(),
+        what,
+        tried: cands.join(", "),
+    })
 }
 
 /// A directory holding the four standard files `train-images-idx3-ubyte[.gz]`,
 /// `train-labels-idx1-ubyte[.gz]`, `t10k-images-idx3-ubyte[.gz]`,
 /// `t10k-labels-idx1-ubyte[.gz]` (MNIST, Fashion-MNIST): (train, test).
 pub fn read_dir(dir: &Path) -> Result<(RawImages, RawImages), DataError> {
-    let tr = read_pair(&find(dir, "train-images-idx3-ubyte", "training images")?, &find(dir, "train-labels-idx1-ubyte", "training labels")?)?;
-    let te = read_pair(&find(dir, "t10k-images-idx3-ubyte", "test images")?, &find(dir, "t10k-labels-idx1-ubyte", "test labels")?)?;
+    let tr = read_pair(
+        &find(dir, "train-images-idx3-ubyte", "training images")?,
+        &find(dir, "train-labels-idx1-ubyte", "training labels")?,
+    )?;
+    let te = read_pair(
+        &find(dir, "t10k-images-idx3-ubyte", "test images")?,
+        &find(dir, "t10k-labels-idx1-ubyte", "test labels")?,
+    )?;
     if tr.rows != te.rows || tr.cols != te.cols {
         return Err(DataError::Invalid(format!(
             "{}: training images are {}x{}, test images {}x{}",

@@ -63,7 +63,9 @@ pub fn training_patterns() -> Vec<([bool; 16], usize)> {
                 }
                 p[b] = !p[b];
             }
-            let ok = pats.iter().all(|(q, qc)| if *qc == c { q != &p } else { dist(q, &p) >= 3 });
+            let ok = pats
+                .iter()
+                .all(|(q, qc)| if *qc == c { q != &p } else { dist(q, &p) >= 3 });
             if ok {
                 pats.push((p, c));
                 added += 1;
@@ -77,7 +79,10 @@ pub fn training_patterns() -> Vec<([bool; 16], usize)> {
 fn encode(pats: &[([bool; 16], usize)], enc: LetterEncoding) -> Dataset {
     Dataset {
         shape: [1, 4, 4],
-        x: pats.iter().flat_map(|(p, _)| p.iter().map(move |&b| if b { enc.on } else { enc.off })).collect(),
+        x: pats
+            .iter()
+            .flat_map(|(p, _)| p.iter().map(move |&b| if b { enc.on } else { enc.off }))
+            .collect(),
         labels: pats.iter().map(|(_, c)| *c).collect(),
         n_classes: 4,
     }

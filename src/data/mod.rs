@@ -14,23 +14,44 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum DataError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: not a valid gzip stream: {msg}")]
     Gzip { path: String, msg: String },
     #[error("{path}: expected magic 0x{expected:08x} for {what}, found 0x{found:08x}")]
-    Magic { path: String, what: &'static str, expected: u32, found: u32 },
+    Magic {
+        path: String,
+        what: &'static str,
+        expected: u32,
+        found: u32,
+    },
     #[error("{path}: truncated {what}: header promises {expected} bytes, file has {found}")]
-    Truncated { path: String, what: &'static str, expected: usize, found: usize },
+    Truncated {
+        path: String,
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
     #[error("{path}: {msg}")]
     Header { path: String, msg: String },
     #[error("label count {labels} differs from image count {images}")]
     Count { images: usize, labels: usize },
     #[error("{dir}: no {what} file found (tried {tried})")]
-    Missing { dir: PathBuf, what: &'static str, tried: String },
+    Missing {
+        dir: PathBuf,
+        what: &'static str,
+        tried: String,
+    },
     #[error("download of {url} failed: {msg}")]
     Fetch { url: String, msg: String },
     #[error("{file}: SHA-256 mismatch: expected {expected}, got {found}")]
-    Checksum { file: String, expected: String, found: String },
+    Checksum {
+        file: String,
+        expected: String,
+        found: String,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -82,7 +103,10 @@ pub struct Split {
 /// then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     use std::io::Write;
-    let io = |source| DataError::Io { path: path.to_path_buf(), source };
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

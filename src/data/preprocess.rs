@@ -56,7 +56,9 @@ fn resize_line(src: &[f64], m: usize) -> Vec<f64> {
 
 /// Bicubic resize of an `h × w` row-major image to `oh × ow` (separable).
 pub fn resize_bicubic(img: &[f64], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f64> {
-    let rows: Vec<Vec<f64>> = (0..h).map(|y| resize_line(&img[y * w..(y + 1) * w], ow)).collect();
+    let rows: Vec<Vec<f64>> = (0..h)
+        .map(|y| resize_line(&img[y * w..(y + 1) * w], ow))
+        .collect();
     let mut out = vec![0.0; oh * ow];
     for x in 0..ow {
         let col: Vec<f64> = rows.iter().map(|r| r[x]).collect();
@@ -93,11 +95,21 @@ pub struct Preprocess {
 impl Preprocess {
     /// S1: central 20×20 crop, bicubic to 8×8, pixels to [−0.2 V, 0.2 V].
     pub fn s1() -> Self {
-        Preprocess { crop: Some(20), resize: Some(8), v_lo_volt: -0.2, v_hi_volt: 0.2 }
+        Preprocess {
+            crop: Some(20),
+            resize: Some(8),
+            v_lo_volt: -0.2,
+            v_hi_volt: 0.2,
+        }
     }
     /// Full-size images mapped to `[lo, hi]`.
     pub fn full(v_lo_volt: f64, v_hi_volt: f64) -> Self {
-        Preprocess { crop: None, resize: None, v_lo_volt, v_hi_volt }
+        Preprocess {
+            crop: None,
+            resize: None,
+            v_lo_volt,
+            v_hi_volt,
+        }
     }
 
     pub fn out_size(&self, rows: usize, cols: usize) -> (usize, usize) {
@@ -115,13 +127,18 @@ impl Preprocess {
         if let Some(r) = self.resize {
             v = resize_bicubic(&v, h, w, r, r);
         }
-        v.iter().map(|p| self.v_lo_volt + p.clamp(0.0, 1.0) * (self.v_hi_volt - self.v_lo_volt)).collect()
+        v.iter()
+            .map(|p| self.v_lo_volt + p.clamp(0.0, 1.0) * (self.v_hi_volt - self.v_lo_volt))
+            .collect()
     }
 
     pub fn apply(&self, raw: &RawImages) -> Result<Dataset, DataError> {
         if let Some(c) = self.crop {
             if c == 0 || c > raw.rows || c > raw.cols {
-                return Err(DataError::Invalid(format!("cannot crop {}x{} images to {c}x{c}", raw.rows, raw.cols)));
+                return Err(DataError::Invalid(format!(
+                    "cannot crop {}x{} images to {c}x{c}",
+                    raw.rows, raw.cols
+                )));
             }
         }
         if self.resize == Some(0) {
@@ -132,8 +149,19 @@ impl Preprocess {
             .into_par_iter()
             .flat_map_iter(|i| self.apply_one(raw.image(i), raw.rows, raw.cols))
             .collect();
-        let n_classes = raw.labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0).max(10);
-        Ok(Dataset { shape: [1, h, w], x, labels: raw.labels.iter().map(|&l| l as usize).collect(), n_classes })
+        let n_classes = raw
+            .labels
+            .iter()
+            .map(|&l| l as usize + 1)
+            .max()
+            .unwrap_or(0)
+            .max(10);
+        Ok(Dataset {
+            shape: [1, h, w],
+            x,
+            labels: raw.labels.iter().map(|&l| l as usize).collect(),
+            n_classes,
+        })
     }
 }
 

@@ -43,7 +43,11 @@ pub enum BackendError {
     #[error("backend: matmul slot {0} was never prepared")]
     NotPrepared(LayerId),
     #[error("backend: slot {id}: input has {got} columns, weight matrix has {want} rows")]
-    Shape { id: LayerId, got: usize, want: usize },
+    Shape {
+        id: LayerId,
+        got: usize,
+        want: usize,
+    },
     #[error("backend: weight codec: {0}")]
     Codec(String),
     #[error("backend: {0}")]
@@ -75,7 +79,11 @@ pub trait MatmulBackend: Send + Sync {
 
 fn checked_product(id: LayerId, x: &Matrix, w: &Matrix) -> Result<Matrix, BackendError> {
     if x.cols != w.rows {
-        return Err(BackendError::Shape { id, got: x.cols, want: w.rows });
+        return Err(BackendError::Shape {
+            id,
+            got: x.cols,
+            want: w.rows,
+        });
     }
     Ok(x.matmul(w))
 }
@@ -105,7 +113,10 @@ impl MatmulBackend for IdealBackend {
         checked_product(id, x, w)
     }
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
-        self.weights.get(&id).cloned().ok_or(BackendError::NotPrepared(id))
+        self.weights
+            .get(&id)
+            .cloned()
+            .ok_or(BackendError::NotPrepared(id))
     }
 }
 
@@ -142,16 +153,30 @@ pub struct LinearCodec {
 }
 
 impl LinearCodec {
-    pub fn new(g_min_siemens: f64, g_max_siemens: f64, levels: Option<usize>) -> Result<Self, BackendError> {
-        if !(g_min_siemens.is_finite() && g_max_siemens.is_finite() && 0.0 <= g_min_siemens && g_min_siemens < g_max_siemens) {
+    pub fn new(
+        g_min_siemens: f64,
+        g_max_siemens: f64,
+        levels: Option<usize>,
+    ) -> Result<Self, BackendError> {
+        if !(g_min_siemens.is_finite()
+            && g_max_siemens.is_finite()
+            && 0.0 <= g_min_siemens
+            && g_min_siemens < g_max_siemens)
+        {
             return Err(BackendError::Codec(format!(
                 "need 0 <= g_min < g_max, got g_min = {g_min_siemens} S, g_max = {g_max_siemens} S"
             )));
         }
         if matches!(levels, Some(l) if l < 2) {
-            return Err(BackendError::Codec("need at least 2 conductance levels".into()));
+            return Err(BackendError::Codec(
+                "need at least 2 conductance levels".into(),
+            ));
         }
-        Ok(LinearCodec { g_min_siemens, g_max_siemens, levels })
+        Ok(LinearCodec {
+            g_min_siemens,
+            g_max_siemens,
+            levels,
+        })
     }
 
     fn quantise(&self, g: f64) -> f64 {
@@ -189,7 +214,11 @@ impl WeightCodec for LinearCodec {
             gp.data[i] = self.quantise(self.g_min_siemens + v.max(0.0) / scale);
             gn.data[i] = self.quantise(self.g_min_siemens + (-v).max(0.0) / scale);
         }
-        Ok(EncodedWeights { g_pos_siemens: gp, g_neg_siemens: gn, scale_per_siemens: scale })
+        Ok(EncodedWeights {
+            g_pos_siemens: gp,
+            g_neg_siemens: gn,
+            scale_per_siemens: scale,
+        })
     }
     fn decode(&self, e: &EncodedWeights) -> Matrix {
         let mut w = e.g_pos_siemens.clone();
@@ -208,7 +237,10 @@ pub struct EncodedBackend<C: WeightCodec> {
 
 impl<C: WeightCodec> EncodedBackend<C> {
     pub fn new(codec: C) -> Self {
-        EncodedBackend { codec, weights: BTreeMap::new() }
+        EncodedBackend {
+            codec,
+            weights: BTreeMap::new(),
+        }
     }
 }
 
@@ -226,7 +258,10 @@ impl<C: WeightCodec> MatmulBackend for EncodedBackend<C> {
         checked_product(id, x, w)
     }
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
-        self.weights.get(&id).cloned().ok_or(BackendError::NotPrepared(id))
+        self.weights
+            .get(&id)
+            .cloned()
+            .ok_or(BackendError::NotPrepared(id))
     }
 }
 

@@ -5,7 +5,9 @@
 //! Gate columns of the kernel matrices: `[i | f | o | g]`, each `hidden` wide.
 
 use super::backend::{LayerId, MatmulBackend};
-use super::layers::{col2im, im2col, maps_to_patches, patches_to_maps, sigmoid, ConvGeom, LayerSpec, Pad, Shape};
+use super::layers::{
+    col2im, im2col, maps_to_patches, patches_to_maps, sigmoid, ConvGeom, LayerSpec, Pad, Shape,
+};
 use super::matrix::Matrix;
 use super::NnError;
 
@@ -29,21 +31,42 @@ struct Geo {
 }
 
 fn geo(spec: &LayerSpec, s: Shape) -> Result<Geo, NnError> {
-    let LayerSpec::ConvLstm { hidden, steps, in_kernel, rec_kernel, bias } = spec else {
+    let LayerSpec::ConvLstm {
+        hidden,
+        steps,
+        in_kernel,
+        rec_kernel,
+        bias,
+    } = spec
+    else {
         return Err(NnError::Shape("internal: not a ConvLSTM".into()));
     };
-    if *steps == 0 || s[0] % steps != 0 {
-        return Err(NnError::Shape("ConvLSTM input channels not divisible by steps".into()));
+    if *steps == 0 || !s[0].is_multiple_of(*steps) {
+        return Err(NnError::Shape(
+            "ConvLSTM input channels not divisible by steps".into(),
+        ));
     }
     let gx = ConvGeom::new([s[0] / steps, s[1], s[2]], *in_kernel, 1, Pad::default())?;
-    let gh = ConvGeom::new([*hidden, gx.oh, gx.ow], *rec_kernel, 1, Pad::same(rec_kernel[0], rec_kernel[1]))?;
-    Ok(Geo { steps: *steps, hidden: *hidden, gx, gh, bias: *bias })
+    let gh = ConvGeom::new(
+        [*hidden, gx.oh, gx.ow],
+        *rec_kernel,
+        1,
+        Pad::same(rec_kernel[0], rec_kernel[1]),
+    )?;
+    Ok(Geo {
+        steps: *steps,
+        hidden: *hidden,
+        gx,
+        gh,
+        bias: *bias,
+    })
 }
 
 fn frame(x: &Matrix, t: usize, len: usize) -> Matrix {
     let mut out = Matrix::zeros(x.rows, len);
     for r in 0..x.rows {
-        out.row_mut(r).copy_from_slice(&x.row(r)[t * len..(t + 1) * len]);
+        out.row_mut(r)
+            .copy_from_slice(&x.row(r)[t * len..(t + 1) * len]);
     }
     out
 }
@@ -59,7 +82,12 @@ pub fn forward(
     let n = x.rows;
     let (p, f) = (g.gx.p(), g.hidden);
     let flen = g.gx.c * g.gx.h * g.gx.w;
-    let mut cache = LstmCache { xcols: vec![], hcols: vec![], gates: vec![], cells: vec![] };
+    let mut cache = LstmCache {
+        xcols: vec![],
+        hcols: vec![],
+        gates: vec![],
+        cells: vec![],
+    };
     let mut c = Matrix::zeros(n * p, f);
     let mut h = Matrix::zeros(n * p, f);
     for t in 0..g.steps {
@@ -122,7 +150,11 @@ pub fn backward(
             for k in 0..f {
                 let (i, fg, o, gg) = (gr[k], gr[f + k], gr[2 * f + k], gr[3 * f + k]);
                 let tc = c.data[r * f + k].tanh();
-                let c_prev = if t > 0 { cache.cells[t - 1].data[r * f + k] } else { 0.0 };
+                let c_prev = if t > 0 {
+                    cache.cells[t - 1].data[r * f + k]
+                } else {
+                    0.0
+                };
                 let dhv = dh.data[r * f + k];
                 let dc = dc_next.data[r * f + k] + dhv * o * (1.0 - tc * tc);
                 let dzr = &mut dz.data[r * 4 * f..(r + 1) * 4 * f];
@@ -134,14 +166,22 @@ pub fn backward(
             }
         }
         let gx = cache.xcols[t].t_matmul(&dz);
-        grads[0].data.iter_mut().zip(&gx.data).for_each(|(a, b)| *a += b);
+        grads[0]
+            .data
+            .iter_mut()
+            .zip(&gx.data)
+            .for_each(|(a, b)| *a += b);
         let dxt = col2im(&dz.matmul_t(&wx), &g.gx, n);
         for r in 0..n {
             dx.row_mut(r)[t * flen..(t + 1) * flen].copy_from_slice(dxt.row(r));
         }
         if let Some(hc) = &cache.hcols[t] {
             let gh = hc.t_matmul(&dz);
-            grads[1].data.iter_mut().zip(&gh.data).for_each(|(a, b)| *a += b);
+            grads[1]
+                .data
+                .iter_mut()
+                .zip(&gh.data)
+                .for_each(|(a, b)| *a += b);
             let dhm = col2im(&dz.matmul_t(&wh), &g.gh, n);
             dh = maps_to_patches(&dhm, f, p);
         } else {

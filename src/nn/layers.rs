@@ -20,13 +20,23 @@ pub struct Pad {
 
 impl Pad {
     pub fn uniform(p: usize) -> Self {
-        Pad { top: p, bottom: p, left: p, right: p }
+        Pad {
+            top: p,
+            bottom: p,
+            left: p,
+            right: p,
+        }
     }
     /// "same" padding for stride 1: the extra pixel of an even kernel goes
     /// to the bottom / right.
     pub fn same(kh: usize, kw: usize) -> Self {
         let (th, tw) = (kh.saturating_sub(1), kw.saturating_sub(1));
-        Pad { top: th / 2, bottom: th - th / 2, left: tw / 2, right: tw - tw / 2 }
+        Pad {
+            top: th / 2,
+            bottom: th - th / 2,
+            left: tw / 2,
+            right: tw - tw / 2,
+        }
     }
 }
 
@@ -35,20 +45,40 @@ impl Pad {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LayerSpec {
     /// 2-D convolution (im2col patches × kernel matrix).
-    Conv2d { out_channels: usize, kernel: [usize; 2], stride: usize, pad: Pad, bias: bool },
+    Conv2d {
+        out_channels: usize,
+        kernel: [usize; 2],
+        stride: usize,
+        pad: Pad,
+        bias: bool,
+    },
     /// Fully connected layer on the flattened input.
-    Dense { out: usize, bias: bool },
+    Dense {
+        out: usize,
+        bias: bool,
+    },
     Relu,
     /// `y = tanh(slope·x)`.
-    Tanh { slope: f64 },
+    Tanh {
+        slope: f64,
+    },
     Sigmoid,
-    MaxPool { size: usize, stride: usize },
+    MaxPool {
+        size: usize,
+        stride: usize,
+    },
     Flatten,
     /// ConvLSTM over `steps` frames (input shape `steps·C × H × W`); gates
     /// input, forget, output, cell input; zero initial state; outputs the
     /// hidden state of the last step (`hidden × H' × W'`). The recurrent
     /// kernel uses "same" padding.
-    ConvLstm { hidden: usize, steps: usize, in_kernel: [usize; 2], rec_kernel: [usize; 2], bias: bool },
+    ConvLstm {
+        hidden: usize,
+        steps: usize,
+        in_kernel: [usize; 2],
+        rec_kernel: [usize; 2],
+        bias: bool,
+    },
 }
 
 /// Shape of one sample's activation: channels, height, width.
@@ -73,7 +103,9 @@ impl ConvGeom {
         let [c, h, w] = input;
         let [kh, kw] = kernel;
         if stride == 0 || kh == 0 || kw == 0 {
-            return Err(NnError::Shape("convolution kernel and stride must be positive".into()));
+            return Err(NnError::Shape(
+                "convolution kernel and stride must be positive".into(),
+            ));
         }
         let (hp, wp) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
         if hp < kh || wp < kw {
@@ -81,7 +113,17 @@ impl ConvGeom {
                 "kernel {kh}x{kw} larger than padded input {hp}x{wp}"
             )));
         }
-        Ok(ConvGeom { c, h, w, kh, kw, stride, pad, oh: (hp - kh) / stride + 1, ow: (wp - kw) / stride + 1 })
+        Ok(ConvGeom {
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            stride,
+            pad,
+            oh: (hp - kh) / stride + 1,
+            ow: (wp - kw) / stride + 1,
+        })
     }
     /// Patch length (rows of the kernel matrix, without bias).
     pub fn k(&self) -> usize {
@@ -105,26 +147,30 @@ pub fn im2col(x: &Matrix, g: &ConvGeom, bias: bool) -> Matrix {
     let (p, k) = (g.p(), g.k());
     let kc = k + bias as usize;
     let mut out = Matrix::zeros(n * p, kc);
-    out.data.par_chunks_mut((p * kc).max(1)).enumerate().for_each(|(s, chunk)| {
-        let xs = x.row(s);
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let r = &mut chunk[(oy * g.ow + ox) * kc..(oy * g.ow + ox + 1) * kc];
-                for ci in 0..g.c {
-                    for ky in 0..g.kh {
-                        for kx in 0..g.kw {
-                            if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
-                                r[(ci * g.kh + ky) * g.kw + kx] = xs[(ci * g.h + iy) * g.w + ix];
+    out.data
+        .par_chunks_mut((p * kc).max(1))
+        .enumerate()
+        .for_each(|(s, chunk)| {
+            let xs = x.row(s);
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let r = &mut chunk[(oy * g.ow + ox) * kc..(oy * g.ow + ox + 1) * kc];
+                    for ci in 0..g.c {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
+                                    r[(ci * g.kh + ky) * g.kw + kx] =
+                                        xs[(ci * g.h + iy) * g.w + ix];
+                                }
                             }
                         }
                     }
-                }
-                if bias {
-                    r[k] = BIAS_INPUT;
+                    if bias {
+                        r[k] = BIAS_INPUT;
+                    }
                 }
             }
-        }
-    });
+        });
     out
 }
 
@@ -135,23 +181,27 @@ pub fn col2im(d: &Matrix, g: &ConvGeom, n: usize) -> Matrix {
     let kc = d.cols;
     let len = g.c * g.h * g.w;
     let mut out = Matrix::zeros(n, len);
-    out.data.par_chunks_mut(len.max(1)).enumerate().for_each(|(s, xs)| {
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let row = s * p + oy * g.ow + ox;
-                let r = &d.data[row * kc..row * kc + k];
-                for ci in 0..g.c {
-                    for ky in 0..g.kh {
-                        for kx in 0..g.kw {
-                            if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
-                                xs[(ci * g.h + iy) * g.w + ix] += r[(ci * g.kh + ky) * g.kw + kx];
+    out.data
+        .par_chunks_mut(len.max(1))
+        .enumerate()
+        .for_each(|(s, xs)| {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let row = s * p + oy * g.ow + ox;
+                    let r = &d.data[row * kc..row * kc + k];
+                    for ci in 0..g.c {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
+                                    xs[(ci * g.h + iy) * g.w + ix] +=
+                                        r[(ci * g.kh + ky) * g.kw + kx];
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-    });
+        });
     out
 }
 
@@ -209,13 +259,22 @@ pub fn drop_cols(x: &Matrix, keep: usize) -> Matrix {
 #[derive(Debug, Clone)]
 pub enum Cache {
     /// Patch (or input) matrix fed to the backend.
-    Product { cols: Matrix },
+    Product {
+        cols: Matrix,
+    },
     /// Layer output (activations whose derivative is a function of the output).
-    Output { y: Matrix },
+    Output {
+        y: Matrix,
+    },
     /// Layer input (ReLU).
-    Input { x: Matrix },
+    Input {
+        x: Matrix,
+    },
     /// Flat index of the maximum of every pooling window.
-    Pool { argmax: Vec<usize>, in_len: usize },
+    Pool {
+        argmax: Vec<usize>,
+        in_len: usize,
+    },
     None,
     Lstm(Box<super::convlstm::LstmCache>),
 }
@@ -227,7 +286,13 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
 /// Output shape of a layer, validating the input shape.
 pub fn output_shape(spec: &LayerSpec, s: Shape) -> Result<Shape, NnError> {
     Ok(match spec {
-        LayerSpec::Conv2d { out_channels, kernel, stride, pad, .. } => {
+        LayerSpec::Conv2d {
+            out_channels,
+            kernel,
+            stride,
+            pad,
+            ..
+        } => {
             let g = ConvGeom::new(s, *kernel, *stride, *pad)?;
             [*out_channels, g.oh, g.ow]
         }
@@ -243,15 +308,26 @@ pub fn output_shape(spec: &LayerSpec, s: Shape) -> Result<Shape, NnError> {
             [s[0], (s[1] - size) / stride + 1, (s[2] - size) / stride + 1]
         }
         LayerSpec::Flatten => [s[0] * s[1] * s[2], 1, 1],
-        LayerSpec::ConvLstm { hidden, steps, in_kernel, rec_kernel, .. } => {
-            if *steps == 0 || s[0] % steps != 0 {
+        LayerSpec::ConvLstm {
+            hidden,
+            steps,
+            in_kernel,
+            rec_kernel,
+            ..
+        } => {
+            if *steps == 0 || !s[0].is_multiple_of(*steps) {
                 return Err(NnError::Shape(format!(
                     "ConvLSTM over {steps} steps needs a channel count divisible by it, got {}",
                     s[0]
                 )));
             }
             let g = ConvGeom::new([s[0] / steps, s[1], s[2]], *in_kernel, 1, Pad::default())?;
-            ConvGeom::new([*hidden, g.oh, g.ow], *rec_kernel, 1, Pad::same(rec_kernel[0], rec_kernel[1]))?;
+            ConvGeom::new(
+                [*hidden, g.oh, g.ow],
+                *rec_kernel,
+                1,
+                Pad::same(rec_kernel[0], rec_kernel[1]),
+            )?;
             [*hidden, g.oh, g.ow]
         }
     })
@@ -260,12 +336,26 @@ pub fn output_shape(spec: &LayerSpec, s: Shape) -> Result<Shape, NnError> {
 /// Shapes `(rows, cols)` of the weight matrices of a layer (one per matmul slot).
 pub fn weight_shapes(spec: &LayerSpec, s: Shape) -> Vec<(usize, usize)> {
     match spec {
-        LayerSpec::Conv2d { out_channels, kernel, bias, .. } => {
+        LayerSpec::Conv2d {
+            out_channels,
+            kernel,
+            bias,
+            ..
+        } => {
             vec![(s[0] * kernel[0] * kernel[1] + *bias as usize, *out_channels)]
         }
         LayerSpec::Dense { out, bias } => vec![(s[0] * s[1] * s[2] + *bias as usize, *out)],
-        LayerSpec::ConvLstm { hidden, steps, in_kernel, rec_kernel, bias } => vec![
-            ((s[0] / steps) * in_kernel[0] * in_kernel[1] + *bias as usize, 4 * hidden),
+        LayerSpec::ConvLstm {
+            hidden,
+            steps,
+            in_kernel,
+            rec_kernel,
+            bias,
+        } => vec![
+            (
+                (s[0] / steps) * in_kernel[0] * in_kernel[1] + *bias as usize,
+                4 * hidden,
+            ),
             (hidden * rec_kernel[0] * rec_kernel[1], 4 * hidden),
         ],
         _ => vec![],
@@ -282,7 +372,13 @@ pub fn forward(
 ) -> Result<(Matrix, Cache), NnError> {
     let n = x.rows;
     Ok(match spec {
-        LayerSpec::Conv2d { kernel, stride, pad, bias, .. } => {
+        LayerSpec::Conv2d {
+            kernel,
+            stride,
+            pad,
+            bias,
+            ..
+        } => {
             let g = ConvGeom::new(in_shape, *kernel, *stride, *pad)?;
             let cols = im2col(x, &g, *bias);
             let y = backend.forward(slots[0], &cols)?;
@@ -335,7 +431,13 @@ pub fn forward(
                     }
                 }
             }
-            (y, Cache::Pool { argmax, in_len: c * h * w })
+            (
+                y,
+                Cache::Pool {
+                    argmax,
+                    in_len: c * h * w,
+                },
+            )
         }
         LayerSpec::Flatten => (x.clone(), Cache::None),
         LayerSpec::ConvLstm { .. } => {
@@ -359,7 +461,16 @@ pub fn backward(
     let n = dy.rows;
     let bad_cache = || NnError::Shape("internal: layer cache does not match its layer".into());
     Ok(match (spec, cache) {
-        (LayerSpec::Conv2d { kernel, stride, pad, out_channels, .. }, Cache::Product { cols }) => {
+        (
+            LayerSpec::Conv2d {
+                kernel,
+                stride,
+                pad,
+                out_channels,
+                ..
+            },
+            Cache::Product { cols },
+        ) => {
             let g = ConvGeom::new(in_shape, *kernel, *stride, *pad)?;
             let dyp = maps_to_patches(dy, *out_channels, g.p());
             grads[0] = cols.t_matmul(&dyp);
@@ -383,12 +494,18 @@ pub fn backward(
         }
         (LayerSpec::Tanh { slope }, Cache::Output { y }) => {
             let mut d = dy.clone();
-            d.data.iter_mut().zip(&y.data).for_each(|(d, &y)| *d *= slope * (1.0 - y * y));
+            d.data
+                .iter_mut()
+                .zip(&y.data)
+                .for_each(|(d, &y)| *d *= slope * (1.0 - y * y));
             d
         }
         (LayerSpec::Sigmoid, Cache::Output { y }) => {
             let mut d = dy.clone();
-            d.data.iter_mut().zip(&y.data).for_each(|(d, &y)| *d *= y * (1.0 - y));
+            d.data
+                .iter_mut()
+                .zip(&y.data)
+                .for_each(|(d, &y)| *d *= y * (1.0 - y));
             d
         }
         (LayerSpec::MaxPool { .. }, Cache::Pool { argmax, in_len }) => {

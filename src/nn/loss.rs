@@ -44,10 +44,15 @@ pub fn softmax(z: &[f64]) -> Vec<f64> {
 pub fn evaluate(spec: &LossSpec, out: &Matrix, labels: &[usize]) -> Result<LossOut, NnError> {
     let (n, k) = (out.rows, out.cols);
     if labels.len() != n {
-        return Err(NnError::Shape(format!("{} labels for a batch of {n}", labels.len())));
+        return Err(NnError::Shape(format!(
+            "{} labels for a batch of {n}",
+            labels.len()
+        )));
     }
     if let Some(&l) = labels.iter().find(|&&l| l >= k) {
-        return Err(NnError::Shape(format!("label {l} but the network has {k} outputs")));
+        return Err(NnError::Shape(format!(
+            "label {l} but the network has {k} outputs"
+        )));
     }
     let mut grad = Matrix::zeros(n, k);
     let mut loss = 0.0;
@@ -66,7 +71,10 @@ pub fn evaluate(spec: &LossSpec, out: &Matrix, labels: &[usize]) -> Result<LossO
                     g[j] = (p[j] - (j == label) as u8 as f64) / n as f64;
                 }
             }
-            LossSpec::Mse { target_on, target_off } => {
+            LossSpec::Mse {
+                target_on,
+                target_off,
+            } => {
                 for j in 0..k {
                     let t = if j == label { *target_on } else { *target_off };
                     loss += (z[j] - t).powi(2) / k as f64;
@@ -75,5 +83,9 @@ pub fn evaluate(spec: &LossSpec, out: &Matrix, labels: &[usize]) -> Result<LossO
             }
         }
     }
-    Ok(LossOut { loss: loss / n.max(1) as f64, grad, correct })
+    Ok(LossOut {
+        loss: loss / n.max(1) as f64,
+        grad,
+        correct,
+    })
 }

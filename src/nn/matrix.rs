@@ -21,7 +21,11 @@ const PAR_THRESHOLD: usize = 1 << 15;
 
 impl Matrix {
     pub fn zeros(rows: usize, cols: usize) -> Self {
-        Matrix { rows, cols, data: vec![0.0; rows * cols] }
+        Matrix {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
     }
 
     /// Build from row-major data; `None` when the length does not match.

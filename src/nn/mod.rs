@@ -14,7 +14,9 @@ pub mod train;
 use std::path::PathBuf;
 use thiserror::Error;
 
-pub use backend::{BackendError, EncodedBackend, IdealBackend, LayerId, LinearCodec, MatmulBackend, WeightCodec};
+pub use backend::{
+    BackendError, EncodedBackend, IdealBackend, LayerId, LinearCodec, MatmulBackend, WeightCodec,
+};
 pub use layers::{LayerSpec, Pad};
 pub use loss::LossSpec;
 pub use matrix::Matrix;
@@ -32,9 +34,15 @@ pub enum NnError {
     #[error("{0}")]
     Format(String),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: invalid JSON: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("plot {path}: {msg}")]
     Plot { path: PathBuf, msg: String },
     #[error("unknown preset {0:?} (known: s1, s2, s3, s4, s5)")]

@@ -27,14 +27,30 @@ pub struct ModelBuilder {
 
 impl ModelBuilder {
     pub fn new(input: Shape) -> Self {
-        ModelBuilder { input, layers: vec![] }
+        ModelBuilder {
+            input,
+            layers: vec![],
+        }
     }
     pub fn layer(mut self, l: LayerSpec) -> Self {
         self.layers.push(l);
         self
     }
-    pub fn conv2d(self, out_channels: usize, kernel: [usize; 2], stride: usize, pad: Pad, bias: bool) -> Self {
-        self.layer(LayerSpec::Conv2d { out_channels, kernel, stride, pad, bias })
+    pub fn conv2d(
+        self,
+        out_channels: usize,
+        kernel: [usize; 2],
+        stride: usize,
+        pad: Pad,
+        bias: bool,
+    ) -> Self {
+        self.layer(LayerSpec::Conv2d {
+            out_channels,
+            kernel,
+            stride,
+            pad,
+            bias,
+        })
     }
     pub fn dense(self, out: usize, bias: bool) -> Self {
         self.layer(LayerSpec::Dense { out, bias })
@@ -54,11 +70,28 @@ impl ModelBuilder {
     pub fn flatten(self) -> Self {
         self.layer(LayerSpec::Flatten)
     }
-    pub fn conv_lstm(self, hidden: usize, steps: usize, in_kernel: [usize; 2], rec_kernel: [usize; 2], bias: bool) -> Self {
-        self.layer(LayerSpec::ConvLstm { hidden, steps, in_kernel, rec_kernel, bias })
+    pub fn conv_lstm(
+        self,
+        hidden: usize,
+        steps: usize,
+        in_kernel: [usize; 2],
+        rec_kernel: [usize; 2],
+        bias: bool,
+    ) -> Self {
+        self.layer(LayerSpec::ConvLstm {
+            hidden,
+            steps,
+            in_kernel,
+            rec_kernel,
+            bias,
+        })
     }
     pub fn spec(self, loss: LossSpec) -> ModelSpec {
-        ModelSpec { input: self.input, layers: self.layers, loss }
+        ModelSpec {
+            input: self.input,
+            layers: self.layers,
+            loss,
+        }
     }
 }
 
@@ -105,8 +138,11 @@ fn layer_kind(l: &LayerSpec) -> &'static str {
 impl Model {
     /// Validate shapes and allocate zero weights.
     pub fn new(spec: ModelSpec) -> Result<Self, NnError> {
-        if spec.input.iter().any(|&d| d == 0) {
-            return Err(NnError::Shape(format!("input shape {:?} has a zero dimension", spec.input)));
+        if spec.input.contains(&0) {
+            return Err(NnError::Shape(format!(
+                "input shape {:?} has a zero dimension",
+                spec.input
+            )));
         }
         let mut shapes = vec![spec.input];
         let mut slots = vec![];
@@ -114,11 +150,14 @@ impl Model {
         let mut weights = vec![];
         for (li, l) in spec.layers.iter().enumerate() {
             let s = *shapes.last().unwrap_or(&spec.input);
-            let out = layers::output_shape(l, s).map_err(|e| NnError::Shape(format!("layer {li} ({}): {e}", layer_kind(l))))?;
+            let out = layers::output_shape(l, s)
+                .map_err(|e| NnError::Shape(format!("layer {li} ({}): {e}", layer_kind(l))))?;
             let ws = layers::weight_shapes(l, s);
             let bias = matches!(
                 l,
-                LayerSpec::Conv2d { bias: true, .. } | LayerSpec::Dense { bias: true, .. } | LayerSpec::ConvLstm { bias: true, .. }
+                LayerSpec::Conv2d { bias: true, .. }
+                    | LayerSpec::Dense { bias: true, .. }
+                    | LayerSpec::ConvLstm { bias: true, .. }
             );
             let mut ids = vec![];
             for (k, (r, c)) in ws.into_iter().enumerate() {
@@ -144,9 +183,17 @@ impl Model {
         }
         let out = shapes[shapes.len() - 1];
         if out[1] != 1 || out[2] != 1 {
-            return Err(NnError::Shape(format!("network output must be a vector, got shape {out:?}")));
+            return Err(NnError::Shape(format!(
+                "network output must be a vector, got shape {out:?}"
+            )));
         }
-        Ok(Model { spec, shapes, slots, layer_slots, weights })
+        Ok(Model {
+            spec,
+            shapes,
+            slots,
+            layer_slots,
+            weights,
+        })
     }
 
     /// Glorot-uniform weights, zero biases (ConvLSTM forget-gate bias 1).
@@ -156,7 +203,11 @@ impl Model {
             let spec = &self.spec.layers[slot.layer];
             let fan_in = slot.rows - slot.bias_row as usize;
             let fan_out = match spec {
-                LayerSpec::Conv2d { kernel, out_channels, .. } => out_channels * kernel[0] * kernel[1],
+                LayerSpec::Conv2d {
+                    kernel,
+                    out_channels,
+                    ..
+                } => out_channels * kernel[0] * kernel[1],
                 LayerSpec::ConvLstm { hidden, .. } => *hidden * 4,
                 _ => slot.cols,
             };
@@ -168,7 +219,8 @@ impl Model {
             }
             if slot.bias_row {
                 for c in 0..slot.cols {
-                    let forget = matches!(spec, LayerSpec::ConvLstm { hidden, .. } if c / hidden == 1);
+                    let forget =
+                        matches!(spec, LayerSpec::ConvLstm { hidden, .. } if c / hidden == 1);
                     w.set(fan_in, c, if forget { 1.0 } else { 0.0 });
                 }
             }
@@ -192,7 +244,11 @@ impl Model {
     }
 
     /// Forward pass of a batch (`n × input_len`) through the backend.
-    pub fn forward(&self, backend: &dyn MatmulBackend, x: &Matrix) -> Result<(Matrix, Vec<Cache>), NnError> {
+    pub fn forward(
+        &self,
+        backend: &dyn MatmulBackend,
+        x: &Matrix,
+    ) -> Result<(Matrix, Vec<Cache>), NnError> {
         if x.cols != self.input_len() {
             return Err(NnError::Shape(format!(
                 "input has {} values per sample, the network expects {}",
@@ -213,13 +269,33 @@ impl Model {
     /// Backward pass from `dL/d(output)`; returns one gradient per slot.
     /// Uses the backend's effective (read-back) weights and the activations
     /// of the forward pass that produced `caches`.
-    pub fn backward(&self, backend: &dyn MatmulBackend, caches: &[Cache], dout: &Matrix) -> Result<Vec<Matrix>, NnError> {
-        let mut grads: Vec<Matrix> = self.weights.iter().map(|w| Matrix::zeros(w.rows, w.cols)).collect();
+    pub fn backward(
+        &self,
+        backend: &dyn MatmulBackend,
+        caches: &[Cache],
+        dout: &Matrix,
+    ) -> Result<Vec<Matrix>, NnError> {
+        let mut grads: Vec<Matrix> = self
+            .weights
+            .iter()
+            .map(|w| Matrix::zeros(w.rows, w.cols))
+            .collect();
         let mut d = dout.clone();
         for li in (0..self.spec.layers.len()).rev() {
             let ids = &self.layer_slots[li];
-            let mut g: Vec<Matrix> = ids.iter().map(|&id| Matrix::zeros(self.weights[id].rows, self.weights[id].cols)).collect();
-            d = layers::backward(&self.spec.layers[li], self.shapes[li], ids, backend, &caches[li], &d, &mut g)?;
+            let mut g: Vec<Matrix> = ids
+                .iter()
+                .map(|&id| Matrix::zeros(self.weights[id].rows, self.weights[id].cols))
+                .collect();
+            d = layers::backward(
+                &self.spec.layers[li],
+                self.shapes[li],
+                ids,
+                backend,
+                &caches[li],
+                &d,
+                &mut g,
+            )?;
             for (&id, gm) in ids.iter().zip(g) {
                 grads[id] = gm;
             }
@@ -236,7 +312,10 @@ impl Model {
             slots: self
                 .slots
                 .iter()
-                .map(|s| SlotWeights { slot: s.clone(), data: self.weights[s.id].data.clone() })
+                .map(|s| SlotWeights {
+                    slot: s.clone(),
+                    data: self.weights[s.id].data.clone(),
+                })
                 .collect(),
         }
     }
@@ -258,7 +337,8 @@ impl Model {
             )));
         }
         for (s, fw) in m.slots.iter().zip(&f.slots) {
-            if fw.slot.rows != s.rows || fw.slot.cols != s.cols || fw.data.len() != s.rows * s.cols {
+            if fw.slot.rows != s.rows || fw.slot.cols != s.cols || fw.data.len() != s.rows * s.cols
+            {
                 return Err(NnError::Format(format!(
                     "matrix {} should be {}x{}, the file has {}x{} with {} values",
                     s.name,

@@ -20,7 +20,11 @@ pub enum OptimizerSpec {
 impl OptimizerSpec {
     /// S1's RMSprop settings.
     pub fn s1_rmsprop() -> Self {
-        OptimizerSpec::RmsProp { lr: 0.01, decay: 0.9, eps: 1e-8 }
+        OptimizerSpec::RmsProp {
+            lr: 0.01,
+            decay: 0.9,
+            eps: 1e-8,
+        }
     }
 }
 
@@ -33,15 +37,23 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(spec: OptimizerSpec) -> Self {
-        Optimizer { spec, state: vec![] }
+        Optimizer {
+            spec,
+            state: vec![],
+        }
     }
 
     /// Compute the updates `Δ` for every parameter (does not apply them).
     pub fn deltas(&mut self, params: &[Matrix], grads: &[Matrix]) -> Result<Vec<Matrix>, NnError> {
         if params.len() != grads.len()
-            || params.iter().zip(grads).any(|(p, g)| p.rows != g.rows || p.cols != g.cols)
+            || params
+                .iter()
+                .zip(grads)
+                .any(|(p, g)| p.rows != g.rows || p.cols != g.cols)
         {
-            return Err(NnError::Shape("optimiser: gradients do not match the parameters".into()));
+            return Err(NnError::Shape(
+                "optimiser: gradients do not match the parameters".into(),
+            ));
         }
         if self.state.len() != params.len() {
             self.state = params.iter().map(|p| vec![0.0; p.data.len()]).collect();
@@ -49,7 +61,9 @@ impl Optimizer {
         let mut out = Vec::with_capacity(params.len());
         for ((p, g), st) in params.iter().zip(grads).zip(self.state.iter_mut()) {
             if st.len() != p.data.len() {
-                return Err(NnError::Shape("optimiser: state does not match the parameters".into()));
+                return Err(NnError::Shape(
+                    "optimiser: state does not match the parameters".into(),
+                ));
             }
             let mut d = Matrix::zeros(p.rows, p.cols);
             for ((dv, &gv), sv) in d.data.iter_mut().zip(&g.data).zip(st.iter_mut()) {
@@ -87,7 +101,11 @@ impl Optimizer {
     }
 
     /// Compute and apply the updates; returns them.
-    pub fn step(&mut self, params: &mut [Matrix], grads: &[Matrix]) -> Result<Vec<Matrix>, NnError> {
+    pub fn step(
+        &mut self,
+        params: &mut [Matrix],
+        grads: &[Matrix],
+    ) -> Result<Vec<Matrix>, NnError> {
         let d = self.deltas(params, grads)?;
         for (p, dm) in params.iter_mut().zip(&d) {
             p.data.iter_mut().zip(&dm.data).for_each(|(w, u)| *w += u);

@@ -28,10 +28,17 @@ pub enum ImageSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DataSpec {
-    Mnist { source: ImageSource, preprocess: Preprocess },
+    Mnist {
+        source: ImageSource,
+        preprocess: Preprocess,
+    },
     /// S2's sequences built from S1-preprocessed digits (`seed` for the
     /// training split, `seed + 1` for the test split).
-    MnistSequence { source: ImageSource, preprocess: Preprocess, seed: u64 },
+    MnistSequence {
+        source: ImageSource,
+        preprocess: Preprocess,
+        seed: u64,
+    },
     /// S4's letters.
     Letters { on: f64, off: f64 },
 }
@@ -45,9 +52,16 @@ impl DataSpec {
         Ok(match self {
             DataSpec::Mnist { source, preprocess } => {
                 let (tr, te) = raw(source)?;
-                Split { train: preprocess.apply(&tr)?, test: preprocess.apply(&te)? }
+                Split {
+                    train: preprocess.apply(&tr)?,
+                    test: preprocess.apply(&te)?,
+                }
             }
-            DataSpec::MnistSequence { source, preprocess, seed } => {
+            DataSpec::MnistSequence {
+                source,
+                preprocess,
+                seed,
+            } => {
                 let (tr, te) = raw(source)?;
                 Split {
                     train: mnist_sequences(&preprocess.apply(&tr)?, *seed)?,
@@ -56,7 +70,10 @@ impl DataSpec {
             }
             DataSpec::Letters { on, off } => {
                 let e = LetterEncoding { on: *on, off: *off };
-                Split { train: letters_train(e), test: letters_test(e) }
+                Split {
+                    train: letters_train(e),
+                    test: letters_test(e),
+                }
             }
         })
     }
@@ -83,7 +100,10 @@ pub struct Preset {
 pub const PRESET_NAMES: [&str; 5] = ["s1", "s2", "s3", "s4", "s5"];
 
 pub fn preset(name: &str) -> Result<Preset, NnError> {
-    let s1_data = DataSpec::Mnist { source: ImageSource::Bundled, preprocess: Preprocess::s1() };
+    let s1_data = DataSpec::Mnist {
+        source: ImageSource::Bundled,
+        preprocess: Preprocess::s1(),
+    };
     let ce = LossSpec::SoftmaxCrossEntropy;
     let p = match name.to_ascii_lowercase().as_str() {
         // 8×8 → conv 15@3×3 pad 1 → ReLU → conv 4@2×2 ("same") → max-pool 2 → 64 → dense 10 → softmax
@@ -98,7 +118,12 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 .dense(10, false)
                 .spec(ce),
             data: s1_data,
-            train: TrainConfig { epochs: 10, batch_size: 100, optimizer: OptimizerSpec::s1_rmsprop(), seed: 1 },
+            train: TrainConfig {
+                epochs: 10,
+                batch_size: 100,
+                optimizer: OptimizerSpec::s1_rmsprop(),
+                seed: 1,
+            },
         },
         // ConvLSTM 5 hidden maps, input kernels 3×3, recurrent 2×2 on 6×6×5,
         // 3 steps → max-pool 2 → 45 → dense 6 → softmax (850 weights).
@@ -110,15 +135,34 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 .flatten()
                 .dense(6, false)
                 .spec(ce),
-            data: DataSpec::MnistSequence { source: ImageSource::Bundled, preprocess: Preprocess::s1(), seed: 2 },
-            train: TrainConfig { epochs: 30, batch_size: 20, optimizer: OptimizerSpec::s1_rmsprop(), seed: 2 },
+            data: DataSpec::MnistSequence {
+                source: ImageSource::Bundled,
+                preprocess: Preprocess::s1(),
+                seed: 2,
+            },
+            train: TrainConfig {
+                epochs: 30,
+                batch_size: 20,
+                optimizer: OptimizerSpec::s1_rmsprop(),
+                seed: 2,
+            },
         },
         // 64 → 54 → 10 MLP on the 8×8 digits
         "s3" => Preset {
             name: "s3".into(),
-            model: ModelBuilder::new([1, 8, 8]).flatten().dense(54, true).relu().dense(10, true).spec(ce),
+            model: ModelBuilder::new([1, 8, 8])
+                .flatten()
+                .dense(54, true)
+                .relu()
+                .dense(10, true)
+                .spec(ce),
             data: s1_data,
-            train: TrainConfig { epochs: 20, batch_size: 50, optimizer: OptimizerSpec::s1_rmsprop(), seed: 3 },
+            train: TrainConfig {
+                epochs: 20,
+                batch_size: 50,
+                optimizer: OptimizerSpec::s1_rmsprop(),
+                seed: 3,
+            },
         },
         // 16 (+bias) → 10 tanh (+bias) → 4 tanh, MSE, ±0.2 V inputs
         "s4" => Preset {
@@ -129,12 +173,18 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 .tanh(1.0)
                 .dense(4, true)
                 .tanh(1.0)
-                .spec(LossSpec::Mse { target_on: 1.0, target_off: -1.0 }),
+                .spec(LossSpec::Mse {
+                    target_on: 1.0,
+                    target_off: -1.0,
+                }),
             data: DataSpec::Letters { on: 0.2, off: -0.2 },
             train: TrainConfig {
                 epochs: 200,
                 batch_size: 4,
-                optimizer: OptimizerSpec::Sgd { lr: 0.1, momentum: 0.9 },
+                optimizer: OptimizerSpec::Sgd {
+                    lr: 0.1,
+                    momentum: 0.9,
+                },
                 seed: 4,
             },
         },
@@ -151,8 +201,20 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 .flatten()
                 .dense(10, false)
                 .spec(ce),
-            data: DataSpec::Mnist { source: ImageSource::Bundled, preprocess: Preprocess::full(0.0, 1.0) },
-            train: TrainConfig { epochs: 10, batch_size: 50, optimizer: OptimizerSpec::RmsProp { lr: 0.002, decay: 0.9, eps: 1e-8 }, seed: 5 },
+            data: DataSpec::Mnist {
+                source: ImageSource::Bundled,
+                preprocess: Preprocess::full(0.0, 1.0),
+            },
+            train: TrainConfig {
+                epochs: 10,
+                batch_size: 50,
+                optimizer: OptimizerSpec::RmsProp {
+                    lr: 0.002,
+                    decay: 0.9,
+                    eps: 1e-8,
+                },
+                seed: 5,
+            },
         },
         _ => return Err(NnError::UnknownPreset(name.into())),
     };

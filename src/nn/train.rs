@@ -38,12 +38,19 @@ pub struct RngState {
 
 impl RngState {
     pub fn of(r: &ChaCha8Rng) -> Self {
-        RngState { seed: r.get_seed(), stream: r.get_stream(), word_pos: r.get_word_pos().to_string() }
+        RngState {
+            seed: r.get_seed(),
+            stream: r.get_stream(),
+            word_pos: r.get_word_pos().to_string(),
+        }
     }
     pub fn restore(&self) -> Result<ChaCha8Rng, NnError> {
         let mut r = ChaCha8Rng::from_seed(self.seed);
         r.set_stream(self.stream);
-        let pos: u128 = self.word_pos.parse().map_err(|_| NnError::Format(format!("bad RNG word position {:?}", self.word_pos)))?;
+        let pos: u128 = self
+            .word_pos
+            .parse()
+            .map_err(|_| NnError::Format(format!("bad RNG word position {:?}", self.word_pos)))?;
         r.set_word_pos(pos);
         Ok(r)
     }
@@ -87,13 +94,22 @@ fn batch_matrix(d: &Dataset, idx: &[usize]) -> Matrix {
 }
 
 pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), NnError> {
-    let s = serde_json::to_vec_pretty(v).map_err(|source| NnError::Json { path: path.into(), source })?;
+    let s = serde_json::to_vec_pretty(v).map_err(|source| NnError::Json {
+        path: path.into(),
+        source,
+    })?;
     Ok(write_atomic(path, &s)?)
 }
 
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, NnError> {
-    let b = std::fs::read(path).map_err(|source| NnError::Io { path: path.into(), source })?;
-    serde_json::from_slice(&b).map_err(|source| NnError::Json { path: path.into(), source })
+    let b = std::fs::read(path).map_err(|source| NnError::Io {
+        path: path.into(),
+        source,
+    })?;
+    serde_json::from_slice(&b).map_err(|source| NnError::Json {
+        path: path.into(),
+        source,
+    })
 }
 
 /// Result of a training run.
@@ -132,7 +148,9 @@ pub fn train(
     let (mut rng, mut opt, mut metrics, start) = match resumed {
         Some(c) => {
             if c.weights.model != model.spec {
-                return Err(NnError::Format("checkpoint belongs to a different network".into()));
+                return Err(NnError::Format(
+                    "checkpoint belongs to a different network".into(),
+                ));
             }
             *model = Model::from_weights_file(&c.weights)?;
             (c.rng.restore()?, c.optimizer, c.metrics, c.epochs_done)
@@ -149,14 +167,19 @@ pub fn train(
     model.prepare_backend(backend)?;
     let n = split.train.len();
     let batches = n.div_ceil(config.batch_size);
-    let mut done_now = 0;
-    for epoch in start..config.epochs {
+    for (done_now, epoch) in (start..config.epochs).enumerate() {
         if opts.stop_after.is_some_and(|s| done_now >= s) {
             break;
         }
         let t0 = Instant::now();
-        let pb = if opts.progress { ProgressBar::new(batches as u64) } else { ProgressBar::hidden() };
-        if let Ok(st) = ProgressStyle::with_template("epoch {msg} [{bar:30}] {pos}/{len} batches {elapsed} eta {eta}") {
+        let pb = if opts.progress {
+            ProgressBar::new(batches as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        if let Ok(st) = ProgressStyle::with_template(
+            "epoch {msg} [{bar:30}] {pos}/{len} batches {elapsed} eta {eta}",
+        ) {
             pb.set_style(st.progress_chars("=> "));
         }
         pb.set_message(format!("{}/{}", epoch + 1, config.epochs));
@@ -169,7 +192,11 @@ pub fn train(
             let (out, caches) = model.forward(backend, &x)?;
             let l = loss::evaluate(&model.spec.loss, &out, &labels)?;
             if !l.loss.is_finite() {
-                return Err(NnError::Format(format!("loss diverged to {} in epoch {}", l.loss, epoch + 1)));
+                return Err(NnError::Format(format!(
+                    "loss diverged to {} in epoch {}",
+                    l.loss,
+                    epoch + 1
+                )));
             }
             loss_sum += l.loss * idx.len() as f64;
             correct += l.correct;
@@ -203,7 +230,6 @@ pub fn train(
             );
         }
         metrics.push(m);
-        done_now += 1;
         if let Some(dir) = &opts.out_dir {
             let ck = Checkpoint {
                 epochs_done: epoch + 1,
@@ -227,7 +253,10 @@ pub fn write_outputs(dir: &Path, model: &Model, metrics: &[EpochMetrics]) -> Res
     write_json(&dir.join("metrics.json"), &metrics)?;
     let mut csv = String::from("epoch,loss,train_acc,test_acc,seconds\n");
     for m in metrics {
-        csv += &format!("{},{},{},{},{}\n", m.epoch, m.loss, m.train_acc, m.test_acc, m.seconds);
+        csv += &format!(
+            "{},{},{},{},{}\n",
+            m.epoch, m.loss, m.train_acc, m.test_acc, m.seconds
+        );
     }
     write_atomic(&dir.join("metrics.csv"), csv.as_bytes())?;
     super::plot::training_curve(dir, metrics)
@@ -244,7 +273,12 @@ pub struct EvalResult {
 }
 
 /// Evaluate a model whose weights are already prepared in `backend`.
-pub fn evaluate(model: &Model, backend: &dyn MatmulBackend, data: &Dataset, batch: usize) -> Result<EvalResult, NnError> {
+pub fn evaluate(
+    model: &Model,
+    backend: &dyn MatmulBackend,
+    data: &Dataset,
+    batch: usize,
+) -> Result<EvalResult, NnError> {
     let k = model.output_len();
     let mut confusion = vec![vec![0usize; k]; k];
     let mut predictions = Vec::with_capacity(data.len());
@@ -264,12 +298,24 @@ pub fn evaluate(model: &Model, backend: &dyn MatmulBackend, data: &Dataset, batc
         }
     }
     let n = data.len().max(1) as f64;
-    Ok(EvalResult { samples: data.len(), accuracy: correct as f64 / n, loss: loss_sum / n, confusion, predictions })
+    Ok(EvalResult {
+        samples: data.len(),
+        accuracy: correct as f64 / n,
+        loss: loss_sum / n,
+        confusion,
+        predictions,
+    })
 }
 
 /// Relative RMS difference of every layer's output between two backends
 /// (same weights, same inputs): `‖a_B − a_A‖ / ‖a_A‖`, one entry per layer.
-pub fn layer_errors(model: &Model, a: &dyn MatmulBackend, b: &dyn MatmulBackend, data: &Dataset, samples: usize) -> Result<Vec<f64>, NnError> {
+pub fn layer_errors(
+    model: &Model,
+    a: &dyn MatmulBackend,
+    b: &dyn MatmulBackend,
+    data: &Dataset,
+    samples: usize,
+) -> Result<Vec<f64>, NnError> {
     let idx: Vec<usize> = (0..data.len().min(samples)).collect();
     let x = batch_matrix(data, &idx);
     let (mut xa, mut xb) = (x.clone(), x);
@@ -277,9 +323,18 @@ pub fn layer_errors(model: &Model, a: &dyn MatmulBackend, b: &dyn MatmulBackend,
     for (li, l) in model.spec.layers.iter().enumerate() {
         let ya = super::layers::forward(l, model.shapes[li], &model.layer_slots[li], a, &xa)?.0;
         let yb = super::layers::forward(l, model.shapes[li], &model.layer_slots[li], b, &xb)?.0;
-        let num: f64 = ya.data.iter().zip(&yb.data).map(|(p, q)| (p - q).powi(2)).sum();
+        let num: f64 = ya
+            .data
+            .iter()
+            .zip(&yb.data)
+            .map(|(p, q)| (p - q).powi(2))
+            .sum();
         let den: f64 = ya.data.iter().map(|p| p * p).sum();
-        out.push(if den > 0.0 { (num / den).sqrt() } else { num.sqrt() });
+        out.push(if den > 0.0 {
+            (num / den).sqrt()
+        } else {
+            num.sqrt()
+        });
         (xa, xb) = (ya, yb);
     }
     Ok(out)
