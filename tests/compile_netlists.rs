@@ -34,15 +34,34 @@ fn ngspice(netlist: &str) -> BTreeMap<String, f64> {
     plots[0].point_map(0)
 }
 
-/// Solve an emitted circuit with netc's own solver.
-fn netc_solve(e: &Emitted) -> BTreeMap<String, f64> {
-    match netc::solver::run(&e.netlist)
+fn solve_netlist(nl: &netc::netlist::Netlist) -> BTreeMap<String, f64> {
+    match netc::solver::run(nl)
         .unwrap_or_else(|err| panic!("{err}"))
         .remove(0)
     {
         AnalysisResult::Op { values } => values,
         r => panic!("unexpected {r:?}"),
     }
+}
+
+/// Solve an emitted circuit with netc: the netlist text is parsed back by netc's SPICE front end
+/// and solved; it must give the same answer as the circuit built in memory (to 1e-12).
+fn netc_solve(e: &Emitted) -> BTreeMap<String, f64> {
+    let text = e.to_spice();
+    let parsed = netc::spice::parse_str(&text, "emitted.cir").unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(parsed.elements.len(), e.netlist.elements.len());
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let from_text = solve_netlist(&parsed);
+    let direct = solve_netlist(&e.netlist);
+    assert_eq!(from_text.len(), direct.len());
+    for (k, a) in &direct {
+        let b = from_text[k];
+        assert!(
+            (a - b).abs() <= 1e-12 * a.abs().max(b.abs()) + 1e-18,
+            "{k}: in memory {a} vs parsed text {b}"
+        );
+    }
+    from_text
 }
 
 /// Every ngspice value is matched by netc's within `rtol·|x| + atol`; returns the worst relative
