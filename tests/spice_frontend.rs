@@ -96,9 +96,18 @@ fn include_and_lib_with_spans_in_included_file() {
     fs::write(sub.join("deeper.inc"), "R3 b 0 3k\nR6 b 0 {1 + nope}\n").unwrap();
     let e = parse_file(&main).unwrap_err();
     let text = e.to_string();
-    assert!(matches!(e, SpiceError::UnknownParam { ref name, .. } if name == "nope"), "{text}");
-    assert!(text.contains("deeper.inc:2:13: unknown parameter `nope`"), "{text}");
-    assert!(text.ends_with(" 2 | R6 b 0 {1 + nope}\n   |             ^^^^"), "{text}");
+    assert!(
+        matches!(e, SpiceError::UnknownParam { ref name, .. } if name == "nope"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deeper.inc:2:13: unknown parameter `nope`"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(" 2 | R6 b 0 {1 + nope}\n   |             ^^^^"),
+        "{text}"
+    );
 
     // Missing include file, include cycle, missing section.
     fs::write(sub.join("deeper.inc"), ".include ../sub/parts.inc\n").unwrap();
@@ -136,7 +145,9 @@ fn subckt_flattening_with_nested_hierarchy_and_parameters() {
         .elements
         .iter()
         .filter_map(|e| match &e.kind {
-            ElementKind::Resistor { n, r_ohm } => Some((e.name.clone(), n[0].clone(), n[1].clone(), *r_ohm)),
+            ElementKind::Resistor { n, r_ohm } => {
+                Some((e.name.clone(), n[0].clone(), n[1].clone(), *r_ohm))
+            }
             _ => None,
         })
         .collect();
@@ -221,29 +232,45 @@ fn sources_mosfets_options_and_dc() {
     assert_eq!(n.options.reltol, 1e-4);
     assert_eq!(n.options.gmin_siemens, 1e-13);
     assert_eq!(n.options.itl1, 200);
-    let kinds: Vec<_> = n.elements.iter().map(|e| (e.name.as_str(), &e.kind)).collect();
+    let kinds: Vec<_> = n
+        .elements
+        .iter()
+        .map(|e| (e.name.as_str(), &e.kind))
+        .collect();
     assert!(matches!(kinds[0].1, ElementKind::VSource { dc_v, .. } if *dc_v == 1.2));
     assert!(matches!(kinds[1].1, ElementKind::VSource { dc_v, .. } if *dc_v == 0.3));
     assert!(matches!(kinds[2].1, ElementKind::VSource { dc_v, .. } if *dc_v == 0.0));
     assert!(matches!(kinds[3].1, ElementKind::ISource { dc_a, .. } if *dc_a == 1e-3));
     match kinds[4].1 {
-        ElementKind::Mosfet { model, w_m, l_m, d, .. } => {
+        ElementKind::Mosfet {
+            model, w_m, l_m, d, ..
+        } => {
             assert_eq!((*w_m, *l_m, d.as_str()), (2e-6, 1e-6, "d"));
             assert!(model.nmos);
-            assert_eq!((model.vto_v, model.kp_a_per_v2, model.lambda_per_v), (0.7, 110e-6, 0.04));
-            assert_eq!((model.gamma_sqrt_v, model.phi_v, model.is_a), (0.4, 0.65, 1e-14));
+            assert_eq!(
+                (model.vto_v, model.kp_a_per_v2, model.lambda_per_v),
+                (0.7, 110e-6, 0.04)
+            );
+            assert_eq!(
+                (model.gamma_sqrt_v, model.phi_v, model.is_a),
+                (0.4, 0.65, 1e-14)
+            );
         }
         k => panic!("{k:?}"),
     }
     match kinds[5].1 {
-        ElementKind::Mosfet { model, w_m, l_m, .. } => {
+        ElementKind::Mosfet {
+            model, w_m, l_m, ..
+        } => {
             assert_eq!((*w_m, *l_m), (100e-6, 100e-6));
             assert!(!model.nmos);
             assert_eq!(model.vto_v, -0.7);
         }
         k => panic!("{k:?}"),
     }
-    assert!(matches!(kinds[9].1, ElementKind::Cccs { vsrc, gain, .. } if vsrc == "vg" && *gain == 3.0));
+    assert!(
+        matches!(kinds[8].1, ElementKind::Cccs { vsrc, gain, .. } if vsrc == "vg" && *gain == 3.0)
+    );
     assert!(matches!(
         &n.analyses[0],
         Analysis::Dc { src, start, stop, step, .. } if src == "vg" && *start == 0.0 && *stop == 1.8 && *step == 0.1
@@ -251,7 +278,13 @@ fn sources_mosfets_options_and_dc() {
     assert!(matches!(n.analyses[1], Analysis::Op { .. }));
     // Warnings: unknown option, AC spec, pulse spec, no value, capacitance parameter.
     let w = n.warnings.join("\n");
-    for needle in ["option `method`", "AC specification", "`pulse` ignored", "no value", "cgso"] {
+    for needle in [
+        "option `method`",
+        "AC specification",
+        "`pulse` ignored",
+        "no value",
+        "cgso",
+    ] {
         assert!(w.contains(needle), "missing warning {needle}:\n{w}");
     }
 }
@@ -278,14 +311,30 @@ fn error_variants_are_located() {
         ("t\nB1 a 0 V=foo(1)\n", "UnknownFunction", (2, 10)),
         ("t\nB1 a 0 V=max(1)\n", "BadArity", (2, 10)),
         ("t\nF1 a 0 vnone 2\n", "UnknownSource", (2, 8)),
-        ("t\n.subckt s a b\nR1 a b 1\n.ends\nX1 a s\n", "PinCount", (5, 1)),
+        (
+            "t\n.subckt s a b\nR1 a b 1\n.ends\nX1 a s\n",
+            "PinCount",
+            (5, 1),
+        ),
         ("t\nR1 a 0 1\nr1 b 0 2\n", "Duplicate", (3, 1)),
         ("t\n.tran 1n 1u\n", "UnknownDirective", (2, 1)),
-        ("t\n.include /nonexistent/x.inc\n", "IncludeNotFound", (2, 10)),
-        ("t\n.subckt s a\nX1 a s\n.ends\nX1 n s\n", "SubcktRecursion", (3, 6)),
+        (
+            "t\n.include /nonexistent/x.inc\n",
+            "IncludeNotFound",
+            (2, 10),
+        ),
+        (
+            "t\n.subckt s a\nX1 a s\n.ends\nX1 n s\n",
+            "SubcktRecursion",
+            (3, 6),
+        ),
         ("t\n.subckt s a\nR1 a 0 1\n", "MissingEnds", (2, 1)),
         ("t\nD1 a 0 dmod\n", "Unsupported", (2, 1)),
-        ("t\n.model n nmos level=3\nM1 d g s b n\n", "Unsupported", (2, 21)),
+        (
+            "t\n.model n nmos level=3\nM1 d g s b n\n",
+            "Unsupported",
+            (2, 21),
+        ),
         ("t\n.dc vnone 0 1 0.1\nR1 a 0 1\n", "UnknownSource", (2, 1)),
         ("t\nE1 a 0 b 2\n", "PinCount", (2, 1)),
         ("t\nM1 d g s nch\n.model nch nmos\n", "PinCount", (2, 1)),
@@ -296,7 +345,10 @@ fn error_variants_are_located() {
     for (src, variant, (line, col)) in cases {
         let e = err(src);
         let dbg = format!("{e:?}");
-        assert!(dbg.starts_with(variant), "{src:?}: expected {variant}, got {e}");
+        assert!(
+            dbg.starts_with(variant),
+            "{src:?}: expected {variant}, got {e}"
+        );
         let sp = e.span().unwrap_or_else(|| panic!("{src:?}: no span"));
         assert_eq!((sp.line, sp.col), (*line, *col), "{src:?}:\n{e}");
         let text = e.to_string();

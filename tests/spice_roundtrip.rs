@@ -45,7 +45,9 @@ fn normalise(mut n: Netlist) -> Netlist {
     }
     for a in &mut n.analyses {
         match a {
-            netc::netlist::Analysis::Op { span } | netc::netlist::Analysis::Dc { span, .. } => *span = Span::default(),
+            netc::netlist::Analysis::Op { span } | netc::netlist::Analysis::Dc { span, .. } => {
+                *span = Span::default()
+            }
         }
     }
     n.warnings.clear();
@@ -55,11 +57,14 @@ fn normalise(mut n: Netlist) -> Netlist {
 #[test]
 fn write_then_parse_gives_the_same_netlist() {
     let a = parse_str(RICH, "rich.cir").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(a.elements.len(), 19);
+    assert_eq!(a.elements.len(), 20);
     assert!(a.elements.iter().any(|e| e.name == "x2.bm"));
     let text = write_netlist(&a);
     assert!(text.contains("\nb.x1.bm x1.mid col i="), "{text}");
-    assert!(text.contains("\nm.x2.m1 x2.mid x2.g col 0 x2.lnch "), "{text}");
+    assert!(
+        text.contains("\nm.x2.m1 x2.mid x2.g col 0 x2.lnch "),
+        "{text}"
+    );
     let b = parse_str(&text, "written.cir").unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(normalise(a.clone()), normalise(b.clone()), "{text}");
     // And once more: the text is a fixed point.
@@ -71,7 +76,9 @@ fn write_then_parse_gives_the_same_netlist() {
 fn mutated_and_random_input_never_panics() {
     let seeds = [RICH, "t\nR1 a b {1k*(2+3)}\n+ ; c\nV1 a 0 dc 1 $ x\n.subckt s a b\nX1 a b s2\n.ends\n.subckt s2 a b\nR1 a b 1\n.ends\nX9 1 2 s\n.op\n"];
     let mut rng = ChaCha8Rng::seed_from_u64(20240611);
-    let specials: Vec<char> = "(){}'\"=,;$+-*/^. \t\n*xXvV0123456789.ekKmMgG_:#\u{e9}".chars().collect();
+    let specials: Vec<char> = "(){}'\"=,;$+-*/^. \t\n*xXvV0123456789.ekKmMgG_:#\u{e9}"
+        .chars()
+        .collect();
     let mut n_ok = 0;
     let mut n_err = 0;
     for round in 0..3000 {
@@ -108,7 +115,8 @@ fn mutated_and_random_input_never_panics() {
                 n_ok += 1;
                 // What parses must also write and parse back.
                 let w = write_netlist(&n);
-                let back = parse_str(&w, "w.cir").unwrap_or_else(|e| panic!("{e}\nfrom\n{text}\nwritten\n{w}"));
+                let back = parse_str(&w, "w.cir")
+                    .unwrap_or_else(|e| panic!("{e}\nfrom\n{text}\nwritten\n{w}"));
                 assert_eq!(normalise(n), normalise(back), "{text}");
             }
             Err(e) => {
@@ -134,5 +142,95 @@ fn mutated_and_random_input_never_panics() {
         format!("t\nR1 a 0 {{{}}}\n", "{".repeat(3000)),
     ] {
         let _ = parse_str(&src, "deep.cir").map_err(|e| e.to_string());
+    }
+}
+
+/// Run ngspice on a netlist (a `.control` block with `op` / `print all` is appended) and return
+/// its `name = value` lines. `None` when ngspice is not installed (a failure under `CI=true`).
+fn ngspice_op(netlist: &str) -> Option<std::collections::BTreeMap<String, f64>> {
+    let dir = tempfile::tempdir().ok()?;
+    // Only the operating point: `.dc` cards are dropped (ngspice would also run them).
+    let body: Vec<&str> = netlist
+        .trim_end()
+        .trim_end_matches(".end")
+        .lines()
+        .filter(|l| !l.to_lowercase().starts_with(".dc"))
+        .collect();
+    let body = body.join("\n");
+    let file = dir.path().join("deck.cir");
+    std::fs::write(
+        &file,
+        format!("{body}\n.control\nset numdgt=15\nop\nprint all\n.endc\n.end\n"),
+    )
+    .ok()?;
+    let out = match std::process::Command::new("ngspice")
+        .arg("-b")
+        .arg(&file)
+        .output()
+    {
+        Ok(o) => o,
+        Err(_) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "ngspice missing under CI"
+            );
+            return None;
+        }
+    };
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "ngspice failed:\n{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.trim_start().to_lowercase().starts_with("error")),
+        "ngspice reported an error:\n{text}"
+    );
+    let mut m = std::collections::BTreeMap::new();
+    let start = text
+        .find("No. of Data Rows")
+        .expect("ngspice printed no data");
+    for line in text[start..].lines().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        if !line.contains(" = ") {
+            break;
+        }
+        let mut parts = line.split(" = ");
+        if let (Some(k), Some(v), None) = (parts.next(), parts.next(), parts.next()) {
+            if let Ok(x) = v.trim().parse::<f64>() {
+                m.insert(k.trim().to_string(), x);
+            }
+        }
+    }
+    Some(m)
+}
+
+/// ngspice gives the same operating point for the original hierarchical netlist and for the flat
+/// netlist netc writes from it, under the same names (`x1.mid`, `v.x1.vg#branch`).
+#[test]
+fn ngspice_agrees_on_original_and_written_netlist() {
+    let a = parse_str(RICH, "rich.cir").unwrap();
+    let written = write_netlist(&a);
+    let Some(orig) = ngspice_op(RICH) else { return };
+    let Some(flat) = ngspice_op(&written) else {
+        return;
+    };
+    assert!(orig.len() > 15, "{orig:?}");
+    assert!(
+        orig.contains_key("x1.mid") && orig.contains_key("v.x2.vg#branch"),
+        "{orig:?}"
+    );
+    assert_eq!(
+        orig.keys().collect::<Vec<_>>(),
+        flat.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &orig {
+        let w = flat[k];
+        assert!(
+            (v - w).abs() <= 1e-9 * v.abs().max(w.abs()) + 1e-15,
+            "{k}: {v} vs {w}"
+        );
     }
 }

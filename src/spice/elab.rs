@@ -215,7 +215,10 @@ pub fn elaborate(ld: Loaded) -> Result<Netlist, SpiceError> {
         if let Analysis::Dc { src, span, .. } = a {
             let ok = e.elements.iter().any(|el| {
                 el.name == *src
-                    && matches!(el.kind, ElementKind::VSource { .. } | ElementKind::ISource { .. })
+                    && matches!(
+                        el.kind,
+                        ElementKind::VSource { .. } | ElementKind::ISource { .. }
+                    )
             });
             if !ok {
                 return Err(SpiceError::UnknownSource {
@@ -271,10 +274,11 @@ impl<'a> Elab<'a> {
                 if cur != 0 {
                     let name = normalize_element_name(h);
                     if let Some(&first) = local_names[cur].get(name) {
-                        let (fh, _) = card(&ld.stmts[first]).ok_or_else(|| self.syntax(st, head, "?"))?;
+                        let (fh, _) =
+                            card(&ld.stmts[first]).ok_or_else(|| self.syntax(st, head, "?"))?;
                         return Err(SpiceError::Duplicate {
                             name: name.to_string(),
-                            first: self.span(&ld.stmts[first], fh),
+                            first: Box::new(self.span(&ld.stmts[first], fh)),
                             span: self.span(st, head),
                         });
                     }
@@ -288,7 +292,9 @@ impl<'a> Elab<'a> {
                     let mut it = items.iter();
                     let name = match it.next() {
                         Some(Item::Word(t)) => &*t.text,
-                        Some(other) => return Err(self.syntax(st, other.tok(), "expected a subcircuit name")),
+                        Some(other) => {
+                            return Err(self.syntax(st, other.tok(), "expected a subcircuit name"))
+                        }
                         None => return Err(self.syntax(st, head, "`.subckt` needs a name")),
                     };
                     let mut def = Def::new(name, Some(cur), Some(i));
@@ -304,7 +310,11 @@ impl<'a> Elab<'a> {
                                 key_tok: k,
                             }),
                             other => {
-                                return Err(self.syntax(st, other.tok(), "expected a pin name or `name=value`"))
+                                return Err(self.syntax(
+                                    st,
+                                    other.tok(),
+                                    "expected a pin name or `name=value`",
+                                ))
                             }
                         }
                     }
@@ -314,7 +324,7 @@ impl<'a> Elab<'a> {
                         let ph = card(p).map(|(t, _)| self.span(p, t)).unwrap_or_default();
                         return Err(SpiceError::Duplicate {
                             name: name.to_string(),
-                            first: ph,
+                            first: Box::new(ph),
                             span: self.span(st, head),
                         });
                     }
@@ -333,7 +343,10 @@ impl<'a> Elab<'a> {
                             return Err(self.syntax(
                                 st,
                                 item.tok(),
-                                &format!("`.ends` does not match `.subckt {}`", self.defs[cur].name),
+                                &format!(
+                                    "`.ends` does not match `.subckt {}`",
+                                    self.defs[cur].name
+                                ),
                             ));
                         }
                     }
@@ -342,8 +355,12 @@ impl<'a> Elab<'a> {
                 ".model" => {
                     let name = match items.first() {
                         Some(Item::Word(t)) => &*t.text,
-                        Some(other) => return Err(self.syntax(st, other.tok(), "expected a model name")),
-                        None => return Err(self.syntax(st, head, "`.model` needs a name and a type")),
+                        Some(other) => {
+                            return Err(self.syntax(st, other.tok(), "expected a model name"))
+                        }
+                        None => {
+                            return Err(self.syntax(st, head, "`.model` needs a name and a type"))
+                        }
                     };
                     if items.len() < 2 {
                         return Err(self.syntax(st, head, "`.model` needs a name and a type"));
@@ -356,7 +373,7 @@ impl<'a> Elab<'a> {
                             .unwrap_or_default();
                         return Err(SpiceError::Duplicate {
                             name: name.to_string(),
-                            first,
+                            first: Box::new(first),
                             span: self.span(st, items[0].tok()),
                         });
                     }
@@ -374,7 +391,9 @@ impl<'a> Elab<'a> {
                                 line: st.line,
                                 key_tok: k,
                             }),
-                            other => return Err(self.syntax(st, other.tok(), "expected `name=value`")),
+                            other => {
+                                return Err(self.syntax(st, other.tok(), "expected `name=value`"))
+                            }
                         }
                     }
                 }
@@ -384,7 +403,9 @@ impl<'a> Elab<'a> {
                             Item::Word(t) => {
                                 self.globals.insert(t.text.to_string());
                             }
-                            other => return Err(self.syntax(st, other.tok(), "expected a node name")),
+                            other => {
+                                return Err(self.syntax(st, other.tok(), "expected a node name"))
+                            }
                         }
                     }
                 }
@@ -502,8 +523,14 @@ impl<'a> Elab<'a> {
         let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, d) in pending.iter().enumerate() {
             let mut deps: Vec<usize> = match d.value {
-                Item::Expr(_, e) => e.param_names().iter().filter_map(|p| index.get(p).copied()).collect(),
-                Item::Word(t) if parse_number(&t.text).is_none() => index.get(&*t.text).copied().into_iter().collect(),
+                Item::Expr(_, e) => e
+                    .param_names()
+                    .iter()
+                    .filter_map(|p| index.get(p).copied())
+                    .collect(),
+                Item::Word(t) if parse_number(&t.text).is_none() => {
+                    index.get(&*t.text).copied().into_iter().collect()
+                }
                 _ => Vec::new(),
             };
             deps.sort_unstable();
@@ -551,12 +578,21 @@ impl<'a> Elab<'a> {
         Ok(vals)
     }
 
-    fn options(&mut self, st: &Stmt, items: &[Item], scope: &Scope, o: &mut SimOptions) -> Result<(), SpiceError> {
+    fn options(
+        &mut self,
+        st: &Stmt,
+        items: &[Item],
+        scope: &Scope,
+        o: &mut SimOptions,
+    ) -> Result<(), SpiceError> {
         for item in items {
             match item {
                 Item::Kv(k, v) => {
                     let key: &str = &k.text;
-                    let known = matches!(key, "reltol" | "abstol" | "vntol" | "gmin" | "itl1" | "itl2" | "defw" | "defl");
+                    let known = matches!(
+                        key,
+                        "reltol" | "abstol" | "vntol" | "gmin" | "itl1" | "itl2" | "defw" | "defl"
+                    );
                     if !known {
                         let sp = self.span(st, k);
                         self.warn(sp, &format!("option `{key}` ignored"));
@@ -601,7 +637,13 @@ impl<'a> Elab<'a> {
         Ok(())
     }
 
-    fn dc(&self, st: &Stmt, head: &Tok, items: &[Item], scope: &Scope) -> Result<Analysis, SpiceError> {
+    fn dc(
+        &self,
+        st: &Stmt,
+        head: &Tok,
+        items: &[Item],
+        scope: &Scope,
+    ) -> Result<Analysis, SpiceError> {
         if items.len() > 4 {
             return Err(SpiceError::Unsupported {
                 what: "nested `.dc` sweeps (one source only)".into(),
@@ -695,7 +737,14 @@ impl<'a> Elab<'a> {
         Ok(())
     }
 
-    fn instance(&mut self, def: usize, inst: &mut Inst, st: &Stmt, head: &Tok, items: &[Item]) -> Result<(), SpiceError> {
+    fn instance(
+        &mut self,
+        def: usize,
+        inst: &mut Inst,
+        st: &Stmt,
+        head: &Tok,
+        items: &[Item],
+    ) -> Result<(), SpiceError> {
         let mut words: Vec<&Tok> = Vec::new();
         let mut kvs: Vec<(&Tok, &Item)> = Vec::new();
         for item in items {
@@ -703,18 +752,31 @@ impl<'a> Elab<'a> {
                 Item::Word(t) if &*t.text == "params:" => {}
                 Item::Word(t) if kvs.is_empty() => words.push(t),
                 Item::Kv(k, v) => kvs.push((k, v)),
-                other => return Err(self.syntax(st, other.tok(), "expected a node, a subcircuit name or `name=value`")),
+                other => {
+                    return Err(self.syntax(
+                        st,
+                        other.tok(),
+                        "expected a node, a subcircuit name or `name=value`",
+                    ))
+                }
             }
         }
         let Some(sub_tok) = words.pop() else {
             return Err(self.syntax(st, head, "instance needs nodes and a subcircuit name"));
         };
-        let child = self.find_child(def, &sub_tok.text).ok_or_else(|| SpiceError::UnknownSubckt {
-            name: sub_tok.text.to_string(),
-            span: self.span(st, sub_tok),
-        })?;
+        let child =
+            self.find_child(def, &sub_tok.text)
+                .ok_or_else(|| SpiceError::UnknownSubckt {
+                    name: sub_tok.text.to_string(),
+                    span: self.span(st, sub_tok),
+                })?;
         if inst.chain.contains(&child) {
-            let mut chain: Vec<&str> = inst.chain.iter().skip(1).map(|&d| self.defs[d].name).collect();
+            let mut chain: Vec<&str> = inst
+                .chain
+                .iter()
+                .skip(1)
+                .map(|&d| self.defs[d].name)
+                .collect();
             chain.push(self.defs[child].name);
             return Err(SpiceError::SubcktRecursion {
                 chain: chain.join(" -> "),
@@ -772,8 +834,18 @@ impl<'a> Elab<'a> {
     }
 
     /// Leading node words of a card: exactly `n` are needed.
-    fn nodes<'i>(&self, st: &Stmt, head: &Tok, items: &'i [Item], n: usize, total_positional: usize) -> Result<Vec<&'i str>, SpiceError> {
-        let lead = items.iter().take_while(|i| matches!(i, Item::Word(_))).count();
+    fn nodes<'i>(
+        &self,
+        st: &Stmt,
+        head: &Tok,
+        items: &'i [Item],
+        n: usize,
+        total_positional: usize,
+    ) -> Result<Vec<&'i str>, SpiceError> {
+        let lead = items
+            .iter()
+            .take_while(|i| matches!(i, Item::Word(_)))
+            .count();
         let positional = items
             .iter()
             .take_while(|i| matches!(i, Item::Word(_) | Item::Expr(..)))
@@ -793,7 +865,15 @@ impl<'a> Elab<'a> {
         self.syntax(st, item.tok(), &format!("unexpected `{}`", item.tok().text))
     }
 
-    fn element(&mut self, def: usize, inst: &mut Inst, st: &Stmt, head: &Tok, items: &[Item], letter: u8) -> Result<ElementKind, SpiceError> {
+    fn element(
+        &mut self,
+        def: usize,
+        inst: &mut Inst,
+        st: &Stmt,
+        head: &Tok,
+        items: &[Item],
+        letter: u8,
+    ) -> Result<ElementKind, SpiceError> {
         let scope = inst.scope;
         let two = |e: &Self, n: &[&str]| [e.map_node(inst, n[0]), e.map_node(inst, n[1])];
         Ok(match letter {
@@ -817,7 +897,9 @@ impl<'a> Elab<'a> {
                                 })
                             }
                         },
-                        Item::Word(_) | Item::Expr(..) if value.is_none() => value = Some(self.eval_item(item, scope, st.line)?),
+                        Item::Word(_) | Item::Expr(..) if value.is_none() => {
+                            value = Some(self.eval_item(item, scope, st.line)?)
+                        }
                         Item::Word(t) => {
                             return Err(SpiceError::Unsupported {
                                 what: format!("resistor models (`{}`)", t.text),
@@ -854,9 +936,15 @@ impl<'a> Elab<'a> {
                 let n = self.nodes(st, head, items, 2, 2)?;
                 let dc = self.source_value(st, head, &items[2..], scope)?;
                 if letter == b'v' {
-                    ElementKind::VSource { n: two(self, &n), dc_v: dc }
+                    ElementKind::VSource {
+                        n: two(self, &n),
+                        dc_v: dc,
+                    }
                 } else {
-                    ElementKind::ISource { n: two(self, &n), dc_a: dc }
+                    ElementKind::ISource {
+                        n: two(self, &n),
+                        dc_a: dc,
+                    }
                 }
             }
             b'e' | b'g' => {
@@ -871,14 +959,22 @@ impl<'a> Elab<'a> {
                 if letter == b'e' {
                     ElementKind::Vcvs { out, ctrl, gain }
                 } else {
-                    ElementKind::Vccs { out, ctrl, gm_siemens: gain }
+                    ElementKind::Vccs {
+                        out,
+                        ctrl,
+                        gm_siemens: gain,
+                    }
                 }
             }
             b'f' | b'h' => {
                 self.reject_forms(st, items, 2)?;
                 let n = self.nodes(st, head, items, 2, 4)?;
                 let Some(Item::Word(vt)) = items.get(2) else {
-                    return Err(self.syntax(st, head, "expected a controlling voltage source name"));
+                    return Err(self.syntax(
+                        st,
+                        head,
+                        "expected a controlling voltage source name",
+                    ));
                 };
                 if let Some(extra) = items.get(4) {
                     return Err(self.unexpected(st, extra));
@@ -890,7 +986,11 @@ impl<'a> Elab<'a> {
                 if letter == b'f' {
                     ElementKind::Cccs { out, vsrc, gain }
                 } else {
-                    ElementKind::Ccvs { out, vsrc, r_ohm: gain }
+                    ElementKind::Ccvs {
+                        out,
+                        vsrc,
+                        r_ohm: gain,
+                    }
                 }
             }
             b'b' => {
@@ -898,7 +998,9 @@ impl<'a> Elab<'a> {
                 let mut found: Option<(bool, &Item, &Tok)> = None;
                 for item in &items[2..] {
                     match item {
-                        Item::Kv(k, v) if (&*k.text == "v" || &*k.text == "i") && found.is_none() => {
+                        Item::Kv(k, v)
+                            if (&*k.text == "v" || &*k.text == "i") && found.is_none() =>
+                        {
                             found = Some((&*k.text == "v", v, k))
                         }
                         Item::Kv(k, _) => {
@@ -957,7 +1059,21 @@ impl<'a> Elab<'a> {
                 Item::Group(t, _) => (t, "(…)"),
                 _ => continue,
             };
-            if matches!(what, "poly" | "value" | "vol" | "cur" | "table" | "laplace" | "freq" | "(…)" | "nand" | "nor" | "and" | "or") {
+            if matches!(
+                what,
+                "poly"
+                    | "value"
+                    | "vol"
+                    | "cur"
+                    | "table"
+                    | "laplace"
+                    | "freq"
+                    | "(…)"
+                    | "nand"
+                    | "nor"
+                    | "and"
+                    | "or"
+            ) {
                 return Err(SpiceError::Unsupported {
                     what: format!("controlled-source form `{what}` (use a B source)"),
                     span: self.span(st, t),
@@ -967,7 +1083,13 @@ impl<'a> Elab<'a> {
         Ok(())
     }
 
-    fn source_value(&mut self, st: &Stmt, head: &Tok, rest: &[Item], scope: &Scope) -> Result<f64, SpiceError> {
+    fn source_value(
+        &mut self,
+        st: &Stmt,
+        head: &Tok,
+        rest: &[Item],
+        scope: &Scope,
+    ) -> Result<f64, SpiceError> {
         let mut dc = None;
         let mut tran0 = None;
         let mut i = 0;
@@ -975,7 +1097,9 @@ impl<'a> Elab<'a> {
             let item = &rest[i];
             match item {
                 Item::Word(t) if &*t.text == "dc" => {
-                    let v = rest.get(i + 1).ok_or_else(|| self.syntax(st, t, "`dc` needs a value"))?;
+                    let v = rest
+                        .get(i + 1)
+                        .ok_or_else(|| self.syntax(st, t, "`dc` needs a value"))?;
                     dc = Some(self.eval_item(v, scope, st.line)?);
                     i += 2;
                 }
@@ -990,7 +1114,9 @@ impl<'a> Elab<'a> {
                     let mut k = 0;
                     while k < 2 && i < rest.len() {
                         let is_num = match &rest[i] {
-                            Item::Word(w) => parse_number(&w.text).is_some() || scope.get(&w.text).is_some(),
+                            Item::Word(w) => {
+                                parse_number(&w.text).is_some() || scope.get(&w.text).is_some()
+                            }
                             Item::Expr(..) => true,
                             _ => false,
                         };
@@ -1018,7 +1144,13 @@ impl<'a> Elab<'a> {
                         tran0 = Some(self.eval_item(a, scope, st.line)?);
                     }
                     let sp = self.span(st, t);
-                    self.warn(sp, &format!("transient specification `{}` ignored (DC analyses only)", t.text));
+                    self.warn(
+                        sp,
+                        &format!(
+                            "transient specification `{}` ignored (DC analyses only)",
+                            t.text
+                        ),
+                    );
                     i += 2;
                 }
                 Item::Word(_) | Item::Expr(..) if dc.is_none() && tran0.is_none() => {
@@ -1053,7 +1185,13 @@ impl<'a> Elab<'a> {
     }
 
     /// B-source expression: substitute parameters, rename nodes and sources.
-    fn rename_expr(&mut self, e: &Expr, inst: &Inst, st: &Stmt, tok: &Tok) -> Result<Expr, SpiceError> {
+    fn rename_expr(
+        &mut self,
+        e: &Expr,
+        inst: &Inst,
+        st: &Stmt,
+        tok: &Tok,
+    ) -> Result<Expr, SpiceError> {
         Ok(match e {
             Expr::Num(x) => Expr::Num(*x),
             Expr::Param(p) => match inst.scope.get(p) {
@@ -1067,14 +1205,22 @@ impl<'a> Elab<'a> {
                     })
                 }
             },
-            Expr::V(a, b) => Expr::V(self.map_node(inst, a), b.as_ref().map(|b| self.map_node(inst, b))),
+            Expr::V(a, b) => Expr::V(
+                self.map_node(inst, a),
+                b.as_ref().map(|b| self.map_node(inst, b)),
+            ),
             Expr::I(v) => {
                 let name = format!("{}{}", inst.prefix, normalize_element_name(v));
-                self.vsrc_refs.push((name.clone(), self.name_span(st.line, tok, v)));
+                self.vsrc_refs
+                    .push((name.clone(), self.name_span(st.line, tok, v)));
                 Expr::I(name)
             }
             Expr::Neg(a) => Expr::Neg(Box::new(self.rename_expr(a, inst, st, tok)?)),
-            Expr::Bin(op, a, b) => Expr::bin(*op, self.rename_expr(a, inst, st, tok)?, self.rename_expr(b, inst, st, tok)?),
+            Expr::Bin(op, a, b) => Expr::bin(
+                *op,
+                self.rename_expr(a, inst, st, tok)?,
+                self.rename_expr(b, inst, st, tok)?,
+            ),
             Expr::Call(f, args) => {
                 let mut v = Vec::with_capacity(args.len());
                 for a in args {
@@ -1085,7 +1231,14 @@ impl<'a> Elab<'a> {
         })
     }
 
-    fn mosfet(&mut self, def: usize, inst: &mut Inst, st: &Stmt, head: &Tok, items: &[Item]) -> Result<ElementKind, SpiceError> {
+    fn mosfet(
+        &mut self,
+        def: usize,
+        inst: &mut Inst,
+        st: &Stmt,
+        head: &Tok,
+        items: &[Item],
+    ) -> Result<ElementKind, SpiceError> {
         let words: Vec<&Tok> = items
             .iter()
             .take_while(|i| matches!(i, Item::Word(_)))
@@ -1100,10 +1253,12 @@ impl<'a> Elab<'a> {
             });
         }
         let mtok = words[4];
-        let (model_stmt, global) = self.find_model(def, &mtok.text).ok_or_else(|| SpiceError::UnknownModel {
-            name: mtok.text.to_string(),
-            span: self.span(st, mtok),
-        })?;
+        let (model_stmt, global) =
+            self.find_model(def, &mtok.text)
+                .ok_or_else(|| SpiceError::UnknownModel {
+                    name: mtok.text.to_string(),
+                    span: self.span(st, mtok),
+                })?;
         let model = if global {
             match self.global_models.get(&model_stmt) {
                 Some(m) => m.clone(),
@@ -1169,7 +1324,10 @@ impl<'a> Elab<'a> {
                 span: self.span(st, head),
             });
         }
-        let n: Vec<String> = words[..4].iter().map(|t| self.map_node(inst, &t.text)).collect();
+        let n: Vec<String> = words[..4]
+            .iter()
+            .map(|t| self.map_node(inst, &t.text))
+            .collect();
         let mut it = n.into_iter();
         Ok(ElementKind::Mosfet {
             d: it.next().unwrap_or_default(),
@@ -1182,7 +1340,14 @@ impl<'a> Elab<'a> {
         })
     }
 
-    fn eval_model(&mut self, model_stmt: usize, scope: &Scope, prefix: &str, use_st: &Stmt, use_tok: &Tok) -> Result<MosModel, SpiceError> {
+    fn eval_model(
+        &mut self,
+        model_stmt: usize,
+        scope: &Scope,
+        prefix: &str,
+        use_st: &Stmt,
+        use_tok: &Tok,
+    ) -> Result<MosModel, SpiceError> {
         let ld = self.ld;
         let st = &ld.stmts[model_stmt];
         let Some((_, items)) = card(st) else {
@@ -1208,7 +1373,9 @@ impl<'a> Elab<'a> {
                     for it in inner {
                         match it {
                             Item::Kv(k, v) => kvs.push((k, v)),
-                            other => return Err(self.syntax(st, other.tok(), "expected `name=value`")),
+                            other => {
+                                return Err(self.syntax(st, other.tok(), "expected `name=value`"))
+                            }
                         }
                     }
                 }
@@ -1245,9 +1412,8 @@ impl<'a> Elab<'a> {
                 "is" => m.is_a = x,
                 "ld" => m.ld_m = x,
                 "tox" => tox_given = true,
-                "uo" | "u0" | "cgso" | "cgdo" | "cgbo" | "cbd" | "cbs" | "cj" | "mj" | "cjsw" | "mjsw" | "pb" | "fc" | "kf" | "af" => {
-                    ignored.push(&k.text)
-                }
+                "uo" | "u0" | "cgso" | "cgdo" | "cgbo" | "cbd" | "cbs" | "cj" | "mj" | "cjsw"
+                | "mjsw" | "pb" | "fc" | "kf" | "af" => ignored.push(&k.text),
                 "tnom" => {
                     if x != 27.0 {
                         return Err(SpiceError::Unsupported {
@@ -1258,7 +1424,9 @@ impl<'a> Elab<'a> {
                 }
                 other => {
                     return Err(SpiceError::Unsupported {
-                        what: format!("MOSFET model parameter `{other}` (level 1: VTO KP LAMBDA GAMMA PHI IS LD)"),
+                        what: format!(
+                        "MOSFET model parameter `{other}` (level 1: VTO KP LAMBDA GAMMA PHI IS LD)"
+                    ),
                         span: self.span(st, k),
                     })
                 }
@@ -1270,7 +1438,7 @@ impl<'a> Elab<'a> {
                 span: self.span(st, name),
             });
         }
-        if !(m.phi_v > 0.0) {
+        if m.phi_v.is_nan() || m.phi_v <= 0.0 {
             return Err(SpiceError::BadValue {
                 msg: "PHI must be positive".into(),
                 span: self.span(st, name),
@@ -1278,7 +1446,13 @@ impl<'a> Elab<'a> {
         }
         if !ignored.is_empty() && self.warned_models.insert(model_stmt) {
             let sp = self.span(st, name);
-            self.warn(sp, &format!("model parameters without DC effect ignored: {}", ignored.join(" ")));
+            self.warn(
+                sp,
+                &format!(
+                    "model parameters without DC effect ignored: {}",
+                    ignored.join(" ")
+                ),
+            );
         }
         Ok(m)
     }
@@ -1290,7 +1464,7 @@ impl<'a> Elab<'a> {
             if let Some(&first) = seen.get(el.name.as_str()) {
                 return Err(SpiceError::Duplicate {
                     name: el.name.clone(),
-                    first: self.elements[first].span.clone(),
+                    first: Box::new(self.elements[first].span.clone()),
                     span: el.span.clone(),
                 });
             }

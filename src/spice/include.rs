@@ -63,7 +63,11 @@ pub fn load_main(name: &str, text: String, dir: &Path, key: PathBuf) -> Result<L
 
 impl Loader {
     /// Phases 1 and 2 for one file: statements up to `.end`, `.control` blocks removed.
-    fn read_file(&mut self, fid: u32, has_title: bool) -> Result<(Option<String>, Vec<Stmt>), SpiceError> {
+    fn read_file(
+        &mut self,
+        fid: u32,
+        has_title: bool,
+    ) -> Result<(Option<String>, Vec<Stmt>), SpiceError> {
         let p1 = logical_lines(&self.map, fid, has_title);
         if let Some(line) = p1.orphan_continuation {
             return Err(SpiceError::Syntax {
@@ -117,7 +121,13 @@ impl Loader {
         }
     }
 
-    fn read_path(&mut self, path: &Path, st: &Stmt, off: u32, len: u32) -> Result<(u32, PathBuf), SpiceError> {
+    fn read_path(
+        &mut self,
+        path: &Path,
+        st: &Stmt,
+        off: u32,
+        len: u32,
+    ) -> Result<(u32, PathBuf), SpiceError> {
         let bytes = std::fs::read(path).map_err(|e| SpiceError::IncludeNotFound {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -132,7 +142,12 @@ impl Loader {
     }
 
     /// Resolve includes in `raw` (statements of a file in `dir`), appending to `out`.
-    fn expand(&mut self, raw: Vec<Stmt>, dir: &Path, out: &mut Vec<Stmt>) -> Result<(), SpiceError> {
+    fn expand(
+        &mut self,
+        raw: Vec<Stmt>,
+        dir: &Path,
+        out: &mut Vec<Stmt>,
+    ) -> Result<(), SpiceError> {
         let mut in_section: Option<Stmt> = None;
         for st in raw {
             if in_section.is_some() {
@@ -213,11 +228,9 @@ fn select_section(stmts: Vec<Stmt>, section: &str) -> Option<Vec<Stmt>> {
     let mut found = false;
     for st in stmts {
         match &st.kind {
-            StmtKind::LibStart { section: s } if !inside => {
-                if s == section {
-                    inside = true;
-                    found = true;
-                }
+            StmtKind::LibStart { section: s } if !inside && s == section => {
+                inside = true;
+                found = true;
             }
             StmtKind::LibEnd if inside => inside = false,
             _ if inside => out.push(st),

@@ -73,7 +73,11 @@ pub enum SpiceError {
         span: Span,
     },
     #[error("{}", .span.render(&format!("duplicate name `{name}` (first defined at {first})")))]
-    Duplicate { name: String, first: Span, span: Span },
+    Duplicate {
+        name: String,
+        first: Box<Span>,
+        span: Span,
+    },
     #[error("{}", .span.render(&format!("unknown directive `{name}`")))]
     UnknownDirective { name: String, span: Span },
     #[error("{}", .span.render(&format!("cannot read include file `{path}`: {reason}")))]

@@ -59,7 +59,11 @@ pub enum Item {
 impl Item {
     pub fn tok(&self) -> &Tok {
         match self {
-            Item::Word(t) | Item::Str(t) | Item::Expr(t, _) | Item::Kv(t, _) | Item::Group(t, _) => t,
+            Item::Word(t)
+            | Item::Str(t)
+            | Item::Expr(t, _)
+            | Item::Kv(t, _)
+            | Item::Group(t, _) => t,
         }
     }
 
@@ -85,7 +89,11 @@ pub enum StmtKind {
     /// `.include file`: path as written (case kept), token for errors.
     Include { path: String, tok: Tok },
     /// `.lib file section`.
-    LibInclude { path: String, section: String, tok: Tok },
+    LibInclude {
+        path: String,
+        section: String,
+        tok: Tok,
+    },
     /// `.lib section` (start of a section inside a library file).
     LibStart { section: String },
     /// `.endl`.
@@ -136,7 +144,8 @@ pub fn parse_line(
     if let Some(d) = head.strip_prefix('.') {
         let rest_off = head_len;
         let rest = ll.text[rest_off..].trim();
-        let rest_pos = rest_off + (ll.text[rest_off..].len() - ll.text[rest_off..].trim_start().len());
+        let rest_pos =
+            rest_off + (ll.text[rest_off..].len() - ll.text[rest_off..].trim_start().len());
         match d {
             "end" => return Ok(stmt(StmtKind::End)),
             "control" => return Ok(stmt(StmtKind::Control)),
@@ -176,9 +185,9 @@ pub fn parse_line(
             _ => {}
         }
         if IGNORED_DIRECTIVES.contains(&head) {
-            warn.push(
-                span(0, head_len).render(&format!("warning: `{head}` ignored (netc prints every node)")),
-            );
+            warn.push(span(0, head_len).render(&format!(
+                "warning: `{head}` ignored (netc prints every node)"
+            )));
             return Ok(stmt(StmtKind::Ignored));
         }
         if !CARD_DIRECTIVES.contains(&head) {
@@ -192,9 +201,10 @@ pub fn parse_line(
         match c {
             b'r' | b'v' | b'i' | b'e' | b'g' | b'f' | b'h' | b'b' | b'm' | b'x' => {}
             b'c' => {
-                warn.push(span(0, head_len).render(
-                    "warning: capacitor ignored (an open circuit in DC analyses)",
-                ));
+                warn.push(
+                    span(0, head_len)
+                        .render("warning: capacitor ignored (an open circuit in DC analyses)"),
+                );
                 return Ok(stmt(StmtKind::Ignored));
             }
             c if c.is_ascii_alphabetic() => {
@@ -259,7 +269,9 @@ type SpanFn<'a> = dyn Fn(usize, usize) -> crate::span::Span + 'a;
 
 /// True when the fast path applies: only blank-separated plain words.
 fn is_plain(line: &str) -> bool {
-    !line.bytes().any(|c| matches!(c, b'=' | b'(' | b')' | b'{' | b'}' | b',' | b'\'' | b'"'))
+    !line
+        .bytes()
+        .any(|c| matches!(c, b'=' | b'(' | b')' | b'{' | b'}' | b',' | b'\'' | b'"'))
 }
 
 /// Parse a lower-cased card (element or generic directive) into head and items.
@@ -385,14 +397,21 @@ fn conv_item(p: Pair<Rule>, span: &SpanFn) -> Result<Item, SpiceError> {
         Rule::word => Item::Word(tok),
         Rule::dquoted => Item::Str(tok),
         Rule::brace | Rule::quoted => {
-            let e = p.into_inner().next().ok_or_else(|| syntax("empty expression", &tok, span))?;
+            let e = p
+                .into_inner()
+                .next()
+                .ok_or_else(|| syntax("empty expression", &tok, span))?;
             Item::Expr(tok, conv_expr(e, span)?.0)
         }
         Rule::expr => Item::Expr(tok.clone(), conv_expr(p, span)?.0),
         Rule::kv => {
             let mut it = p.into_inner();
-            let key = it.next().ok_or_else(|| syntax("expected a key", &tok, span))?;
-            let val = it.next().ok_or_else(|| syntax("expected a value", &tok, span))?;
+            let key = it
+                .next()
+                .ok_or_else(|| syntax("expected a key", &tok, span))?;
+            let val = it
+                .next()
+                .ok_or_else(|| syntax("expected a value", &tok, span))?;
             Item::Kv(tok_of(&key), Box::new(conv_item(val, span)?))
         }
         Rule::group => {
@@ -431,10 +450,14 @@ fn conv_expr(p: Pair<Rule>, span: &SpanFn) -> Result<(Expr, usize), SpiceError> 
     let r = match p.as_rule() {
         Rule::expr | Rule::term => {
             let mut it = p.into_inner();
-            let first = it.next().ok_or_else(|| syntax("expected an expression", &tok, span))?;
+            let first = it
+                .next()
+                .ok_or_else(|| syntax("expected an expression", &tok, span))?;
             let mut acc = conv_expr(first, span)?;
             while let Some(op) = it.next() {
-                let rhs = it.next().ok_or_else(|| syntax("expected an operand", &tok, span))?;
+                let rhs = it
+                    .next()
+                    .ok_or_else(|| syntax("expected an operand", &tok, span))?;
                 let op = match op.as_str() {
                     "+" => BinOp::Add,
                     "-" => BinOp::Sub,
@@ -469,10 +492,14 @@ fn conv_expr(p: Pair<Rule>, span: &SpanFn) -> Result<(Expr, usize), SpiceError> 
         }
         Rule::power => {
             let mut it = p.into_inner();
-            let first = it.next().ok_or_else(|| syntax("expected an operand", &tok, span))?;
+            let first = it
+                .next()
+                .ok_or_else(|| syntax("expected an operand", &tok, span))?;
             let mut acc = conv_expr(first, span)?;
             while let Some(_op) = it.next() {
-                let rhs = it.next().ok_or_else(|| syntax("expected an exponent", &tok, span))?;
+                let rhs = it
+                    .next()
+                    .ok_or_else(|| syntax("expected an exponent", &tok, span))?;
                 acc = fold(BinOp::Pow, acc, conv_expr(rhs, span)?);
                 if acc.1 > MAX_EXPR_DEPTH {
                     return Err(too_deep(&tok, span));
@@ -490,22 +517,32 @@ fn conv_expr(p: Pair<Rule>, span: &SpanFn) -> Result<(Expr, usize), SpiceError> 
         Rule::ident => (Expr::Param(p.as_str().to_string()), 1),
         Rule::vcall => {
             let mut it = p.into_inner();
-            let a = it.next().map(|q| q.as_str().to_string()).unwrap_or_default();
+            let a = it
+                .next()
+                .map(|q| q.as_str().to_string())
+                .unwrap_or_default();
             let b = it.next().map(|q| q.as_str().to_string());
             (Expr::V(a, b), 1)
         }
         Rule::icall => {
-            let a = p.into_inner().next().map(|q| q.as_str().to_string()).unwrap_or_default();
+            let a = p
+                .into_inner()
+                .next()
+                .map(|q| q.as_str().to_string())
+                .unwrap_or_default();
             (Expr::I(a), 1)
         }
         Rule::call => {
             let mut it = p.into_inner();
-            let name = it.next().ok_or_else(|| syntax("expected a function name", &tok, span))?;
+            let name = it
+                .next()
+                .ok_or_else(|| syntax("expected a function name", &tok, span))?;
             let name_tok = tok_of(&name);
-            let func = Func::from_name(name.as_str()).ok_or_else(|| SpiceError::UnknownFunction {
-                name: name.as_str().to_string(),
-                span: span(name_tok.off as usize, name_tok.len as usize),
-            })?;
+            let func =
+                Func::from_name(name.as_str()).ok_or_else(|| SpiceError::UnknownFunction {
+                    name: name.as_str().to_string(),
+                    span: span(name_tok.off as usize, name_tok.len as usize),
+                })?;
             let mut args = Vec::new();
             let mut depth = 0;
             for a in it {
@@ -583,27 +620,42 @@ mod tests {
         );
         assert_eq!(
             e("1+2*3"),
-            Expr::bin(BinOp::Add, Num(1.0), Expr::bin(BinOp::Mul, Num(2.0), Num(3.0)))
+            Expr::bin(
+                BinOp::Add,
+                Num(1.0),
+                Expr::bin(BinOp::Mul, Num(2.0), Num(3.0))
+            )
         );
         assert_eq!(
             e("1-2-3"),
-            Expr::bin(BinOp::Sub, Expr::bin(BinOp::Sub, Num(1.0), Num(2.0)), Num(3.0))
+            Expr::bin(
+                BinOp::Sub,
+                Expr::bin(BinOp::Sub, Num(1.0), Num(2.0)),
+                Num(3.0)
+            )
         );
-        assert_eq!(e("2^-1"), Expr::bin(BinOp::Pow, Num(2.0), Neg(Box::new(Num(0.5 * 2.0)))));
+        assert_eq!(
+            e("2^-1"),
+            Expr::bin(BinOp::Pow, Num(2.0), Neg(Box::new(Num(0.5 * 2.0))))
+        );
         assert_eq!(e("--3"), Num(3.0));
         assert_eq!(
             e("V(A) - v( b , c )*I(Vx)"),
             Expr::bin(
                 BinOp::Sub,
                 V("a".into(), None),
-                Expr::bin(BinOp::Mul, V("a".replace('a', "b"), Some("c".into())), I("vx".into()))
+                Expr::bin(
+                    BinOp::Mul,
+                    V("a".replace('a', "b"), Some("c".into())),
+                    I("vx".into())
+                )
             )
         );
-        assert_eq!(e("1k*x"), Expr::bin(BinOp::Mul, Num(1e3), Param("x".into())));
         assert_eq!(
-            e("max(1, 2meg)"),
-            Call(Func::Max, vec![Num(1.0), Num(2e6)])
+            e("1k*x"),
+            Expr::bin(BinOp::Mul, Num(1e3), Param("x".into()))
         );
+        assert_eq!(e("max(1, 2meg)"), Call(Func::Max, vec![Num(1.0), Num(2e6)]));
         assert_eq!(e("log(2)"), Call(Func::Ln, vec![Num(2.0)]));
     }
 
@@ -611,19 +663,35 @@ mod tests {
     fn expression_errors() {
         assert!(matches!(
             parse_expr_str("max(1)"),
-            Err(SpiceError::BadArity { expected: 2, found: 1, .. })
+            Err(SpiceError::BadArity {
+                expected: 2,
+                found: 1,
+                ..
+            })
         ));
         assert!(matches!(
             parse_expr_str("foo(1)"),
             Err(SpiceError::UnknownFunction { .. })
         ));
-        assert!(matches!(parse_expr_str("1+"), Err(SpiceError::Syntax { .. })));
+        assert!(matches!(
+            parse_expr_str("1+"),
+            Err(SpiceError::Syntax { .. })
+        ));
         let deep = "(".repeat(100) + "1" + &")".repeat(100);
-        assert!(matches!(parse_expr_str(&deep), Err(SpiceError::Syntax { .. })));
+        assert!(matches!(
+            parse_expr_str(&deep),
+            Err(SpiceError::Syntax { .. })
+        ));
         let long = vec!["1"; 2000].join("+");
-        assert!(matches!(parse_expr_str(&long), Err(SpiceError::Syntax { .. })));
+        assert!(matches!(
+            parse_expr_str(&long),
+            Err(SpiceError::Syntax { .. })
+        ));
         let signs = "-".repeat(10001) + "1";
-        assert_eq!(parse_expr_str(&signs).ok(), Some(Expr::Neg(Box::new(Expr::Num(1.0)))));
+        assert_eq!(
+            parse_expr_str(&signs).ok(),
+            Some(Expr::Neg(Box::new(Expr::Num(1.0))))
+        );
     }
 
     #[test]
@@ -632,7 +700,9 @@ mod tests {
         let alphabet: Vec<char> = "abr01.9_-+*/^:#xkmeg \t".chars().collect();
         for _ in 0..2000 {
             let n = rng.gen_range(1..30);
-            let mut s: String = (0..n).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect();
+            let mut s: String = (0..n)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
             s = s.trim().to_string();
             if s.is_empty() {
                 continue;
@@ -653,18 +723,21 @@ mod tests {
 
     #[test]
     fn card_items() {
-        let (h, items) =
-            parse_card(".model nch nmos (level=1, vto={a*2} kp='1u')", &sp).unwrap();
+        let (h, items) = parse_card(".model nch nmos (level=1, vto={a*2} kp='1u')", &sp).unwrap();
         assert_eq!(&*h.text, ".model");
         assert_eq!(items.len(), 3);
         let Item::Group(_, g) = &items[2] else {
             panic!("{items:?}")
         };
         assert_eq!(g.len(), 3);
-        assert!(matches!(&g[0], Item::Kv(k, v) if &*k.text == "level" && matches!(**v, Item::Expr(_, Expr::Num(x)) if x == 1.0)));
+        assert!(
+            matches!(&g[0], Item::Kv(k, v) if &*k.text == "level" && matches!(**v, Item::Expr(_, Expr::Num(x)) if x == 1.0))
+        );
         let (_, items) = parse_card("b1 out 0 v = 2*v(in) + 1", &sp).unwrap();
         assert_eq!(items.len(), 3);
-        assert!(matches!(&items[2], Item::Kv(k, v) if &*k.text == "v" && matches!(**v, Item::Expr(..))));
+        assert!(
+            matches!(&items[2], Item::Kv(k, v) if &*k.text == "v" && matches!(**v, Item::Expr(..)))
+        );
         assert_eq!(items[2].tok().off, 9);
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use crate::expr::Expr;
 use crate::netlist::{Analysis, ElementKind, MosModel, Netlist, SimOptions};
 
 fn letter(k: &ElementKind) -> char {
@@ -40,6 +41,17 @@ pub fn written_name(name: &str, letter: char) -> String {
 
 fn src_name(name: &str) -> String {
     written_name(name, 'v')
+}
+
+/// `I(x1.v1)` must name the source as written (`I(v.x1.v1)`).
+fn source_refs(e: &Expr) -> Expr {
+    match e {
+        Expr::I(v) => Expr::I(src_name(v)),
+        Expr::Neg(a) => Expr::Neg(Box::new(source_refs(a))),
+        Expr::Bin(op, a, b) => Expr::bin(*op, source_refs(a), source_refs(b)),
+        Expr::Call(f, args) => Expr::Call(*f, args.iter().map(source_refs).collect()),
+        other => other.clone(),
+    }
 }
 
 fn model_card(m: &MosModel, name: &str) -> String {
@@ -83,7 +95,11 @@ pub fn write_netlist(n: &Netlist) -> String {
                     } else {
                         format!("{}_{}", model.name, entry.len() + 1)
                     };
-                    let nm = if nm.is_empty() { "netc_mos".to_string() } else { nm };
+                    let nm = if nm.is_empty() {
+                        "netc_mos".to_string()
+                    } else {
+                        nm
+                    };
                     entry.push((model.clone(), nm.clone()));
                     let _ = writeln!(s, "{}", model_card(model, &nm));
                     model_names.push(nm.clone());
@@ -98,24 +114,68 @@ pub fn write_netlist(n: &Netlist) -> String {
     for (el, model_name) in n.elements.iter().zip(model_of) {
         let name = written_name(&el.name, letter(&el.kind));
         let _ = match &el.kind {
-            ElementKind::Resistor { n, r_ohm } => writeln!(s, "{name} {} {} {:e}", n[0], n[1], r_ohm),
-            ElementKind::VSource { n, dc_v } => writeln!(s, "{name} {} {} dc {:e}", n[0], n[1], dc_v),
-            ElementKind::ISource { n, dc_a } => writeln!(s, "{name} {} {} dc {:e}", n[0], n[1], dc_a),
-            ElementKind::Vcvs { out, ctrl, gain } => {
-                writeln!(s, "{name} {} {} {} {} {:e}", out[0], out[1], ctrl[0], ctrl[1], gain)
+            ElementKind::Resistor { n, r_ohm } => {
+                writeln!(s, "{name} {} {} {:e}", n[0], n[1], r_ohm)
             }
-            ElementKind::Vccs { out, ctrl, gm_siemens } => {
-                writeln!(s, "{name} {} {} {} {} {:e}", out[0], out[1], ctrl[0], ctrl[1], gm_siemens)
+            ElementKind::VSource { n, dc_v } => {
+                writeln!(s, "{name} {} {} dc {:e}", n[0], n[1], dc_v)
+            }
+            ElementKind::ISource { n, dc_a } => {
+                writeln!(s, "{name} {} {} dc {:e}", n[0], n[1], dc_a)
+            }
+            ElementKind::Vcvs { out, ctrl, gain } => {
+                writeln!(
+                    s,
+                    "{name} {} {} {} {} {:e}",
+                    out[0], out[1], ctrl[0], ctrl[1], gain
+                )
+            }
+            ElementKind::Vccs {
+                out,
+                ctrl,
+                gm_siemens,
+            } => {
+                writeln!(
+                    s,
+                    "{name} {} {} {} {} {:e}",
+                    out[0], out[1], ctrl[0], ctrl[1], gm_siemens
+                )
             }
             ElementKind::Cccs { out, vsrc, gain } => {
-                writeln!(s, "{name} {} {} {} {:e}", out[0], out[1], src_name(vsrc), gain)
+                writeln!(
+                    s,
+                    "{name} {} {} {} {:e}",
+                    out[0],
+                    out[1],
+                    src_name(vsrc),
+                    gain
+                )
             }
             ElementKind::Ccvs { out, vsrc, r_ohm } => {
-                writeln!(s, "{name} {} {} {} {:e}", out[0], out[1], src_name(vsrc), r_ohm)
+                writeln!(
+                    s,
+                    "{name} {} {} {} {:e}",
+                    out[0],
+                    out[1],
+                    src_name(vsrc),
+                    r_ohm
+                )
             }
-            ElementKind::BVoltage { n, expr } => writeln!(s, "{name} {} {} v={}", n[0], n[1], expr),
-            ElementKind::BCurrent { n, expr } => writeln!(s, "{name} {} {} i={}", n[0], n[1], expr),
-            ElementKind::Mosfet { d, g, s: src, b, w_m, l_m, .. } => writeln!(
+            ElementKind::BVoltage { n, expr } => {
+                writeln!(s, "{name} {} {} v={}", n[0], n[1], source_refs(expr))
+            }
+            ElementKind::BCurrent { n, expr } => {
+                writeln!(s, "{name} {} {} i={}", n[0], n[1], source_refs(expr))
+            }
+            ElementKind::Mosfet {
+                d,
+                g,
+                s: src,
+                b,
+                w_m,
+                l_m,
+                ..
+            } => writeln!(
                 s,
                 "{name} {d} {g} {src} {b} {} w={:e} l={:e}",
                 model_name.unwrap_or_default(),
@@ -127,14 +187,27 @@ pub fn write_netlist(n: &Netlist) -> String {
     for a in &n.analyses {
         let _ = match a {
             Analysis::Op { .. } => writeln!(s, ".op"),
-            Analysis::Dc { src, start, stop, step, .. } => {
+            Analysis::Dc {
+                src,
+                start,
+                stop,
+                step,
+                ..
+            } => {
                 let letter = n
                     .elements
                     .iter()
                     .find(|e| e.name == *src)
                     .map(|e| letter(&e.kind))
                     .unwrap_or('v');
-                writeln!(s, ".dc {} {:e} {:e} {:e}", written_name(src, letter), start, stop, step)
+                writeln!(
+                    s,
+                    ".dc {} {:e} {:e} {:e}",
+                    written_name(src, letter),
+                    start,
+                    stop,
+                    step
+                )
             }
         };
     }
