@@ -40,7 +40,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::include::Loaded;
 use super::number::parse_number;
-use super::parse::{Item, Stmt, StmtKind, Tok};
+use super::parse::{parse_card, Item, Stmt, StmtKind, Tok};
 use super::SpiceError;
 use crate::expr::{ConstEvalError, Expr};
 use crate::netlist::{Analysis, Element, ElementKind, MosModel, Netlist, SimOptions, GROUND};
@@ -264,21 +264,21 @@ impl<'a> Elab<'a> {
         let mut top = Vec::new();
         let mut local_names: Vec<HashMap<&'a str, usize>> = vec![HashMap::new()];
         for (i, st) in ld.stmts.iter().enumerate() {
-            let Some((head, items)) = card(st) else {
-                continue;
-            };
-            let h: &str = &head.text;
-            if !h.starts_with('.') {
+            if let StmtKind::Element { head } = &st.kind {
+                let h: &str = &head.text;
                 // Element names must be unique inside a definition (the top level is checked
                 // after elaboration, which also covers clashes across levels).
                 if cur != 0 {
                     let name = normalize_element_name(h);
                     if let Some(&first) = local_names[cur].get(name) {
-                        let (fh, _) =
-                            card(&ld.stmts[first]).ok_or_else(|| self.syntax(st, head, "?"))?;
+                        let first_st = &ld.stmts[first];
+                        let fh = match &first_st.kind {
+                            StmtKind::Element { head } => self.span(first_st, head),
+                            _ => Span::default(),
+                        };
                         return Err(SpiceError::Duplicate {
                             name: name.to_string(),
-                            first: Box::new(self.span(&ld.stmts[first], fh)),
+                            first: Box::new(fh),
                             span: self.span(st, head),
                         });
                     }
@@ -287,6 +287,10 @@ impl<'a> Elab<'a> {
                 self.defs[cur].cards.push(i);
                 continue;
             }
+            let Some((head, items)) = card(st) else {
+                continue;
+            };
+            let h: &str = &head.text;
             match h {
                 ".subckt" => {
                     let mut it = items.iter();
@@ -715,9 +719,15 @@ impl<'a> Elab<'a> {
         for ci in 0..n_cards {
             let si = self.defs[def].cards[ci];
             let st = &ld.stmts[si];
-            let Some((head, items)) = card(st) else {
+            if !matches!(st.kind, StmtKind::Element { .. }) {
                 continue;
+            }
+            // The card is parsed again here (phase 2 kept only its name).
+            let (head, items) = match ld.lines.get(st.line as usize) {
+                Some(ll) => parse_card(&ll.text, &|off, len| ld.map.span(ll, off, len))?,
+                None => continue,
             };
+            let (head, items) = (&head, items.as_slice());
             let local = normalize_element_name(&head.text);
             let letter = head.text.as_bytes()[0];
             if letter == b'x' {

@@ -84,7 +84,11 @@ pub struct Stmt {
 
 #[derive(Debug, Clone)]
 pub enum StmtKind {
-    /// An element card (`head` = name) or a generic directive (`head` = `.model` …).
+    /// An element card. Only its name is kept: the card was checked by the grammar and is parsed
+    /// again (from the kept, lower-cased logical line) when it is elaborated, which keeps the
+    /// memory of million-element netlists low.
+    Element { head: Tok },
+    /// A generic directive (`head` = `.model` …).
     Card { head: Tok, items: Vec<Item> },
     /// `.include file`: path as written (case kept), token for errors.
     Include { path: String, tok: Tok },
@@ -118,18 +122,20 @@ const CARD_DIRECTIVES: &[&str] = &[
     ".model", ".subckt", ".ends", ".param", ".options", ".option", ".opt", ".op", ".dc", ".global",
 ];
 
-/// Parse one logical line into a statement. `warn` collects warnings.
+/// Parse one logical line into a statement. `warn` collects warnings. The line's text is
+/// lower-cased in place (file names of `.include` / `.lib` are taken before, with their case).
 pub fn parse_line(
     map: &SourceMap,
-    ll: &LogicalLine,
+    ll: &mut LogicalLine,
     line_idx: u32,
     warn: &mut Vec<String>,
 ) -> Result<Stmt, SpiceError> {
-    let lower = ll.text.to_ascii_lowercase();
-    let head_len = lower
+    let head_len = ll
+        .text
         .find(|c: char| c == ' ' || c == '\t' || "=(){},'\"".contains(c))
-        .unwrap_or(lower.len());
-    let head = &lower[..head_len];
+        .unwrap_or(ll.text.len());
+    let head_lower = ll.text[..head_len].to_ascii_lowercase();
+    let head = head_lower.as_str();
     let span = |off: usize, len: usize| map.span(ll, off, len);
     let stmt = |kind| Stmt {
         line: line_idx,
@@ -221,8 +227,15 @@ pub fn parse_line(
             }
         }
     }
-    let (head, items) = parse_card(&lower, &|off, len| span(off, len))?;
-    Ok(stmt(StmtKind::Card { head, items }))
+    ll.text.make_ascii_lowercase();
+    let ll: &LogicalLine = ll;
+    let span = |off: usize, len: usize| map.span(ll, off, len);
+    let (head, items) = parse_card(&ll.text, &span)?;
+    if head.text.starts_with('.') {
+        Ok(stmt(StmtKind::Card { head, items }))
+    } else {
+        Ok(stmt(StmtKind::Element { head }))
+    }
 }
 
 fn unquote(s: &str) -> &str {
