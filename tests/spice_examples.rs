@@ -6,7 +6,9 @@ use netc::netlist::{Analysis, ElementKind, Netlist};
 use netc::spice::{parse_file, parse_str, SpiceError};
 
 fn load(name: &str) -> Netlist {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists/verify").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("netlists/verify")
+        .join(name);
     parse_file(&p).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -15,7 +17,9 @@ fn two_terminal(n: &Netlist) -> Vec<(String, String, String, f64)> {
     n.elements
         .iter()
         .map(|e| match &e.kind {
-            ElementKind::Resistor { n, r_ohm } => (e.name.clone(), n[0].clone(), n[1].clone(), *r_ohm),
+            ElementKind::Resistor { n, r_ohm } => {
+                (e.name.clone(), n[0].clone(), n[1].clone(), *r_ohm)
+            }
             ElementKind::VSource { n, dc_v } => (e.name.clone(), n[0].clone(), n[1].clone(), *dc_v),
             k => panic!("unexpected {k:?}"),
         })
@@ -29,7 +33,10 @@ fn t(name: &str, a: &str, b: &str, v: f64) -> (String, String, String, f64) {
 #[test]
 fn ladder() {
     let n = load("ladder.cir");
-    assert_eq!(n.title, "Resistor ladder with SI suffixes, comments and continuations");
+    assert_eq!(
+        n.title,
+        "Resistor ladder with SI suffixes, comments and continuations"
+    );
     let want = vec![
         t("vin", "in", "0", 1.2),
         t("r1", "in", "n1", 1e3),
@@ -92,4 +99,18 @@ fn nested_definitions_are_lexically_scoped() {
     let e = parse_str(&format!("{src}X6 1 0 outer k=1\n"), "n.cir").unwrap_err();
     assert!(matches!(e, SpiceError::UnknownParam { .. }), "{e}");
     assert_eq!(e.span().map(|s| (s.line, s.col)), Some((10, 14)));
+}
+
+#[test]
+fn duplicate_inside_a_subcircuit_points_at_both_cards() {
+    let e = parse_str(
+        "t\n.subckt s a\nR1 a 0 1\nr1 a 0 2\n.ends\nX1 n s\n",
+        "d.cir",
+    )
+    .unwrap_err();
+    let SpiceError::Duplicate { name, first, span } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(name, "r1");
+    assert_eq!((first.line, span.line, span.col), (3, 4, 1));
 }

@@ -40,7 +40,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::include::Loaded;
 use super::number::parse_number;
-use super::parse::{parse_card, Item, Stmt, StmtKind, Tok};
+use super::parse::{card_head, parse_card, Item, Stmt, StmtKind, Tok};
 use super::SpiceError;
 use crate::expr::{ConstEvalError, Expr};
 use crate::netlist::{Analysis, Element, ElementKind, MosModel, Netlist, SimOptions, GROUND};
@@ -264,22 +264,26 @@ impl<'a> Elab<'a> {
         let mut top = Vec::new();
         let mut local_names: Vec<HashMap<&'a str, usize>> = vec![HashMap::new()];
         for (i, st) in ld.stmts.iter().enumerate() {
-            if let StmtKind::Element { head } = &st.kind {
-                let h: &str = &head.text;
+            if let StmtKind::Element = st.kind {
+                let h = ld
+                    .lines
+                    .get(st.line as usize)
+                    .map_or("", |l| card_head(&l.text));
                 // Element names must be unique inside a definition (the top level is checked
                 // after elaboration, which also covers clashes across levels).
                 if cur != 0 {
                     let name = normalize_element_name(h);
                     if let Some(&first) = local_names[cur].get(name) {
                         let first_st = &ld.stmts[first];
-                        let fh = match &first_st.kind {
-                            StmtKind::Element { head } => self.span(first_st, head),
-                            _ => Span::default(),
-                        };
+                        let first_len = ld
+                            .lines
+                            .get(first_st.line as usize)
+                            .map_or(1, |l| card_head(&l.text).len());
+                        let fh = self.ld.span(first_st.line, 0, first_len as u32);
                         return Err(SpiceError::Duplicate {
                             name: name.to_string(),
                             first: Box::new(fh),
-                            span: self.span(st, head),
+                            span: self.ld.span(st.line, 0, h.len() as u32),
                         });
                     }
                     local_names[cur].insert(name, i);
@@ -719,7 +723,7 @@ impl<'a> Elab<'a> {
         for ci in 0..n_cards {
             let si = self.defs[def].cards[ci];
             let st = &ld.stmts[si];
-            if !matches!(st.kind, StmtKind::Element { .. }) {
+            if !matches!(st.kind, StmtKind::Element) {
                 continue;
             }
             // The card is parsed again here (phase 2 kept only its name).

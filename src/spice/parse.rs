@@ -87,7 +87,7 @@ pub enum StmtKind {
     /// An element card. Only its name is kept: the card was checked by the grammar and is parsed
     /// again (from the kept, lower-cased logical line) when it is elaborated, which keeps the
     /// memory of million-element netlists low.
-    Element { head: Tok },
+    Element,
     /// A generic directive (`head` = `.model` …).
     Card { head: Tok, items: Vec<Item> },
     /// `.include file`: path as written (case kept), token for errors.
@@ -234,7 +234,7 @@ pub fn parse_line(
     if head.text.starts_with('.') {
         Ok(stmt(StmtKind::Card { head, items }))
     } else {
-        Ok(stmt(StmtKind::Element { head }))
+        Ok(stmt(StmtKind::Element))
     }
 }
 
@@ -285,6 +285,14 @@ fn is_plain(line: &str) -> bool {
     !line
         .bytes()
         .any(|c| matches!(c, b'=' | b'(' | b')' | b'{' | b'}' | b',' | b'\'' | b'"'))
+}
+
+/// The name (first token) of a lower-cased card and its length in bytes.
+pub fn card_head(line: &str) -> &str {
+    let n = line
+        .find(|c: char| c == ' ' || c == '\t' || "=(){},'\"".contains(c))
+        .unwrap_or(line.len());
+    &line[..n]
 }
 
 /// Parse a lower-cased card (element or generic directive) into head and items.
