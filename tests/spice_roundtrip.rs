@@ -38,6 +38,33 @@ Ro out 0 12.5meg\n\
 .dc v1 -1 1 0.125\n\
 .end\n";
 
+/// Corners of the dialect whose meaning ngspice decides (checked through the cross-check below).
+const CORNERS: &str = "dialect corners\n\
+.param fb={fa*2} fa=3 neg={-2^2} odd={(-2)^3} chain='2^3^2' pw={pow(2,0.5)} lg={log(10)}\n\
+.global vdd\n\
+.subckt inner a b params: k=1\n\
+R1 a b {k*w*100}\n\
+R2 b vdd 10MEG\n\
+.ends inner\n\
+.subckt outer in out params: w=2\n\
+X2 in out inner k=3\n\
+.ends\n\
+Vdd vdd GND 1.5V\n\
+Vin in 0 pulse(0.7 1 1u 1u 1u 1u 1u)\n\
+X1 in 0 outer w=5\n\
+Va a 0 {neg}\n\
+Ra a 0 {fb*1k}\n\
+Rb a b 0\n\
+Rc b 0 '1e3*chain'\n\
+Vc c 0 {odd}\n\
+Rd c d 1mil\n\
++ ; continued value above\n\
+Re d 0 {pw*lg*1MEG}\n\
+Bx x 0 V=neg*V(in)+pw $ comment\n\
+Rx x 0 2.2k\n\
+Ix 0 x dc=1uA\n\
+.op\n";
+
 /// Netlists compare equal once spans and warnings are cleared.
 fn normalise(mut n: Netlist) -> Netlist {
     for e in &mut n.elements {
@@ -209,28 +236,42 @@ fn ngspice_op(netlist: &str) -> Option<std::collections::BTreeMap<String, f64>> 
 
 /// ngspice gives the same operating point for the original hierarchical netlist and for the flat
 /// netlist netc writes from it, under the same names (`x1.mid`, `v.x1.vg#branch`).
+/// Since netc's flat netlist carries netc's reading of every value, this checks that netc reads
+/// the original as ngspice does.
 #[test]
 fn ngspice_agrees_on_original_and_written_netlist() {
-    let a = parse_str(RICH, "rich.cir").unwrap();
-    let written = write_netlist(&a);
-    let Some(orig) = ngspice_op(RICH) else { return };
-    let Some(flat) = ngspice_op(&written) else {
-        return;
-    };
-    assert!(orig.len() > 15, "{orig:?}");
-    assert!(
-        orig.contains_key("x1.mid") && orig.contains_key("v.x2.vg#branch"),
-        "{orig:?}"
-    );
-    assert_eq!(
-        orig.keys().collect::<Vec<_>>(),
-        flat.keys().collect::<Vec<_>>()
-    );
-    for (k, v) in &orig {
-        let w = flat[k];
-        assert!(
-            (v - w).abs() <= 1e-9 * v.abs().max(w.abs()) + 1e-15,
-            "{k}: {v} vs {w}"
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists/verify");
+    let mut decks = vec![("rich", RICH.to_string()), ("corners", CORNERS.to_string())];
+    for f in ["ladder.cir", "subckt_params.cir"] {
+        decks.push((f, std::fs::read_to_string(dir.join(f)).unwrap()));
+    }
+    for (name, deck) in decks {
+        let a = parse_str(&deck, name).unwrap_or_else(|e| panic!("{e}"));
+        let written = write_netlist(&a);
+        let Some(orig) = ngspice_op(&deck) else {
+            return;
+        };
+        let Some(flat) = ngspice_op(&written) else {
+            return;
+        };
+        assert!(orig.len() > 5, "{name}: {orig:?}");
+        assert_eq!(
+            orig.keys().collect::<Vec<_>>(),
+            flat.keys().collect::<Vec<_>>(),
+            "{name}"
         );
+        for (k, v) in &orig {
+            let w = flat[k];
+            assert!(
+                (v - w).abs() <= 1e-9 * v.abs().max(w.abs()) + 1e-15,
+                "{name}: {k}: {v} vs {w}\n{written}"
+            );
+        }
+        if name == "rich" {
+            assert!(
+                orig.contains_key("x1.mid") && orig.contains_key("v.x2.vg#branch"),
+                "{orig:?}"
+            );
+        }
     }
 }
