@@ -114,3 +114,29 @@ fn duplicate_inside_a_subcircuit_points_at_both_cards() {
     assert_eq!(name, "r1");
     assert_eq!((first.line, span.line, span.col), (3, 4, 1));
 }
+
+/// A chain of distinct subcircuits `s0 → s1 → …`, `depth` levels deep.
+fn chain(depth: usize) -> String {
+    let mut s = String::from("deep\n");
+    for k in 0..depth {
+        s.push_str(&format!(".subckt s{k} a b\nR1 a m 1\n"));
+        if k + 1 < depth {
+            s.push_str(&format!("X1 m b s{}\n", k + 1));
+        } else {
+            s.push_str("R2 m b 1\n");
+        }
+        s.push_str(".ends\n");
+    }
+    s.push_str("X0 in 0 s0\n");
+    s
+}
+
+#[test]
+fn deep_hierarchies_elaborate_or_fail_cleanly() {
+    let n = parse_str(&chain(199), "c.cir").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(n.elements.len(), 200);
+    let deepest = &n.elements.last().unwrap().name;
+    assert_eq!(deepest.matches("x1.").count(), 198);
+    let e = parse_str(&chain(400), "c.cir").unwrap_err();
+    assert!(matches!(e, SpiceError::Unsupported { .. }), "{e}");
+}

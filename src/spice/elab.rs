@@ -49,6 +49,8 @@ use crate::span::Span;
 /// ngspice's default MOSFET channel width and length (DEFW, DEFL), in metres.
 pub const DEFAULT_W_M: f64 = 100e-6;
 pub const DEFAULT_L_M: f64 = 100e-6;
+/// Deepest subcircuit nesting accepted (elaboration recurses once per level).
+pub const MAX_HIERARCHY_DEPTH: usize = 200;
 
 /// Normalise an element name: `r.x1.r1` (letter, dot, rest not starting with the letter) → `x1.r1`.
 pub fn normalize_element_name(name: &str) -> &str {
@@ -795,6 +797,12 @@ impl<'a> Elab<'a> {
             return Err(SpiceError::SubcktRecursion {
                 chain: chain.join(" -> "),
                 span: self.span(st, sub_tok),
+            });
+        }
+        if inst.chain.len() > MAX_HIERARCHY_DEPTH {
+            return Err(SpiceError::Unsupported {
+                what: format!("subcircuit hierarchy deeper than {MAX_HIERARCHY_DEPTH} levels"),
+                span: self.span(st, head),
             });
         }
         let cdef = &self.defs[child];
