@@ -140,3 +140,10 @@ fn deep_hierarchies_elaborate_or_fail_cleanly() {
     let e = parse_str(&chain(400), "c.cir").unwrap_err();
     assert!(matches!(e, SpiceError::Unsupported { .. }), "{e}");
 }
+
+#[test]
+fn suffix_after_braces_is_rejected_like_ngspice() {
+    let e = parse_str("t\n.param a=2\nR1 x 0 {a}k\n", "s.cir").unwrap_err();
+    assert!(matches!(e, SpiceError::Syntax { .. }), "{e}");
+    assert_eq!(e.span().map(|s| (s.line, s.col)), Some((3, 11)));
+}

@@ -922,6 +922,17 @@ impl<'a> Elab<'a> {
                         Item::Word(_) | Item::Expr(..) if value.is_none() => {
                             value = Some(self.eval_item(item, scope, st.line)?)
                         }
+                        Item::Word(t)
+                            if items
+                                .iter()
+                                .any(|p| matches!(p, Item::Expr(e, _) if e.off + e.len == t.off)) =>
+                        {
+                            return Err(self.syntax(
+                                st,
+                                t,
+                                "a suffix after `{…}` is not allowed (ngspice rejects it too): write `{x*1k}`",
+                            ))
+                        }
                         Item::Word(t) => {
                             return Err(SpiceError::Unsupported {
                                 what: format!("resistor models (`{}`)", t.text),
