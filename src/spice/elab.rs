@@ -1494,14 +1494,13 @@ impl<'a> Elab<'a> {
     fn check_names(&self) -> Result<(), SpiceError> {
         let mut seen: HashMap<&str, usize> = HashMap::with_capacity(self.elements.len());
         for (i, el) in self.elements.iter().enumerate() {
-            if let Some(&first) = seen.get(el.name.as_str()) {
+            if let Some(first) = seen.insert(&el.name, i) {
                 return Err(SpiceError::Duplicate {
                     name: el.name.clone(),
                     first: Box::new(self.elements[first].span.clone()),
                     span: el.span.clone(),
                 });
             }
-            seen.insert(&el.name, i);
         }
         for (name, span) in &self.vsrc_refs {
             let ok = seen
