@@ -275,3 +275,70 @@ fn ngspice_agrees_on_original_and_written_netlist() {
         }
     }
 }
+
+/// A passive N×N crossbar netlist with 2.5 Ω wire segments (the layout of DESIGN.md): drivers
+/// `vin{i}`, word-line segments `rd{i}`/`rw{i}_{j}`, bit-line segments `rb{i}_{j}`/`rs{j}`, sense
+/// sources `vs{j}`, cells `rc{i}_{j}`. 3N² + 2N elements.
+fn crossbar_netlist(n: usize) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(40 * (3 * n * n + 2 * n));
+    let _ = writeln!(s, "crossbar {n}x{n}");
+    for i in 0..n {
+        let _ = writeln!(s, "vin{i} in{i} 0 dc 0.{}", i % 10);
+        let _ = writeln!(s, "rd{i} in{i} w{i}_0 2.5");
+        for j in 1..n {
+            let _ = writeln!(s, "rw{i}_{j} w{i}_{} w{i}_{j} 2.5", j - 1);
+        }
+    }
+    for j in 0..n {
+        for i in 0..n - 1 {
+            let _ = writeln!(s, "rb{i}_{j} b{i}_{j} b{}_{j} 2.5", i + 1);
+        }
+        let _ = writeln!(s, "rs{j} b{}_{j} out{j} 2.5", n - 1);
+        let _ = writeln!(s, "vs{j} out{j} 0 0");
+    }
+    for i in 0..n {
+        for j in 0..n {
+            let _ = writeln!(s, "rc{i}_{j} w{i}_{j} b{i}_{j} {}k", 10 + (i * 7 + j) % 90);
+        }
+    }
+    let _ = writeln!(s, ".op\n.end");
+    s
+}
+
+#[test]
+fn crossbar_netlist_parses_and_round_trips() {
+    let n = 8;
+    let a = parse_str(&crossbar_netlist(n), "xbar.cir").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.elements.len(), 3 * n * n + 2 * n);
+    let cell = a.elements.iter().find(|e| e.name == "rc3_5").unwrap();
+    assert!(matches!(
+        &cell.kind,
+        netc::netlist::ElementKind::Resistor { n, r_ohm } if n[0] == "w3_5" && n[1] == "b3_5" && *r_ohm == 36e3
+    ));
+    let b = parse_str(&write_netlist(&a), "w.cir").unwrap();
+    assert_eq!(normalise(a), normalise(b));
+}
+
+/// Parse time of a big crossbar netlist, by hand only:
+/// `NETC_XBAR_N=512 cargo test --release --test spice_roundtrip -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn crossbar_parse_time() {
+    let n: usize = std::env::var("NETC_XBAR_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
+    let text = crossbar_netlist(n);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("xbar.cir");
+    std::fs::write(&path, &text).unwrap();
+    let t = std::time::Instant::now();
+    let net = netc::spice::parse_file(&path).unwrap();
+    println!(
+        "{n}x{n}: {} elements, {} bytes, parse_file {:.3} s",
+        net.elements.len(),
+        text.len(),
+        t.elapsed().as_secs_f64()
+    );
+}
