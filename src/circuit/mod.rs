@@ -640,7 +640,10 @@ impl Circuit {
                         let vbd = mos1::pnjlim(vbs - vds, vbs_old - vds_old, m.vcrit);
                         vbs = vbd + vds;
                     }
-                    if (vgs - g0).abs() > 1e-15 || (vds - d0).abs() > 1e-15 || (vbs - b0).abs() > 1e-15 {
+                    if (vgs - g0).abs() > 1e-15
+                        || (vds - d0).abs() > 1e-15
+                        || (vbs - b0).abs() > 1e-15
+                    {
                         limited = true;
                         v[1] = v[2] + sign * vgs;
                         v[0] = v[2] + sign * vds;
