@@ -118,6 +118,12 @@ pub struct Args {
     /// Mini-batch size (default: the preset's).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Learning rate (or Manhattan step) of the first epoch (default: the preset's).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Per-epoch learning-rate factor (default: the preset's).
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
     /// Output directory (default: runs/<preset name>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -140,6 +146,12 @@ pub fn run(a: &Args) -> Result<(), NnError> {
     }
     if let Some(b) = a.batch_size {
         cfg.batch_size = b;
+    }
+    if let Some(lr) = a.lr {
+        cfg.optimizer = cfg.optimizer.with_lr(lr);
+    }
+    if let Some(d) = a.lr_decay {
+        cfg.lr_decay = d;
     }
     let out = a
         .out

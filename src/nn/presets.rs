@@ -86,6 +86,14 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub optimizer: OptimizerSpec,
     pub seed: u64,
+    /// Learning rate (or Manhattan step) of epoch `e` (from 0) is the
+    /// optimiser's times `lr_decay^e`.
+    #[serde(default = "one")]
+    pub lr_decay: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// A complete recipe: network, data, training defaults.
@@ -123,6 +131,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 batch_size: 100,
                 optimizer: OptimizerSpec::s1_rmsprop(),
                 seed: 1,
+                lr_decay: 1.0,
             },
         },
         // ConvLSTM 5 hidden maps, input kernels 3×3, recurrent 2×2 on 6×6×5,
@@ -145,6 +154,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 batch_size: 20,
                 optimizer: OptimizerSpec::s1_rmsprop(),
                 seed: 2,
+                lr_decay: 1.0,
             },
         },
         // 64 → 54 → 10 MLP on the 8×8 digits
@@ -162,6 +172,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 batch_size: 50,
                 optimizer: OptimizerSpec::s1_rmsprop(),
                 seed: 3,
+                lr_decay: 1.0,
             },
         },
         // 16 (+bias) → 10 tanh (+bias) → 4 tanh, MSE, ±0.2 V inputs
@@ -186,6 +197,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                     momentum: 0.9,
                 },
                 seed: 4,
+                lr_decay: 1.0,
             },
         },
         // 28×28 → conv 8@3×3 → ReLU → max-pool 3/3 → conv 12@3×3 pad 1 → ReLU → max-pool 2 → 192 → dense 10
@@ -214,6 +226,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                     eps: 1e-8,
                 },
                 seed: 5,
+                lr_decay: 1.0,
             },
         },
         _ => return Err(NnError::UnknownPreset(name.into())),

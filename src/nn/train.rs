@@ -161,9 +161,6 @@ pub fn train(
             (rng, Optimizer::new(config.optimizer.clone()), vec![], 0)
         }
     };
-    if opt.spec != config.optimizer {
-        opt.spec = config.optimizer.clone();
-    }
     model.prepare_backend(backend)?;
     let n = split.train.len();
     let batches = n.div_ceil(config.batch_size);
@@ -172,6 +169,7 @@ pub fn train(
             break;
         }
         let t0 = Instant::now();
+        opt.spec = config.optimizer.scaled(config.lr_decay.powi(epoch as i32));
         let pb = if opts.progress {
             ProgressBar::new(batches as u64)
         } else {
