@@ -1,19 +1,20 @@
 use clap::{Parser, Subcommand};
 use netc::cli;
 
+/// netc — circuit-level simulator and compiler for memristor crossbar neural networks.
 #[derive(Parser)]
-#[command(
-    name = "netc",
-    version,
-    about = "Circuit-level simulator and compiler for memristor crossbar neural networks"
-)]
+#[command(name = "netc", version, about)]
 struct Cli {
     #[command(subcommand)]
-    cmd: Cmd,
+    command: Command,
 }
 
 #[derive(Subcommand)]
-enum Cmd {
+enum Command {
+    /// Solve a SPICE-dialect netlist (.op, .dc) with sparse nodal analysis.
+    Solve(cli::solve::SolveArgs),
+    /// Map a `.net` network onto crossbar arrays: report, mapping.json, floorplan, netlists.
+    Compile(cli::compile::CompileArgs),
     /// Train a network (ideal or encoded backend).
     Train(cli::train::Args),
     /// Evaluate trained weights; compare backends.
@@ -22,11 +23,20 @@ enum Cmd {
     Data(cli::data::Args),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
-        Cmd::Train(a) => cli::train::run(&a)?,
-        Cmd::Eval(a) => cli::eval::run(&a)?,
-        Cmd::Data(a) => cli::data::run(&a)?,
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Solve(a) => cli::solve::run(&a)?,
+        Command::Compile(a) => cli::compile::run(&a)?,
+        Command::Train(a) => cli::train::run(&a)?,
+        Command::Eval(a) => cli::eval::run(&a)?,
+        Command::Data(a) => cli::data::run(&a)?,
     }
     Ok(())
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
 }

@@ -1,0 +1,3 @@
+//! Independent verification peers (ngspice), run as external processes.
+
+pub mod ngspice;

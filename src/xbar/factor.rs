@@ -1,0 +1,187 @@
+//! Sparse factorizations over a network's fixed pattern: the symbolic analysis is done once and
+//! shared; every worker owns its numeric values and scratch memory.
+
+use std::sync::Arc;
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::cholesky::llt::factor::LltRegularization;
+use faer::sparse::linalg::cholesky::{
+    factorize_symbolic_cholesky, CholeskySymbolicParams, LltRef, SymbolicCholesky,
+    SymmetricOrdering,
+};
+use faer::sparse::linalg::lu::{factorize_symbolic_lu, NumericLu, SymbolicLu};
+use faer::sparse::SparseColMatRef;
+use faer::{Conj, MatMut, Par, Side};
+
+use super::network::Network;
+use super::XbarError;
+
+/// Which factorization a matrix needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorKind {
+    /// Symmetric positive definite: sparse Cholesky.
+    Cholesky,
+    /// General (1T1R Jacobians are not symmetric): sparse LU.
+    Lu,
+}
+
+/// The shared symbolic analysis.
+#[derive(Debug, Clone)]
+pub enum Symbolic {
+    Cholesky(Arc<SymbolicCholesky<u32>>),
+    Lu(Arc<SymbolicLu<u32>>),
+}
+
+impl Symbolic {
+    /// Analyse the network's pattern (nested dissection when structured, else AMD / COLAMD).
+    pub fn new(net: &Network, kind: FactorKind) -> Result<Symbolic, XbarError> {
+        let pat = net.pattern.as_ref();
+        match kind {
+            FactorKind::Cholesky => {
+                let nd = net.nested_dissection();
+                let ord = match &nd {
+                    Some((fwd, inv)) => SymmetricOrdering::Custom(faer::perm::PermRef::new_checked(
+                        fwd,
+                        inv,
+                        net.n_free,
+                    )),
+                    None => SymmetricOrdering::Amd,
+                };
+                let s = factorize_symbolic_cholesky(
+                    pat,
+                    Side::Lower,
+                    ord,
+                    CholeskySymbolicParams::default(),
+                )
+                .map_err(|e| XbarError::Numeric(format!("symbolic Cholesky: {e:?}")))?;
+                Ok(Symbolic::Cholesky(Arc::new(s)))
+            }
+            FactorKind::Lu => {
+                let s = factorize_symbolic_lu(pat, Default::default())
+                    .map_err(|e| XbarError::Numeric(format!("symbolic LU: {e:?}")))?;
+                Ok(Symbolic::Lu(Arc::new(s)))
+            }
+        }
+    }
+
+    /// Number of stored entries of the Cholesky factor (0 for LU).
+    pub fn factor_nnz(&self) -> usize {
+        match self {
+            Symbolic::Cholesky(s) => s.len_val(),
+            Symbolic::Lu(_) => 0,
+        }
+    }
+}
+
+/// One worker's numeric factorization.
+pub struct Numeric {
+    symbolic: Symbolic,
+    l_values: Vec<f64>,
+    lu: NumericLu<u32, f64>,
+    mem: MemBuffer,
+    par: Par,
+    n: usize,
+    factored: bool,
+}
+
+impl Numeric {
+    /// A workspace for `symbolic`, solving up to `max_rhs` columns at once, with parallelism `par`.
+    pub fn new(symbolic: &Symbolic, n: usize, max_rhs: usize, par: Par) -> Result<Numeric, XbarError> {
+        let oom = |_| XbarError::Numeric("out of memory for the factorization workspace".into());
+        let (l_values, req) = match symbolic {
+            Symbolic::Cholesky(s) => {
+                let req = s
+                    .factorize_numeric_llt_scratch::<f64>(par, Default::default())
+                    .or(s.solve_in_place_scratch::<f64>(max_rhs.max(1), par));
+                let mut v = Vec::new();
+                v.try_reserve_exact(s.len_val()).map_err(oom)?;
+                v.resize(s.len_val(), 0.0);
+                (v, req)
+            }
+            Symbolic::Lu(s) => {
+                let req = s
+                    .factorize_numeric_lu_scratch::<f64>(par, Default::default())
+                    .or(s.solve_in_place_scratch::<f64>(max_rhs.max(1), par));
+                (Vec::new(), req)
+            }
+        };
+        let mem = MemBuffer::try_new(req)
+            .map_err(|_| XbarError::Numeric("out of memory for the solver scratch".into()))?;
+        Ok(Numeric {
+            symbolic: symbolic.clone(),
+            l_values,
+            lu: NumericLu::new(),
+            mem,
+            par,
+            n,
+            factored: false,
+        })
+    }
+
+    /// Factor the matrix with values `values` over the network's pattern.
+    pub fn factor(&mut self, net: &Network, values: &[f64]) -> Result<(), XbarError> {
+        self.factored = false;
+        let a = SparseColMatRef::new(net.pattern.as_ref(), values);
+        let stack = MemStack::new(&mut self.mem);
+        match &self.symbolic {
+            Symbolic::Cholesky(s) => {
+                s.factorize_numeric_llt(
+                    &mut self.l_values,
+                    a,
+                    Side::Lower,
+                    LltRegularization::default(),
+                    self.par,
+                    stack,
+                    Default::default(),
+                )
+                .map_err(|_| {
+                    XbarError::Numeric(
+                        "nodal matrix is not positive definite (a floating node?)".into(),
+                    )
+                })?;
+            }
+            Symbolic::Lu(s) => {
+                s.factorize_numeric_lu(&mut self.lu, a, self.par, stack, Default::default())
+                    .map_err(|e| XbarError::Numeric(format!("sparse LU failed: {e:?}")))?;
+            }
+        }
+        self.factored = true;
+        Ok(())
+    }
+
+    /// Solve in place for every column of `rhs` (n × k) with the current factorization.
+    pub fn solve(&mut self, rhs: MatMut<'_, f64>) -> Result<(), XbarError> {
+        if !self.factored {
+            return Err(XbarError::Numeric("solve before a successful factorization".into()));
+        }
+        if rhs.nrows() != self.n {
+            return Err(XbarError::Numeric("right-hand side has the wrong size".into()));
+        }
+        let k = rhs.ncols();
+        // Grow the scratch if more columns than planned are solved at once.
+        let need = match &self.symbolic {
+            Symbolic::Cholesky(s) => s.solve_in_place_scratch::<f64>(k, self.par),
+            Symbolic::Lu(s) => s.solve_in_place_scratch::<f64>(k, self.par),
+        };
+        if !MemStack::new(&mut self.mem).can_hold(need) {
+            self.mem = MemBuffer::try_new(need)
+                .map_err(|_| XbarError::Numeric("out of memory for the solve".into()))?;
+        }
+        let stack = MemStack::new(&mut self.mem);
+        match &self.symbolic {
+            Symbolic::Cholesky(s) => {
+                LltRef::new(s, &self.l_values).solve_in_place_with_conj(
+                    Conj::No,
+                    rhs,
+                    self.par,
+                    stack,
+                );
+            }
+            Symbolic::Lu(s) => {
+                faer::sparse::linalg::lu::LuRef::new_unchecked(s, &self.lu)
+                    .solve_in_place_with_conj(Conj::No, rhs, self.par, stack);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,531 @@
+//! The three array operations: inference (many input vectors), single-cell read with a biasing
+//! scheme for the unselected lines, and a programming pulse (half-select disturb map).
+
+use faer::{Mat, MatRef, Par};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::array::{CellKind, Crossbar, SenseKind};
+use super::eval::{evaluate, tia_output, Solved};
+use super::factor::Symbolic;
+use super::linear::LinearSystem;
+use super::network::{linearized_cell_g, ColEnd, Network, Node, RowEnd, Topology};
+use super::newton::{NewtonOptions, NewtonProblem, NewtonStats};
+use super::pcg::{pcg_solve, PcgOptions, PcgStats};
+use super::XbarError;
+
+/// Which linear solver to use for linear arrays.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LinearMethod {
+    /// Sparse Cholesky (exact to rounding).
+    Direct,
+    /// Conjugate gradients preconditioned by exact line solves (structured arrays only).
+    Iterative(PcgOptions),
+}
+
+/// Solver options.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SolveOptions {
+    pub method: LinearMethod,
+    pub newton: NewtonOptions,
+    /// Conductance from every unknown node to ground (S); needed when lines float.
+    pub gmin_siemens: f64,
+    /// Vectors solved together per block in nonlinear inference.
+    pub block: usize,
+}
+
+impl Default for SolveOptions {
+    fn default() -> Self {
+        SolveOptions {
+            method: LinearMethod::Direct,
+            newton: NewtonOptions::default(),
+            gmin_siemens: 0.0,
+            block: 256,
+        }
+    }
+}
+
+/// An array ready for inference: linear arrays are factored once; nonlinear ones keep the shared
+/// symbolic analysis and the factored linearized array (Newton's start).
+pub struct Engine {
+    pub xb: Crossbar,
+    pub net: Network,
+    pub opts: SolveOptions,
+    lin: Option<LinearSystem>,
+    newton_symbolic: Option<Symbolic>,
+    t: Option<Mat<f64>>,
+    /// Statistics of the last iterative solve.
+    pub last_pcg: Option<PcgStats>,
+    /// Newton iterations of the last nonlinear inference (sum, max).
+    pub last_newton: Option<(usize, usize)>,
+}
+
+/// True when the array is linear end to end (linear cells and ideal virtual grounds).
+pub fn is_linear(xb: &Crossbar) -> bool {
+    xb.cell.is_linear() && matches!(xb.sense, SenseKind::VirtualGround)
+}
+
+impl Engine {
+    pub fn new(xb: &Crossbar, opts: SolveOptions) -> Result<Engine, XbarError> {
+        let net = Network::new(xb, &Topology::inference(xb))?;
+        let mut e = Engine {
+            xb: xb.clone(),
+            net,
+            opts,
+            lin: None,
+            newton_symbolic: None,
+            t: None,
+            last_pcg: None,
+            last_newton: None,
+        };
+        if let LinearMethod::Iterative(_) = opts.method {
+            if !is_linear(xb) {
+                return Err(XbarError::Invalid(
+                    "the iterative solver handles linear cells with virtual-ground sensing".into(),
+                ));
+            }
+            if !e.net.structured {
+                return Err(XbarError::Invalid(
+                    "the iterative solver needs nonzero word- and bit-line segment resistances"
+                        .into(),
+                ));
+            }
+        }
+        e.prepare_linear()?;
+        Ok(e)
+    }
+
+    fn prepare_linear(&mut self) -> Result<(), XbarError> {
+        let tia_g = match self.xb.sense {
+            SenseKind::Tia { gain, r_f_ohm, .. } => (1.0 + gain) / r_f_ohm,
+            SenseKind::VirtualGround => 0.0,
+        };
+        let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
+        let mut lin = LinearSystem::assemble(self.net.clone(), cell_g, tia_g, self.opts.gmin_siemens);
+        if self.opts.method == LinearMethod::Direct || !is_linear(&self.xb) {
+            lin.factorize(None, Par::rayon(0))?;
+        }
+        self.lin = Some(lin);
+        Ok(())
+    }
+
+    fn lin(&mut self) -> &mut LinearSystem {
+        self.lin.as_mut().expect("prepared in new")
+    }
+
+    /// The exact effective weight matrix `T` (R × C): `I = Tᵀ·V` for the column currents. Only for
+    /// linear arrays with virtual-ground sensing.
+    pub fn effective_weights(&mut self) -> Result<&Mat<f64>, XbarError> {
+        if !is_linear(&self.xb) {
+            return Err(XbarError::Invalid(
+                "an effective weight matrix exists only for linear cells with virtual grounds".into(),
+            ));
+        }
+        if self.t.is_none() {
+            if self.lin().numeric_ready() {
+                let t = self.lin().effective_weights()?;
+                self.t = Some(t);
+            } else {
+                let lin = self.lin.as_mut().expect("prepared");
+                lin.factorize(None, Par::rayon(0))?;
+                let t = lin.effective_weights()?;
+                self.t = Some(t);
+            }
+        }
+        Ok(self.t.as_ref().expect("just built"))
+    }
+
+    /// Outputs (k × C: currents for virtual grounds, volts for amplifiers) for the input vectors in
+    /// the rows of `inputs` (k × R).
+    pub fn infer(&mut self, inputs: MatRef<'_, f64>) -> Result<Mat<f64>, XbarError> {
+        let (r, c) = (self.xb.rows, self.xb.cols);
+        if inputs.ncols() != r {
+            return Err(XbarError::Invalid(format!(
+                "input vectors have {} entries, the array has {r} rows",
+                inputs.ncols()
+            )));
+        }
+        let k = inputs.nrows();
+        if is_linear(&self.xb) {
+            if let LinearMethod::Iterative(po) = self.opts.method {
+                let mut out = Mat::<f64>::zeros(k, c);
+                for t in 0..k {
+                    let v: Vec<f64> = (0..r).map(|i| inputs[(t, i)]).collect();
+                    let (s, stats) = self.solve_iterative(&v, &po)?;
+                    self.last_pcg = Some(stats);
+                    for (j, o) in s.outputs().iter().enumerate() {
+                        out[(t, j)] = *o;
+                    }
+                }
+                return Ok(out);
+            }
+            if self.t.is_some() || k >= r.min(c) {
+                let t = self.effective_weights()?;
+                return Ok(inputs * t);
+            }
+            let v_col = vec![0.0; c];
+            let lin = self.lin();
+            let x = lin.solve_rows(inputs.transpose(), &v_col)?;
+            let mut out = Mat::<f64>::zeros(k, c);
+            let terms = lin.output_terms();
+            for &(j, node, g) in &terms {
+                match node {
+                    Node::Free(p) => {
+                        for t in 0..k {
+                            out[(t, j)] += g * x[(p as usize, t)];
+                        }
+                    }
+                    Node::Row(i) => {
+                        for t in 0..k {
+                            out[(t, j)] += g * inputs[(t, i as usize)];
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(out);
+        }
+        self.infer_nonlinear(inputs)
+    }
+
+    fn infer_nonlinear(&mut self, inputs: MatRef<'_, f64>) -> Result<Mat<f64>, XbarError> {
+        let (r, c) = (self.xb.rows, self.xb.cols);
+        let k = inputs.nrows();
+        let v_col = vec![0.0; c];
+        if self.newton_symbolic.is_none() {
+            self.newton_symbolic = Some(Symbolic::new(
+                &self.net,
+                NewtonProblem::factor_kind(&self.xb),
+            )?);
+        }
+        let mut out = Mat::<f64>::zeros(k, c);
+        let mut iters_sum = 0usize;
+        let mut iters_max = 0usize;
+        let block = self.opts.block.max(1);
+        let mut t0 = 0;
+        while t0 < k {
+            let nb = block.min(k - t0);
+            let rows = inputs.subrows(t0, nb);
+            let x0 = {
+                let lin = self.lin.as_mut().expect("prepared");
+                lin.solve_rows(rows.transpose(), &v_col)?
+            };
+            let problem = NewtonProblem::new(
+                &self.xb,
+                &self.net,
+                self.newton_symbolic.clone(),
+                self.opts.gmin_siemens,
+            )?;
+            let nopts = self.opts.newton;
+            let results: Vec<Result<(Vec<f64>, NewtonStats), XbarError>> = (0..nb)
+                .into_par_iter()
+                .map_init(
+                    || problem.workspace(),
+                    |ws, t| {
+                        let ws = ws.as_mut().map_err(|e| e.clone())?;
+                        let v_row: Vec<f64> = (0..r).map(|i| rows[(t, i)]).collect();
+                        let mut x: Vec<f64> = (0..x0.nrows()).map(|p| x0[(p, t)]).collect();
+                        let stats = problem.solve(ws, &mut x, &v_row, &v_col, &nopts)?;
+                        let o = column_outputs(&self.xb, &self.net, &x, &v_row, &v_col);
+                        Ok((o, stats))
+                    },
+                )
+                .collect();
+            for (t, res) in results.into_iter().enumerate() {
+                let (o, st) = res?;
+                iters_sum += st.iterations;
+                iters_max = iters_max.max(st.iterations);
+                for (j, v) in o.iter().enumerate() {
+                    out[(t0 + t, j)] = *v;
+                }
+            }
+            t0 += nb;
+        }
+        self.last_newton = Some((iters_sum, iters_max));
+        Ok(out)
+    }
+
+    /// One input vector solved in full detail (node voltages, cell currents, outputs).
+    pub fn solve_detailed(&mut self, v_in: &[f64]) -> Result<Solved, XbarError> {
+        if v_in.len() != self.xb.rows {
+            return Err(XbarError::Invalid(format!(
+                "input vector has {} entries, the array has {} rows",
+                v_in.len(),
+                self.xb.rows
+            )));
+        }
+        let v_col = vec![0.0; self.xb.cols];
+        if let LinearMethod::Iterative(po) = self.opts.method {
+            let (s, stats) = self.solve_iterative(v_in, &po)?;
+            self.last_pcg = Some(stats);
+            return Ok(s);
+        }
+        let x = {
+            let lin = self.lin();
+            let x = lin.solve_rows(MatRef::from_column_major_slice(v_in, v_in.len(), 1), &v_col)?;
+            x.col(0).iter().copied().collect::<Vec<f64>>()
+        };
+        if is_linear(&self.xb) {
+            return Ok(evaluate(&self.xb, &self.net, &x, v_in, &v_col, None));
+        }
+        let problem = NewtonProblem::new(&self.xb, &self.net, self.newton_symbolic.clone(), self.opts.gmin_siemens)?;
+        let mut ws = problem.workspace()?;
+        let mut x = x;
+        let st = problem.solve(&mut ws, &mut x, v_in, &v_col, &self.opts.newton)?;
+        self.last_newton = Some((st.iterations, st.iterations));
+        Ok(evaluate(
+            &self.xb,
+            &self.net,
+            &x,
+            v_in,
+            &v_col,
+            Some(NewtonProblem::internal_voltages(&ws)),
+        ))
+    }
+
+    fn solve_iterative(&mut self, v_in: &[f64], po: &PcgOptions) -> Result<(Solved, PcgStats), XbarError> {
+        let v_col = vec![0.0; self.xb.cols];
+        let lin = self.lin.as_ref().expect("prepared");
+        let mut b = vec![0.0; self.net.n_free];
+        lin.rhs_into(v_in, &v_col, &mut b);
+        let (x, stats) = pcg_solve(lin, &b, po)?;
+        Ok((evaluate(&self.xb, &self.net, &x, v_in, &v_col, None), stats))
+    }
+}
+
+/// Column outputs straight from the unknowns (no full evaluation).
+pub fn column_outputs(xb: &Crossbar, net: &Network, x: &[f64], v_row: &[f64], v_col: &[f64]) -> Vec<f64> {
+    let c = xb.cols;
+    let mut out = vec![0.0; c];
+    for e in &net.wires {
+        if let Node::Col(j) = e.b {
+            out[j as usize] +=
+                e.g_siemens * (Network::voltage(e.a, x, v_row, v_col) - v_col[j as usize]);
+        }
+    }
+    let mut vm = 0.0;
+    for k in 0..net.b.len() {
+        if let Node::Col(j) = net.b[k] {
+            let vw = Network::voltage(net.w[k], x, v_row, v_col);
+            if matches!(xb.cell, CellKind::OneT1R { .. }) {
+                vm = 0.5 * (vw + v_col[j as usize]);
+            }
+            out[j as usize] += super::eval::cell_current(xb, k, vw, v_col[j as usize], &mut vm).0;
+        }
+    }
+    for &(j, s) in &net.tia {
+        out[j] = tia_output(xb.sense, x[s as usize]).0;
+    }
+    out
+}
+
+/// Biasing of the unselected lines during a read or a programming pulse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Unselected lines left open.
+    Floating,
+    /// Unselected lines at 0 V.
+    Grounded,
+    /// Unselected rows and columns at V/2.
+    Half,
+    /// Unselected rows at V/3, unselected columns at 2V/3.
+    Third,
+}
+
+impl Scheme {
+    pub fn parse(s: &str) -> Option<Scheme> {
+        match s.to_ascii_lowercase().as_str() {
+            "floating" | "float" => Some(Scheme::Floating),
+            "grounded" | "ground" | "gnd" => Some(Scheme::Grounded),
+            "v/2" | "half" | "v2" => Some(Scheme::Half),
+            "v/3" | "third" | "v3" => Some(Scheme::Third),
+            _ => None,
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Scheme::Floating => "floating",
+            Scheme::Grounded => "grounded",
+            Scheme::Half => "V/2",
+            Scheme::Third => "V/3",
+        }
+    }
+}
+
+/// Line terminations and source values for selecting cell (i, j) with voltage `v`: the selected
+/// row at `v`, the selected column at 0 V (sensed), the others per the scheme.
+pub fn select_bias(xb: &Crossbar, i: usize, j: usize, v: f64, scheme: Scheme) -> (Topology, Vec<f64>, Vec<f64>) {
+    let (row_end, row_v, col_end, col_v) = match scheme {
+        Scheme::Floating => (RowEnd::Open, 0.0, ColEnd::Open, 0.0),
+        Scheme::Grounded => (RowEnd::Driven, 0.0, ColEnd::Driven, 0.0),
+        Scheme::Half => (RowEnd::Driven, v / 2.0, ColEnd::Driven, v / 2.0),
+        Scheme::Third => (RowEnd::Driven, v / 3.0, ColEnd::Driven, 2.0 * v / 3.0),
+    };
+    let mut topo = Topology {
+        rows: vec![row_end; xb.rows],
+        cols: vec![col_end; xb.cols],
+    };
+    topo.rows[i] = RowEnd::Driven;
+    topo.cols[j] = ColEnd::Driven;
+    let mut v_row = vec![row_v; xb.rows];
+    let mut v_col = vec![col_v; xb.cols];
+    v_row[i] = v;
+    v_col[j] = 0.0;
+    (topo, v_row, v_col)
+}
+
+/// Solve one operating point of the array under an arbitrary topology (linear or Newton).
+pub fn solve_biased(
+    xb: &Crossbar,
+    topo: &Topology,
+    v_row: &[f64],
+    v_col: &[f64],
+    opts: &SolveOptions,
+) -> Result<(Network, Solved), XbarError> {
+    let net = Network::new(xb, topo)?;
+    let floating = topo.rows.contains(&RowEnd::Open) || topo.cols.contains(&ColEnd::Open);
+    let gmin = if floating {
+        opts.gmin_siemens.max(1e-12)
+    } else {
+        opts.gmin_siemens
+    };
+    let tia_g = match xb.sense {
+        SenseKind::Tia { gain, r_f_ohm, .. } => (1.0 + gain) / r_f_ohm,
+        SenseKind::VirtualGround => 0.0,
+    };
+    let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_S);
+    let mut lin = LinearSystem::new(net.clone(), cell_g, tia_g, gmin, Par::rayon(0))?;
+    let x = lin.solve_rows(MatRef::from_column_major_slice(v_row, v_row.len(), 1), v_col)?;
+    let mut x: Vec<f64> = x.col(0).iter().copied().collect();
+    let linear = xb.cell.is_linear() && net.tia.is_empty();
+    if linear {
+        let s = evaluate(xb, &net, &x, v_row, v_col, None);
+        return Ok((net, s));
+    }
+    let problem = NewtonProblem::new(xb, &net, None, gmin)?;
+    let mut ws = problem.workspace()?;
+    problem.solve(&mut ws, &mut x, v_row, v_col, &opts.newton)?;
+    let s = evaluate(xb, &net, &x, v_row, v_col, Some(NewtonProblem::internal_voltages(&ws)));
+    Ok((net, s))
+}
+
+/// Result of a single-cell read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadResult {
+    pub row: usize,
+    pub col: usize,
+    pub v_read_v: f64,
+    pub scheme: Scheme,
+    /// Current into the selected column's sense (A).
+    pub measured_a: f64,
+    /// Current through the selected cell itself (A).
+    pub cell_a: f64,
+    /// `measured − cell` (A).
+    pub sneak_a: f64,
+    /// `sneak / measured`.
+    pub sneak_fraction: f64,
+    /// The ideal read `g·V` of an isolated cell (A, linear cells) for reference.
+    pub ideal_a: f64,
+    /// Conductance the read reports, `measured / V` (S).
+    pub g_read_siemens: f64,
+    pub g_true_siemens: f64,
+}
+
+/// Read cell (i, j) with `v_read` on its row, its column sensed at 0 V, the other lines per `scheme`.
+pub fn read(
+    xb: &Crossbar,
+    i: usize,
+    j: usize,
+    v_read: f64,
+    scheme: Scheme,
+    opts: &SolveOptions,
+) -> Result<(ReadResult, Solved), XbarError> {
+    check_cell(xb, i, j)?;
+    let (topo, v_row, v_col) = select_bias(xb, i, j, v_read, scheme);
+    let (_, s) = solve_biased(xb, &topo, &v_row, &v_col, opts)?;
+    let measured = s.i_col[j].unwrap_or(0.0);
+    let cell = s.i_cell[i * xb.cols + j];
+    let sneak = measured - cell;
+    let res = ReadResult {
+        row: i,
+        col: j,
+        v_read_v: v_read,
+        scheme,
+        measured_a: measured,
+        cell_a: cell,
+        sneak_a: sneak,
+        sneak_fraction: if measured != 0.0 { sneak / measured } else { 0.0 },
+        ideal_a: xb.g(i, j) * v_read,
+        g_read_siemens: if v_read != 0.0 { measured / v_read } else { 0.0 },
+        g_true_siemens: xb.g(i, j),
+    };
+    Ok((res, s))
+}
+
+/// Result of a programming pulse: the voltage across every cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProgramResult {
+    pub row: usize,
+    pub col: usize,
+    pub v_program_v: f64,
+    pub scheme: Scheme,
+    /// Voltage across the selected cell (V).
+    pub v_selected_v: f64,
+    /// Largest |voltage| across an unselected cell (V), and where.
+    pub v_disturb_max_v: f64,
+    pub disturb_cell: (usize, usize),
+    /// `v_disturb_max / |v_selected|`.
+    pub disturb_ratio: f64,
+    /// Voltage across every cell, row-major (V).
+    pub v_cell_v: Vec<f64>,
+}
+
+/// Apply a programming pulse `v_program` on cell (i, j) with the V/2 or V/3 scheme.
+pub fn program(
+    xb: &Crossbar,
+    i: usize,
+    j: usize,
+    v_program: f64,
+    scheme: Scheme,
+    opts: &SolveOptions,
+) -> Result<(ProgramResult, Solved), XbarError> {
+    check_cell(xb, i, j)?;
+    if !matches!(scheme, Scheme::Half | Scheme::Third) {
+        return Err(XbarError::Invalid(
+            "programming uses the V/2 or V/3 scheme".into(),
+        ));
+    }
+    let (topo, v_row, v_col) = select_bias(xb, i, j, v_program, scheme);
+    let (_, s) = solve_biased(xb, &topo, &v_row, &v_col, opts)?;
+    let v_cell: Vec<f64> = s.v_word.iter().zip(&s.v_bit).map(|(a, b)| a - b).collect();
+    let sel = v_cell[i * xb.cols + j];
+    let mut worst = (0.0f64, (0, 0));
+    for (k, v) in v_cell.iter().enumerate() {
+        if k != i * xb.cols + j && v.abs() > worst.0 {
+            worst = (v.abs(), (k / xb.cols, k % xb.cols));
+        }
+    }
+    let res = ProgramResult {
+        row: i,
+        col: j,
+        v_program_v: v_program,
+        scheme,
+        v_selected_v: sel,
+        v_disturb_max_v: worst.0,
+        disturb_cell: worst.1,
+        disturb_ratio: if sel != 0.0 { worst.0 / sel.abs() } else { 0.0 },
+        v_cell_v: v_cell,
+    };
+    Ok((res, s))
+}
+
+fn check_cell(xb: &Crossbar, i: usize, j: usize) -> Result<(), XbarError> {
+    if i >= xb.rows || j >= xb.cols {
+        return Err(XbarError::Invalid(format!(
+            "cell ({i}, {j}) is outside the {}×{} array",
+            xb.rows, xb.cols
+        )));
+    }
+    Ok(())
+}
