@@ -22,7 +22,9 @@ impl OptimizerSpec {
     pub fn with_lr(&self, v: f64) -> Self {
         let mut s = self.clone();
         match &mut s {
-            OptimizerSpec::Sgd { lr, .. } | OptimizerSpec::RmsProp { lr, .. } | OptimizerSpec::Threshold { lr, .. } => *lr = v,
+            OptimizerSpec::Sgd { lr, .. }
+            | OptimizerSpec::RmsProp { lr, .. }
+            | OptimizerSpec::Threshold { lr, .. } => *lr = v,
             OptimizerSpec::Manhattan { step } => *step = v,
         }
         s
@@ -32,7 +34,9 @@ impl OptimizerSpec {
     pub fn scaled(&self, f: f64) -> Self {
         let mut s = self.clone();
         match &mut s {
-            OptimizerSpec::Sgd { lr, .. } | OptimizerSpec::RmsProp { lr, .. } | OptimizerSpec::Threshold { lr, .. } => *lr *= f,
+            OptimizerSpec::Sgd { lr, .. }
+            | OptimizerSpec::RmsProp { lr, .. }
+            | OptimizerSpec::Threshold { lr, .. } => *lr *= f,
             OptimizerSpec::Manhattan { step } => *step *= f,
         }
         s
