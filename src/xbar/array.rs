@@ -119,10 +119,7 @@ impl Crossbar {
     pub fn validate(&self) -> Result<(), XbarError> {
         let bad = |m: String| Err(XbarError::Invalid(m));
         if self.rows == 0 || self.cols == 0 {
-            return bad(format!(
-                "array must be at least 1×1, got {}×{}",
-                self.rows, self.cols
-            ));
+            return bad(format!("array must be at least 1×1, got {}×{}", self.rows, self.cols));
         }
         if self.g_siemens.len() != self.rows * self.cols {
             return bad(format!(

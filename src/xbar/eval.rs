@@ -23,8 +23,15 @@ pub fn cell_current(x: &Crossbar, k: usize, vw: f64, vb: f64, vm: &mut f64) -> (
         }
         CellKind::OneT1R { mos, v_gate_v } => {
             let i_row = k / x.cols;
-            let (i, dw, db, m) =
-                Crossbar::one_t1r_current(mos, g, vw, vb, v_gate_v[i_row], *vm, GMIN_JUNCTION_S);
+            let (i, dw, db, m) = Crossbar::one_t1r_current(
+                mos,
+                g,
+                vw,
+                vb,
+                v_gate_v[i_row],
+                *vm,
+                GMIN_JUNCTION_S,
+            );
             *vm = m;
             (i, dw, db)
         }

@@ -40,9 +40,11 @@ impl Symbolic {
             FactorKind::Cholesky => {
                 let nd = net.nested_dissection();
                 let ord = match &nd {
-                    Some((fwd, inv)) => SymmetricOrdering::Custom(
-                        faer::perm::PermRef::new_checked(fwd, inv, net.n_free),
-                    ),
+                    Some((fwd, inv)) => SymmetricOrdering::Custom(faer::perm::PermRef::new_checked(
+                        fwd,
+                        inv,
+                        net.n_free,
+                    )),
                     None => SymmetricOrdering::Amd,
                 };
                 let s = factorize_symbolic_cholesky(
@@ -84,12 +86,7 @@ pub struct Numeric {
 
 impl Numeric {
     /// A workspace for `symbolic`, solving up to `max_rhs` columns at once, with parallelism `par`.
-    pub fn new(
-        symbolic: &Symbolic,
-        n: usize,
-        max_rhs: usize,
-        par: Par,
-    ) -> Result<Numeric, XbarError> {
+    pub fn new(symbolic: &Symbolic, n: usize, max_rhs: usize, par: Par) -> Result<Numeric, XbarError> {
         let oom = |_| XbarError::Numeric("out of memory for the factorization workspace".into());
         let (l_values, req) = match symbolic {
             Symbolic::Cholesky(s) => {
@@ -155,14 +152,10 @@ impl Numeric {
     /// Solve in place for every column of `rhs` (n × k) with the current factorization.
     pub fn solve(&mut self, rhs: MatMut<'_, f64>) -> Result<(), XbarError> {
         if !self.factored {
-            return Err(XbarError::Numeric(
-                "solve before a successful factorization".into(),
-            ));
+            return Err(XbarError::Numeric("solve before a successful factorization".into()));
         }
         if rhs.nrows() != self.n {
-            return Err(XbarError::Numeric(
-                "right-hand side has the wrong size".into(),
-            ));
+            return Err(XbarError::Numeric("right-hand side has the wrong size".into()));
         }
         let k = rhs.ncols();
         // Grow the scratch if more columns than planned are solved at once.

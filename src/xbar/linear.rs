@@ -130,11 +130,7 @@ impl LinearSystem {
 
     /// Solve for many row-voltage vectors at once (columns of `v_rows`, R × k) with the column
     /// sources at `v_col`; returns the unknowns, n × k.
-    pub fn solve_rows(
-        &mut self,
-        v_rows: MatRef<'_, f64>,
-        v_col: &[f64],
-    ) -> Result<Mat<f64>, XbarError> {
+    pub fn solve_rows(&mut self, v_rows: MatRef<'_, f64>, v_col: &[f64]) -> Result<Mat<f64>, XbarError> {
         let n = self.net.n_free;
         let k = v_rows.ncols();
         let mut x = Mat::<f64>::zeros(n, k);

@@ -467,9 +467,7 @@ fn build_pattern(
     out_ptr[n] = dst as u32;
     row_idx.truncate(dst);
     row_idx.shrink_to_fit();
-    Ok(SymbolicSparseColMat::new_checked(
-        n, n, out_ptr, None, row_idx,
-    ))
+    Ok(SymbolicSparseColMat::new_checked(n, n, out_ptr, None, row_idx))
 }
 
 /// Cell conductances of the linear stand-in used to start Newton (and the exact ones for linear

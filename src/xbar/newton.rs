@@ -237,18 +237,9 @@ impl<'a> NewtonProblem<'a> {
                     *t = xv + lambda * d;
                 }
                 ws.vm_trial.copy_from_slice(&ws.vm);
-                let sc = self.residual(
-                    &ws.x_trial,
-                    v_row,
-                    v_col,
-                    &mut ws.f_trial,
-                    &mut ws.vm_trial,
-                    None,
-                );
+                let sc = self.residual(&ws.x_trial, v_row, v_col, &mut ws.f_trial, &mut ws.vm_trial, None);
                 let fn_trial = norm(&ws.f_trial);
-                if fn_trial.is_finite()
-                    && (fn_trial <= fnorm * (1.0 + 1e-12) || fn_trial <= opts.abstol_a)
-                {
+                if fn_trial.is_finite() && (fn_trial <= fnorm * (1.0 + 1e-12) || fn_trial <= opts.abstol_a) {
                     scale = sc;
                     accepted = true;
                     break;

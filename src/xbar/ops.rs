@@ -101,8 +101,7 @@ impl Engine {
             SenseKind::VirtualGround => 0.0,
         };
         let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
-        let mut lin =
-            LinearSystem::assemble(self.net.clone(), cell_g, tia_g, self.opts.gmin_siemens);
+        let mut lin = LinearSystem::assemble(self.net.clone(), cell_g, tia_g, self.opts.gmin_siemens);
         if self.opts.method == LinearMethod::Direct || !is_linear(&self.xb) {
             lin.factorize(None, Par::rayon(0))?;
         }
@@ -119,8 +118,7 @@ impl Engine {
     pub fn effective_weights(&mut self) -> Result<&Mat<f64>, XbarError> {
         if !is_linear(&self.xb) {
             return Err(XbarError::Invalid(
-                "an effective weight matrix exists only for linear cells with virtual grounds"
-                    .into(),
+                "an effective weight matrix exists only for linear cells with virtual grounds".into(),
             ));
         }
         if self.t.is_none() {
@@ -270,12 +268,7 @@ impl Engine {
         if is_linear(&self.xb) {
             return Ok(evaluate(&self.xb, &self.net, &x, v_in, &v_col, None));
         }
-        let problem = NewtonProblem::new(
-            &self.xb,
-            &self.net,
-            self.newton_symbolic.clone(),
-            self.opts.gmin_siemens,
-        )?;
+        let problem = NewtonProblem::new(&self.xb, &self.net, self.newton_symbolic.clone(), self.opts.gmin_siemens)?;
         let mut ws = problem.workspace()?;
         let mut x = x;
         let st = problem.solve(&mut ws, &mut x, v_in, &v_col, &self.opts.newton)?;
@@ -290,11 +283,7 @@ impl Engine {
         ))
     }
 
-    fn solve_iterative(
-        &mut self,
-        v_in: &[f64],
-        po: &PcgOptions,
-    ) -> Result<(Solved, PcgStats), XbarError> {
+    fn solve_iterative(&mut self, v_in: &[f64], po: &PcgOptions) -> Result<(Solved, PcgStats), XbarError> {
         let v_col = vec![0.0; self.xb.cols];
         let lin = self.lin.as_ref().expect("prepared");
         let mut b = vec![0.0; self.net.n_free];
@@ -305,13 +294,7 @@ impl Engine {
 }
 
 /// Column outputs straight from the unknowns (no full evaluation).
-pub fn column_outputs(
-    xb: &Crossbar,
-    net: &Network,
-    x: &[f64],
-    v_row: &[f64],
-    v_col: &[f64],
-) -> Vec<f64> {
+pub fn column_outputs(xb: &Crossbar, net: &Network, x: &[f64], v_row: &[f64], v_col: &[f64]) -> Vec<f64> {
     let c = xb.cols;
     let mut out = vec![0.0; c];
     for e in &net.wires {
@@ -372,13 +355,7 @@ impl Scheme {
 
 /// Line terminations and source values for selecting cell (i, j) with voltage `v`: the selected
 /// row at `v`, the selected column at 0 V (sensed), the others per the scheme.
-pub fn select_bias(
-    xb: &Crossbar,
-    i: usize,
-    j: usize,
-    v: f64,
-    scheme: Scheme,
-) -> (Topology, Vec<f64>, Vec<f64>) {
+pub fn select_bias(xb: &Crossbar, i: usize, j: usize, v: f64, scheme: Scheme) -> (Topology, Vec<f64>, Vec<f64>) {
     let (row_end, row_v, col_end, col_v) = match scheme {
         Scheme::Floating => (RowEnd::Open, 0.0, ColEnd::Open, 0.0),
         Scheme::Grounded => (RowEnd::Driven, 0.0, ColEnd::Driven, 0.0),
@@ -419,10 +396,7 @@ pub fn solve_biased(
     };
     let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_S);
     let mut lin = LinearSystem::new(net.clone(), cell_g, tia_g, gmin, Par::rayon(0))?;
-    let x = lin.solve_rows(
-        MatRef::from_column_major_slice(v_row, v_row.len(), 1),
-        v_col,
-    )?;
+    let x = lin.solve_rows(MatRef::from_column_major_slice(v_row, v_row.len(), 1), v_col)?;
     let mut x: Vec<f64> = x.col(0).iter().copied().collect();
     let linear = xb.cell.is_linear() && net.tia.is_empty();
     if linear {
@@ -432,14 +406,7 @@ pub fn solve_biased(
     let problem = NewtonProblem::new(xb, &net, None, gmin)?;
     let mut ws = problem.workspace()?;
     problem.solve(&mut ws, &mut x, v_row, v_col, &opts.newton)?;
-    let s = evaluate(
-        xb,
-        &net,
-        &x,
-        v_row,
-        v_col,
-        Some(NewtonProblem::internal_voltages(&ws)),
-    );
+    let s = evaluate(xb, &net, &x, v_row, v_col, Some(NewtonProblem::internal_voltages(&ws)));
     Ok((net, s))
 }
 
@@ -488,17 +455,9 @@ pub fn read(
         measured_a: measured,
         cell_a: cell,
         sneak_a: sneak,
-        sneak_fraction: if measured != 0.0 {
-            sneak / measured
-        } else {
-            0.0
-        },
+        sneak_fraction: if measured != 0.0 { sneak / measured } else { 0.0 },
         ideal_a: xb.g(i, j) * v_read,
-        g_read_siemens: if v_read != 0.0 {
-            measured / v_read
-        } else {
-            0.0
-        },
+        g_read_siemens: if v_read != 0.0 { measured / v_read } else { 0.0 },
         g_true_siemens: xb.g(i, j),
     };
     Ok((res, s))

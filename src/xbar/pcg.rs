@@ -186,17 +186,14 @@ fn matvec(lin: &LinearSystem, x: &[f64], y: &mut [f64]) {
     let cp = lin.net.pattern.col_ptr();
     let ri = lin.net.pattern.row_idx();
     let vals = &lin.values;
-    y.par_iter_mut()
-        .enumerate()
-        .with_min_len(4096)
-        .for_each(|(col, yc)| {
-            let (lo, hi) = (cp[col] as usize, cp[col + 1] as usize);
-            let mut s = 0.0;
-            for k in lo..hi {
-                s += vals[k] * x[ri[k] as usize];
-            }
-            *yc = s;
-        });
+    y.par_iter_mut().enumerate().with_min_len(4096).for_each(|(col, yc)| {
+        let (lo, hi) = (cp[col] as usize, cp[col + 1] as usize);
+        let mut s = 0.0;
+        for k in lo..hi {
+            s += vals[k] * x[ri[k] as usize];
+        }
+        *yc = s;
+    });
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -207,11 +204,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// Solve `A·x = b` for the assembled structured linear array.
-pub fn pcg_solve(
-    lin: &LinearSystem,
-    b: &[f64],
-    opts: &PcgOptions,
-) -> Result<(Vec<f64>, PcgStats), XbarError> {
+pub fn pcg_solve(lin: &LinearSystem, b: &[f64], opts: &PcgOptions) -> Result<(Vec<f64>, PcgStats), XbarError> {
     let net = &lin.net;
     let n = net.n_free;
     if !net.structured || !net.tia.is_empty() || n != 2 * net.rows * net.cols {
@@ -220,9 +213,7 @@ pub fn pcg_solve(
         ));
     }
     if b.len() != n {
-        return Err(XbarError::Numeric(
-            "right-hand side has the wrong size".into(),
-        ));
+        return Err(XbarError::Numeric("right-hand side has the wrong size".into()));
     }
     let pre = LinePrecond::new(lin);
     let bnorm = dot(b, b).sqrt();
@@ -242,9 +233,7 @@ pub fn pcg_solve(
         matvec(lin, &p, &mut ap);
         let pap = dot(&p, &ap);
         if !(pap > 0.0) {
-            return Err(XbarError::Numeric(
-                "CG breakdown: matrix not positive definite".into(),
-            ));
+            return Err(XbarError::Numeric("CG breakdown: matrix not positive definite".into()));
         }
         let alpha = rz / pap;
         x.par_iter_mut()
