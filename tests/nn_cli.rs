@@ -23,7 +23,7 @@ fn train_then_eval_and_compare() {
     ]);
     assert!(ok, "{so}{se}");
     assert!(so.contains("s4: 30 epochs"), "{so}");
-    let w = d.path().join("weights.json");
+    let w = d.path().join("model.json");
     let (ok, so, se) = netc(&[
         "eval",
         "--preset",
@@ -67,4 +67,26 @@ fn data_info_bundled() {
         ok && so.contains("train: 8000 images 28x28") && so.contains("test: 2000 images"),
         "{so}"
     );
+}
+
+#[test]
+fn train_from_net_file_writes_compiler_weights() {
+    let d = tempfile::tempdir().unwrap();
+    let net = concat!(env!("CARGO_MANIFEST_DIR"), "/netlists/mlp_passive.net");
+    let (ok, so, se) = netc(&[
+        "train",
+        net,
+        "--epochs",
+        "3",
+        "--out",
+        d.path().to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(ok, "{so}{se}");
+    let w = netc::mapping::weights::WeightsFile::load(&d.path().join("weights.json")).unwrap();
+    let (_, ir) = netc::net::load(std::path::Path::new(net)).unwrap();
+    w.check(&ir, "weights.json").unwrap();
+    let m = d.path().join("model.json");
+    let (ok, so, se) = netc(&["eval", net, "--weights", m.to_str().unwrap()]);
+    assert!(ok && so.contains("test accuracy"), "{so}{se}");
 }

@@ -36,6 +36,7 @@ fn cfg(epochs: usize) -> TrainConfig {
         batch_size: 20,
         optimizer: OptimizerSpec::s1_rmsprop(),
         seed: 42,
+        lr_decay: 0.8,
     }
 }
 
@@ -99,7 +100,7 @@ fn resume_is_bit_identical() {
     );
     // outputs written
     for f in [
-        "weights.json",
+        "model.json",
         "checkpoint.json",
         "metrics.json",
         "metrics.csv",
@@ -112,7 +113,7 @@ fn resume_is_bit_identical() {
     assert_eq!(csv.lines().count(), 4);
     // weights file round trip
     let wf: netc::nn::model::WeightsFile =
-        serde_json::from_slice(&std::fs::read(dir_b.path().join("weights.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(dir_b.path().join("model.json")).unwrap()).unwrap();
     let c = Model::from_weights_file(&wf).unwrap();
     assert_eq!(c.weights, b.weights);
 }

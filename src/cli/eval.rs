@@ -12,7 +12,7 @@ use std::path::PathBuf;
 pub struct Args {
     #[command(flatten)]
     pub net: NetArgs,
-    /// Weights file written by `netc train` (weights.json).
+    /// Model file written by `netc train` (model.json).
     #[arg(long)]
     pub weights: PathBuf,
     #[arg(long, value_enum, default_value_t = BackendKind::Ideal)]

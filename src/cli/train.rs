@@ -46,16 +46,18 @@ pub struct NetArgs {
 }
 
 impl NetArgs {
-    pub fn recipe(&self) -> Result<Preset, NnError> {
+    /// The recipe, and the network IR when it comes from a `.net` file.
+    pub fn recipe_ir(&self) -> Result<(Preset, Option<crate::net::NetworkIr>), NnError> {
+        let mut ir = None;
         let mut p = match (&self.net, &self.preset) {
             (Some(path), _) => {
                 if path.extension().is_some_and(|e| e == "net") {
-                    return Err(NnError::Format(format!(
-                        "{}: .net files are not supported by this build yet; use --preset or a JSON recipe",
-                        path.display()
-                    )));
+                    let (p, i) = crate::nn::from_net::recipe(path)?;
+                    ir = Some(i);
+                    p
+                } else {
+                    read_json::<Preset>(path)?
                 }
-                read_json::<Preset>(path)?
             }
             (None, Some(name)) => preset(name)?,
             (None, None) => {
@@ -77,7 +79,11 @@ impl NetArgs {
                 }
             }
         }
-        Ok(p)
+        Ok((p, ir))
+    }
+
+    pub fn recipe(&self) -> Result<Preset, NnError> {
+        Ok(self.recipe_ir()?.0)
     }
 
     pub fn split(&self, p: &Preset) -> Result<crate::data::Split, NnError> {
@@ -118,6 +124,12 @@ pub struct Args {
     /// Mini-batch size (default: the preset's).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Learning rate (or Manhattan step) of the first epoch (default: the preset's).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Per-epoch learning-rate factor (default: the preset's).
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
     /// Output directory (default: runs/<preset name>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -130,7 +142,7 @@ pub struct Args {
 }
 
 pub fn run(a: &Args) -> Result<(), NnError> {
-    let p = a.net.recipe()?;
+    let (p, ir) = a.net.recipe_ir()?;
     let mut cfg = p.train.clone();
     if let Some(e) = a.epochs {
         cfg.epochs = e;
@@ -140,6 +152,12 @@ pub fn run(a: &Args) -> Result<(), NnError> {
     }
     if let Some(b) = a.batch_size {
         cfg.batch_size = b;
+    }
+    if let Some(lr) = a.lr {
+        cfg.optimizer = cfg.optimizer.with_lr(lr);
+    }
+    if let Some(d) = a.lr_decay {
+        cfg.lr_decay = d;
     }
     let out = a
         .out
@@ -168,15 +186,21 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         stop_after: None,
     };
     let rep = train(&mut model, backend.as_mut(), &split, &cfg, &opts)?;
+    if let Some(ir) = &ir {
+        let cw = crate::nn::from_net::compiler_weights(&model, ir)?;
+        let path = out.join("weights.json");
+        cw.save(&path).map_err(|e| NnError::Format(e.to_string()))?;
+        println!("compiler weights (netc-weights/1) in {}", path.display());
+    }
     if let Some(m) = rep.metrics.last() {
         println!(
-            "{}: {} epochs, loss {:.4}, train {:.2}%, test {:.2}%; weights in {}",
+            "{}: {} epochs, loss {:.4}, train {:.2}%, test {:.2}%; model in {}",
             p.name,
             m.epoch,
             m.loss,
             100.0 * m.train_acc,
             100.0 * m.test_acc,
-            out.join(crate::nn::train::WEIGHTS_FILE).display()
+            out.join(crate::nn::train::MODEL_FILE).display()
         );
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod convlstm;
+pub mod from_net;
 pub mod layers;
 pub mod loss;
 pub mod matrix;

@@ -357,7 +357,9 @@ impl Model {
 
 pub const WEIGHTS_FORMAT: &str = "netc-weights";
 
-/// The JSON weights file (`weights.json`), read by the compiler with `--weights`:
+/// The trainer's JSON model file (`model.json`: network + weights; `netc eval --weights`
+/// reads it; runs from a `.net` file also write `weights.json` in the compiler's
+/// `netc-weights/1` format, see `nn::from_net::compiler_weights`):
 ///
 /// ```json
 /// {"format": "netc-weights", "version": 1,

@@ -18,6 +18,30 @@ pub enum OptimizerSpec {
 }
 
 impl OptimizerSpec {
+    /// The same optimiser with learning rate (or step) `v`.
+    pub fn with_lr(&self, v: f64) -> Self {
+        let mut s = self.clone();
+        match &mut s {
+            OptimizerSpec::Sgd { lr, .. }
+            | OptimizerSpec::RmsProp { lr, .. }
+            | OptimizerSpec::Threshold { lr, .. } => *lr = v,
+            OptimizerSpec::Manhattan { step } => *step = v,
+        }
+        s
+    }
+
+    /// The same optimiser with its learning rate (or step) multiplied by `f`.
+    pub fn scaled(&self, f: f64) -> Self {
+        let mut s = self.clone();
+        match &mut s {
+            OptimizerSpec::Sgd { lr, .. }
+            | OptimizerSpec::RmsProp { lr, .. }
+            | OptimizerSpec::Threshold { lr, .. } => *lr *= f,
+            OptimizerSpec::Manhattan { step } => *step *= f,
+        }
+        s
+    }
+
     /// S1's RMSprop settings.
     pub fn s1_rmsprop() -> Self {
         OptimizerSpec::RmsProp {

@@ -86,6 +86,14 @@ pub struct TrainConfig {
     pub batch_size: usize,
     pub optimizer: OptimizerSpec,
     pub seed: u64,
+    /// Learning rate (or Manhattan step) of epoch `e` (from 0) is the
+    /// optimiser's times `lr_decay^e`.
+    #[serde(default = "one")]
+    pub lr_decay: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// A complete recipe: network, data, training defaults.
@@ -119,10 +127,11 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 .spec(ce),
             data: s1_data,
             train: TrainConfig {
-                epochs: 10,
-                batch_size: 100,
+                epochs: 20,
+                batch_size: 50,
                 optimizer: OptimizerSpec::s1_rmsprop(),
                 seed: 1,
+                lr_decay: 0.88,
             },
         },
         // ConvLSTM 5 hidden maps, input kernels 3×3, recurrent 2×2 on 6×6×5,
@@ -141,10 +150,11 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 seed: 2,
             },
             train: TrainConfig {
-                epochs: 30,
+                epochs: 20,
                 batch_size: 20,
                 optimizer: OptimizerSpec::s1_rmsprop(),
                 seed: 2,
+                lr_decay: 0.92,
             },
         },
         // 64 → 54 → 10 MLP on the 8×8 digits
@@ -162,6 +172,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 batch_size: 50,
                 optimizer: OptimizerSpec::s1_rmsprop(),
                 seed: 3,
+                lr_decay: 0.88,
             },
         },
         // 16 (+bias) → 10 tanh (+bias) → 4 tanh, MSE, ±0.2 V inputs
@@ -186,6 +197,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                     momentum: 0.9,
                 },
                 seed: 4,
+                lr_decay: 1.0,
             },
         },
         // 28×28 → conv 8@3×3 → ReLU → max-pool 3/3 → conv 12@3×3 pad 1 → ReLU → max-pool 2 → 192 → dense 10
@@ -206,14 +218,15 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 preprocess: Preprocess::full(0.0, 1.0),
             },
             train: TrainConfig {
-                epochs: 10,
+                epochs: 16,
                 batch_size: 50,
                 optimizer: OptimizerSpec::RmsProp {
-                    lr: 0.002,
+                    lr: 0.008,
                     decay: 0.9,
                     eps: 1e-8,
                 },
                 seed: 5,
+                lr_decay: 0.8,
             },
         },
         _ => return Err(NnError::UnknownPreset(name.into())),

@@ -82,7 +82,8 @@ pub struct TrainOptions {
 }
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
-pub const WEIGHTS_FILE: &str = "weights.json";
+/// The trainer's model file (network + weights, `WeightsFile`); `netc eval --weights` reads it.
+pub const MODEL_FILE: &str = "model.json";
 
 fn batch_matrix(d: &Dataset, idx: &[usize]) -> Matrix {
     let l = d.sample_len();
@@ -161,9 +162,6 @@ pub fn train(
             (rng, Optimizer::new(config.optimizer.clone()), vec![], 0)
         }
     };
-    if opt.spec != config.optimizer {
-        opt.spec = config.optimizer.clone();
-    }
     model.prepare_backend(backend)?;
     let n = split.train.len();
     let batches = n.div_ceil(config.batch_size);
@@ -172,6 +170,7 @@ pub fn train(
             break;
         }
         let t0 = Instant::now();
+        opt.spec = config.optimizer.scaled(config.lr_decay.powi(epoch as i32));
         let pb = if opts.progress {
             ProgressBar::new(batches as u64)
         } else {
@@ -247,9 +246,9 @@ pub fn train(
     Ok(TrainReport { metrics, finished })
 }
 
-/// Write `weights.json`, `metrics.json`, `metrics.csv` and the training curve.
+/// Write `model.json`, `metrics.json`, `metrics.csv` and the training curve.
 pub fn write_outputs(dir: &Path, model: &Model, metrics: &[EpochMetrics]) -> Result<(), NnError> {
-    write_json(&dir.join(WEIGHTS_FILE), &model.to_weights_file())?;
+    write_json(&dir.join(MODEL_FILE), &model.to_weights_file())?;
     write_json(&dir.join("metrics.json"), &metrics)?;
     let mut csv = String::from("epoch,loss,train_acc,test_acc,seconds\n");
     for m in metrics {
