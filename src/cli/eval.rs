@@ -27,7 +27,7 @@ pub struct Args {
 
 fn kind(s: &str) -> Result<BackendKind, NnError> {
     BackendKind::from_str(s.trim(), true)
-        .map_err(|_| NnError::Format(format!("unknown backend {s:?} (ideal, encoded)")))
+        .map_err(|_| NnError::Format(format!("unknown backend {s:?} (ideal, encoded, circuit)")))
 }
 
 fn print_confusion(cm: &[Vec<usize>]) {
@@ -72,7 +72,7 @@ pub fn run(a: &Args) -> Result<(), NnError> {
     let mut results: Vec<(String, EvalResult)> = vec![];
     let mut backends = vec![];
     for k in kinds {
-        let mut b = a.net.backend(k)?;
+        let mut b = a.net.backend(k, &model)?;
         model.prepare_backend(b.as_mut())?;
         let r = evaluate(&model, b.as_ref(), &split.test, 500)?;
         let name = b.name();

@@ -14,6 +14,9 @@ pub enum BackendKind {
     Ideal,
     /// Weights through the linear differential conductance codec.
     Encoded,
+    /// The compiled arrays of the `.net` file solved at circuit level (wire resistance, cells,
+    /// sense circuit as declared).
+    Circuit,
 }
 
 /// Options shared by `train` and `eval` to pick the network, data and backend.
@@ -43,6 +46,9 @@ pub struct NetArgs {
     /// Encoded backend: conductance levels per device (omit for analog).
     #[arg(long)]
     pub levels: Option<usize>,
+    /// Circuit backend: wire segment resistance (Ω) instead of the `.net` file's.
+    #[arg(long = "rw")]
+    pub r_wire_ohm: Option<f64>,
 }
 
 impl NetArgs {
@@ -97,8 +103,33 @@ impl NetArgs {
         Ok(s)
     }
 
-    pub fn backend(&self, kind: BackendKind) -> Result<Box<dyn MatmulBackend>, NnError> {
+    pub fn backend(
+        &self,
+        kind: BackendKind,
+        model: &Model,
+    ) -> Result<Box<dyn MatmulBackend>, NnError> {
         Ok(match kind {
+            BackendKind::Circuit => {
+                let path = match &self.net {
+                    Some(p) if p.extension().is_some_and(|e| e == "net") => p,
+                    _ => {
+                        return Err(NnError::Format(
+                            "the circuit backend needs a .net file (it holds the hardware)".into(),
+                        ))
+                    }
+                };
+                let (file, ir) =
+                    crate::net::load(path).map_err(|e| NnError::Format(e.to_string()))?;
+                let lowering = crate::mapping::lower(&file, &ir)
+                    .map_err(|e| NnError::Format(e.to_string()))?;
+                let slots = crate::nn::from_net::slot_rows(model, &ir)?;
+                let ov = crate::nn::circuit::CircuitOverrides {
+                    r_wire_ohm: self.r_wire_ohm,
+                };
+                Box::new(crate::nn::circuit::CircuitBackend::new(
+                    &file, lowering, slots, ov,
+                )?)
+            }
             BackendKind::Ideal => Box::new(IdealBackend::new()),
             BackendKind::Encoded => Box::new(EncodedBackend::new(LinearCodec::new(
                 self.g_min,
@@ -165,7 +196,7 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         .unwrap_or_else(|| PathBuf::from("runs").join(&p.name));
     let split = a.net.split(&p)?;
     let mut model = Model::new(p.model.clone())?;
-    let mut backend = a.net.backend(a.backend)?;
+    let mut backend = a.net.backend(a.backend, &model)?;
     if !a.quiet {
         eprintln!(
             "training {} on {} samples ({} test), {} weights, backend {}, {} epochs, batch {}",

@@ -3,6 +3,7 @@
 
 use super::layers::{LayerSpec, Pad};
 use super::loss::LossSpec;
+use super::matrix::Matrix;
 use super::model::{Model, ModelSpec};
 use super::optim::OptimizerSpec;
 use super::presets::{DataSpec, ImageSource, Preset, TrainConfig};
@@ -221,13 +222,22 @@ pub fn recipe(path: &Path) -> Result<(Preset, NetworkIr), NnError> {
     ))
 }
 
-/// Trained weights in the compiler's format (layouts of `crate::net::ir`):
-/// dense rows after a feature map are reordered from the trainer's `c, h, w`
-/// to the IR's `h, w, c`; ConvLSTM input and recurrent rows are stacked; bias
-/// rows become the `bias` vector.
-pub fn compiler_weights(model: &Model, ir: &NetworkIr) -> Result<CompilerWeights, NnError> {
+/// Where the rows of one matmul slot stand in the compiler's matrix of its layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotRows {
+    /// Name of the IR layer (the compiler's matrix).
+    pub layer: String,
+    /// For every non-bias row of the slot, its logical row in the layer's matrix.
+    pub rows: Vec<usize>,
+    /// The slot's last row is the bias (the compiler's `bias` vector).
+    pub bias: bool,
+}
+
+/// Row maps of every matmul slot (indexed by slot id), in the layouts of `crate::net::ir`:
+/// dense rows after a feature map go from the trainer's `c, h, w` to the IR's `h, w, c`;
+/// ConvLSTM input and recurrent rows are stacked.
+pub fn slot_rows(model: &Model, ir: &NetworkIr) -> Result<Vec<SlotRows>, NnError> {
     let weighted: Vec<_> = ir.layers.iter().filter(|l| l.kind.is_weighted()).collect();
-    let mut layers = vec![];
     let mut slot_layers: Vec<usize> = model.slots.iter().map(|s| s.layer).collect();
     slot_layers.dedup();
     if weighted.len() != slot_layers.len() {
@@ -235,71 +245,105 @@ pub fn compiler_weights(model: &Model, ir: &NetworkIr) -> Result<CompilerWeights
             "network file and model disagree on the weighted layers".into(),
         ));
     }
+    let mut out: Vec<Option<SlotRows>> = vec![None; model.slots.len()];
     for (l, &li) in weighted.iter().zip(&slot_layers) {
         let ids = &model.layer_slots[li];
-        let s0 = &model.slots[ids[0]];
-        let w0 = &model.weights[ids[0]];
-        let nb = s0.rows - s0.bias_row as usize;
-        let cols = s0.cols;
-        let bias = if s0.bias_row {
-            w0.row(nb).to_vec()
-        } else {
-            vec![]
-        };
-        let mut rows: Vec<Vec<f64>> = (0..nb).map(|r| w0.row(r).to_vec()).collect();
-        if let LayerSpec::Dense { .. } = model.spec.layers[li] {
-            // the feature map this dense layer reads (before any flatten)
-            let mut map = model.shapes[li];
-            for j in (0..li).rev() {
-                match model.spec.layers[j] {
-                    LayerSpec::Flatten => map = model.shapes[j],
-                    LayerSpec::Relu | LayerSpec::Tanh { .. } | LayerSpec::Sigmoid => {}
-                    _ => break,
-                }
-            }
-            let [c, h, w] = map;
-            if h * w > 1 && c > 1 {
-                let mut re = vec![vec![]; nb];
-                for ci in 0..c {
-                    for y in 0..h {
-                        for x in 0..w {
-                            re[(y * w + x) * c + ci] = rows[(ci * h + y) * w + x].clone();
+        let mut offset = 0;
+        for (n, &id) in ids.iter().enumerate() {
+            let s = &model.slots[id];
+            let nb = s.rows - s.bias_row as usize;
+            let mut rows: Vec<usize> = (offset..offset + nb).collect();
+            if n == 0 {
+                if let LayerSpec::Dense { .. } = model.spec.layers[li] {
+                    // the feature map this dense layer reads (before any flatten)
+                    let mut map = model.shapes[li];
+                    for j in (0..li).rev() {
+                        match model.spec.layers[j] {
+                            LayerSpec::Flatten => map = model.shapes[j],
+                            LayerSpec::Relu | LayerSpec::Tanh { .. } | LayerSpec::Sigmoid => {}
+                            _ => break,
+                        }
+                    }
+                    let [c, h, w] = map;
+                    if h * w > 1 && c > 1 && c * h * w == nb {
+                        for ci in 0..c {
+                            for y in 0..h {
+                                for x in 0..w {
+                                    rows[(ci * h + y) * w + x] = (y * w + x) * c + ci;
+                                }
+                            }
                         }
                     }
                 }
-                rows = re;
             }
-        }
-        for &id in &ids[1..] {
-            let wm = &model.weights[id];
-            rows.extend((0..wm.rows).map(|r| wm.row(r).to_vec()));
+            offset += nb;
+            out[id] = Some(SlotRows {
+                layer: l.name.clone(),
+                rows,
+                bias: s.bias_row && n == 0,
+            });
         }
         let m = l
             .matrix
             .ok_or_else(|| NnError::Format(format!("layer {} has no matrix", l.name)))?;
-        if m.rows != rows.len() || m.cols != cols || m.bias != s0.bias_row {
+        let s0 = &model.slots[ids[0]];
+        if m.rows != offset || m.cols != s0.cols || m.bias != s0.bias_row {
             return Err(NnError::Format(format!(
                 "layer {}: compiler expects {}x{} (bias {}), trainer has {}x{} (bias {})",
-                l.name,
-                m.rows,
-                m.cols,
-                m.bias,
-                rows.len(),
-                cols,
-                s0.bias_row
+                l.name, m.rows, m.cols, m.bias, offset, s0.cols, s0.bias_row
             )));
         }
-        layers.push(LayerWeights {
-            name: l.name.clone(),
-            rows: rows.len(),
-            cols,
-            weights: rows.concat(),
-            bias,
-        });
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(id, s)| s.ok_or_else(|| NnError::Format(format!("slot {id} belongs to no layer"))))
+        .collect()
+}
+
+/// Slot matrices (bias row last where the slot has one) in the compiler's format.
+pub fn weights_from_slots(
+    slots: &[SlotRows],
+    weights: &[&Matrix],
+    network: &str,
+) -> Result<CompilerWeights, NnError> {
+    let mut layers: Vec<LayerWeights> = Vec::new();
+    for (s, w) in slots.iter().zip(weights) {
+        let idx = match layers.iter().position(|l| l.name == s.layer) {
+            Some(i) => i,
+            None => {
+                layers.push(LayerWeights {
+                    name: s.layer.clone(),
+                    rows: 0,
+                    cols: w.cols,
+                    weights: vec![],
+                    bias: vec![],
+                });
+                layers.len() - 1
+            }
+        };
+        let lw = &mut layers[idx];
+        let need = s.rows.iter().map(|r| r + 1).max().unwrap_or(0);
+        if need > lw.rows {
+            lw.weights.resize(need * lw.cols, 0.0);
+            lw.rows = need;
+        }
+        for (r, &lr) in s.rows.iter().enumerate() {
+            lw.weights[lr * lw.cols..(lr + 1) * lw.cols].copy_from_slice(w.row(r));
+        }
+        if s.bias {
+            lw.bias = w.row(w.rows - 1).to_vec();
+        }
     }
     Ok(CompilerWeights {
         format: FORMAT.into(),
-        network: ir.name.clone(),
+        network: network.to_string(),
         layers,
     })
+}
+
+/// Trained weights in the compiler's format (layouts of `crate::net::ir`, see [`slot_rows`]).
+pub fn compiler_weights(model: &Model, ir: &NetworkIr) -> Result<CompilerWeights, NnError> {
+    let slots = slot_rows(model, ir)?;
+    let w: Vec<&Matrix> = model.weights.iter().collect();
+    weights_from_slots(&slots, &w, &ir.name)
 }

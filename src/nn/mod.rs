@@ -1,6 +1,7 @@
 //! Layers with backprop, optimisers, matmul backends and the training loop.
 
 pub mod backend;
+pub mod circuit;
 pub mod convlstm;
 pub mod from_net;
 pub mod layers;

@@ -1,0 +1,370 @@
+//! The circuit backend: every product of the network computed by the compiled crossbar arrays,
+//! solved at circuit level by the crossbar engine.
+//!
+//! On `prepare`, the software weights of every slot go through the compiler: the `.net` file's
+//! lowering places them on tiles, the weight encoder turns them into conductance pairs within the
+//! device window (quantised when the hardware declares levels), and each physical array is built
+//! with its declared wire, driver and sense resistances and cell kind.
+//!
+//! Linear arrays (passive linear cells, virtual-ground sensing) are factored once per conductance
+//! state and their exact effective matrix `T` (`I = Tᵀ·V`, `crate::xbar::Engine`) is decoded
+//! back to a weight-unit matrix `W_eff` per slot, honouring pair orientation, several pairs per
+//! weight, partial sums over split layers and bias rows (replicas are copies; replica 0 is read).
+//! After that, a batch costs one dense product `X·W_eff`, which is exact for linear circuits.
+//!
+//! Nonlinear arrays (sinh cells, 1T1R) are solved by Newton per input vector: the layer's inputs
+//! are scaled into the hardware's input range, every tile is driven and solved, and the column
+//! currents are decoded. Backprop uses `effective_weights`, the small-signal `W_eff` at 0 V.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use faer::Mat;
+
+use super::backend::{BackendError, LayerId, MatmulBackend};
+use super::from_net::{weights_from_slots, SlotRows};
+use super::matrix::Matrix;
+use crate::mapping::lower::{MappedMatrix, Tile};
+use crate::mapping::weights::{program, Programmed};
+use crate::mapping::Lowering;
+use crate::net::spec::{CellKind as NetCell, HardwareSpec, Orientation, SenseSpec, WeightScale};
+use crate::net::NetFile;
+use crate::xbar::{CellKind, Crossbar, Engine, SenseKind, SolveOptions};
+
+/// Overrides of the declared hardware, for "what if" evaluations.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CircuitOverrides {
+    /// Wire segment resistance (Ω) instead of the declared one.
+    pub r_wire_ohm: Option<f64>,
+}
+
+/// Everything computed from one conductance state.
+struct Solved {
+    /// Per slot: the effective weight-unit matrix (small-signal for nonlinear arrays).
+    w_eff: BTreeMap<LayerId, Matrix>,
+    programmed: Programmed,
+    /// Engines of nonlinear arrays (one per array), for per-vector solves.
+    engines: Vec<Option<Mutex<Engine>>>,
+}
+
+/// The compiled arrays of a `.net` file as a [`MatmulBackend`].
+pub struct CircuitBackend {
+    hw: HardwareSpec,
+    scale: WeightScale,
+    lowering: Lowering,
+    network: String,
+    slots: Vec<SlotRows>,
+    weights: BTreeMap<LayerId, Matrix>,
+    solved: Mutex<Option<Arc<Solved>>>,
+}
+
+fn other(e: impl std::fmt::Display) -> BackendError {
+    BackendError::Other(e.to_string())
+}
+
+/// The crossbar-engine array of physical array `a` under hardware `hw`.
+pub fn crossbar_for(hw: &HardwareSpec, rows: usize, cols: usize, g_s: &[f64]) -> Crossbar {
+    let cell = match hw.cell {
+        NetCell::Passive if hw.nl_k_per_v() > 0.0 => CellKind::Sinh {
+            k_per_v: hw.nl_k_per_v(),
+        },
+        NetCell::Passive => CellKind::Linear,
+        NetCell::OneT1R => {
+            let t = hw.transistor.as_ref();
+            let mos = match t {
+                Some(t) => crate::circuit::mos1::Mos1 {
+                    model: t.model.clone(),
+                    w_m: t.w_m,
+                    l_m: t.l_m,
+                },
+                None => crate::xbar::default_access_mos(),
+            };
+            CellKind::OneT1R {
+                mos,
+                v_gate_v: vec![hw.v_gate_v; rows],
+            }
+        }
+    };
+    let sense = match hw.sense {
+        SenseSpec::Ideal => SenseKind::VirtualGround,
+        SenseSpec::Opamp {
+            gain,
+            vsat_v,
+            r_feedback_ohm,
+        } => SenseKind::Tia {
+            gain,
+            r_f_ohm: r_feedback_ohm,
+            vsat_v,
+        },
+    };
+    Crossbar {
+        rows,
+        cols,
+        g_siemens: g_s.to_vec(),
+        cell,
+        r_word_ohm: hw.r_wire_ohm,
+        r_bit_ohm: hw.r_wire_ohm,
+        r_driver_ohm: hw.r_driver_ohm,
+        r_sense_ohm: hw.r_sense_ohm,
+        sense,
+    }
+}
+
+/// Physical rows driven by logical row `i` of tile `t`, with the sign of their voltage.
+fn rows_of(t: &Tile, m: &MappedMatrix, i: usize) -> Vec<(usize, f64)> {
+    match m.orientation {
+        Orientation::Columns => vec![(t.cell(m, i, t.out_start, 0, 0).0, 1.0)],
+        Orientation::Rows => (0..m.pairs)
+            .flat_map(|k| {
+                [
+                    (t.cell(m, i, t.out_start, k, 0).0, 1.0),
+                    (t.cell(m, i, t.out_start, k, 1).0, -1.0),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// Physical columns read for logical output `j` of tile `t`, with their sign.
+fn cols_of(t: &Tile, m: &MappedMatrix, j: usize) -> Vec<(usize, f64)> {
+    match m.orientation {
+        Orientation::Columns => (0..m.pairs)
+            .flat_map(|k| {
+                [
+                    (t.cell(m, t.in_start, j, k, 0).1, 1.0),
+                    (t.cell(m, t.in_start, j, k, 1).1, -1.0),
+                ]
+            })
+            .collect(),
+        Orientation::Rows => vec![(t.cell(m, t.in_start, j, 0, 0).1, 1.0)],
+    }
+}
+
+impl CircuitBackend {
+    /// A backend for the arrays of `file`; `slots` maps the model's matmul slots onto the
+    /// compiler's matrices (see [`super::from_net::slot_rows`]).
+    pub fn new(
+        file: &NetFile,
+        lowering: Lowering,
+        slots: Vec<SlotRows>,
+        overrides: CircuitOverrides,
+    ) -> Result<CircuitBackend, BackendError> {
+        let mut hw = file.hardware.clone();
+        if let Some(r) = overrides.r_wire_ohm {
+            if !(r >= 0.0 && r.is_finite()) {
+                return Err(other(format!("wire resistance must be ≥ 0, got {r}")));
+            }
+            hw.r_wire_ohm = r;
+        }
+        Ok(CircuitBackend {
+            hw,
+            scale: file.mapping.weight_scale,
+            lowering,
+            network: file.network.name.clone(),
+            slots,
+            weights: BTreeMap::new(),
+            solved: Mutex::new(None),
+        })
+    }
+
+    /// True when every array is linear (products are exact dense products of `W_eff`).
+    pub fn is_linear(&self) -> bool {
+        crate::xbar::ops::is_linear(&crossbar_for(&self.hw, 1, 1, &[1e-5]))
+    }
+
+    fn solve_state(&self) -> Result<Arc<Solved>, BackendError> {
+        let mut guard = self.solved.lock().map_err(other)?;
+        if let Some(s) = guard.as_ref() {
+            return Ok(s.clone());
+        }
+        if self.weights.len() != self.slots.len() {
+            return Err(other(format!(
+                "{} of {} slots prepared",
+                self.weights.len(),
+                self.slots.len()
+            )));
+        }
+        let ws: Vec<&Matrix> = self.weights.values().collect();
+        let wf = weights_from_slots(&self.slots, &ws, &self.network).map_err(other)?;
+        let programmed = program(&self.lowering, &self.hw, self.scale, &wf).map_err(other)?;
+        let linear = self.is_linear();
+        // The exact (linear) or small-signal (nonlinear) T of every array.
+        let mut ts: Vec<Mat<f64>> = Vec::with_capacity(programmed.arrays.len());
+        let mut engines = Vec::with_capacity(programmed.arrays.len());
+        for a in &programmed.arrays {
+            let xb = crossbar_for(&self.hw, a.rows, a.cols, &a.g_s);
+            let opts = SolveOptions {
+                gmin_siemens: 1e-12,
+                ..SolveOptions::default()
+            };
+            let lin_xb = Crossbar {
+                cell: CellKind::Linear,
+                sense: SenseKind::VirtualGround,
+                ..xb.clone()
+            };
+            let mut e = Engine::new(&lin_xb, opts).map_err(other)?;
+            ts.push(e.effective_weights().map_err(other)?.clone());
+            engines.push(if linear {
+                None
+            } else {
+                Some(Mutex::new(Engine::new(&xb, opts).map_err(other)?))
+            });
+        }
+        // Decode T into logical per-matrix effective weights (weight units).
+        let mut by_layer: BTreeMap<&str, Matrix> = BTreeMap::new();
+        for (mi, m) in self.lowering.matrices.iter().enumerate() {
+            // every pair holds the whole weight: the pairs' currents add
+            let scale_s = programmed.encoders[mi].scale_s;
+            let mut c = Matrix::zeros(m.logical_rows(), m.cols);
+            for t in m.tiles.iter().filter(|t| t.replica == 0) {
+                let tt = &ts[t.array];
+                for i in t.in_start..t.in_start + t.in_len {
+                    let rows = rows_of(t, m, i);
+                    for j in t.out_start..t.out_start + t.out_len {
+                        let mut acc = 0.0;
+                        for &(r, sr) in &rows {
+                            for (cc, sc) in cols_of(t, m, j) {
+                                acc += sr * sc * tt[(r, cc)];
+                            }
+                        }
+                        c.set(i, j, c.get(i, j) + acc / (scale_s * m.pairs as f64));
+                    }
+                }
+            }
+            by_layer.insert(m.layer.as_str(), c);
+        }
+        let mut w_eff = BTreeMap::new();
+        for ((&id, w), s) in self.weights.iter().zip(&self.slots) {
+            let m = self
+                .lowering
+                .matrix(&s.layer)
+                .ok_or_else(|| other(format!("layer {} is not mapped", s.layer)))?;
+            let c = &by_layer[s.layer.as_str()];
+            let mut e = Matrix::zeros(w.rows, w.cols);
+            for (r, &lr) in s.rows.iter().enumerate() {
+                e.row_mut(r).copy_from_slice(c.row(lr));
+            }
+            if s.bias {
+                let last = w.rows - 1;
+                for j in 0..w.cols {
+                    let b: f64 = (m.weight_rows..m.logical_rows()).map(|i| c.get(i, j)).sum();
+                    e.set(last, j, b);
+                }
+            }
+            w_eff.insert(id, e);
+        }
+        let solved = Arc::new(Solved {
+            w_eff,
+            programmed,
+            engines,
+        });
+        *guard = Some(solved.clone());
+        Ok(solved)
+    }
+
+    /// Nonlinear forward: drive every tile of the slot's matrix with the scaled inputs, solve
+    /// per vector (Newton, in parallel inside the engine) and decode the column currents.
+    fn forward_nonlinear(
+        &self,
+        st: &Solved,
+        id: LayerId,
+        x: &Matrix,
+    ) -> Result<Matrix, BackendError> {
+        let s = &self.slots[id];
+        let (mi, m) = self
+            .lowering
+            .matrices
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.layer == s.layer)
+            .ok_or_else(|| other(format!("layer {} is not mapped", s.layer)))?;
+        let scale_s = st.programmed.encoders[mi].scale_s * m.pairs as f64;
+        // inputs (weight units) → volts, per vector: its largest magnitude maps to the edge of the
+        // hardware's input range (a per-vector input scale, undone after the read)
+        let v_max = self.hw.v_in_v[0].abs().max(self.hw.v_in_v[1].abs()).max(1e-12);
+        let n = x.rows;
+        let v_per_unit: Vec<f64> = (0..n)
+            .map(|v| v_max / x.row(v).iter().fold(0.0f64, |a, e| a.max(e.abs())).max(1e-300))
+            .collect();
+        let mut y = Matrix::zeros(n, m.cols);
+        let nb = s.rows.len();
+        for t in m.tiles.iter().filter(|t| t.replica == 0) {
+            let rows_total = self.lowering.rows;
+            let mut drive = Mat::<f64>::zeros(n, rows_total);
+            for (r_slot, &lr) in s.rows.iter().enumerate() {
+                if lr < t.in_start || lr >= t.in_start + t.in_len {
+                    continue;
+                }
+                for (pr, sg) in rows_of(t, m, lr) {
+                    for v in 0..n {
+                        drive[(v, pr)] = sg * x.get(v, r_slot) * v_per_unit[v];
+                    }
+                }
+            }
+            if s.bias {
+                for lr in m.weight_rows..m.logical_rows() {
+                    if lr < t.in_start || lr >= t.in_start + t.in_len {
+                        continue;
+                    }
+                    for (pr, sg) in rows_of(t, m, lr) {
+                        for v in 0..n {
+                            drive[(v, pr)] = sg * x.get(v, nb) * v_per_unit[v];
+                        }
+                    }
+                }
+            }
+            let eng = st.engines[t.array]
+                .as_ref()
+                .ok_or_else(|| other("no nonlinear engine"))?;
+            let out = eng.lock().map_err(other)?.infer(drive.as_ref()).map_err(other)?;
+            for j in t.out_start..t.out_start + t.out_len {
+                let cols = cols_of(t, m, j);
+                for v in 0..n {
+                    let i_a: f64 = cols.iter().map(|&(c, sg)| sg * out[(v, c)]).sum();
+                    y.set(v, j, y.get(v, j) + i_a / (scale_s * v_per_unit[v]));
+                }
+            }
+        }
+        Ok(y)
+    }
+}
+
+impl MatmulBackend for CircuitBackend {
+    fn name(&self) -> String {
+        "circuit".into()
+    }
+
+    fn prepare(&mut self, id: LayerId, w: &Matrix) -> Result<(), BackendError> {
+        if id >= self.slots.len() {
+            return Err(other(format!("slot {id} does not exist")));
+        }
+        self.weights.insert(id, w.clone());
+        *self.solved.lock().map_err(other)? = None;
+        Ok(())
+    }
+
+    fn forward(&self, id: LayerId, x: &Matrix) -> Result<Matrix, BackendError> {
+        let st = self.solve_state()?;
+        let w = st.w_eff.get(&id).ok_or(BackendError::NotPrepared(id))?;
+        if x.cols != w.rows {
+            return Err(BackendError::Shape {
+                id,
+                got: x.cols,
+                want: w.rows,
+            });
+        }
+        if self.is_linear() {
+            Ok(x.matmul(w))
+        } else {
+            self.forward_nonlinear(&st, id, x)
+        }
+    }
+
+    fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
+        let st = self.solve_state()?;
+        st.w_eff
+            .get(&id)
+            .cloned()
+            .ok_or(BackendError::NotPrepared(id))
+    }
+}
