@@ -1,8 +1,12 @@
 //! netc — circuit-level simulator and compiler for memristor crossbar neural networks.
-
-pub mod expr;
-pub mod netlist;
-pub mod span;
 pub mod circuit;
+pub mod cli;
+pub mod expr;
+pub mod mapping;
+pub mod net;
+pub mod netlist;
 pub mod peers;
+pub mod solver;
+pub mod span;
+pub mod spice;
 pub mod xbar;

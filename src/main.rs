@@ -1,1 +1,33 @@
-fn main() {}
+use clap::{Parser, Subcommand};
+use netc::cli;
+
+/// netc — circuit-level simulator and compiler for memristor crossbar neural networks.
+#[derive(Parser)]
+#[command(name = "netc", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Solve a SPICE-dialect netlist (.op, .dc) with sparse nodal analysis.
+    Solve(cli::solve::SolveArgs),
+    /// Map a `.net` network onto crossbar arrays: report, mapping.json, floorplan, netlists.
+    Compile(cli::compile::CompileArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Solve(a) => cli::solve::run(&a)?,
+        Command::Compile(a) => cli::compile::run(&a)?,
+    }
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

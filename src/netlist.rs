@@ -73,13 +73,29 @@ pub enum ElementKind {
     /// `I n+ n- [DC] value`: current flows from n+ through the source to n-.
     ISource { n: [String; 2], dc_a: f64 },
     /// `E out+ out- ctrl+ ctrl- gain`.
-    Vcvs { out: [String; 2], ctrl: [String; 2], gain: f64 },
+    Vcvs {
+        out: [String; 2],
+        ctrl: [String; 2],
+        gain: f64,
+    },
     /// `G out+ out- ctrl+ ctrl- gm`: current gm·V(ctrl) flows from out+ through the source to out-.
-    Vccs { out: [String; 2], ctrl: [String; 2], gm_siemens: f64 },
+    Vccs {
+        out: [String; 2],
+        ctrl: [String; 2],
+        gm_siemens: f64,
+    },
     /// `F out+ out- vsrc gain`: current gain·I(vsrc) from out+ through the source to out-.
-    Cccs { out: [String; 2], vsrc: String, gain: f64 },
+    Cccs {
+        out: [String; 2],
+        vsrc: String,
+        gain: f64,
+    },
     /// `H out+ out- vsrc r`: V(out+,out-) = r·I(vsrc).
-    Ccvs { out: [String; 2], vsrc: String, r_ohm: f64 },
+    Ccvs {
+        out: [String; 2],
+        vsrc: String,
+        r_ohm: f64,
+    },
     /// `B n+ n- V=expr`.
     BVoltage { n: [String; 2], expr: Expr },
     /// `B n+ n- I=expr`: current flows from n+ through the source to n-.
@@ -116,7 +132,9 @@ impl ElementKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Analysis {
-    Op { span: Span },
+    Op {
+        span: Span,
+    },
     /// `.dc SRC start stop step` sweeping an independent V or I source.
     Dc {
         src: String,

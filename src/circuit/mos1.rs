@@ -125,7 +125,10 @@ impl Mos1 {
                 (gmin_siemens * vbx - is, gmin_siemens)
             } else {
                 let e = (vbx / vt).min(MAX_EXP_ARG).exp();
-                (is * (e - 1.0) + gmin_siemens * vbx, is * e / vt + gmin_siemens)
+                (
+                    is * (e - 1.0) + gmin_siemens * vbx,
+                    is * e / vt + gmin_siemens,
+                )
             };
             // current flows into the device at bulk, out at x
             i[3] += c;
@@ -229,12 +232,12 @@ mod tests {
     #[test]
     fn jacobian_matches_finite_differences_in_every_region() {
         let points = [
-            [2.5, 1.5, 0.0, 0.0],   // saturation
-            [0.2, 2.5, 0.0, 0.0],   // deep triode
-            [1.0, 0.3, 0.0, 0.0],   // cutoff
-            [0.0, 2.0, 0.8, -0.5],  // reversed, body effect
-            [1.2, 1.8, 0.1, -1.0],  // triode with body effect
-            [1.5, 2.0, 0.0, 0.2],   // forward-biased bulk (small)
+            [2.5, 1.5, 0.0, 0.0],  // saturation
+            [0.2, 2.5, 0.0, 0.0],  // deep triode
+            [1.0, 0.3, 0.0, 0.0],  // cutoff
+            [0.0, 2.0, 0.8, -0.5], // reversed, body effect
+            [1.2, 1.8, 0.1, -1.0], // triode with body effect
+            [1.5, 2.0, 0.0, 0.2],  // forward-biased bulk (small)
         ];
         for nmos in [true, false] {
             let d = dev(nmos);
@@ -269,6 +272,7 @@ mod tests {
     fn closed_form_saturation_and_triode() {
         let mut d = dev(true);
         d.model.gamma_sqrt_v = 0.0;
+        d.model.is_a = 0.0;
         let beta = 1.1e-4 * 2.0;
         // saturation: Id = β/2 (Vgs−Vt)² (1+λVds)
         let e = d.eval([2.0, 1.5, 0.0, 0.0], 0.0);
@@ -281,6 +285,7 @@ mod tests {
         // PMOS mirror image
         let mut p = dev(false);
         p.model.gamma_sqrt_v = 0.0;
+        p.model.is_a = 0.0;
         let e = p.eval([-2.0, -1.5, 0.0, 0.0], 0.0);
         let want = beta / 2.0 * 0.8f64.powi(2) * (1.0 + 0.04 * 2.0);
         assert!((e.i_a[0] + want).abs() < 1e-12 * want);

@@ -1,0 +1,137 @@
+//! `.op` of N×N passive crossbars (2.5 Ω wire segments), `netc solve` vs ngspice on the same netlist
+//! file, whole process (start-up, parsing, solving, output), timed in the same run.
+//!
+//! cargo bench --bench solve_vs_ngspice            # N = 32, 64, 128 against ngspice; netc to 512
+//! NETC_BENCH_MAX_N=128 cargo bench --bench solve_vs_ngspice
+//!
+//! Peak memory comes from `/usr/bin/time -v` (apt-get install time).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+fn crossbar(n: usize, seed: u64) -> String {
+    // a small deterministic generator (LCG) keeps this benchmark free of extra dependencies
+    let mut s = seed;
+    let mut rnd = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let rw = 2.5;
+    let mut o = format!("{n}x{n} passive crossbar, {rw} ohm segments\n");
+    for i in 0..n {
+        let _ = writeln!(o, "vin{i} d{i} 0 DC {:.4}", -0.2 + 0.4 * rnd());
+        let _ = writeln!(o, "rwd{i} d{i} w{i}_0 {rw}");
+        for j in 0..n - 1 {
+            let _ = writeln!(o, "rw{i}_{j} w{i}_{j} w{i}_{} {rw}", j + 1);
+        }
+    }
+    for j in 0..n {
+        for i in 0..n - 1 {
+            let _ = writeln!(o, "rb{i}_{j} b{i}_{j} b{}_{j} {rw}", i + 1);
+        }
+        let _ = writeln!(o, "rbs{j} b{}_{j} s{j} {rw}", n - 1);
+        let _ = writeln!(o, "vs{j} s{j} 0 DC 0");
+    }
+    for i in 0..n {
+        for j in 0..n {
+            let g = 10e-6 + 90e-6 * rnd();
+            let _ = writeln!(o, "rc{i}_{j} w{i}_{j} b{i}_{j} {:.9e}", 1.0 / g);
+        }
+    }
+    o.push_str(".op\n.end\n");
+    o
+}
+
+/// Run a command under `/usr/bin/time -v`; returns (wall seconds, peak RSS in MiB).
+fn measure(cmd: &[&str]) -> (f64, f64) {
+    let timed = Path::new("/usr/bin/time").exists();
+    let t0 = Instant::now();
+    let out = if timed {
+        Command::new("/usr/bin/time")
+            .arg("-v")
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+    } else {
+        Command::new(cmd[0])
+            .args(&cmd[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+    }
+    .expect("command runs");
+    let wall = t0.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        panic!("{cmd:?} failed: {err}");
+    }
+    let rss = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN);
+    (wall, rss)
+}
+
+fn median(mut v: Vec<(f64, f64)>) -> (f64, f64) {
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let netc = env!("CARGO_BIN_EXE_netc");
+    let max_n: usize = std::env::var("NETC_BENCH_MAX_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    let have_ngspice = Command::new("ngspice").arg("-v").output().is_ok();
+    let dir = tempfile::tempdir().expect("temp dir");
+    println!("N×N passive crossbar .op, 2.5 Ω segments, whole process (median of runs)");
+    println!(
+        "{:>6} {:>10} {:>12} {:>10} {:>12} {:>10}",
+        "N", "unknowns", "netc s", "netc MiB", "ngspice s", "ratio"
+    );
+    for n in [32usize, 64, 128, 256, 512] {
+        if n > max_n {
+            break;
+        }
+        let file = dir.path().join(format!("xbar{n}.cir"));
+        std::fs::write(&file, crossbar(n, 7)).expect("write netlist");
+        let f = file.to_str().expect("utf-8 path");
+        let runs = if n <= 128 { 5 } else { 3 };
+        let ours = median(
+            (0..runs)
+                .map(|_| measure(&[netc, "solve", f, "--json"]))
+                .collect(),
+        );
+        let theirs = if have_ngspice && n <= 128 {
+            let k = if n <= 32 { 3 } else { 1 };
+            Some(median(
+                (0..k).map(|_| measure(&["ngspice", "-b", f])).collect(),
+            ))
+        } else {
+            None
+        };
+        let unknowns = 2 * n * n + 2 * n + 2 * n;
+        match theirs {
+            Some((t, _)) => println!(
+                "{n:>6} {unknowns:>10} {:>12.4} {:>10.1} {:>12.3} {:>9.0}×",
+                ours.0,
+                ours.1,
+                t,
+                t / ours.0
+            ),
+            None => println!(
+                "{n:>6} {unknowns:>10} {:>12.4} {:>10.1} {:>12} {:>10}",
+                ours.0, ours.1, "-", "-"
+            ),
+        }
+    }
+    println!("targets: ≥100× faster than ngspice at 64 and 128; 512×512 within 4 GiB");
+}

@@ -1,0 +1,121 @@
+//! `netc solve FILE [--json | --csv]`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::solver::{self, AnalysisResult, SolveError};
+use crate::spice::{self, SpiceError};
+
+/// Solve a netlist's analyses (`.op`, `.dc`) and print the node voltages and source currents.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SolveArgs {
+    /// Netlist in netc's SPICE dialect.
+    pub file: PathBuf,
+    /// Print one JSON object (see DESIGN.md: analyses in file order, `v(node)`, `i(vname)`).
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV in long form: analysis,type,sweep,point,name,value.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SolveCmdError {
+    #[error(transparent)]
+    Parse(Box<SpiceError>),
+    #[error(transparent)]
+    Solve(#[from] SolveError),
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn run(args: &SolveArgs) -> Result<(), SolveCmdError> {
+    let netlist = spice::parse_file(&args.file).map_err(|e| SolveCmdError::Parse(Box::new(e)))?;
+    for w in &netlist.warnings {
+        eprintln!("warning: {w}");
+    }
+    let results = solver::run(&netlist)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        serde_json::to_writer(&mut out, &solver::to_json(&results))
+            .map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else if args.csv {
+        write_csv(&mut out, &results)?;
+    } else {
+        write_table(&mut out, &netlist.title, &results)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn unit(name: &str) -> &'static str {
+    if name.starts_with("i(") {
+        "A"
+    } else {
+        "V"
+    }
+}
+
+/// Long-form CSV: one row per value.
+pub fn write_csv(out: &mut impl Write, results: &[AnalysisResult]) -> std::io::Result<()> {
+    writeln!(out, "analysis,type,sweep,point,name,value")?;
+    for (k, r) in results.iter().enumerate() {
+        match r {
+            AnalysisResult::Op { values } => {
+                for (n, v) in values {
+                    writeln!(out, "{k},op,,,{n},{v:e}")?;
+                }
+            }
+            AnalysisResult::Dc { sweep, points } => {
+                for (p, vals) in points {
+                    for (n, v) in vals {
+                        writeln!(out, "{k},dc,{sweep},{p:e},{n},{v:e}")?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Human-readable tables.
+pub fn write_table(
+    out: &mut impl Write,
+    title: &str,
+    results: &[AnalysisResult],
+) -> std::io::Result<()> {
+    writeln!(out, "{title}")?;
+    for r in results {
+        match r {
+            AnalysisResult::Op { values } => {
+                writeln!(out, "\nOperating point")?;
+                let w = values.keys().map(|k| k.len()).max().unwrap_or(4).max(4);
+                for (n, v) in values {
+                    writeln!(out, "  {n:<w$}  {v:>+.9e} {}", unit(n))?;
+                }
+            }
+            AnalysisResult::Dc { sweep, points } => {
+                writeln!(out, "\nDC sweep of {sweep}")?;
+                let Some((_, first)) = points.first() else {
+                    continue;
+                };
+                let names: Vec<&String> = first.keys().collect();
+                write!(out, "  {:>16}", sweep)?;
+                for n in &names {
+                    write!(out, "  {:>16}", n)?;
+                }
+                writeln!(out)?;
+                for (p, vals) in points {
+                    write!(out, "  {:>+16.6e}", p)?;
+                    for n in &names {
+                        write!(out, "  {:>+16.9e}", vals[*n])?;
+                    }
+                    writeln!(out)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

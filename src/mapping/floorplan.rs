@@ -1,0 +1,147 @@
+//! Floorplan picture: every array drawn as a grid of cells (row 0 at the top, column 0 at the
+//! left next to the drivers, sense amplifiers below), each layer's tiles filled with the layer's
+//! colour and labelled with the layer name (plus part and replica numbers when there are several).
+
+use super::lower::Lowering;
+use super::MappingError;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+const TITLE_H: i32 = 28;
+const MARGIN: i32 = 16;
+
+struct Geometry {
+    cell: i32,
+    panel_w: i32,
+    panel_h: i32,
+    per_row: usize,
+    width: u32,
+    height: u32,
+}
+
+fn geometry(low: &Lowering) -> Geometry {
+    let longest = low.rows.max(low.cols).max(1) as i32;
+    let cell = (720 / longest).clamp(2, 24);
+    let panel_w = low.cols as i32 * cell;
+    let panel_h = low.rows as i32 * cell;
+    let per_row = ((low.arrays as f64).sqrt().ceil() as usize)
+        .max(1)
+        .min(((1600 / (panel_w + 2 * MARGIN)).max(1)) as usize)
+        .max(1);
+    let n_lines = low.arrays.div_ceil(per_row) as i32;
+    let width = (per_row as i32 * (panel_w + 2 * MARGIN)).max(320) as u32;
+    let height = (n_lines * (panel_h + TITLE_H + 2 * MARGIN) + TITLE_H) as u32;
+    Geometry {
+        cell,
+        panel_w,
+        panel_h,
+        per_row,
+        width,
+        height,
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    low: &Lowering,
+    title: &str,
+    g: &Geometry,
+) -> Result<(), String> {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let font = ("sans-serif", 16).into_font();
+    root.draw(&Text::new(title.to_string(), (MARGIN, 6), font.clone()))
+        .map_err(e)?;
+    let label_font = ("sans-serif", 12).into_font().color(&BLACK);
+    for a in 0..low.arrays {
+        let (gx, gy) = ((a % g.per_row) as i32, (a / g.per_row) as i32);
+        let x0 = gx * (g.panel_w + 2 * MARGIN) + MARGIN;
+        let y0 = TITLE_H + gy * (g.panel_h + TITLE_H + 2 * MARGIN) + TITLE_H;
+        root.draw(&Text::new(
+            format!("array {a} ({}x{})", low.rows, low.cols),
+            (x0, y0 - 18),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(e)?;
+        root.draw(&Rectangle::new(
+            [(x0, y0), (x0 + g.panel_w, y0 + g.panel_h)],
+            RGBColor(236, 236, 236).filled(),
+        ))
+        .map_err(e)?;
+        for (mi, m) in low.matrices.iter().enumerate() {
+            let colour = Palette99::pick(mi);
+            for t in m.tiles.iter().filter(|t| t.array == a) {
+                let (tx, ty) = (x0 + t.col0 as i32 * g.cell, y0 + t.row0 as i32 * g.cell);
+                let (tw, th) = (t.n_cols as i32 * g.cell, t.n_rows as i32 * g.cell);
+                root.draw(&Rectangle::new(
+                    [(tx, ty), (tx + tw, ty + th)],
+                    colour.mix(0.55).filled(),
+                ))
+                .map_err(e)?;
+                root.draw(&Rectangle::new(
+                    [(tx, ty), (tx + tw, ty + th)],
+                    colour.stroke_width(2),
+                ))
+                .map_err(e)?;
+                let mut label = m.layer.clone();
+                if m.parts() > 1 {
+                    label.push_str(&format!(" p{}", t.part));
+                }
+                if m.replicas > 1 {
+                    label.push_str(&format!(" r{}", t.replica));
+                }
+                root.draw(&Text::new(label, (tx + 3, ty + 2), label_font.clone()))
+                    .map_err(e)?;
+            }
+        }
+        if g.cell >= 4 {
+            let grid = RGBColor(200, 200, 200).stroke_width(1);
+            for r in 0..=low.rows as i32 {
+                let y = y0 + r * g.cell;
+                root.draw(&PathElement::new(vec![(x0, y), (x0 + g.panel_w, y)], grid))
+                    .map_err(e)?;
+            }
+            for c in 0..=low.cols as i32 {
+                let x = x0 + c * g.cell;
+                root.draw(&PathElement::new(vec![(x, y0), (x, y0 + g.panel_h)], grid))
+                    .map_err(e)?;
+            }
+        }
+        root.draw(&Rectangle::new(
+            [(x0, y0), (x0 + g.panel_w, y0 + g.panel_h)],
+            BLACK.stroke_width(1),
+        ))
+        .map_err(e)?;
+    }
+    root.present().map_err(e)?;
+    Ok(())
+}
+
+/// The floorplan as SVG text.
+pub fn svg(low: &Lowering, title: &str) -> Result<String, MappingError> {
+    let g = geometry(low);
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (g.width, g.height)).into_drawing_area();
+        draw(&root, low, title, &g).map_err(MappingError::Plot)?;
+    }
+    Ok(s)
+}
+
+/// Write `floorplan.png` and `floorplan.svg` into `dir` (each atomically).
+pub fn write(low: &Lowering, title: &str, dir: &Path) -> Result<(), MappingError> {
+    let text = svg(low, title)?;
+    super::write_atomic(&dir.join("floorplan.svg"), text.as_bytes())?;
+    let g = geometry(low);
+    let tmp = dir.join(format!(".floorplan-{}.png", std::process::id()));
+    {
+        let root = BitMapBackend::new(&tmp, (g.width, g.height)).into_drawing_area();
+        draw(&root, low, title, &g).map_err(MappingError::Plot)?;
+    }
+    std::fs::rename(&tmp, dir.join("floorplan.png")).map_err(|e| MappingError::Io {
+        path: dir.join("floorplan.png").display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Mapping a checked network onto crossbar tiles: lowering and placement ([`lower`]), weight
+//! encoding ([`encode`]), weights file and programming ([`weights`]), the mapping report
+//! ([`report`]), the floorplan picture ([`floorplan`]) and SPICE netlist emission ([`emit`]).
+
+pub mod emit;
+pub mod encode;
+pub mod floorplan;
+pub mod lower;
+pub mod report;
+pub mod weights;
+
+pub use encode::{Encoder, Pair};
+pub use lower::{lower, Lowering, MappedMatrix, Tile};
+pub use report::MappingReport;
+pub use weights::{ArrayConductances, LayerWeights, Programmed, WeightsFile};
+
+use crate::span::Span;
+use std::io::Write;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    #[error(transparent)]
+    Net(Box<crate::net::NetError>),
+    #[error("{}", .span.render(&format!("layer `{layer}` does not fit: {message}")))]
+    DoesNotFit {
+        span: Span,
+        layer: String,
+        message: String,
+    },
+    #[error("weights file {path}: {message}")]
+    Weights { path: String, message: String },
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{}", .span.render(&format!("cannot emit: {message}")))]
+    Emit { span: Span, message: String },
+    #[error("floorplan: {0}")]
+    Plot(String),
+}
+
+impl From<crate::net::NetError> for MappingError {
+    fn from(e: crate::net::NetError) -> Self {
+        MappingError::Net(Box::new(e))
+    }
+}
+
+/// Write a file atomically: a temporary file in the same directory, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MappingError> {
+    let io = |e: std::io::Error| MappingError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+    }
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}

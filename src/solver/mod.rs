@@ -1,0 +1,405 @@
+//! Solvers for the nodal equations: sparse LU with the symbolic analysis reused, Newton–Raphson
+//! with ngspice's convergence test and device limiting, gmin stepping and source stepping as
+//! fallbacks, and the `.op` / `.dc` analyses.
+
+pub mod lu;
+
+use std::collections::BTreeMap;
+
+use crate::circuit::{Circuit, CircuitError, SourceRef};
+use crate::netlist::{Analysis, Netlist};
+use crate::span::Span;
+use lu::{LuError, SparseLu};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    #[error(transparent)]
+    Circuit(#[from] CircuitError),
+    #[error(transparent)]
+    Lu(#[from] LuError),
+    #[error("Newton–Raphson did not converge after {iterations} iterations (also tried gmin and source stepping): worst unknown {worst} (last update {update_v:e}, KCL residual there {residual:e})")]
+    NonConvergence {
+        worst: String,
+        update_v: f64,
+        residual: f64,
+        iterations: usize,
+    },
+    #[error("the solution is not finite at {unknown}: the matrix is numerically singular (check for nodes held only by current sources or ideal controlled sources)")]
+    NonFinite { unknown: String },
+    #[error("{}", span.render(&format!(".dc: `{name}` is not an independent voltage or current source")))]
+    SweepSource { name: String, span: Span },
+    #[error("{}", span.render(&format!(".dc: bad sweep ({msg})")))]
+    SweepRange { msg: String, span: Span },
+}
+
+/// Newton statistics of the last solve.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SolveStats {
+    pub iterations: usize,
+    pub factorizations: usize,
+}
+
+/// Owns the numeric workspace of one circuit; nothing is allocated per Newton iteration.
+pub struct Solver {
+    pub circuit: Circuit,
+    lu: SparseLu,
+    lin: Vec<f64>,
+    vals: Vec<f64>,
+    rhs: Vec<f64>,
+    /// Linear circuits: the matrix is factored once.
+    linear_factored: bool,
+    pub stats: SolveStats,
+}
+
+impl Solver {
+    pub fn new(circuit: Circuit) -> Result<Solver, SolveError> {
+        let nnz = circuit.pattern.nnz();
+        let lu = SparseLu::new(&circuit.pattern)?;
+        let mut lin = vec![0.0; nnz + 1];
+        circuit.stamp_linear(&mut lin);
+        Ok(Solver {
+            lu,
+            vals: lin.clone(),
+            lin,
+            rhs: vec![0.0; circuit.n + 1],
+            linear_factored: false,
+            stats: SolveStats::default(),
+            circuit,
+        })
+    }
+
+    fn check_finite(&self, x: &[f64]) -> Result<(), SolveError> {
+        if let Some(i) = x[..self.circuit.n].iter().position(|v| !v.is_finite()) {
+            return Err(SolveError::NonFinite {
+                unknown: self.circuit.unknown_name(i),
+            });
+        }
+        Ok(())
+    }
+
+    /// Solve a linear circuit (matrix factored once for all right-hand sides).
+    fn solve_linear(&mut self) -> Result<Vec<f64>, SolveError> {
+        if !self.linear_factored {
+            self.lu.factor(&self.lin)?;
+            self.stats.factorizations += 1;
+            self.linear_factored = true;
+        }
+        let mut x = vec![0.0; self.circuit.n + 1];
+        self.circuit.stamp_sources(&mut x, 1.0);
+        self.lu.solve_vec(&mut x);
+        x[self.circuit.n] = 0.0;
+        self.check_finite(&x)?;
+        Ok(x)
+    }
+
+    /// Operating point from initial guess `x0` (len n + 1), with fallbacks.
+    pub fn solve_from(&mut self, x0: &[f64], itl: usize) -> Result<Vec<f64>, SolveError> {
+        if self.circuit.is_linear() {
+            return self.solve_linear();
+        }
+        self.circuit.reset_limiting();
+        let first = match self.newton(x0, 1.0, 0.0, itl) {
+            Ok(x) => return Ok(x),
+            Err(e) => e,
+        };
+        // gmin stepping: a conductance from every node to ground, relaxed decade by decade.
+        let mut x = x0.to_vec();
+        let mut ok = true;
+        let mut g = 1e-2;
+        while g > self.circuit.options.gmin_siemens * 0.5 {
+            self.circuit.reset_limiting();
+            match self.newton(&x, 1.0, g, itl.max(100)) {
+                Ok(xn) => x = xn,
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+            g /= 10.0;
+        }
+        if ok {
+            self.circuit.reset_limiting();
+            if let Ok(xn) = self.newton(&x, 1.0, 0.0, itl.max(100)) {
+                return Ok(xn);
+            }
+        }
+        // Source stepping: ramp every independent source from 0 to its value.
+        let mut x = vec![0.0; self.circuit.n + 1];
+        let mut scale: f64 = 0.0;
+        let mut step: f64 = 0.1;
+        while scale < 1.0 {
+            let next = (scale + step).min(1.0);
+            self.circuit.reset_limiting();
+            match self.newton(&x, next, 0.0, itl.max(100)) {
+                Ok(xn) => {
+                    x = xn;
+                    scale = next;
+                    step = (step * 1.5).min(0.5);
+                }
+                Err(_) => {
+                    step /= 4.0;
+                    if step < 1e-6 {
+                        return Err(first);
+                    }
+                }
+            }
+        }
+        Ok(x)
+    }
+
+    /// KCL residual F(x) of the true (unlimited) equations; returns it per unknown.
+    pub fn residual(&mut self, x: &[f64]) -> Vec<f64> {
+        let n = self.circuit.n;
+        self.vals.copy_from_slice(&self.lin);
+        self.circuit.stamp_sources(&mut self.rhs, 1.0);
+        self.circuit.reset_limiting();
+        self.circuit
+            .stamp_nonlinear(x, &mut self.vals, &mut self.rhs, false);
+        let p = &self.circuit.pattern;
+        let mut r: Vec<f64> = self.rhs[..n].iter().map(|b| -b).collect();
+        for (c, &xc) in x.iter().enumerate().take(n) {
+            for k in p.col_ptr[c]..p.col_ptr[c + 1] {
+                r[p.row_idx[k]] += self.vals[k] * xc;
+            }
+        }
+        r
+    }
+
+    /// Plain Newton–Raphson with ngspice's convergence test.
+    fn newton(
+        &mut self,
+        x0: &[f64],
+        scale: f64,
+        gdiag: f64,
+        itl: usize,
+    ) -> Result<Vec<f64>, SolveError> {
+        let n = self.circuit.n;
+        let nn = self.circuit.n_nodes;
+        let o = self.circuit.options.clone();
+        let mut x = x0.to_vec();
+        x[n] = 0.0;
+        let mut xn = vec![0.0; n + 1];
+        let mut worst = (0usize, 0.0f64, 0.0f64);
+        // After ngspice's test passes, one more (cheap, quadratically convergent) iteration is taken
+        // unless the last update was already negligible, so that answers are exact to ~1e-12.
+        let mut polishing = false;
+        for it in 0..itl {
+            self.vals.copy_from_slice(&self.lin);
+            if gdiag > 0.0 {
+                self.circuit.stamp_diag(&mut self.vals, gdiag);
+            }
+            self.circuit.stamp_sources(&mut self.rhs, scale);
+            let limited = self
+                .circuit
+                .stamp_nonlinear(&x, &mut self.vals, &mut self.rhs, true);
+            self.lu.factor(&self.vals)?;
+            self.stats.factorizations += 1;
+            self.stats.iterations += 1;
+            xn.copy_from_slice(&self.rhs);
+            self.lu.solve_vec(&mut xn);
+            xn[n] = 0.0;
+            if let Some(i) = xn[..n].iter().position(|v| !v.is_finite()) {
+                return Err(SolveError::NonFinite {
+                    unknown: self.circuit.unknown_name(i),
+                });
+            }
+            let mut converged = true;
+            let mut tiny = true;
+            worst = (0, 0.0, 0.0);
+            for i in 0..n {
+                let d = (xn[i] - x[i]).abs();
+                let tol = o.reltol * xn[i].abs().max(x[i].abs())
+                    + if i < nn { o.vntol_v } else { o.abstol_a };
+                if d > tol {
+                    converged = false;
+                }
+                if d > 1e-9 * tol {
+                    tiny = false;
+                }
+                let ratio = d / tol;
+                if ratio > worst.2 {
+                    worst = (i, d, ratio);
+                }
+            }
+            std::mem::swap(&mut x, &mut xn);
+            if converged && !limited && it > 0 {
+                if polishing || tiny {
+                    return Ok(x);
+                }
+                polishing = true;
+            } else {
+                polishing = false;
+            }
+        }
+        let r = self.residual(&x);
+        Err(SolveError::NonConvergence {
+            worst: self.circuit.unknown_name(worst.0),
+            update_v: worst.1,
+            residual: r.get(worst.0).copied().unwrap_or(f64::NAN),
+            iterations: itl,
+        })
+    }
+
+    /// `.op`.
+    pub fn op(&mut self) -> Result<Vec<f64>, SolveError> {
+        let x0 = vec![0.0; self.circuit.n + 1];
+        let itl = self.circuit.options.itl1;
+        self.solve_from(&x0, itl)
+    }
+
+    /// `.dc`: sweep `src` over `values`, each point starting from the previous solution.
+    pub fn dc(&mut self, src: SourceRef, values: &[f64]) -> Result<Vec<Vec<f64>>, SolveError> {
+        let saved = self.circuit.source_value(src);
+        let mut out = Vec::with_capacity(values.len());
+        let mut x = vec![0.0; self.circuit.n + 1];
+        let mut result = Ok(());
+        for (k, &v) in values.iter().enumerate() {
+            self.circuit.set_source_value(src, v);
+            let itl = if k == 0 {
+                self.circuit.options.itl1
+            } else {
+                self.circuit.options.itl2
+            };
+            match self.solve_from(&x, itl) {
+                Ok(xs) => {
+                    x.copy_from_slice(&xs);
+                    out.push(xs);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.circuit.set_source_value(src, saved);
+        result.map(|_| out)
+    }
+
+    /// Named outputs of a solution: `v(node)` for every node, `i(vname)` for every independent
+    /// voltage source (ngspice's sign).
+    pub fn outputs(&self, x: &[f64]) -> BTreeMap<String, f64> {
+        let c = &self.circuit;
+        let mut m = BTreeMap::new();
+        for (i, name) in c.node_names.iter().enumerate() {
+            m.insert(format!("v({name})"), x[i]);
+        }
+        for (name, k) in c.vsource_branches() {
+            m.insert(format!("i({name})"), x[k]);
+        }
+        m
+    }
+}
+
+/// The result of one analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnalysisResult {
+    Op {
+        values: BTreeMap<String, f64>,
+    },
+    Dc {
+        sweep: String,
+        points: Vec<(f64, BTreeMap<String, f64>)>,
+    },
+}
+
+/// Points of a `.dc` sweep, ngspice-style (the stop value included when reached within rounding).
+pub fn sweep_points(start: f64, stop: f64, step: f64) -> Result<Vec<f64>, String> {
+    if !(start.is_finite() && stop.is_finite() && step.is_finite()) {
+        return Err("non-finite value".into());
+    }
+    if step == 0.0 {
+        return Err("zero step".into());
+    }
+    if (stop - start) * step < 0.0 {
+        return Err(format!(
+            "step {step} goes away from stop {stop} (start {start})"
+        ));
+    }
+    let count = ((stop - start) / step + 1e-9).floor() as usize + 1;
+    if count > 10_000_000 {
+        return Err(format!("{count} points are too many"));
+    }
+    Ok((0..count).map(|k| start + k as f64 * step).collect())
+}
+
+/// Run every analysis of a netlist in file order.
+pub fn run(netlist: &Netlist) -> Result<Vec<AnalysisResult>, SolveError> {
+    let circuit = Circuit::build(netlist)?;
+    let mut solver = Solver::new(circuit)?;
+    let mut out = Vec::new();
+    for a in &netlist.analyses {
+        match a {
+            Analysis::Op { .. } => {
+                let x = solver.op()?;
+                out.push(AnalysisResult::Op {
+                    values: solver.outputs(&x),
+                });
+            }
+            Analysis::Dc {
+                src,
+                start,
+                stop,
+                step,
+                span,
+            } => {
+                let s = solver
+                    .circuit
+                    .source(src)
+                    .ok_or_else(|| SolveError::SweepSource {
+                        name: src.clone(),
+                        span: span.clone(),
+                    })?;
+                let values =
+                    sweep_points(*start, *stop, *step).map_err(|msg| SolveError::SweepRange {
+                        msg,
+                        span: span.clone(),
+                    })?;
+                let xs = solver.dc(s, &values)?;
+                let points = values
+                    .iter()
+                    .zip(&xs)
+                    .map(|(v, x)| (*v, solver.outputs(x)))
+                    .collect();
+                out.push(AnalysisResult::Dc {
+                    sweep: src.clone(),
+                    points,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `--json` form of DESIGN.md.
+pub fn to_json(results: &[AnalysisResult]) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let obj = |m: &BTreeMap<String, f64>| {
+        Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect::<Map<_, _>>(),
+        )
+    };
+    let analyses: Vec<Value> = results
+        .iter()
+        .map(|r| match r {
+            AnalysisResult::Op { values } => json!({"type": "op", "values": obj(values)}),
+            AnalysisResult::Dc { sweep, points } => {
+                let pts: Vec<Value> = points
+                    .iter()
+                    .map(|(v, m)| {
+                        let mut p = Map::new();
+                        p.insert(sweep.clone(), json!(v));
+                        p.insert("values".into(), obj(m));
+                        Value::Object(p)
+                    })
+                    .collect();
+                json!({"type": "dc", "sweep": sweep, "points": pts})
+            }
+        })
+        .collect();
+    json!({ "analyses": analyses })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,426 @@
+//! Closed-form and property tests of the nodal solver on netlists built in code.
+
+use super::*;
+use crate::expr::{BinOp, Expr, Func};
+use crate::netlist::{Element, ElementKind, MosModel, Netlist, SimOptions};
+
+fn el(name: &str, kind: ElementKind) -> Element {
+    Element {
+        name: name.into(),
+        kind,
+        span: Span::default(),
+    }
+}
+fn nodes(a: &str, b: &str) -> [String; 2] {
+    [a.into(), b.into()]
+}
+fn r(name: &str, a: &str, b: &str, ohm: f64) -> Element {
+    el(
+        name,
+        ElementKind::Resistor {
+            n: nodes(a, b),
+            r_ohm: ohm,
+        },
+    )
+}
+fn v(name: &str, a: &str, b: &str, volt: f64) -> Element {
+    el(
+        name,
+        ElementKind::VSource {
+            n: nodes(a, b),
+            dc_v: volt,
+        },
+    )
+}
+fn netlist(elements: Vec<Element>) -> Netlist {
+    Netlist {
+        title: "t".into(),
+        elements,
+        analyses: vec![Analysis::Op {
+            span: Span::default(),
+        }],
+        options: SimOptions::default(),
+        warnings: vec![],
+    }
+}
+fn op(elements: Vec<Element>) -> BTreeMap<String, f64> {
+    match run(&netlist(elements)).unwrap().remove(0) {
+        AnalysisResult::Op { values } => values,
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn divider_and_source_sign() {
+    let m = op(vec![
+        v("v1", "in", "0", 1.0),
+        r("r1", "in", "mid", 1e3),
+        r("r2", "mid", "0", 3e3),
+    ]);
+    assert!((m["v(mid)"] - 0.75).abs() < 1e-15);
+    // current flows out of the + terminal into the circuit: negative in ngspice's convention
+    assert!((m["i(v1)"] + 0.25e-3).abs() < 1e-18);
+}
+
+#[test]
+fn controlled_sources_closed_form() {
+    // E: out = 2·V(a); G: 1 mS·V(a) into 1 kΩ; F: 3·I(vs) into 1 kΩ; H: 500 Ω·I(vs)
+    let m = op(vec![
+        v("v1", "a", "0", 0.5),
+        r("ra", "a", "s", 1e3),
+        v("vs", "s", "0", 0.0),
+        el(
+            "e1",
+            ElementKind::Vcvs {
+                out: nodes("e", "0"),
+                ctrl: nodes("a", "0"),
+                gain: 2.0,
+            },
+        ),
+        r("re", "e", "0", 1e3),
+        el(
+            "g1",
+            ElementKind::Vccs {
+                out: nodes("0", "g"),
+                ctrl: nodes("a", "0"),
+                gm_siemens: 1e-3,
+            },
+        ),
+        r("rg", "g", "0", 1e3),
+        el(
+            "f1",
+            ElementKind::Cccs {
+                out: nodes("0", "f"),
+                vsrc: "vs".into(),
+                gain: 3.0,
+            },
+        ),
+        r("rf", "f", "0", 1e3),
+        el(
+            "h1",
+            ElementKind::Ccvs {
+                out: nodes("h", "0"),
+                vsrc: "vs".into(),
+                r_ohm: 500.0,
+            },
+        ),
+        r("rh", "h", "0", 1e3),
+    ]);
+    let i_vs = 0.5e-3;
+    assert!((m["i(vs)"] - i_vs).abs() < 1e-18);
+    assert!((m["v(e)"] - 1.0).abs() < 1e-15);
+    assert!((m["v(g)"] - 0.5).abs() < 1e-15);
+    assert!((m["v(f)"] - 3.0 * i_vs * 1e3).abs() < 1e-14);
+    assert!((m["v(h)"] - 500.0 * i_vs).abs() < 1e-15);
+}
+
+/// A passive crossbar with zero-resistance wires is exactly I = Gᵀ·V.
+#[test]
+fn ideal_crossbar_is_g_transpose_v() {
+    let (rows, cols) = (4, 3);
+    let mut els = Vec::new();
+    let vin = [0.1, -0.2, 0.15, 0.05];
+    let g = |i: usize, j: usize| 1e-5 * (1.0 + i as f64 + 2.0 * j as f64);
+    for (i, vi) in vin.iter().enumerate() {
+        els.push(v(&format!("vin{i}"), &format!("r{i}"), "0", *vi));
+    }
+    for j in 0..cols {
+        els.push(v(&format!("vout{j}"), &format!("c{j}"), "0", 0.0));
+        for i in 0..rows {
+            els.push(r(
+                &format!("g{i}_{j}"),
+                &format!("r{i}"),
+                &format!("c{j}"),
+                1.0 / g(i, j),
+            ));
+        }
+    }
+    let m = op(els);
+    for j in 0..cols {
+        let want: f64 = (0..rows).map(|i| g(i, j) * vin[i]).sum();
+        let got = m[&format!("i(vout{j})")];
+        assert!(
+            (got - want).abs() <= 1e-12 * want.abs() + 1e-18,
+            "col {j}: {got} vs {want}"
+        );
+    }
+    // conservation: what the drivers deliver is what the sense sources take
+    let inj: f64 = (0..rows).map(|i| m[&format!("i(vin{i})")]).sum();
+    let out: f64 = (0..cols).map(|j| m[&format!("i(vout{j})")]).sum();
+    assert!((inj + out).abs() < 1e-16);
+}
+
+#[test]
+fn floating_node_is_named() {
+    let nl = netlist(vec![
+        v("v1", "a", "0", 1.0),
+        r("r1", "a", "0", 1e3),
+        el(
+            "i1",
+            ElementKind::ISource {
+                n: nodes("x", "0"),
+                dc_a: 1e-3,
+            },
+        ),
+    ]);
+    let e = run(&nl).unwrap_err().to_string();
+    assert!(e.contains("no DC path") && e.contains('x'), "{e}");
+}
+
+#[test]
+fn voltage_loop_is_reported() {
+    let nl = netlist(vec![
+        v("v1", "a", "0", 1.0),
+        v("v2", "a", "0", 2.0),
+        r("r", "a", "0", 1.0),
+    ]);
+    let e = run(&nl).unwrap_err().to_string();
+    assert!(e.contains("loop") && e.contains("v2"), "{e}");
+}
+
+/// sinh memristor in series with a resistor: Newton solution satisfies the device equation.
+#[test]
+fn sinh_memristor_newton() {
+    let (g, k) = (1e-4, 3.0);
+    let expr = Expr::bin(
+        BinOp::Div,
+        Expr::bin(
+            BinOp::Mul,
+            Expr::Num(g),
+            Expr::Call(
+                Func::Sinh,
+                vec![Expr::bin(
+                    BinOp::Mul,
+                    Expr::Num(k),
+                    Expr::V("a".into(), Some("b".into())),
+                )],
+            ),
+        ),
+        Expr::Num(k),
+    );
+    let m = op(vec![
+        v("v1", "a", "0", 1.5),
+        el(
+            "b1",
+            ElementKind::BCurrent {
+                n: nodes("a", "b"),
+                expr,
+            },
+        ),
+        r("rs", "b", "0", 2e3),
+    ]);
+    let vab = m["v(a)"] - m["v(b)"];
+    let i_dev = g * (k * vab).sinh() / k;
+    let i_r = m["v(b)"] / 2e3;
+    assert!((i_dev - i_r).abs() < 1e-12 * i_r.abs(), "{i_dev} vs {i_r}");
+    assert!((m["i(v1)"] + i_r).abs() < 1e-12 * i_r);
+}
+
+/// Saturating op-amp neuron: V(out) = vsat·tanh(a·V(in)/vsat) exactly at the solution.
+#[test]
+fn tanh_neuron() {
+    let expr = Expr::bin(
+        BinOp::Mul,
+        Expr::Num(0.2),
+        Expr::Call(
+            Func::Tanh,
+            vec![Expr::bin(
+                BinOp::Div,
+                Expr::bin(BinOp::Mul, Expr::Num(1e3), Expr::V("in".into(), None)),
+                Expr::Num(0.2),
+            )],
+        ),
+    );
+    let m = op(vec![
+        v("v1", "in", "0", 1e-4),
+        el(
+            "b1",
+            ElementKind::BVoltage {
+                n: nodes("out", "0"),
+                expr,
+            },
+        ),
+        r("rl", "out", "0", 1e4),
+    ]);
+    let want = 0.2 * (1e3 * 1e-4 / 0.2f64).tanh();
+    assert!((m["v(out)"] - want).abs() < 1e-14);
+}
+
+/// 1T1R cell: transistor in triode, Kirchhoff's current law and the device equation hold.
+#[test]
+fn one_t_one_r_cell_closed_form_check() {
+    let model = MosModel {
+        vto_v: 0.5,
+        kp_a_per_v2: 2e-4,
+        lambda_per_v: 0.02,
+        ..MosModel::default()
+    };
+    let m = op(vec![
+        v("vbl", "bl", "0", 0.2),
+        r("rm", "bl", "d", 1e4),
+        el(
+            "m1",
+            ElementKind::Mosfet {
+                d: "d".into(),
+                g: "g".into(),
+                s: "0".into(),
+                b: "0".into(),
+                model: model.clone(),
+                w_m: 1e-6,
+                l_m: 1e-6,
+            },
+        ),
+        v("vg", "g", "0", 2.5),
+    ]);
+    let vd = m["v(d)"];
+    let i_r = (0.2 - vd) / 1e4;
+    let dev = crate::circuit::mos1::Mos1 {
+        model,
+        w_m: 1e-6,
+        l_m: 1e-6,
+    };
+    let i_m = dev.eval([vd, 2.5, 0.0, 0.0], 1e-12).i_a[0];
+    assert!((i_r - i_m).abs() < 1e-9 * i_r.abs(), "{i_r} vs {i_m}");
+    assert!((m["i(vbl)"] + i_r).abs() < 1e-9 * i_r);
+}
+
+#[test]
+fn dc_sweep_points_and_compliance() {
+    assert_eq!(sweep_points(0.0, 1.0, 0.25).unwrap().len(), 5);
+    assert_eq!(sweep_points(1.0, 0.0, -0.5).unwrap(), vec![1.0, 0.5, 0.0]);
+    assert!(sweep_points(0.0, 1.0, -0.1).is_err());
+    assert!(sweep_points(0.0, 1.0, 0.0).is_err());
+    // gate sweep of a 1T1R SET: current saturates at the transistor's compliance
+    let model = MosModel {
+        vto_v: 0.7,
+        kp_a_per_v2: 1e-4,
+        ..MosModel::default()
+    };
+    let mut nl = netlist(vec![
+        v("vte", "te", "0", 2.5),
+        r("rm", "te", "d", 2e3),
+        el(
+            "m1",
+            ElementKind::Mosfet {
+                d: "d".into(),
+                g: "g".into(),
+                s: "0".into(),
+                b: "0".into(),
+                model,
+                w_m: 1e-6,
+                l_m: 1e-6,
+            },
+        ),
+        v("vg", "g", "0", 0.0),
+    ]);
+    nl.analyses = vec![Analysis::Dc {
+        src: "vg".into(),
+        start: 0.0,
+        stop: 2.5,
+        step: 0.1,
+        span: Span::default(),
+    }];
+    let res = run(&nl).unwrap();
+    let AnalysisResult::Dc { points, .. } = &res[0] else {
+        panic!()
+    };
+    assert_eq!(points.len(), 26);
+    let i: Vec<f64> = points.iter().map(|(_, m)| -m["i(vte)"]).collect();
+    assert!(i[5].abs() < 1e-11, "cut off below threshold: {}", i[5]);
+    for w in i.windows(2) {
+        assert!(w[1] >= w[0] - 1e-15, "monotone in the gate voltage");
+    }
+    // in saturation the cell current is the compliance β/2·(Vg−Vt)²
+    let (vg, ig) = (points[12].0, i[12]);
+    let want = 1e-4 / 2.0 * (vg - 0.7f64).powi(2);
+    assert!((ig - want).abs() < 1e-3 * want, "{ig} vs {want}");
+}
+
+/// An equation with no solution (V(a) = V(a) + 1) must end in a located error, never a panic or
+/// a non-finite answer.
+#[test]
+fn impossible_equation_is_an_error() {
+    let expr = Expr::bin(BinOp::Add, Expr::V("a".into(), None), Expr::Num(1.0));
+    let nl = netlist(vec![
+        el(
+            "b1",
+            ElementKind::BVoltage {
+                n: nodes("a", "0"),
+                expr,
+            },
+        ),
+        r("r1", "a", "0", 1e3),
+    ]);
+    let e = run(&nl).unwrap_err().to_string();
+    assert!(e.contains("v(a)") || e.contains("i(b1)"), "{e}");
+}
+
+/// A node fed 1 A while its only path to ground can sink at most 1 mA has no operating point:
+/// after plain Newton, gmin stepping and source stepping the error names the node.
+#[test]
+fn unsolvable_circuit_names_the_node() {
+    let expr = Expr::bin(
+        BinOp::Mul,
+        Expr::Num(1e-3),
+        Expr::Call(Func::Tanh, vec![Expr::V("a".into(), None)]),
+    );
+    let nl = netlist(vec![
+        el(
+            "i1",
+            ElementKind::ISource {
+                n: nodes("0", "a"),
+                dc_a: 1.0,
+            },
+        ),
+        el(
+            "b1",
+            ElementKind::BCurrent {
+                n: nodes("a", "0"),
+                expr,
+            },
+        ),
+    ]);
+    let e = run(&nl).unwrap_err().to_string();
+    assert!(
+        (e.contains("did not converge") || e.contains("not finite")) && e.contains("v(a)"),
+        "{e}"
+    );
+}
+
+/// Fallbacks rescue a plain Newton that runs out of iterations (ITL1 = 2), and the answer
+/// satisfies the device equation.
+#[test]
+fn gmin_stepping_rescues_a_stiff_exponential() {
+    let expr = Expr::bin(
+        BinOp::Mul,
+        Expr::Num(1e-14),
+        Expr::Call(
+            Func::Exp,
+            vec![Expr::bin(
+                BinOp::Mul,
+                Expr::Num(40.0),
+                Expr::V("d".into(), None),
+            )],
+        ),
+    );
+    let mut nl = netlist(vec![
+        v("v1", "in", "0", 50.0),
+        r("r1", "in", "d", 1.0),
+        el(
+            "b1",
+            ElementKind::BCurrent {
+                n: nodes("d", "0"),
+                expr,
+            },
+        ),
+    ]);
+    nl.options.itl1 = 2;
+    let res = run(&nl).unwrap();
+    let AnalysisResult::Op { values } = &res[0] else {
+        panic!()
+    };
+    let vd = values["v(d)"];
+    let i_r = (50.0 - vd) / 1.0;
+    let i_d = 1e-14 * (40.0 * vd).exp();
+    assert!((i_r - i_d).abs() < 1e-9 * i_r, "{i_r} vs {i_d}");
+}
