@@ -15,12 +15,15 @@ enum Command {
     Solve(cli::solve::SolveArgs),
     /// Map a `.net` network onto crossbar arrays: report, mapping.json, floorplan, netlists.
     Compile(cli::compile::CompileArgs),
+    /// Solve a crossbar array: inference, single-cell read (sneak paths), programming pulse.
+    Xbar(Box<cli::xbar::XbarArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Solve(a) => cli::solve::run(&a)?,
         Command::Compile(a) => cli::compile::run(&a)?,
+        Command::Xbar(a) => cli::xbar::run(&a)?,
     }
     Ok(())
 }

@@ -2,3 +2,4 @@
 //! lives in the library modules.
 pub mod compile;
 pub mod solve;
+pub mod xbar;

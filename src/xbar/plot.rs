@@ -128,7 +128,7 @@ where
         .margin_top(40)
         .margin_bottom(45)
         .margin_right(10)
-        .y_label_area_size(85)
+        .y_label_area_size(95)
         .caption(m.unit, ("sans-serif", 15))
         .build_cartesian_2d(0f64..1f64, lo..(lo + span))
         .map_err(|e| e.to_string())?;
@@ -136,6 +136,7 @@ where
         .disable_mesh()
         .disable_x_axis()
         .y_labels(6)
+        .y_label_style(("sans-serif", 13))
         .y_label_formatter(&|v| format!("{v:.3e}"))
         .draw()
         .map_err(|e| e.to_string())?;
