@@ -47,7 +47,10 @@ fn compare(
         if name.starts_with("in_") {
             return None; // a source node: fixed
         }
-        Some(*ng.get(&format!("v({name})")).unwrap_or_else(|| panic!("{what}: ngspice has no v({name})")))
+        Some(
+            *ng.get(&format!("v({name})"))
+                .unwrap_or_else(|| panic!("{what}: ngspice has no v({name})")),
+        )
     };
     let mut vmax: f64 = 1e-3;
     for v in s.v_word.iter().chain(&s.v_bit) {
@@ -57,14 +60,22 @@ fn compare(
         for j in 0..c {
             let k = i * c + j;
             if let Some(v) = get(&word_node(xb, topo, i, j)) {
-                assert!(close(s.v_word[k], v, rel, 1e-12 * vmax), "{what}: word ({i},{j}) netc {} ngspice {v}", s.v_word[k]);
+                assert!(
+                    close(s.v_word[k], v, rel, 1e-12 * vmax),
+                    "{what}: word ({i},{j}) netc {} ngspice {v}",
+                    s.v_word[k]
+                );
             }
             let bn = bit_node(xb, topo, i, j);
-            if bn.starts_with("s_") && !s.v_tia_sense[j].is_some() {
+            if bn.starts_with("s_") && s.v_tia_sense[j].is_none() {
                 continue; // a 0 V source node
             }
             if let Some(v) = get(&bn) {
-                assert!(close(s.v_bit[k], v, rel, 1e-12 * vmax), "{what}: bit ({i},{j}) netc {} ngspice {v}", s.v_bit[k]);
+                assert!(
+                    close(s.v_bit[k], v, rel, 1e-12 * vmax),
+                    "{what}: bit ({i},{j}) netc {} ngspice {v}",
+                    s.v_bit[k]
+                );
             }
         }
     }
@@ -75,11 +86,17 @@ fn compare(
     for j in 0..c {
         if let Some(i) = s.i_col[j] {
             let want = ng[&format!("i(vs_{j})")];
-            assert!(close(i, want, rel, 1e-12 * imax), "{what}: column {j} current netc {i} ngspice {want}");
+            assert!(
+                close(i, want, rel, 1e-12 * imax),
+                "{what}: column {j} current netc {i} ngspice {want}"
+            );
         }
         if let Some(v) = s.v_tia_out[j] {
             let want = ng[&format!("v(o_{j})")];
-            assert!(close(v, want, rel, 1e-12), "{what}: amplifier {j} output netc {v} ngspice {want}");
+            assert!(
+                close(v, want, rel, 1e-12),
+                "{what}: amplifier {j} output netc {v} ngspice {want}"
+            );
         }
     }
 }
@@ -88,9 +105,14 @@ fn check_inference(xb: &Crossbar, v: &[f64], rel: f64, what: &str) {
     let mut eng = Engine::new(xb, SolveOptions::default()).unwrap();
     let s = eng.solve_detailed(v).unwrap();
     // The batch path agrees with the detailed one.
-    let out = eng.infer(faer::MatRef::from_row_major_slice(v, 1, v.len())).unwrap();
+    let out = eng
+        .infer(faer::MatRef::from_row_major_slice(v, 1, v.len()))
+        .unwrap();
     for (j, o) in s.outputs().iter().enumerate() {
-        assert!(close(out[(0, j)], *o, 1e-10, 1e-18), "{what}: batch vs detailed output {j}");
+        assert!(
+            close(out[(0, j)], *o, 1e-10, 1e-18),
+            "{what}: batch vs detailed output {j}"
+        );
     }
     let topo = Topology::inference(xb);
     if let Some(ng) = run_ngspice(&xb.emit(v)) {
@@ -182,10 +204,18 @@ fn transimpedance_amplifiers_match_ngspice_and_saturate() {
 
 #[test]
 fn reads_in_every_scheme_match_ngspice() {
-    for (cell, rel) in [(CellKind::Linear, 1e-6), (CellKind::Sinh { k_per_v: 2.0 }, 1e-5)] {
+    for (cell, rel) in [
+        (CellKind::Linear, 1e-6),
+        (CellKind::Sinh { k_per_v: 2.0 }, 1e-5),
+    ] {
         let mut xb = passive(4, 4, 17);
         xb.cell = cell;
-        for scheme in [Scheme::Floating, Scheme::Grounded, Scheme::Half, Scheme::Third] {
+        for scheme in [
+            Scheme::Floating,
+            Scheme::Grounded,
+            Scheme::Half,
+            Scheme::Third,
+        ] {
             let opts = SolveOptions::default();
             let (res, s) = read(&xb, 1, 2, 0.3, scheme, &opts).unwrap();
             assert!((res.measured_a - res.cell_a - res.sneak_a).abs() < 1e-18);
@@ -230,7 +260,11 @@ fn programming_disturb_maps_match_ngspice() {
         }
         // Half-select: unselected cells see about V/2 (V/3) — a little more or less with IR drop —
         // and the selected one nearly V.
-        let bound = if scheme == Scheme::Half { 1.0 } else { 2.0 / 3.0 };
+        let bound = if scheme == Scheme::Half {
+            1.0
+        } else {
+            2.0 / 3.0
+        };
         assert!(
             (res.v_disturb_max_v - bound).abs() <= 0.05 * bound,
             "{scheme:?}: {}",

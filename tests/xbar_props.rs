@@ -32,7 +32,12 @@ fn ideal_wires_give_the_ideal_product_exactly() {
         let ideal = xb.ideal_currents(&v);
         for j in 0..c {
             // Same sum, same order up to rounding of a handful of products.
-            assert!((out[(t, j)] - ideal[j]).abs() <= 1e-15 * ideal[j].abs().max(1e-6), "{} vs {}", out[(t, j)], ideal[j]);
+            assert!(
+                (out[(t, j)] - ideal[j]).abs() <= 1e-15 * ideal[j].abs().max(1e-6),
+                "{} vs {}",
+                out[(t, j)],
+                ideal[j]
+            );
         }
     }
     let t = eng.effective_weights().unwrap();
@@ -54,7 +59,11 @@ fn one_by_one_array_in_closed_form() {
     let v = 0.7;
     let s = eng.solve_detailed(&[v]).unwrap();
     let want = v / (10.0 + 3.0 + 1.0 / g + 4.0 + 20.0);
-    assert!(rel_err(s.i_col[0].unwrap(), want) < 1e-14, "{} vs {want}", s.i_col[0].unwrap());
+    assert!(
+        rel_err(s.i_col[0].unwrap(), want) < 1e-14,
+        "{} vs {want}",
+        s.i_col[0].unwrap()
+    );
     // The word node sits one driver + segment drop below the source.
     assert!(rel_err(s.v_word[0], v - want * 13.0) < 1e-14);
     // sinh cell: I = g sinh(k V_cell)/k with V_cell = V − I·R_series, solved by bisection here.
@@ -72,7 +81,11 @@ fn one_by_one_array_in_closed_form() {
             hi = m
         }
     }
-    assert!(rel_err(s.i_col[0].unwrap(), lo) < 1e-10, "{} vs {lo}", s.i_col[0].unwrap());
+    assert!(
+        rel_err(s.i_col[0].unwrap(), lo) < 1e-10,
+        "{} vs {lo}",
+        s.i_col[0].unwrap()
+    );
 }
 
 #[test]
@@ -88,7 +101,10 @@ fn current_is_conserved() {
         let sum_in: f64 = s.i_row.iter().map(|x| x.unwrap()).sum();
         let sum_out: f64 = s.i_col.iter().map(|x| x.unwrap()).sum();
         let scale: f64 = s.i_row.iter().map(|x| x.unwrap().abs()).sum();
-        assert!((sum_in - sum_out).abs() <= 1e-12 * scale, "{sum_in} vs {sum_out}");
+        assert!(
+            (sum_in - sum_out).abs() <= 1e-12 * scale,
+            "{sum_in} vs {sum_out}"
+        );
         // And at every bit line: the cells' currents all reach the sense amplifier.
         for j in 0..6 {
             let cells: f64 = (0..9).map(|i| s.i_cell[i * 6 + j]).sum();
@@ -146,7 +162,11 @@ fn iterative_solver_agrees_with_direct_to_its_tolerance() {
         let si = it.solve_detailed(&v).unwrap();
         let stats = it.last_pcg.unwrap();
         assert!(stats.rel_residual <= tol);
-        let imax = sd.i_col.iter().map(|x| x.unwrap().abs()).fold(0.0, f64::max);
+        let imax = sd
+            .i_col
+            .iter()
+            .map(|x| x.unwrap().abs())
+            .fold(0.0, f64::max);
         for j in 0..c {
             let e = (si.i_col[j].unwrap() - sd.i_col[j].unwrap()).abs();
             // residual tolerance → output error bounded by about tol × condition; generous 1e3
@@ -165,13 +185,23 @@ fn passive_arrays_match_badcrossbar() {
     if !badcrossbar::require_for_test() {
         return;
     }
-    for (r, c, rw, rb) in [(6, 5, 2.5, 2.5), (4, 7, 1.0, 5.0), (1, 4, 2.0, 3.0), (5, 1, 2.0, 3.0)] {
+    for (r, c, rw, rb) in [
+        (6, 5, 2.5, 2.5),
+        (4, 7, 1.0, 5.0),
+        (1, 4, 2.0, 3.0),
+        (5, 1, 2.0, 3.0),
+    ] {
         let g = random_g(r, c, 7 + r as u64);
         let mut xb = Crossbar::passive(r, c, g.clone(), rw).unwrap();
         xb.r_bit_ohm = rb;
         let x = random_inputs(3, r, 8);
-        let vecs: Vec<Vec<f64>> = (0..3).map(|t| (0..r).map(|i| x[(t, i)]).collect()).collect();
-        let peer = badcrossbar::prepare(&g, r, c, &vecs, rw, rb).unwrap().run().unwrap();
+        let vecs: Vec<Vec<f64>> = (0..3)
+            .map(|t| (0..r).map(|i| x[(t, i)]).collect())
+            .collect();
+        let peer = badcrossbar::prepare(&g, r, c, &vecs, rw, rb)
+            .unwrap()
+            .run()
+            .unwrap();
         let mut eng = Engine::new(&xb, SolveOptions::default()).unwrap();
         let out = eng.infer(x.as_ref()).unwrap();
         for t in 0..3 {
@@ -224,15 +254,30 @@ fn read_sneak_paths_behave() {
     let (fl, _) = read(&xb, 3, 4, 0.2, Scheme::Floating, &opts).unwrap();
     let (gnd, _) = read(&xb, 3, 4, 0.2, Scheme::Grounded, &opts).unwrap();
     assert!(fl.sneak_fraction > 0.9, "floating: {}", fl.sneak_fraction);
-    assert!(gnd.sneak_fraction.abs() < 0.5 * fl.sneak_fraction, "grounded: {}", gnd.sneak_fraction);
+    assert!(
+        gnd.sneak_fraction.abs() < 0.5 * fl.sneak_fraction,
+        "grounded: {}",
+        gnd.sneak_fraction
+    );
     // The selected cell's own current is close to g·V without sneak paths.
     assert!(rel_err(gnd.cell_a, 0.2e-6) < 0.05);
-    for scheme in [Scheme::Floating, Scheme::Grounded, Scheme::Half, Scheme::Third] {
+    for scheme in [
+        Scheme::Floating,
+        Scheme::Grounded,
+        Scheme::Half,
+        Scheme::Third,
+    ] {
         let (res, s) = read(&xb, 3, 4, 0.2, scheme, &opts).unwrap();
         // The sneak part is what the other cells of the selected column carry (exactly, up to the
         // gmin leakage of floating bit-line nodes: at most 8 nodes × 1e-12 S × 0.2 V).
-        let others: f64 = (0..r).filter(|&i| i != 3).map(|i| s.i_cell[i * c + 4]).sum();
-        assert!((res.sneak_a - others).abs() <= 1e-12 * res.measured_a.abs() + 2e-12, "{scheme:?}");
+        let others: f64 = (0..r)
+            .filter(|&i| i != 3)
+            .map(|i| s.i_cell[i * c + 4])
+            .sum();
+        assert!(
+            (res.sneak_a - others).abs() <= 1e-12 * res.measured_a.abs() + 2e-12,
+            "{scheme:?}"
+        );
     }
 }
 

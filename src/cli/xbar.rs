@@ -14,8 +14,8 @@ use crate::xbar::ops::{is_linear, Scheme};
 use crate::xbar::plot::{heatmap, Map};
 use crate::xbar::spec::{parse_matrix, ArraySpec, TiaSpec};
 use crate::xbar::{
-    emit_with, program, read, select_bias, Crossbar, Engine, LinearMethod, NewtonOptions, PcgOptions,
-    SenseKind, SolveOptions, Solved, Topology, XbarError,
+    emit_with, program, read, select_bias, Crossbar, Engine, LinearMethod, NewtonOptions,
+    PcgOptions, SenseKind, SolveOptions, Solved, Topology, XbarError,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -150,7 +150,10 @@ fn write_atomic(p: &Path, text: &str) -> Result<(), XbarCmdError> {
         path: p.display().to_string(),
         err,
     };
-    let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(file_err)?;
     tmp.write_all(text.as_bytes()).map_err(file_err)?;
     tmp.persist(p).map_err(|e| file_err(e.error))?;
@@ -173,7 +176,11 @@ pub fn build_array(a: &XbarArgs) -> Result<Crossbar, XbarCmdError> {
         g,
         g_uniform: a.g_uniform,
         g_random: a.g_random.as_ref().map(|v| [v[0], v[1]]),
-        seed: if a.spec.is_some() && a.seed == 0 { None } else { Some(a.seed) },
+        seed: if a.spec.is_some() && a.seed == 0 {
+            None
+        } else {
+            Some(a.seed)
+        },
         rw: a.rw,
         rw_word: a.rw_word,
         rw_bit: a.rw_bit,
@@ -217,7 +224,13 @@ fn inputs(a: &XbarArgs, rows: usize) -> Result<Mat<f64>, XbarCmdError> {
         return Err(XbarCmdError::Usage("--v-random needs lo ≤ hi".into()));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed.wrapping_add(1));
-    Ok(Mat::from_fn(a.vectors, rows, |_, _| if hi > lo { rng.gen_range(lo..hi) } else { lo }))
+    Ok(Mat::from_fn(a.vectors, rows, |_, _| {
+        if hi > lo {
+            rng.gen_range(lo..hi)
+        } else {
+            lo
+        }
+    }))
 }
 
 fn options(a: &XbarArgs) -> SolveOptions {
@@ -334,19 +347,55 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
         .map(|i| {
             let s: f64 = (0..c).map(|j| cell_err[i * c + j]).sum();
             let id: f64 = (0..c).map(|j| xb.g(i, j) * v0[i]).sum();
-            if id != 0.0 { s / id.abs() } else { 0.0 }
+            if id != 0.0 {
+                s / id.abs()
+            } else {
+                0.0
+            }
         })
         .collect();
     let mut plots = Vec::new();
     if let Some(dir) = &a.plot {
-        let ir: Vec<f64> = (0..r * c).map(|kk| v0[kk / c] - detail.v_word[kk]).collect();
+        let ir: Vec<f64> = (0..r * c)
+            .map(|kk| v0[kk / c] - detail.v_word[kk])
+            .collect();
         for (stem, title, unit_s, data) in [
-            ("word_voltage", "word-line voltage (vector 0)", "V", &detail.v_word),
-            ("bit_voltage", "bit-line voltage (vector 0)", "V", &detail.v_bit),
-            ("word_ir_drop", "word-line IR drop V_in − V_word (vector 0)", "V", &ir),
-            ("cell_current_error", "cell current − g·V_in (vector 0)", "A", &cell_err),
+            (
+                "word_voltage",
+                "word-line voltage (vector 0)",
+                "V",
+                &detail.v_word,
+            ),
+            (
+                "bit_voltage",
+                "bit-line voltage (vector 0)",
+                "V",
+                &detail.v_bit,
+            ),
+            (
+                "word_ir_drop",
+                "word-line IR drop V_in − V_word (vector 0)",
+                "V",
+                &ir,
+            ),
+            (
+                "cell_current_error",
+                "cell current − g·V_in (vector 0)",
+                "A",
+                &cell_err,
+            ),
         ] {
-            plots.extend(heatmap(dir, &Map { stem, title: title.into(), unit: unit_s, rows: r, cols: c, data })?);
+            plots.extend(heatmap(
+                dir,
+                &Map {
+                    stem,
+                    title: title.into(),
+                    unit: unit_s,
+                    rows: r,
+                    cols: c,
+                    data,
+                },
+            )?);
         }
     }
     if let Some(p) = &a.emit {
@@ -365,16 +414,51 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
     });
     let mut t = String::new();
     use std::fmt::Write as _;
-    let _ = writeln!(t, "netc xbar: {}×{} {} array, r_word {} Ω, r_bit {} Ω, r_driver {} Ω, r_sense {} Ω, {}",
-        r, c, xb.cell.name(), xb.r_word_ohm, xb.r_bit_ohm, xb.r_driver_ohm, xb.r_sense_ohm,
-        match xb.sense { SenseKind::VirtualGround => "virtual-ground sensing".to_string(),
-            SenseKind::Tia { gain, r_f_ohm, vsat_v } => format!("TIA A={gain} R_f={r_f_ohm} Ω vsat={vsat_v} V") });
-    let _ = writeln!(t, "inference of {k} vector(s) with the {solver} solver in {solve_s:.4} s");
-    let _ = writeln!(t, "{:>6} {:>14} {:>14} {:>11}", "column", format!("ideal ({unit})"), format!("solved ({unit})"), "rel error");
+    let _ = writeln!(
+        t,
+        "netc xbar: {}×{} {} array, r_word {} Ω, r_bit {} Ω, r_driver {} Ω, r_sense {} Ω, {}",
+        r,
+        c,
+        xb.cell.name(),
+        xb.r_word_ohm,
+        xb.r_bit_ohm,
+        xb.r_driver_ohm,
+        xb.r_sense_ohm,
+        match xb.sense {
+            SenseKind::VirtualGround => "virtual-ground sensing".to_string(),
+            SenseKind::Tia {
+                gain,
+                r_f_ohm,
+                vsat_v,
+            } => format!("TIA A={gain} R_f={r_f_ohm} Ω vsat={vsat_v} V"),
+        }
+    );
+    let _ = writeln!(
+        t,
+        "inference of {k} vector(s) with the {solver} solver in {solve_s:.4} s"
+    );
+    let _ = writeln!(
+        t,
+        "{:>6} {:>14} {:>14} {:>11}",
+        "column",
+        format!("ideal ({unit})"),
+        format!("solved ({unit})"),
+        "rel error"
+    );
     let show = c.min(16);
     for j in 0..show {
-        let e = if ideal[(0, j)] != 0.0 { (out[(0, j)] - ideal[(0, j)]) / ideal[(0, j)].abs() } else { 0.0 };
-        let _ = writeln!(t, "{j:>6} {:>14.6e} {:>14.6e} {:>11.3e}", ideal[(0, j)], out[(0, j)], e);
+        let e = if ideal[(0, j)] != 0.0 {
+            (out[(0, j)] - ideal[(0, j)]) / ideal[(0, j)].abs()
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            t,
+            "{j:>6} {:>14.6e} {:>14.6e} {:>11.3e}",
+            ideal[(0, j)],
+            out[(0, j)],
+            e
+        );
     }
     if c > show {
         let _ = writeln!(t, "   … {} more columns (--json for all)", c - show);
@@ -384,13 +468,29 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
     let (rm, rx) = stats(&err_row);
     let _ = writeln!(t, "by column (mean rel): mean {cm:.3e}, worst {cx:.3e}; by row (cell-current rel, vector 0): mean {rm:.3e}, worst {rx:.3e}");
     if let Some(s) = eng.last_pcg {
-        let _ = writeln!(t, "CG: {} iterations, relative residual {:.2e}", s.iterations, s.rel_residual);
+        let _ = writeln!(
+            t,
+            "CG: {} iterations, relative residual {:.2e}",
+            s.iterations, s.rel_residual
+        );
     }
     if let Some((sum, max)) = eng.last_newton {
-        let _ = writeln!(t, "Newton: {sum} iterations in total, at most {max} per vector");
+        let _ = writeln!(
+            t,
+            "Newton: {sum} iterations in total, at most {max} per vector"
+        );
     }
-    if let Some(vs) = detail.v_tia_sense.iter().flatten().map(|v| v.abs()).reduce(f64::max) {
-        let _ = writeln!(t, "largest amplifier input (virtual-ground error): {vs:.3e} V");
+    if let Some(vs) = detail
+        .v_tia_sense
+        .iter()
+        .flatten()
+        .map(|v| v.abs())
+        .reduce(f64::max)
+    {
+        let _ = writeln!(
+            t,
+            "largest amplifier input (virtual-ground error): {vs:.3e} V"
+        );
     }
     for p in &plots {
         let _ = writeln!(t, "wrote {}", p.display());
@@ -407,7 +507,9 @@ fn solver_name(xb: &Crossbar, opts: &SolveOptions) -> &'static str {
 }
 
 fn rows_of(m: &Mat<f64>) -> Vec<Vec<f64>> {
-    (0..m.nrows()).map(|t| (0..m.ncols()).map(|j| m[(t, j)]).collect()).collect()
+    (0..m.nrows())
+        .map(|t| (0..m.ncols()).map(|j| m[(t, j)]).collect())
+        .collect()
 }
 
 fn run_cell_op(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report, XbarCmdError> {
@@ -418,13 +520,18 @@ fn run_cell_op(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Repor
     let is_read = a.op == Op::Read;
     let scheme = match &a.scheme {
         Some(s) => Scheme::parse(s).ok_or_else(|| {
-            XbarCmdError::Usage(format!("unknown scheme '{s}' (floating, grounded, v/2, v/3)"))
+            XbarCmdError::Usage(format!(
+                "unknown scheme '{s}' (floating, grounded, v/2, v/3)"
+            ))
         })?,
         None if is_read => Scheme::Grounded,
         None => Scheme::Half,
     };
     let v = a.v.unwrap_or(if is_read { 0.2 } else { 2.0 });
-    let direct = SolveOptions { method: LinearMethod::Direct, ..*opts };
+    let direct = SolveOptions {
+        method: LinearMethod::Direct,
+        ..*opts
+    };
     let t0 = Instant::now();
     let (json_res, solved, table): (Value, Solved, String) = if is_read {
         let (res, s) = read(xb, i, j, v, scheme, &direct)?;
@@ -433,7 +540,11 @@ fn run_cell_op(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Repor
             scheme.label(), res.measured_a, res.cell_a, res.sneak_a, res.sneak_fraction,
             res.g_read_siemens, res.g_true_siemens, res.ideal_a
         );
-        (serde_json::to_value(&res).map_err(std::io::Error::from)?, s, table)
+        (
+            serde_json::to_value(&res).map_err(std::io::Error::from)?,
+            s,
+            table,
+        )
     } else {
         let (res, s) = program(xb, i, j, v, scheme, &direct)?;
         let table = format!(
@@ -441,28 +552,80 @@ fn run_cell_op(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Repor
             scheme.label(), res.v_selected_v, res.disturb_cell.0, res.disturb_cell.1,
             res.v_disturb_max_v, res.disturb_ratio
         );
-        (serde_json::to_value(&res).map_err(std::io::Error::from)?, s, table)
+        (
+            serde_json::to_value(&res).map_err(std::io::Error::from)?,
+            s,
+            table,
+        )
     };
     let solve_s = t0.elapsed().as_secs_f64();
     let (r, c) = (xb.rows, xb.cols);
     let mut plots = Vec::new();
     if let Some(dir) = &a.plot {
-        let v_cell: Vec<f64> = solved.v_word.iter().zip(&solved.v_bit).map(|(p, q)| p - q).collect();
+        let v_cell: Vec<f64> = solved
+            .v_word
+            .iter()
+            .zip(&solved.v_bit)
+            .map(|(p, q)| p - q)
+            .collect();
         let mut maps: Vec<(&str, String, &str, &Vec<f64>)> = vec![
-            ("word_voltage", format!("word-line voltage ({})", a_op(is_read)), "V", &solved.v_word),
-            ("bit_voltage", format!("bit-line voltage ({})", a_op(is_read)), "V", &solved.v_bit),
+            (
+                "word_voltage",
+                format!("word-line voltage ({})", a_op(is_read)),
+                "V",
+                &solved.v_word,
+            ),
+            (
+                "bit_voltage",
+                format!("bit-line voltage ({})", a_op(is_read)),
+                "V",
+                &solved.v_bit,
+            ),
         ];
         if is_read {
-            maps.push(("sneak_current", format!("cell currents during the read of ({i}, {j})"), "A", &solved.i_cell));
+            maps.push((
+                "sneak_current",
+                format!("cell currents during the read of ({i}, {j})"),
+                "A",
+                &solved.i_cell,
+            ));
         } else {
-            maps.push(("half_select_voltage", format!("voltage across cells, pulse on ({i}, {j}), {}", scheme.label()), "V", &v_cell));
+            maps.push((
+                "half_select_voltage",
+                format!(
+                    "voltage across cells, pulse on ({i}, {j}), {}",
+                    scheme.label()
+                ),
+                "V",
+                &v_cell,
+            ));
         }
         for (stem, title, unit, data) in maps {
-            plots.extend(heatmap(dir, &Map { stem, title, unit, rows: r, cols: c, data })?);
+            plots.extend(heatmap(
+                dir,
+                &Map {
+                    stem,
+                    title,
+                    unit,
+                    rows: r,
+                    cols: c,
+                    data,
+                },
+            )?);
         }
         if is_read {
             // and the disturb map of the read bias too
-            plots.extend(heatmap(dir, &Map { stem: "read_cell_voltage", title: "voltage across cells during the read".into(), unit: "V", rows: r, cols: c, data: &v_cell })?);
+            plots.extend(heatmap(
+                dir,
+                &Map {
+                    stem: "read_cell_voltage",
+                    title: "voltage across cells during the read".into(),
+                    unit: "V",
+                    rows: r,
+                    cols: c,
+                    data: &v_cell,
+                },
+            )?);
         }
     }
     if let Some(p) = &a.emit {

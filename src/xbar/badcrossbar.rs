@@ -111,7 +111,9 @@ impl Prepared {
         }
         let bytes = std::fs::read(&self.out).map_err(|e| XbarError::Io(e.to_string()))?;
         if bytes.len() != self.k * self.cols * 8 {
-            return Err(XbarError::Io("badcrossbar output has the wrong size".into()));
+            return Err(XbarError::Io(
+                "badcrossbar output has the wrong size".into(),
+            ));
         }
         let vals: Vec<f64> = bytes
             .chunks_exact(8)

@@ -1,5 +1,6 @@
 //! From a nodal solution to what a user looks at: node voltages, cell currents, column outputs and
 //! source currents.
+#![allow(clippy::needless_range_loop)] // parallel arrays indexed together
 
 use super::array::{CellKind, Crossbar, SenseKind};
 use super::network::{Network, Node};
@@ -23,15 +24,8 @@ pub fn cell_current(x: &Crossbar, k: usize, vw: f64, vb: f64, vm: &mut f64) -> (
         }
         CellKind::OneT1R { mos, v_gate_v } => {
             let i_row = k / x.cols;
-            let (i, dw, db, m) = Crossbar::one_t1r_current(
-                mos,
-                g,
-                vw,
-                vb,
-                v_gate_v[i_row],
-                *vm,
-                GMIN_JUNCTION_S,
-            );
+            let (i, dw, db, m) =
+                Crossbar::one_t1r_current(mos, g, vw, vb, v_gate_v[i_row], *vm, GMIN_JUNCTION_S);
             *vm = m;
             (i, dw, db)
         }

@@ -48,10 +48,10 @@ impl LinearSystem {
         let mut add = |a: Node, b: Node, g: f64, values: &mut [f64]| {
             net.stamp_g(values, a, b, g);
             match (a, b) {
-                (Node::Free(p), k) | (k, Node::Free(p)) if !matches!(k, Node::Free(_)) => {
-                    if !matches!(k, Node::Ground) {
-                        src.push((p, k, g));
-                    }
+                (Node::Free(p), k) | (k, Node::Free(p))
+                    if !matches!(k, Node::Free(_) | Node::Ground) =>
+                {
+                    src.push((p, k, g));
                 }
                 _ => {}
             }
@@ -143,7 +143,11 @@ impl LinearSystem {
 
     /// Solve for many row-voltage vectors at once (columns of `v_rows`, R × k) with the column
     /// sources at `v_col`; returns the unknowns, n × k.
-    pub fn solve_rows(&mut self, v_rows: MatRef<'_, f64>, v_col: &[f64]) -> Result<Mat<f64>, XbarError> {
+    pub fn solve_rows(
+        &mut self,
+        v_rows: MatRef<'_, f64>,
+        v_col: &[f64],
+    ) -> Result<Mat<f64>, XbarError> {
         let n = self.net.n_free;
         let k = v_rows.ncols();
         let mut x = Mat::<f64>::zeros(n, k);
@@ -225,7 +229,7 @@ impl LinearSystem {
                         }
                     }
                 }
-                self.numeric()?.solve(x.as_mut())?;
+                self.numeric()?.solve_columns_parallel(x.as_mut())?;
                 check_finite(x.as_ref())?;
                 for &(j, node, g) in &terms {
                     if let Node::Free(p) = node {
@@ -249,7 +253,7 @@ impl LinearSystem {
                         }
                     }
                 }
-                self.numeric()?.solve(y.as_mut())?;
+                self.numeric()?.solve_columns_parallel(y.as_mut())?;
                 check_finite(y.as_ref())?;
                 for &(p, k, g) in &self.src {
                     if let Node::Row(i) = k {

@@ -28,7 +28,10 @@ pub use emit::emit_with;
 pub use eval::Solved;
 pub use network::{ColEnd, Network, RowEnd, Topology};
 pub use newton::NewtonOptions;
-pub use ops::{program, read, select_bias, solve_biased, Engine, LinearMethod, ProgramResult, ReadResult, Scheme, SolveOptions};
+pub use ops::{
+    program, read, select_bias, solve_biased, Engine, LinearMethod, ProgramResult, ReadResult,
+    Scheme, SolveOptions,
+};
 pub use pcg::PcgOptions;
 
 /// Errors of the crossbar engine.

@@ -4,6 +4,7 @@
 //!
 //! Zero resistances merge nodes instead of being approximated: a word line with `r_word = 0` is one
 //! node, and with a zero driver resistance too it *is* the source node (likewise for bit lines).
+#![allow(clippy::needless_range_loop)] // parallel arrays indexed together
 
 use faer::sparse::SymbolicSparseColMat;
 
@@ -467,7 +468,9 @@ fn build_pattern(
     out_ptr[n] = dst as u32;
     row_idx.truncate(dst);
     row_idx.shrink_to_fit();
-    Ok(SymbolicSparseColMat::new_checked(n, n, out_ptr, None, row_idx))
+    Ok(SymbolicSparseColMat::new_checked(
+        n, n, out_ptr, None, row_idx,
+    ))
 }
 
 /// Cell conductances of the linear stand-in used to start Newton (and the exact ones for linear

@@ -110,8 +110,13 @@ impl Engine {
             SenseKind::VirtualGround => 0.0,
         };
         let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
-        let mut lin = LinearSystem::assemble(self.network()?.clone(), cell_g, tia_g, self.opts.gmin_siemens);
-        lin.factorize(None, Par::rayon(0))?;
+        let mut lin = LinearSystem::assemble(
+            self.network()?.clone(),
+            cell_g,
+            tia_g,
+            self.opts.gmin_siemens,
+        );
+        lin.factorize(None, par_for(self.network()?.n_free))?;
         self.lin = Some(lin);
         Ok(())
     }
@@ -125,7 +130,8 @@ impl Engine {
     pub fn effective_weights(&mut self) -> Result<&Mat<f64>, XbarError> {
         if !is_linear(&self.xb) {
             return Err(XbarError::Invalid(
-                "an effective weight matrix exists only for linear cells with virtual grounds".into(),
+                "an effective weight matrix exists only for linear cells with virtual grounds"
+                    .into(),
             ));
         }
         if self.t.is_none() {
@@ -134,7 +140,7 @@ impl Engine {
                 self.t = Some(t);
             } else {
                 let lin = self.lin.as_mut().expect("prepared");
-                lin.factorize(None, Par::rayon(0))?;
+                lin.factorize(None, par_for(lin.net.n_free))?;
                 let t = lin.effective_weights()?;
                 self.t = Some(t);
             }
@@ -202,10 +208,7 @@ impl Engine {
         let v_col = vec![0.0; c];
         let net = self.network()?;
         if self.newton_symbolic.is_none() {
-            self.newton_symbolic = Some(Symbolic::new(
-                net,
-                NewtonProblem::factor_kind(&self.xb),
-            )?);
+            self.newton_symbolic = Some(Symbolic::new(net, NewtonProblem::factor_kind(&self.xb))?);
         }
         let mut out = Mat::<f64>::zeros(k, c);
         let mut iters_sum = 0usize;
@@ -279,7 +282,12 @@ impl Engine {
             return Ok(evaluate(&self.xb, self.network()?, &x, v_in, &v_col, None));
         }
         let net = self.network()?;
-        let problem = NewtonProblem::new(&self.xb, net, self.newton_symbolic.clone(), self.opts.gmin_siemens)?;
+        let problem = NewtonProblem::new(
+            &self.xb,
+            net,
+            self.newton_symbolic.clone(),
+            self.opts.gmin_siemens,
+        )?;
         let mut ws = problem.workspace()?;
         let mut x = x;
         let st = problem.solve(&mut ws, &mut x, v_in, &v_col, &self.opts.newton)?;
@@ -295,7 +303,11 @@ impl Engine {
         Ok(solved)
     }
 
-    fn solve_stencil(&self, v_in: &[f64], po: &PcgOptions) -> Result<(Vec<f64>, PcgStats), XbarError> {
+    fn solve_stencil(
+        &self,
+        v_in: &[f64],
+        po: &PcgOptions,
+    ) -> Result<(Vec<f64>, PcgStats), XbarError> {
         let st = self
             .stencil
             .as_ref()
@@ -308,14 +320,18 @@ impl Engine {
         let st = self.stencil.as_ref().expect("iterative engine");
         let (c, r) = (self.xb.cols, self.xb.rows);
         let (w, b) = st.split(x);
-        let i_cell: Vec<f64> = (0..r * c).map(|k| self.xb.g_siemens[k] * (w[k] - b[k])).collect();
+        let i_cell: Vec<f64> = (0..r * c)
+            .map(|k| self.xb.g_siemens[k] * (w[k] - b[k]))
+            .collect();
         Solved {
             v_word: w.to_vec(),
             v_bit: b.to_vec(),
             i_cell,
             v_internal: Vec::new(),
             i_col: st.outputs(x).into_iter().map(Some).collect(),
-            i_row: (0..r).map(|i| Some(st.g_drv * (v_in[i] - w[i * c]))).collect(),
+            i_row: (0..r)
+                .map(|i| Some(st.g_drv * (v_in[i] - w[i * c])))
+                .collect(),
             v_tia_out: vec![None; c],
             v_tia_sense: vec![None; c],
         }
@@ -323,7 +339,13 @@ impl Engine {
 }
 
 /// Column outputs straight from the unknowns (no full evaluation).
-pub fn column_outputs(xb: &Crossbar, net: &Network, x: &[f64], v_row: &[f64], v_col: &[f64]) -> Vec<f64> {
+pub fn column_outputs(
+    xb: &Crossbar,
+    net: &Network,
+    x: &[f64],
+    v_row: &[f64],
+    v_col: &[f64],
+) -> Vec<f64> {
     let c = xb.cols;
     let mut out = vec![0.0; c];
     for e in &net.wires {
@@ -384,7 +406,13 @@ impl Scheme {
 
 /// Line terminations and source values for selecting cell (i, j) with voltage `v`: the selected
 /// row at `v`, the selected column at 0 V (sensed), the others per the scheme.
-pub fn select_bias(xb: &Crossbar, i: usize, j: usize, v: f64, scheme: Scheme) -> (Topology, Vec<f64>, Vec<f64>) {
+pub fn select_bias(
+    xb: &Crossbar,
+    i: usize,
+    j: usize,
+    v: f64,
+    scheme: Scheme,
+) -> (Topology, Vec<f64>, Vec<f64>) {
     let (row_end, row_v, col_end, col_v) = match scheme {
         Scheme::Floating => (RowEnd::Open, 0.0, ColEnd::Open, 0.0),
         Scheme::Grounded => (RowEnd::Driven, 0.0, ColEnd::Driven, 0.0),
@@ -424,8 +452,11 @@ pub fn solve_biased(
         SenseKind::VirtualGround => 0.0,
     };
     let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_S);
-    let mut lin = LinearSystem::new(net.clone(), cell_g, tia_g, gmin, Par::rayon(0))?;
-    let x = lin.solve_rows(MatRef::from_column_major_slice(v_row, v_row.len(), 1), v_col)?;
+    let mut lin = LinearSystem::new(net.clone(), cell_g, tia_g, gmin, par_for(net.n_free))?;
+    let x = lin.solve_rows(
+        MatRef::from_column_major_slice(v_row, v_row.len(), 1),
+        v_col,
+    )?;
     let mut x: Vec<f64> = x.col(0).iter().copied().collect();
     let linear = xb.cell.is_linear() && net.tia.is_empty();
     if linear {
@@ -435,7 +466,14 @@ pub fn solve_biased(
     let problem = NewtonProblem::new(xb, &net, None, gmin)?;
     let mut ws = problem.workspace()?;
     problem.solve(&mut ws, &mut x, v_row, v_col, &opts.newton)?;
-    let s = evaluate(xb, &net, &x, v_row, v_col, Some(NewtonProblem::internal_voltages(&ws)));
+    let s = evaluate(
+        xb,
+        &net,
+        &x,
+        v_row,
+        v_col,
+        Some(NewtonProblem::internal_voltages(&ws)),
+    );
     Ok((net, s))
 }
 
@@ -484,9 +522,17 @@ pub fn read(
         measured_a: measured,
         cell_a: cell,
         sneak_a: sneak,
-        sneak_fraction: if measured != 0.0 { sneak / measured } else { 0.0 },
+        sneak_fraction: if measured != 0.0 {
+            sneak / measured
+        } else {
+            0.0
+        },
         ideal_a: xb.g(i, j) * v_read,
-        g_read_siemens: if v_read != 0.0 { measured / v_read } else { 0.0 },
+        g_read_siemens: if v_read != 0.0 {
+            measured / v_read
+        } else {
+            0.0
+        },
         g_true_siemens: xb.g(i, j),
     };
     Ok((res, s))
@@ -557,4 +603,14 @@ fn check_cell(xb: &Crossbar, i: usize, j: usize) -> Result<(), XbarError> {
         )));
     }
     Ok(())
+}
+
+/// Parallelism for a factorization of n unknowns: below ~200k unknowns the supernodes are too
+/// small for threads to pay off.
+fn par_for(n: usize) -> Par {
+    if n < 200_000 {
+        Par::Seq
+    } else {
+        Par::rayon(0)
+    }
 }

@@ -87,7 +87,11 @@ impl Stencil {
                     let left = if j == 0 { g_drv } else { gw };
                     let right = if j + 1 < c { gw } else { 0.0 };
                     dw[j] = g[j] + left + right;
-                    let piv = if j == 0 { dw[j] } else { dw[j] - gw * gw * prev };
+                    let piv = if j == 0 {
+                        dw[j]
+                    } else {
+                        dw[j] - gw * gw * prev
+                    };
                     inv[j] = 1.0 / piv;
                     prev = inv[j];
                 }
@@ -100,7 +104,12 @@ impl Stencil {
             for j in 0..c {
                 let k = i * c + j;
                 db[k] = g[k] + up + down;
-                b_inv[k] = 1.0 / if i == 0 { db[k] } else { db[k] - gb * gb * b_inv[k - c] };
+                b_inv[k] = 1.0
+                    / if i == 0 {
+                        db[k]
+                    } else {
+                        db[k] - gb * gb * b_inv[k - c]
+                    };
             }
         }
         Ok(Stencil {
@@ -174,7 +183,11 @@ impl Stencil {
                         dot += s * xw_r[j];
                     }
                     let up = if i > 0 { Some(&xb[o - c..o]) } else { None };
-                    let down = if i + 1 < r { Some(&xb[o + c..o + 2 * c]) } else { None };
+                    let down = if i + 1 < r {
+                        Some(&xb[o + c..o + 2 * c])
+                    } else {
+                        None
+                    };
                     for j in 0..c {
                         let mut s = db[j] * xb_r[j] - g[j] * xw_r[j];
                         if let Some(u) = up {
@@ -259,7 +272,12 @@ impl Stencil {
             .enumerate()
             .map(|(i, z)| {
                 let o = i * c;
-                let (rw, rbr, zbr, g) = (&rw[o..o + c], &rb[o..o + c], &zb[o..o + c], &self.g[o..o + c]);
+                let (rw, rbr, zbr, g) = (
+                    &rw[o..o + c],
+                    &rb[o..o + c],
+                    &zb[o..o + c],
+                    &self.g[o..o + c],
+                );
                 for j in 0..c {
                     z[j] = rw[j] + g[j] * zbr[j];
                 }
@@ -277,7 +295,9 @@ impl Stencil {
     pub fn solve(&self, b: &[f64], opts: &PcgOptions) -> Result<(Vec<f64>, PcgStats), XbarError> {
         let n = self.n();
         if b.len() != n {
-            return Err(XbarError::Numeric("right-hand side has the wrong size".into()));
+            return Err(XbarError::Numeric(
+                "right-hand side has the wrong size".into(),
+            ));
         }
         let bnorm = dot(b, b).sqrt();
         let mut x = vec![0.0; n];
@@ -292,7 +312,7 @@ impl Stencil {
         let mut rel = 1.0;
         for it in 1..=opts.max_iter {
             let pap = self.matvec(&p, &mut ap);
-            if !(pap > 0.0) {
+            if pap.is_nan() || pap <= 0.0 {
                 return Err(XbarError::Numeric(
                     "CG breakdown: matrix not positive definite".into(),
                 ));

@@ -32,7 +32,11 @@ fn viridis(t: f64) -> RGBColor {
         (122.0, 209.0, 81.0),
         (253.0, 231.0, 37.0),
     ];
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let x = t * (ANCHORS.len() - 1) as f64;
     let k = (x.floor() as usize).min(ANCHORS.len() - 2);
     let f = x - k as f64;
@@ -65,7 +69,10 @@ fn downsample(m: &Map) -> (usize, usize, Vec<f64>, usize) {
     (r, c, d, f)
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, m: &Map) -> Result<(), String>
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    m: &Map,
+) -> Result<(), String>
 where
     DB::ErrorType: 'static,
 {
@@ -116,7 +123,10 @@ where
                 Rectangle::new(
                     [
                         (j as f64 * fr, i as f64 * fr),
-                        (((j + 1) as f64 * fr).min(m.cols as f64), ((i + 1) as f64 * fr).min(m.rows as f64)),
+                        (
+                            ((j + 1) as f64 * fr).min(m.cols as f64),
+                            ((i + 1) as f64 * fr).min(m.rows as f64),
+                        ),
                     ],
                     col.filled(),
                 )
@@ -144,7 +154,10 @@ where
     bar.draw_series((0..steps).map(|s| {
         let a = lo + span * s as f64 / steps as f64;
         let b = lo + span * (s + 1) as f64 / steps as f64;
-        Rectangle::new([(0.0, a), (1.0, b)], viridis(s as f64 / (steps - 1) as f64).filled())
+        Rectangle::new(
+            [(0.0, a), (1.0, b)],
+            viridis(s as f64 / (steps - 1) as f64).filled(),
+        )
     }))
     .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())?;
@@ -155,13 +168,19 @@ where
 /// returns the paths written.
 pub fn heatmap(dir: &Path, m: &Map) -> Result<Vec<PathBuf>, XbarError> {
     if m.data.len() != m.rows * m.cols || m.rows == 0 || m.cols == 0 {
-        return Err(XbarError::Invalid("map size does not match its data".into()));
+        return Err(XbarError::Invalid(
+            "map size does not match its data".into(),
+        ));
     }
     std::fs::create_dir_all(dir).map_err(|e| XbarError::Io(format!("{}: {e}", dir.display())))?;
     let io = |e: String| XbarError::Io(format!("plot {}: {e}", m.stem));
     let png = dir.join(format!("{}.png", m.stem));
     let png_tmp = dir.join(format!(".{}.tmp.png", m.stem));
-    draw(BitMapBackend::new(&png_tmp, (900, 700)).into_drawing_area(), m).map_err(io)?;
+    draw(
+        BitMapBackend::new(&png_tmp, (900, 700)).into_drawing_area(),
+        m,
+    )
+    .map_err(io)?;
     std::fs::rename(&png_tmp, &png).map_err(|e| io(e.to_string()))?;
     if m.rows * m.cols > 128 * 128 {
         return Ok(vec![png]);

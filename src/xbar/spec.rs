@@ -81,12 +81,18 @@ impl ArraySpec {
     /// Validate and build the array.
     pub fn build(&self) -> Result<Crossbar, XbarError> {
         let bad = |m: &str| Err(XbarError::Invalid(m.to_string()));
-        let sources = [self.g.is_some(), self.g_uniform.is_some(), self.g_random.is_some()]
-            .iter()
-            .filter(|b| **b)
-            .count();
+        let sources = [
+            self.g.is_some(),
+            self.g_uniform.is_some(),
+            self.g_random.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if sources != 1 {
-            return bad("give exactly one of a conductance matrix, a uniform conductance or a random range");
+            return bad(
+                "give exactly one of a conductance matrix, a uniform conductance or a random range",
+            );
         }
         let (rows, cols, g) = if let Some(m) = &self.g {
             let r = m.len();
