@@ -212,6 +212,7 @@ fn main() {
             iters,
             fmt(&bc.as_ref().map(|(r, _)| Run {
                 wall_s: r.wall_s,
+                cpu_s: r.cpu_s,
                 rss_mib: r.rss_mib,
                 stdout: String::new()
             })),
