@@ -312,6 +312,7 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
     let mut eng = Engine::new(xb, *opts)?;
     let out = eng.infer(x.as_ref())?;
     let solve_s = t0.elapsed().as_secs_f64();
+    let (pcg_stats, newton_stats) = (eng.last_pcg, eng.last_newton);
     let t_detail = Instant::now();
     let v0: Vec<f64> = (0..r).map(|i| x[(0, i)]).collect();
     let detail = eng.solve_detailed(&v0)?;
@@ -408,8 +409,8 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
         "outputs": rows_of(&out), "ideal": rows_of(&ideal),
         "error": {"max_abs": abs_max, "max_rel": max_rel, "mean_rel": mean_rel,
                   "by_column_mean_rel": err_col, "by_row_cell_current_rel": err_row},
-        "pcg": eng.last_pcg.map(|s| json!({"iterations": s.iterations, "rel_residual": s.rel_residual})),
-        "newton": eng.last_newton.map(|(sum, max)| json!({"iterations_total": sum, "iterations_max": max})),
+        "pcg": pcg_stats.map(|s| json!({"iterations": s.iterations, "rel_residual": s.rel_residual})),
+        "newton": newton_stats.map(|(sum, max)| json!({"iterations_total": sum, "iterations_max": max})),
         "tia_sense_v": detail.v_tia_sense, "plots": plots,
     });
     let mut t = String::new();
@@ -467,14 +468,14 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
     let (cm, cx) = stats(&err_col);
     let (rm, rx) = stats(&err_row);
     let _ = writeln!(t, "by column (mean rel): mean {cm:.3e}, worst {cx:.3e}; by row (cell-current rel, vector 0): mean {rm:.3e}, worst {rx:.3e}");
-    if let Some(s) = eng.last_pcg {
+    if let Some(s) = pcg_stats {
         let _ = writeln!(
             t,
             "CG: {} iterations, relative residual {:.2e}",
             s.iterations, s.rel_residual
         );
     }
-    if let Some((sum, max)) = eng.last_newton {
+    if let Some((sum, max)) = newton_stats {
         let _ = writeln!(
             t,
             "Newton: {sum} iterations in total, at most {max} per vector"
