@@ -189,7 +189,7 @@ pub fn apply(func: Func, a: &[f64]) -> f64 {
         Func::Abs => a[0].abs(),
         Func::Min => a[0].min(a[1]),
         Func::Max => a[0].max(a[1]),
-        Func::Pow => a[0].powf(a[1]),
+        Func::Pow => pow(a[0], a[1]),
     }
 }
 
@@ -221,16 +221,22 @@ pub fn apply_grad(func: Func, a: &[f64], out: &mut [f64]) {
             out[1] = if first { 0.0 } else { 1.0 };
         }
         Func::Pow => {
-            let p = a[0].powf(a[1]);
-            out[0] = a[1] * a[0].powf(a[1] - 1.0);
-            out[1] = if a[0] > 0.0 { p * a[0].ln() } else { 0.0 };
+            // d/da |a|^b = b·|a|^(b−1)·sign(a); d/db = |a|^b·ln|a|
+            let m = a[0].abs();
+            let p = m.powf(a[1]);
+            out[0] = if a[1] == 0.0 {
+                0.0
+            } else {
+                a[1] * m.powf(a[1] - 1.0) * a[0].signum()
+            };
+            out[1] = if m > 0.0 { p * m.ln() } else { 0.0 };
         }
     }
 }
 
-/// Power with ngspice-like handling of integer exponents of negative bases.
+/// Power as ngspice's B sources and `.param` evaluate `a^b` and `pow(a,b)`: `|a|^b`.
 pub fn pow(a: f64, b: f64) -> f64 {
-    a.powf(b)
+    a.abs().powf(b)
 }
 
 /// Why [`Expr::eval_const`] could not produce a number.

@@ -17,6 +17,12 @@ enum Command {
     Compile(cli::compile::CompileArgs),
     /// Solve a crossbar array: inference, single-cell read (sneak paths), programming pulse.
     Xbar(Box<cli::xbar::XbarArgs>),
+    /// Train a network (ideal or encoded backend).
+    Train(cli::train::Args),
+    /// Evaluate trained weights; compare backends.
+    Eval(cli::eval::Args),
+    /// Datasets: fetch MNIST, inspect IDX files.
+    Data(cli::data::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -24,13 +30,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Solve(a) => cli::solve::run(&a)?,
         Command::Compile(a) => cli::compile::run(&a)?,
         Command::Xbar(a) => cli::xbar::run(&a)?,
+        Command::Train(a) => cli::train::run(&a)?,
+        Command::Eval(a) => cli::eval::run(&a)?,
+        Command::Data(a) => cli::data::run(&a)?,
     }
     Ok(())
 }
 
 fn main() {
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e}");
+        eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }

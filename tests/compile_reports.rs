@@ -108,3 +108,41 @@ fn cnn_8pe_s5() {
     assert_eq!(l("fc").arrays.len(), 2);
     assert_eq!(l("fc").arrays[0], 4);
 }
+
+#[test]
+fn cnn_8pe_three_replicated_convolvers() {
+    // S5's parallel variant: three copies of the convolution kernels.
+    let src = std::fs::read_to_string(root().join("netlists/cnn_8pe.net"))
+        .unwrap()
+        .replace(
+            "layer c3 { split_rows 9; }",
+            "layer c1 { replicas 3; }\n  layer c3 { split_rows 9; replicas 3; }",
+        );
+    let (file, ir) = netc::net::load_str(&src, "cnn3.net", &root().join("netlists"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let low = lower(&file, &ir).unwrap_or_else(|e| panic!("{e}"));
+    let r = MappingReport::new(&file, &ir, &low);
+    let l = |n: &str| r.layers.iter().find(|l| l.name == n).unwrap().clone();
+    assert_eq!(l("c1").cells, 3 * 144);
+    assert_eq!(l("c3").cells, 3 * 1728);
+    assert_eq!(l("c1").replicas, 3);
+    assert_eq!(r.total_params, 2856, "replicas add cells, not weights");
+    // every tile inside its array, no two tiles overlapping
+    let tiles: Vec<_> = low.matrices.iter().flat_map(|m| m.tiles.iter()).collect();
+    for (i, a) in tiles.iter().enumerate() {
+        assert!(a.row0 + a.n_rows <= 16 && a.col0 + a.n_cols <= 128);
+        for b in &tiles[i + 1..] {
+            let apart = a.array != b.array
+                || a.row0 + a.n_rows <= b.row0
+                || b.row0 + b.n_rows <= a.row0
+                || a.col0 + a.n_cols <= b.col0
+                || b.col0 + b.n_cols <= a.col0;
+            assert!(apart, "{a:?} overlaps {b:?}");
+        }
+    }
+    // ten copies do not fit on eight arrays, and the error says how many would
+    let src10 = src.replace("replicas 3", "replicas 10");
+    let (file, ir) = netc::net::load_str(&src10, "cnn10.net", &root().join("netlists")).unwrap();
+    let e = lower(&file, &ir).unwrap_err().to_string();
+    assert!(e.contains("would fit on `arrays"), "{e}");
+}

@@ -269,7 +269,7 @@ fn sources_mosfets_options_and_dc() {
         k => panic!("{k:?}"),
     }
     assert!(
-        matches!(kinds[9].1, ElementKind::Cccs { vsrc, gain, .. } if vsrc == "vg" && *gain == 3.0)
+        matches!(kinds[8].1, ElementKind::Cccs { vsrc, gain, .. } if vsrc == "vg" && *gain == 3.0)
     );
     assert!(matches!(
         &n.analyses[0],

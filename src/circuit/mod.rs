@@ -126,8 +126,9 @@ struct Mos {
     t: [usize; 4],
     dev: Mos1,
     s: [[Slot; 4]; 4],
-    /// Limiting state: last (vgs, vds) in device polarity, von.
-    last: Option<(f64, f64, f64)>,
+    /// Limiting state: last (vgs, vds, vbs) in device polarity, and von.
+    last: Option<(f64, f64, f64, f64)>,
+    vcrit: f64,
 }
 
 /// A reference to an independent source, for sweeps.
@@ -458,6 +459,7 @@ impl Circuit {
                         },
                         s: slots,
                         last: None,
+                        vcrit: mos1::vcrit(model.is_a.max(1e-300)),
                     });
                 }
             }
@@ -616,8 +618,9 @@ impl Circuit {
             let sign = if m.dev.model.nmos { 1.0 } else { -1.0 };
             let mut vgs = sign * (v[1] - v[2]);
             let mut vds = sign * (v[0] - v[2]);
+            let mut vbs = sign * (v[3] - v[2]);
             if limit {
-                if let Some((vgs_old, vds_old, von)) = m.last {
+                if let Some((vgs_old, vds_old, vbs_old, von)) = m.last {
                     let (g0, d0) = (vgs, vds);
                     if vds_old >= 0.0 {
                         vgs = mos1::fetlim(vgs, vgs_old, von);
@@ -629,15 +632,27 @@ impl Circuit {
                         vds = -mos1::limvds(-(vgs - vgd), -vds_old);
                         vgs = vgd + vds;
                     }
-                    if (vgs - g0).abs() > 1e-15 || (vds - d0).abs() > 1e-15 {
+                    // bulk junctions: limit the forward-biased one (as mos1load does)
+                    let b0 = vbs;
+                    if vds >= 0.0 {
+                        vbs = mos1::pnjlim(vbs, vbs_old, m.vcrit);
+                    } else {
+                        let vbd = mos1::pnjlim(vbs - vds, vbs_old - vds_old, m.vcrit);
+                        vbs = vbd + vds;
+                    }
+                    if (vgs - g0).abs() > 1e-15
+                        || (vds - d0).abs() > 1e-15
+                        || (vbs - b0).abs() > 1e-15
+                    {
                         limited = true;
                         v[1] = v[2] + sign * vgs;
                         v[0] = v[2] + sign * vds;
+                        v[3] = v[2] + sign * vbs;
                     }
                 }
             }
             let e = m.dev.eval(v, gmin);
-            m.last = Some((vgs, vds, e.von_v));
+            m.last = Some((vgs, vds, vbs, e.von_v));
             for k in 0..4 {
                 let mut lin = e.i_a[k];
                 for j in 0..4 {

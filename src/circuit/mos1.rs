@@ -192,6 +192,30 @@ pub fn fetlim(vnew: f64, vold: f64, vto: f64) -> f64 {
     vnew
 }
 
+/// Critical voltage of a junction with saturation current `is_a` (ngspice's `vcrit`).
+pub fn vcrit(is_a: f64) -> f64 {
+    VT_300K_V * (VT_300K_V / (std::f64::consts::SQRT_2 * is_a)).ln()
+}
+
+/// ngspice's `DEVpnjlim`: logarithmic damping of a forward junction voltage step.
+pub fn pnjlim(vnew: f64, vold: f64, vcrit: f64) -> f64 {
+    let vt = VT_300K_V;
+    if vnew > vcrit && (vnew - vold).abs() > vt + vt {
+        if vold > 0.0 {
+            let arg = 1.0 + (vnew - vold) / vt;
+            if arg > 0.0 {
+                vold + vt * arg.ln()
+            } else {
+                vcrit
+            }
+        } else {
+            vt * (vnew / vt).ln()
+        }
+    } else {
+        vnew
+    }
+}
+
 /// ngspice's `DEVlimvds`: limit the change of a drain–source voltage.
 pub fn limvds(vnew: f64, vold: f64) -> f64 {
     if vold >= 3.5 {

@@ -98,7 +98,7 @@ impl Tape {
                         BinOp::Sub => a - b,
                         BinOp::Mul => a * b,
                         BinOp::Div => a / b,
-                        BinOp::Pow => a.powf(b),
+                        BinOp::Pow => crate::expr::pow(a, b),
                     }
                 }
                 Op::Call1(f, a) => {
@@ -193,6 +193,19 @@ impl Tape {
         slopes.iter_mut().for_each(|s| *s = 0.0);
         self.adj = slopes;
         self.scratch = adj;
+        // Outside a function's domain (ln 0, sqrt′ at 0, …) at an intermediate Newton iterate:
+        // linearise as a constant there and refuse convergence at this point; a solution that
+        // is itself outside the domain then ends in a non-convergence report.
+        let mut out = out;
+        if !out.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            if !out.is_finite() {
+                out = 0.0;
+            }
+            grad.iter_mut()
+                .filter(|g| !g.is_finite())
+                .for_each(|g| *g = 0.0);
+            limited = true;
+        }
         (out, limited)
     }
 

@@ -53,7 +53,7 @@ fn draw<DB: DrawingBackend>(
     let font = ("sans-serif", 16).into_font();
     root.draw(&Text::new(title.to_string(), (MARGIN, 6), font.clone()))
         .map_err(e)?;
-    let label_font = ("sans-serif", 12).into_font().color(&BLACK);
+    let label_font = ("sans-serif", 13).into_font().color(&BLACK);
     for a in 0..low.arrays {
         let (gx, gy) = ((a % g.per_row) as i32, (a / g.per_row) as i32);
         let x0 = gx * (g.panel_w + 2 * MARGIN) + MARGIN;
@@ -69,34 +69,20 @@ fn draw<DB: DrawingBackend>(
             RGBColor(236, 236, 236).filled(),
         ))
         .map_err(e)?;
+        let rect = |t: &super::lower::Tile| {
+            let (tx, ty) = (x0 + t.col0 as i32 * g.cell, y0 + t.row0 as i32 * g.cell);
+            let (tw, th) = (t.n_cols as i32 * g.cell, t.n_rows as i32 * g.cell);
+            [(tx, ty), (tx + tw, ty + th)]
+        };
         for (mi, m) in low.matrices.iter().enumerate() {
             let colour = Palette99::pick(mi);
             for t in m.tiles.iter().filter(|t| t.array == a) {
-                let (tx, ty) = (x0 + t.col0 as i32 * g.cell, y0 + t.row0 as i32 * g.cell);
-                let (tw, th) = (t.n_cols as i32 * g.cell, t.n_rows as i32 * g.cell);
-                root.draw(&Rectangle::new(
-                    [(tx, ty), (tx + tw, ty + th)],
-                    colour.mix(0.55).filled(),
-                ))
-                .map_err(e)?;
-                root.draw(&Rectangle::new(
-                    [(tx, ty), (tx + tw, ty + th)],
-                    colour.stroke_width(2),
-                ))
-                .map_err(e)?;
-                let mut label = m.layer.clone();
-                if m.parts() > 1 {
-                    label.push_str(&format!(" p{}", t.part));
-                }
-                if m.replicas > 1 {
-                    label.push_str(&format!(" r{}", t.replica));
-                }
-                root.draw(&Text::new(label, (tx + 3, ty + 2), label_font.clone()))
+                root.draw(&Rectangle::new(rect(t), colour.mix(0.55).filled()))
                     .map_err(e)?;
             }
         }
         if g.cell >= 4 {
-            let grid = RGBColor(200, 200, 200).stroke_width(1);
+            let grid = RGBColor(205, 205, 205).mix(0.6).stroke_width(1);
             for r in 0..=low.rows as i32 {
                 let y = y0 + r * g.cell;
                 root.draw(&PathElement::new(vec![(x0, y), (x0 + g.panel_w, y)], grid))
@@ -106,6 +92,27 @@ fn draw<DB: DrawingBackend>(
                 let x = x0 + c * g.cell;
                 root.draw(&PathElement::new(vec![(x, y0), (x, y0 + g.panel_h)], grid))
                     .map_err(e)?;
+            }
+        }
+        for (mi, m) in low.matrices.iter().enumerate() {
+            let colour = Palette99::pick(mi);
+            for t in m.tiles.iter().filter(|t| t.array == a) {
+                let r = rect(t);
+                root.draw(&Rectangle::new(r, colour.stroke_width(2)))
+                    .map_err(e)?;
+                let mut label = m.layer.clone();
+                if m.parts() > 1 {
+                    label.push_str(&format!(" p{}", t.part));
+                }
+                if m.replicas > 1 {
+                    label.push_str(&format!(" r{}", t.replica));
+                }
+                root.draw(&Text::new(
+                    label,
+                    (r[0].0 + 3, r[0].1 + 2),
+                    label_font.clone(),
+                ))
+                .map_err(e)?;
             }
         }
         root.draw(&Rectangle::new(

@@ -229,6 +229,20 @@ pub fn program(
                 path: "weights".into(),
                 message: format!("no weights for layer `{}`", m.layer),
             })?;
+        let want_bias = if m.bias_rows > 0 { m.cols } else { 0 };
+        if lw.rows != m.weight_rows
+            || lw.cols != m.cols
+            || lw.weights.len() != m.weight_rows * m.cols
+            || lw.bias.len() != want_bias
+        {
+            return Err(MappingError::Weights {
+                path: "weights".into(),
+                message: format!(
+                    "layer `{}` needs {}×{} weights and {want_bias} biases",
+                    m.layer, m.weight_rows, m.cols
+                ),
+            });
+        }
         let value = |i: usize, j: usize| logical_value(lw, m.weight_rows, m.bias_rows, i, j);
         let scale_s = match scale {
             WeightScale::SiemensPerUnit(s) => s,

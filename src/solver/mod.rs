@@ -222,6 +222,14 @@ impl Solver {
                 }
             }
             std::mem::swap(&mut x, &mut xn);
+            if let Ok(nm) = std::env::var("NETC_NODE") {
+                if let Some(k) = self.circuit.node(&nm) {
+                    eprintln!("  {nm}: {:e}", x[k]);
+                }
+            }
+            if std::env::var_os("NETC_TRACE").is_some() {
+                eprintln!("it {it} scale {scale} gdiag {gdiag} conv {converged} lim {limited} worst {} d {:e}", self.circuit.unknown_name(worst.0), worst.1);
+            }
             if converged && !limited && it > 0 {
                 if polishing || tiny {
                     return Ok(x);

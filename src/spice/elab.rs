@@ -40,7 +40,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::include::Loaded;
 use super::number::parse_number;
-use super::parse::{Item, Stmt, StmtKind, Tok};
+use super::parse::{card_head, parse_card, Item, Stmt, StmtKind, Tok};
 use super::SpiceError;
 use crate::expr::{ConstEvalError, Expr};
 use crate::netlist::{Analysis, Element, ElementKind, MosModel, Netlist, SimOptions, GROUND};
@@ -49,6 +49,8 @@ use crate::span::Span;
 /// ngspice's default MOSFET channel width and length (DEFW, DEFL), in metres.
 pub const DEFAULT_W_M: f64 = 100e-6;
 pub const DEFAULT_L_M: f64 = 100e-6;
+/// Deepest subcircuit nesting accepted (elaboration recurses once per level).
+pub const MAX_HIERARCHY_DEPTH: usize = 200;
 
 /// Normalise an element name: `r.x1.r1` (letter, dot, rest not starting with the letter) → `x1.r1`.
 pub fn normalize_element_name(name: &str) -> &str {
@@ -264,22 +266,26 @@ impl<'a> Elab<'a> {
         let mut top = Vec::new();
         let mut local_names: Vec<HashMap<&'a str, usize>> = vec![HashMap::new()];
         for (i, st) in ld.stmts.iter().enumerate() {
-            let Some((head, items)) = card(st) else {
-                continue;
-            };
-            let h: &str = &head.text;
-            if !h.starts_with('.') {
+            if let StmtKind::Element = st.kind {
+                let h = ld
+                    .lines
+                    .get(st.line as usize)
+                    .map_or("", |l| card_head(&l.text));
                 // Element names must be unique inside a definition (the top level is checked
                 // after elaboration, which also covers clashes across levels).
                 if cur != 0 {
                     let name = normalize_element_name(h);
                     if let Some(&first) = local_names[cur].get(name) {
-                        let (fh, _) =
-                            card(&ld.stmts[first]).ok_or_else(|| self.syntax(st, head, "?"))?;
+                        let first_st = &ld.stmts[first];
+                        let first_len = ld
+                            .lines
+                            .get(first_st.line as usize)
+                            .map_or(1, |l| card_head(&l.text).len());
+                        let fh = self.ld.span(first_st.line, 0, first_len as u32);
                         return Err(SpiceError::Duplicate {
                             name: name.to_string(),
-                            first: self.span(&ld.stmts[first], fh),
-                            span: self.span(st, head),
+                            first: Box::new(fh),
+                            span: self.ld.span(st.line, 0, h.len() as u32),
                         });
                     }
                     local_names[cur].insert(name, i);
@@ -287,6 +293,10 @@ impl<'a> Elab<'a> {
                 self.defs[cur].cards.push(i);
                 continue;
             }
+            let Some((head, items)) = card(st) else {
+                continue;
+            };
+            let h: &str = &head.text;
             match h {
                 ".subckt" => {
                     let mut it = items.iter();
@@ -324,7 +334,7 @@ impl<'a> Elab<'a> {
                         let ph = card(p).map(|(t, _)| self.span(p, t)).unwrap_or_default();
                         return Err(SpiceError::Duplicate {
                             name: name.to_string(),
-                            first: ph,
+                            first: Box::new(ph),
                             span: self.span(st, head),
                         });
                     }
@@ -373,7 +383,7 @@ impl<'a> Elab<'a> {
                             .unwrap_or_default();
                         return Err(SpiceError::Duplicate {
                             name: name.to_string(),
-                            first,
+                            first: Box::new(first),
                             span: self.span(st, items[0].tok()),
                         });
                     }
@@ -715,9 +725,15 @@ impl<'a> Elab<'a> {
         for ci in 0..n_cards {
             let si = self.defs[def].cards[ci];
             let st = &ld.stmts[si];
-            let Some((head, items)) = card(st) else {
+            if !matches!(st.kind, StmtKind::Element) {
                 continue;
+            }
+            // The card is parsed again here (phase 2 kept only its name).
+            let (head, items) = match ld.lines.get(st.line as usize) {
+                Some(ll) => parse_card(&ll.text, &|off, len| ld.map.span(ll, off, len))?,
+                None => continue,
             };
+            let (head, items) = (&head, items.as_slice());
             let local = normalize_element_name(&head.text);
             let letter = head.text.as_bytes()[0];
             if letter == b'x' {
@@ -781,6 +797,12 @@ impl<'a> Elab<'a> {
             return Err(SpiceError::SubcktRecursion {
                 chain: chain.join(" -> "),
                 span: self.span(st, sub_tok),
+            });
+        }
+        if inst.chain.len() > MAX_HIERARCHY_DEPTH {
+            return Err(SpiceError::Unsupported {
+                what: format!("subcircuit hierarchy deeper than {MAX_HIERARCHY_DEPTH} levels"),
+                span: self.span(st, head),
             });
         }
         let cdef = &self.defs[child];
@@ -899,6 +921,17 @@ impl<'a> Elab<'a> {
                         },
                         Item::Word(_) | Item::Expr(..) if value.is_none() => {
                             value = Some(self.eval_item(item, scope, st.line)?)
+                        }
+                        Item::Word(t)
+                            if items
+                                .iter()
+                                .any(|p| matches!(p, Item::Expr(e, _) if e.off + e.len == t.off)) =>
+                        {
+                            return Err(self.syntax(
+                                st,
+                                t,
+                                "a suffix after `{…}` is not allowed (ngspice rejects it too): write `{x*1k}`",
+                            ))
                         }
                         Item::Word(t) => {
                             return Err(SpiceError::Unsupported {
@@ -1438,7 +1471,7 @@ impl<'a> Elab<'a> {
                 span: self.span(st, name),
             });
         }
-        if !(m.phi_v > 0.0) {
+        if m.phi_v.is_nan() || m.phi_v <= 0.0 {
             return Err(SpiceError::BadValue {
                 msg: "PHI must be positive".into(),
                 span: self.span(st, name),
@@ -1461,14 +1494,13 @@ impl<'a> Elab<'a> {
     fn check_names(&self) -> Result<(), SpiceError> {
         let mut seen: HashMap<&str, usize> = HashMap::with_capacity(self.elements.len());
         for (i, el) in self.elements.iter().enumerate() {
-            if let Some(&first) = seen.get(el.name.as_str()) {
+            if let Some(first) = seen.insert(&el.name, i) {
                 return Err(SpiceError::Duplicate {
                     name: el.name.clone(),
-                    first: self.elements[first].span.clone(),
+                    first: Box::new(self.elements[first].span.clone()),
                     span: el.span.clone(),
                 });
             }
-            seen.insert(&el.name, i);
         }
         for (name, span) in &self.vsrc_refs {
             let ok = seen

@@ -77,7 +77,7 @@ impl Loader {
         }
         let mut out = Vec::with_capacity(p1.lines.len());
         let mut in_control: Option<u32> = None;
-        for ll in p1.lines {
+        for mut ll in p1.lines {
             let idx = self.lines.len() as u32;
             let is_dot = ll.text.starts_with('.');
             if in_control.is_some() {
@@ -86,7 +86,7 @@ impl Loader {
                 }
                 continue;
             }
-            let st = parse_line(&self.map, &ll, idx, &mut self.warnings)?;
+            let st = parse_line(&self.map, &mut ll, idx, &mut self.warnings)?;
             match st.kind {
                 StmtKind::End => {
                     self.lines.push(ll);
@@ -228,11 +228,9 @@ fn select_section(stmts: Vec<Stmt>, section: &str) -> Option<Vec<Stmt>> {
     let mut found = false;
     for st in stmts {
         match &st.kind {
-            StmtKind::LibStart { section: s } if !inside => {
-                if s == section {
-                    inside = true;
-                    found = true;
-                }
+            StmtKind::LibStart { section: s } if !inside && s == section => {
+                inside = true;
+                found = true;
             }
             StmtKind::LibEnd if inside => inside = false,
             _ if inside => out.push(st),

@@ -59,6 +59,7 @@ impl SourceFile {
             .map(|&e| e - 1)
             .unwrap_or(self.text.len());
         let s = &self.text[start..end.max(start)];
+        let s = s.strip_suffix('\n').unwrap_or(s);
         s.strip_suffix('\r').unwrap_or(s)
     }
 
@@ -174,10 +175,8 @@ pub fn strip_inline_comment(line: &str) -> usize {
             b'{' => depth += 1,
             b'}' => depth = depth.saturating_sub(1),
             b';' if depth == 0 => return i,
-            b'$' if depth == 0 => {
-                if i + 1 == b.len() || b[i + 1] == b' ' || b[i + 1] == b'\t' {
-                    return i;
-                }
+            b'$' if depth == 0 && (i + 1 == b.len() || b[i + 1] == b' ' || b[i + 1] == b'\t') => {
+                return i
             }
             _ => {}
         }

@@ -75,7 +75,7 @@ pub enum SpiceError {
     #[error("{}", .span.render(&format!("duplicate name `{name}` (first defined at {first})")))]
     Duplicate {
         name: String,
-        first: Span,
+        first: Box<Span>,
         span: Span,
     },
     #[error("{}", .span.render(&format!("unknown directive `{name}`")))]

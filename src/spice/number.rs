@@ -39,14 +39,35 @@ pub fn parse_number(s: &str) -> Option<f64> {
             i = j;
         }
     }
-    let mantissa: f64 = s[..i].parse().ok()?;
     let rest = &s[i..];
     if !rest.bytes().all(|c| c.is_ascii_alphabetic()) {
         return None;
     }
-    let scale = suffix_scale(rest);
-    let v = mantissa * scale;
+    let v = match suffix_exponent(rest) {
+        Ok(0) => s[..i].parse::<f64>().ok()?,
+        // Decimal scaling by text keeps the result correctly rounded (`110u` = 1.1e-4 exactly
+        // as `1.1e-4` would be).
+        Ok(p10) => {
+            let (mant, exp) = match s[..i].find(['e', 'E']) {
+                Some(k) => (&s[..k], s[k + 1..i].parse::<i32>().ok()?),
+                None => (&s[..i], 0),
+            };
+            format!("{mant}e{}", exp.checked_add(p10)?)
+                .parse::<f64>()
+                .ok()?
+        }
+        Err(factor) => s[..i].parse::<f64>().ok()? * factor,
+    };
     v.is_finite().then_some(v)
+}
+
+/// The power of ten of a suffix, or `Err(factor)` when it is not a power of ten (`mil`).
+fn suffix_exponent(letters: &str) -> Result<i32, f64> {
+    let scale = suffix_scale(letters);
+    if scale == 25.4e-6 {
+        return Err(scale);
+    }
+    Ok(scale.log10().round() as i32)
 }
 
 /// Scale factor of the letters after a number (`""` → 1).

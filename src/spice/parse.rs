@@ -84,7 +84,11 @@ pub struct Stmt {
 
 #[derive(Debug, Clone)]
 pub enum StmtKind {
-    /// An element card (`head` = name) or a generic directive (`head` = `.model` …).
+    /// An element card. Only its name is kept: the card was checked by the grammar and is parsed
+    /// again (from the kept, lower-cased logical line) when it is elaborated, which keeps the
+    /// memory of million-element netlists low.
+    Element,
+    /// A generic directive (`head` = `.model` …).
     Card { head: Tok, items: Vec<Item> },
     /// `.include file`: path as written (case kept), token for errors.
     Include { path: String, tok: Tok },
@@ -118,18 +122,20 @@ const CARD_DIRECTIVES: &[&str] = &[
     ".model", ".subckt", ".ends", ".param", ".options", ".option", ".opt", ".op", ".dc", ".global",
 ];
 
-/// Parse one logical line into a statement. `warn` collects warnings.
+/// Parse one logical line into a statement. `warn` collects warnings. The line's text is
+/// lower-cased in place (file names of `.include` / `.lib` are taken before, with their case).
 pub fn parse_line(
     map: &SourceMap,
-    ll: &LogicalLine,
+    ll: &mut LogicalLine,
     line_idx: u32,
     warn: &mut Vec<String>,
 ) -> Result<Stmt, SpiceError> {
-    let lower = ll.text.to_ascii_lowercase();
-    let head_len = lower
+    let head_len = ll
+        .text
         .find(|c: char| c == ' ' || c == '\t' || "=(){},'\"".contains(c))
-        .unwrap_or(lower.len());
-    let head = &lower[..head_len];
+        .unwrap_or(ll.text.len());
+    let head_lower = ll.text[..head_len].to_ascii_lowercase();
+    let head = head_lower.as_str();
     let span = |off: usize, len: usize| map.span(ll, off, len);
     let stmt = |kind| Stmt {
         line: line_idx,
@@ -221,8 +227,15 @@ pub fn parse_line(
             }
         }
     }
-    let (head, items) = parse_card(&lower, &|off, len| span(off, len))?;
-    Ok(stmt(StmtKind::Card { head, items }))
+    ll.text.make_ascii_lowercase();
+    let ll: &LogicalLine = ll;
+    let span = |off: usize, len: usize| map.span(ll, off, len);
+    let (head, items) = parse_card(&ll.text, &span)?;
+    if head.text.starts_with('.') {
+        Ok(stmt(StmtKind::Card { head, items }))
+    } else {
+        Ok(stmt(StmtKind::Element))
+    }
 }
 
 fn unquote(s: &str) -> &str {
@@ -272,6 +285,14 @@ fn is_plain(line: &str) -> bool {
     !line
         .bytes()
         .any(|c| matches!(c, b'=' | b'(' | b')' | b'{' | b'}' | b',' | b'\'' | b'"'))
+}
+
+/// The name (first token) of a lower-cased card and its length in bytes.
+pub fn card_head(line: &str) -> &str {
+    let n = line
+        .find(|c: char| c == ' ' || c == '\t' || "=(){},'\"".contains(c))
+        .unwrap_or(line.len());
+    &line[..n]
 }
 
 /// Parse a lower-cased card (element or generic directive) into head and items.
@@ -636,7 +657,7 @@ mod tests {
         );
         assert_eq!(
             e("2^-1"),
-            Expr::bin(BinOp::Pow, Num(2.0), Neg(Box::new(Num(0.5 * 2.0))))
+            Expr::bin(BinOp::Pow, Num(2.0), Neg(Box::new(Num(1.0))))
         );
         assert_eq!(e("--3"), Num(3.0));
         assert_eq!(
@@ -644,11 +665,7 @@ mod tests {
             Expr::bin(
                 BinOp::Sub,
                 V("a".into(), None),
-                Expr::bin(
-                    BinOp::Mul,
-                    V("a".replace('a', "b"), Some("c".into())),
-                    I("vx".into())
-                )
+                Expr::bin(BinOp::Mul, V("b".into(), Some("c".into())), I("vx".into()))
             )
         );
         assert_eq!(

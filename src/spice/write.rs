@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
+use crate::expr::Expr;
 use crate::netlist::{Analysis, ElementKind, MosModel, Netlist, SimOptions};
 
 fn letter(k: &ElementKind) -> char {
@@ -40,6 +41,17 @@ pub fn written_name(name: &str, letter: char) -> String {
 
 fn src_name(name: &str) -> String {
     written_name(name, 'v')
+}
+
+/// `I(x1.v1)` must name the source as written (`I(v.x1.v1)`).
+fn source_refs(e: &Expr) -> Expr {
+    match e {
+        Expr::I(v) => Expr::I(src_name(v)),
+        Expr::Neg(a) => Expr::Neg(Box::new(source_refs(a))),
+        Expr::Bin(op, a, b) => Expr::bin(*op, source_refs(a), source_refs(b)),
+        Expr::Call(f, args) => Expr::Call(*f, args.iter().map(source_refs).collect()),
+        other => other.clone(),
+    }
 }
 
 fn model_card(m: &MosModel, name: &str) -> String {
@@ -149,8 +161,12 @@ pub fn write_netlist(n: &Netlist) -> String {
                     r_ohm
                 )
             }
-            ElementKind::BVoltage { n, expr } => writeln!(s, "{name} {} {} v={}", n[0], n[1], expr),
-            ElementKind::BCurrent { n, expr } => writeln!(s, "{name} {} {} i={}", n[0], n[1], expr),
+            ElementKind::BVoltage { n, expr } => {
+                writeln!(s, "{name} {} {} v={}", n[0], n[1], source_refs(expr))
+            }
+            ElementKind::BCurrent { n, expr } => {
+                writeln!(s, "{name} {} {} i={}", n[0], n[1], source_refs(expr))
+            }
             ElementKind::Mosfet {
                 d,
                 g,

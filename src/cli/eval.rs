@@ -1,0 +1,131 @@
+//! `netc eval (NET | --preset P) --weights W [--backend …] [--compare ideal,encoded]`
+
+use super::train::{BackendKind, NetArgs};
+use crate::nn::model::{Model, WeightsFile};
+use crate::nn::plot::confusion_heatmap;
+use crate::nn::train::{evaluate, layer_errors, read_json, write_json, EvalResult};
+use crate::nn::NnError;
+use clap::{Args as ClapArgs, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Model file written by `netc train` (model.json).
+    #[arg(long)]
+    pub weights: PathBuf,
+    #[arg(long, value_enum, default_value_t = BackendKind::Ideal)]
+    pub backend: BackendKind,
+    /// Evaluate with two backends and print them side by side, e.g. `ideal,encoded`.
+    #[arg(long, value_delimiter = ',')]
+    pub compare: Vec<String>,
+    /// Directory for eval.json and the confusion-matrix pictures (default: next to the weights).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn kind(s: &str) -> Result<BackendKind, NnError> {
+    BackendKind::from_str(s.trim(), true)
+        .map_err(|_| NnError::Format(format!("unknown backend {s:?} (ideal, encoded)")))
+}
+
+fn print_confusion(cm: &[Vec<usize>]) {
+    print!("true\\pred");
+    for p in 0..cm.len() {
+        print!("{p:>6}");
+    }
+    println!();
+    for (t, row) in cm.iter().enumerate() {
+        print!("{t:>9}");
+        for v in row {
+            print!("{v:>6}");
+        }
+        println!();
+    }
+}
+
+pub fn run(a: &Args) -> Result<(), NnError> {
+    let p = a.net.recipe()?;
+    let wf: WeightsFile = read_json(&a.weights)?;
+    let model = Model::from_weights_file(&wf)?;
+    if model.spec != p.model {
+        return Err(NnError::Format(format!(
+            "{}: weights belong to a different network than {}",
+            a.weights.display(),
+            p.name
+        )));
+    }
+    let split = a.net.split(&p)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.weights.parent().map(PathBuf::from).unwrap_or_default());
+    let kinds: Vec<BackendKind> = if a.compare.is_empty() {
+        vec![a.backend]
+    } else {
+        a.compare
+            .iter()
+            .map(|s| kind(s))
+            .collect::<Result<_, _>>()?
+    };
+    let mut results: Vec<(String, EvalResult)> = vec![];
+    let mut backends = vec![];
+    for k in kinds {
+        let mut b = a.net.backend(k)?;
+        model.prepare_backend(b.as_mut())?;
+        let r = evaluate(&model, b.as_ref(), &split.test, 500)?;
+        let name = b.name();
+        let stem = format!("confusion_{name}");
+        write_json(&out.join(format!("{stem}.json")), &r.confusion)?;
+        confusion_heatmap(
+            &out,
+            &stem,
+            &format!("{} test, {name}: {:.2}%", p.name, 100.0 * r.accuracy),
+            &r.confusion,
+        )?;
+        results.push((name, r));
+        backends.push(b);
+    }
+    if results.len() == 1 {
+        let (name, r) = &results[0];
+        println!(
+            "{} test accuracy ({name}): {:.2}% ({} samples), loss {:.4}",
+            p.name,
+            100.0 * r.accuracy,
+            r.samples,
+            r.loss
+        );
+        print_confusion(&r.confusion);
+    } else {
+        println!("{:<12}{:>12}{:>12}", "backend", "accuracy", "loss");
+        for (name, r) in &results {
+            println!("{:<12}{:>11.2}%{:>12.4}", name, 100.0 * r.accuracy, r.loss);
+        }
+        let agree = results[0]
+            .1
+            .predictions
+            .iter()
+            .zip(&results[1].1.predictions)
+            .filter(|(x, y)| x == y)
+            .count();
+        println!("identical predictions: {agree}/{}", results[0].1.samples);
+        let errs = layer_errors(
+            &model,
+            backends[0].as_ref(),
+            backends[1].as_ref(),
+            &split.test,
+            200,
+        )?;
+        println!(
+            "per-layer relative RMS difference of outputs ({} vs {}):",
+            results[1].0, results[0].0
+        );
+        for (li, e) in errs.iter().enumerate() {
+            println!("  layer {li:>2}: {e:.3e}");
+        }
+    }
+    let summary: Vec<_> = results.iter().map(|(n, r)| serde_json::json!({"backend": n, "accuracy": r.accuracy, "loss": r.loss, "samples": r.samples, "confusion": r.confusion})).collect();
+    write_json(&out.join("eval.json"), &summary)?;
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! `netc train (NET | --preset P) [--backend ideal|encoded] [--epochs N] [--seed S] [--out DIR] [--resume]`
+
+use crate::nn::backend::{EncodedBackend, IdealBackend, LinearCodec, MatmulBackend};
+use crate::nn::model::Model;
+use crate::nn::presets::{preset, ImageSource, Preset};
+use crate::nn::train::{read_json, train, TrainOptions};
+use crate::nn::NnError;
+use clap::{Args as ClapArgs, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Float weights, exact products.
+    Ideal,
+    /// Weights through the linear differential conductance codec.
+    Encoded,
+}
+
+/// Options shared by `train` and `eval` to pick the network, data and backend.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct NetArgs {
+    /// Recipe file: a JSON preset (network + data + training defaults);
+    /// `.net` files are read once the network language lands.
+    pub net: Option<PathBuf>,
+    /// Built-in network: s1 | s2 | s3 | s4 | s5 (see REFERENCE.md).
+    #[arg(long, conflicts_with = "net")]
+    pub preset: Option<String>,
+    /// Read images from a directory of standard IDX files instead of the bundled subset.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Use only the first N training samples.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    /// Use only the first N test samples.
+    #[arg(long)]
+    pub limit_test: Option<usize>,
+    /// Encoded backend: smallest device conductance (S).
+    #[arg(long, default_value_t = 2.5e-6)]
+    pub g_min: f64,
+    /// Encoded backend: largest device conductance (S).
+    #[arg(long, default_value_t = 20e-6)]
+    pub g_max: f64,
+    /// Encoded backend: conductance levels per device (omit for analog).
+    #[arg(long)]
+    pub levels: Option<usize>,
+}
+
+impl NetArgs {
+    /// The recipe, and the network IR when it comes from a `.net` file.
+    pub fn recipe_ir(&self) -> Result<(Preset, Option<crate::net::NetworkIr>), NnError> {
+        let mut ir = None;
+        let mut p = match (&self.net, &self.preset) {
+            (Some(path), _) => {
+                if path.extension().is_some_and(|e| e == "net") {
+                    let (p, i) = crate::nn::from_net::recipe(path)?;
+                    ir = Some(i);
+                    p
+                } else {
+                    read_json::<Preset>(path)?
+                }
+            }
+            (None, Some(name)) => preset(name)?,
+            (None, None) => {
+                return Err(NnError::Format(
+                    "give a network file or --preset s1|s2|s3|s4|s5".into(),
+                ))
+            }
+        };
+        if let Some(dir) = &self.data_dir {
+            use crate::nn::presets::DataSpec;
+            match &mut p.data {
+                DataSpec::Mnist { source, .. } | DataSpec::MnistSequence { source, .. } => {
+                    *source = ImageSource::Dir { path: dir.clone() }
+                }
+                DataSpec::Letters { .. } => {
+                    return Err(NnError::Format(
+                        "--data-dir does not apply to the letters set".into(),
+                    ))
+                }
+            }
+        }
+        Ok((p, ir))
+    }
+
+    pub fn recipe(&self) -> Result<Preset, NnError> {
+        Ok(self.recipe_ir()?.0)
+    }
+
+    pub fn split(&self, p: &Preset) -> Result<crate::data::Split, NnError> {
+        let mut s = p.data.load()?;
+        if let Some(n) = self.limit_train {
+            s.train = s.train.take(n);
+        }
+        if let Some(n) = self.limit_test {
+            s.test = s.test.take(n);
+        }
+        Ok(s)
+    }
+
+    pub fn backend(&self, kind: BackendKind) -> Result<Box<dyn MatmulBackend>, NnError> {
+        Ok(match kind {
+            BackendKind::Ideal => Box::new(IdealBackend::new()),
+            BackendKind::Encoded => Box::new(EncodedBackend::new(LinearCodec::new(
+                self.g_min,
+                self.g_max,
+                self.levels,
+            )?)),
+        })
+    }
+}
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[arg(long, value_enum, default_value_t = BackendKind::Ideal)]
+    pub backend: BackendKind,
+    /// Epochs (default: the preset's).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Seed of weight initialisation and shuffling (default: the preset's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Mini-batch size (default: the preset's).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate (or Manhattan step) of the first epoch (default: the preset's).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Per-epoch learning-rate factor (default: the preset's).
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
+    /// Output directory (default: runs/<preset name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue from <out>/checkpoint.json.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar or per-epoch lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(a: &Args) -> Result<(), NnError> {
+    let (p, ir) = a.net.recipe_ir()?;
+    let mut cfg = p.train.clone();
+    if let Some(e) = a.epochs {
+        cfg.epochs = e;
+    }
+    if let Some(s) = a.seed {
+        cfg.seed = s;
+    }
+    if let Some(b) = a.batch_size {
+        cfg.batch_size = b;
+    }
+    if let Some(lr) = a.lr {
+        cfg.optimizer = cfg.optimizer.with_lr(lr);
+    }
+    if let Some(d) = a.lr_decay {
+        cfg.lr_decay = d;
+    }
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&p.name));
+    let split = a.net.split(&p)?;
+    let mut model = Model::new(p.model.clone())?;
+    let mut backend = a.net.backend(a.backend)?;
+    if !a.quiet {
+        eprintln!(
+            "training {} on {} samples ({} test), {} weights, backend {}, {} epochs, batch {}",
+            p.name,
+            split.train.len(),
+            split.test.len(),
+            model.weights.iter().map(|w| w.data.len()).sum::<usize>(),
+            backend.name(),
+            cfg.epochs,
+            cfg.batch_size
+        );
+    }
+    let opts = TrainOptions {
+        out_dir: Some(out.clone()),
+        resume: a.resume,
+        progress: !a.quiet,
+        readback: false,
+        stop_after: None,
+    };
+    let rep = train(&mut model, backend.as_mut(), &split, &cfg, &opts)?;
+    if let Some(ir) = &ir {
+        let cw = crate::nn::from_net::compiler_weights(&model, ir)?;
+        let path = out.join("weights.json");
+        cw.save(&path).map_err(|e| NnError::Format(e.to_string()))?;
+        println!("compiler weights (netc-weights/1) in {}", path.display());
+    }
+    if let Some(m) = rep.metrics.last() {
+        println!(
+            "{}: {} epochs, loss {:.4}, train {:.2}%, test {:.2}%; model in {}",
+            p.name,
+            m.epoch,
+            m.loss,
+            100.0 * m.train_acc,
+            100.0 * m.test_acc,
+            out.join(crate::nn::train::MODEL_FILE).display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,527 @@
+//! Layer specifications and their forward / backward passes on mini-batches.
+//!
+//! Activations are stored one sample per row, each sample flattened in
+//! channel, row, column order (`c·H·W + y·W + x`).
+
+use super::backend::{LayerId, MatmulBackend, BIAS_INPUT};
+use super::matrix::Matrix;
+use super::NnError;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Zero padding on each side of a feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Pad {
+    pub top: usize,
+    pub bottom: usize,
+    pub left: usize,
+    pub right: usize,
+}
+
+impl Pad {
+    pub fn uniform(p: usize) -> Self {
+        Pad {
+            top: p,
+            bottom: p,
+            left: p,
+            right: p,
+        }
+    }
+    /// "same" padding for stride 1: the extra pixel of an even kernel goes
+    /// to the bottom / right.
+    pub fn same(kh: usize, kw: usize) -> Self {
+        let (th, tw) = (kh.saturating_sub(1), kw.saturating_sub(1));
+        Pad {
+            top: th / 2,
+            bottom: th - th / 2,
+            left: tw / 2,
+            right: tw - tw / 2,
+        }
+    }
+}
+
+/// One layer of a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LayerSpec {
+    /// 2-D convolution (im2col patches × kernel matrix).
+    Conv2d {
+        out_channels: usize,
+        kernel: [usize; 2],
+        stride: usize,
+        pad: Pad,
+        bias: bool,
+    },
+    /// Fully connected layer on the flattened input.
+    Dense {
+        out: usize,
+        bias: bool,
+    },
+    Relu,
+    /// `y = tanh(slope·x)`.
+    Tanh {
+        slope: f64,
+    },
+    Sigmoid,
+    MaxPool {
+        size: usize,
+        stride: usize,
+    },
+    Flatten,
+    /// ConvLSTM over `steps` frames (input shape `steps·C × H × W`); gates
+    /// input, forget, output, cell input; zero initial state; outputs the
+    /// hidden state of the last step (`hidden × H' × W'`). The recurrent
+    /// kernel uses "same" padding.
+    ConvLstm {
+        hidden: usize,
+        steps: usize,
+        in_kernel: [usize; 2],
+        rec_kernel: [usize; 2],
+        bias: bool,
+    },
+}
+
+/// Shape of one sample's activation: channels, height, width.
+pub type Shape = [usize; 3];
+
+/// Geometry of a convolution on one sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConvGeom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: Pad,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeom {
+    pub fn new(input: Shape, kernel: [usize; 2], stride: usize, pad: Pad) -> Result<Self, NnError> {
+        let [c, h, w] = input;
+        let [kh, kw] = kernel;
+        if stride == 0 || kh == 0 || kw == 0 {
+            return Err(NnError::Shape(
+                "convolution kernel and stride must be positive".into(),
+            ));
+        }
+        let (hp, wp) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
+        if hp < kh || wp < kw {
+            return Err(NnError::Shape(format!(
+                "kernel {kh}x{kw} larger than padded input {hp}x{wp}"
+            )));
+        }
+        Ok(ConvGeom {
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            stride,
+            pad,
+            oh: (hp - kh) / stride + 1,
+            ow: (wp - kw) / stride + 1,
+        })
+    }
+    /// Patch length (rows of the kernel matrix, without bias).
+    pub fn k(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    /// Patches per sample.
+    pub fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+    fn src(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy * self.stride + ky).checked_sub(self.pad.top)?;
+        let ix = (ox * self.stride + kx).checked_sub(self.pad.left)?;
+        (iy < self.h && ix < self.w).then_some((iy, ix))
+    }
+}
+
+/// im2col: one row per (sample, output position), `k()` patch values in
+/// channel, ky, kx order, plus a last [`BIAS_INPUT`] column when `bias`.
+pub fn im2col(x: &Matrix, g: &ConvGeom, bias: bool) -> Matrix {
+    let n = x.rows;
+    let (p, k) = (g.p(), g.k());
+    let kc = k + bias as usize;
+    let mut out = Matrix::zeros(n * p, kc);
+    out.data
+        .par_chunks_mut((p * kc).max(1))
+        .enumerate()
+        .for_each(|(s, chunk)| {
+            let xs = x.row(s);
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let r = &mut chunk[(oy * g.ow + ox) * kc..(oy * g.ow + ox + 1) * kc];
+                    for ci in 0..g.c {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
+                                    r[(ci * g.kh + ky) * g.kw + kx] =
+                                        xs[(ci * g.h + iy) * g.w + ix];
+                                }
+                            }
+                        }
+                    }
+                    if bias {
+                        r[k] = BIAS_INPUT;
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// Adjoint of [`im2col`]: accumulate patch gradients back onto the input
+/// (a trailing bias column, if present, is ignored).
+pub fn col2im(d: &Matrix, g: &ConvGeom, n: usize) -> Matrix {
+    let (p, k) = (g.p(), g.k());
+    let kc = d.cols;
+    let len = g.c * g.h * g.w;
+    let mut out = Matrix::zeros(n, len);
+    out.data
+        .par_chunks_mut(len.max(1))
+        .enumerate()
+        .for_each(|(s, xs)| {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let row = s * p + oy * g.ow + ox;
+                    let r = &d.data[row * kc..row * kc + k];
+                    for ci in 0..g.c {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
+                                    xs[(ci * g.h + iy) * g.w + ix] +=
+                                        r[(ci * g.kh + ky) * g.kw + kx];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// Patch-major `(n·P) × C` → channel-major `n × (C·P)`.
+pub fn patches_to_maps(y: &Matrix, n: usize, p: usize) -> Matrix {
+    let c = y.cols;
+    let mut out = Matrix::zeros(n, c * p);
+    for s in 0..n {
+        for pi in 0..p {
+            for ch in 0..c {
+                out.data[s * c * p + ch * p + pi] = y.data[(s * p + pi) * c + ch];
+            }
+        }
+    }
+    out
+}
+
+/// Channel-major `n × (C·P)` → patch-major `(n·P) × C`.
+pub fn maps_to_patches(x: &Matrix, c: usize, p: usize) -> Matrix {
+    let n = x.rows;
+    let mut out = Matrix::zeros(n * p, c);
+    for s in 0..n {
+        for pi in 0..p {
+            for ch in 0..c {
+                out.data[(s * p + pi) * c + ch] = x.data[s * c * p + ch * p + pi];
+            }
+        }
+    }
+    out
+}
+
+/// Append the bias input column.
+pub fn with_bias(x: &Matrix) -> Matrix {
+    let mut out = Matrix::zeros(x.rows, x.cols + 1);
+    for r in 0..x.rows {
+        out.row_mut(r)[..x.cols].copy_from_slice(x.row(r));
+        out.data[r * (x.cols + 1) + x.cols] = BIAS_INPUT;
+    }
+    out
+}
+
+/// Drop the trailing `extra` columns.
+pub fn drop_cols(x: &Matrix, keep: usize) -> Matrix {
+    if x.cols == keep {
+        return x.clone();
+    }
+    let mut out = Matrix::zeros(x.rows, keep);
+    for r in 0..x.rows {
+        out.row_mut(r).copy_from_slice(&x.row(r)[..keep]);
+    }
+    out
+}
+
+/// What a layer remembers from its forward pass for the backward pass.
+#[derive(Debug, Clone)]
+pub enum Cache {
+    /// Patch (or input) matrix fed to the backend.
+    Product {
+        cols: Matrix,
+    },
+    /// Layer output (activations whose derivative is a function of the output).
+    Output {
+        y: Matrix,
+    },
+    /// Layer input (ReLU).
+    Input {
+        x: Matrix,
+    },
+    /// Flat index of the maximum of every pooling window.
+    Pool {
+        argmax: Vec<usize>,
+        in_len: usize,
+    },
+    None,
+    Lstm(Box<super::convlstm::LstmCache>),
+}
+
+pub(crate) fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Output shape of a layer, validating the input shape.
+pub fn output_shape(spec: &LayerSpec, s: Shape) -> Result<Shape, NnError> {
+    Ok(match spec {
+        LayerSpec::Conv2d {
+            out_channels,
+            kernel,
+            stride,
+            pad,
+            ..
+        } => {
+            let g = ConvGeom::new(s, *kernel, *stride, *pad)?;
+            [*out_channels, g.oh, g.ow]
+        }
+        LayerSpec::Dense { out, .. } => [*out, 1, 1],
+        LayerSpec::Relu | LayerSpec::Tanh { .. } | LayerSpec::Sigmoid => s,
+        LayerSpec::MaxPool { size, stride } => {
+            if *size == 0 || *stride == 0 || s[1] < *size || s[2] < *size {
+                return Err(NnError::Shape(format!(
+                    "max-pool {size}/{stride} does not fit a {}x{} map",
+                    s[1], s[2]
+                )));
+            }
+            [s[0], (s[1] - size) / stride + 1, (s[2] - size) / stride + 1]
+        }
+        LayerSpec::Flatten => [s[0] * s[1] * s[2], 1, 1],
+        LayerSpec::ConvLstm {
+            hidden,
+            steps,
+            in_kernel,
+            rec_kernel,
+            ..
+        } => {
+            if *steps == 0 || !s[0].is_multiple_of(*steps) {
+                return Err(NnError::Shape(format!(
+                    "ConvLSTM over {steps} steps needs a channel count divisible by it, got {}",
+                    s[0]
+                )));
+            }
+            let g = ConvGeom::new([s[0] / steps, s[1], s[2]], *in_kernel, 1, Pad::default())?;
+            ConvGeom::new(
+                [*hidden, g.oh, g.ow],
+                *rec_kernel,
+                1,
+                Pad::same(rec_kernel[0], rec_kernel[1]),
+            )?;
+            [*hidden, g.oh, g.ow]
+        }
+    })
+}
+
+/// Shapes `(rows, cols)` of the weight matrices of a layer (one per matmul slot).
+pub fn weight_shapes(spec: &LayerSpec, s: Shape) -> Vec<(usize, usize)> {
+    match spec {
+        LayerSpec::Conv2d {
+            out_channels,
+            kernel,
+            bias,
+            ..
+        } => {
+            vec![(s[0] * kernel[0] * kernel[1] + *bias as usize, *out_channels)]
+        }
+        LayerSpec::Dense { out, bias } => vec![(s[0] * s[1] * s[2] + *bias as usize, *out)],
+        LayerSpec::ConvLstm {
+            hidden,
+            steps,
+            in_kernel,
+            rec_kernel,
+            bias,
+        } => vec![
+            (
+                (s[0] / steps) * in_kernel[0] * in_kernel[1] + *bias as usize,
+                4 * hidden,
+            ),
+            (hidden * rec_kernel[0] * rec_kernel[1], 4 * hidden),
+        ],
+        _ => vec![],
+    }
+}
+
+/// Forward pass of one layer on a batch (`n × len(in_shape)`).
+pub fn forward(
+    spec: &LayerSpec,
+    in_shape: Shape,
+    slots: &[LayerId],
+    backend: &dyn MatmulBackend,
+    x: &Matrix,
+) -> Result<(Matrix, Cache), NnError> {
+    let n = x.rows;
+    Ok(match spec {
+        LayerSpec::Conv2d {
+            kernel,
+            stride,
+            pad,
+            bias,
+            ..
+        } => {
+            let g = ConvGeom::new(in_shape, *kernel, *stride, *pad)?;
+            let cols = im2col(x, &g, *bias);
+            let y = backend.forward(slots[0], &cols)?;
+            (patches_to_maps(&y, n, g.p()), Cache::Product { cols })
+        }
+        LayerSpec::Dense { bias, .. } => {
+            let cols = if *bias { with_bias(x) } else { x.clone() };
+            let y = backend.forward(slots[0], &cols)?;
+            (y, Cache::Product { cols })
+        }
+        LayerSpec::Relu => {
+            let mut y = x.clone();
+            y.data.iter_mut().for_each(|v| *v = v.max(0.0));
+            (y, Cache::Input { x: x.clone() })
+        }
+        LayerSpec::Tanh { slope } => {
+            let mut y = x.clone();
+            y.data.iter_mut().for_each(|v| *v = (slope * *v).tanh());
+            (y.clone(), Cache::Output { y })
+        }
+        LayerSpec::Sigmoid => {
+            let mut y = x.clone();
+            y.data.iter_mut().for_each(|v| *v = sigmoid(*v));
+            (y.clone(), Cache::Output { y })
+        }
+        LayerSpec::MaxPool { size, stride } => {
+            let [c, h, w] = in_shape;
+            let [_, oh, ow] = output_shape(spec, in_shape)?;
+            let len = c * oh * ow;
+            let mut y = Matrix::zeros(n, len);
+            let mut argmax = vec![0usize; n * len];
+            for s in 0..n {
+                let xs = x.row(s);
+                for ch in 0..c {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut best = (f64::NEG_INFINITY, 0usize);
+                            for dy in 0..*size {
+                                for dx in 0..*size {
+                                    let idx = (ch * h + oy * stride + dy) * w + ox * stride + dx;
+                                    if xs[idx] > best.0 {
+                                        best = (xs[idx], idx);
+                                    }
+                                }
+                            }
+                            let o = (ch * oh + oy) * ow + ox;
+                            y.data[s * len + o] = best.0;
+                            argmax[s * len + o] = best.1;
+                        }
+                    }
+                }
+            }
+            (
+                y,
+                Cache::Pool {
+                    argmax,
+                    in_len: c * h * w,
+                },
+            )
+        }
+        LayerSpec::Flatten => (x.clone(), Cache::None),
+        LayerSpec::ConvLstm { .. } => {
+            let (y, c) = super::convlstm::forward(spec, in_shape, slots, backend, x)?;
+            (y, Cache::Lstm(Box::new(c)))
+        }
+    })
+}
+
+/// Backward pass of one layer: returns `dL/dx` and adds weight gradients
+/// into `grads` (one matrix per slot, same order as `slots`).
+pub fn backward(
+    spec: &LayerSpec,
+    in_shape: Shape,
+    slots: &[LayerId],
+    backend: &dyn MatmulBackend,
+    cache: &Cache,
+    dy: &Matrix,
+    grads: &mut [Matrix],
+) -> Result<Matrix, NnError> {
+    let n = dy.rows;
+    let bad_cache = || NnError::Shape("internal: layer cache does not match its layer".into());
+    Ok(match (spec, cache) {
+        (
+            LayerSpec::Conv2d {
+                kernel,
+                stride,
+                pad,
+                out_channels,
+                ..
+            },
+            Cache::Product { cols },
+        ) => {
+            let g = ConvGeom::new(in_shape, *kernel, *stride, *pad)?;
+            let dyp = maps_to_patches(dy, *out_channels, g.p());
+            grads[0] = cols.t_matmul(&dyp);
+            let w = backend.effective_weights(slots[0])?;
+            let dcols = dyp.matmul_t(&w);
+            col2im(&dcols, &g, n)
+        }
+        (LayerSpec::Dense { .. }, Cache::Product { cols }) => {
+            grads[0] = cols.t_matmul(dy);
+            let w = backend.effective_weights(slots[0])?;
+            drop_cols(&dy.matmul_t(&w), in_shape.iter().product())
+        }
+        (LayerSpec::Relu, Cache::Input { x }) => {
+            let mut d = dy.clone();
+            d.data.iter_mut().zip(&x.data).for_each(|(d, &x)| {
+                if x <= 0.0 {
+                    *d = 0.0
+                }
+            });
+            d
+        }
+        (LayerSpec::Tanh { slope }, Cache::Output { y }) => {
+            let mut d = dy.clone();
+            d.data
+                .iter_mut()
+                .zip(&y.data)
+                .for_each(|(d, &y)| *d *= slope * (1.0 - y * y));
+            d
+        }
+        (LayerSpec::Sigmoid, Cache::Output { y }) => {
+            let mut d = dy.clone();
+            d.data
+                .iter_mut()
+                .zip(&y.data)
+                .for_each(|(d, &y)| *d *= y * (1.0 - y));
+            d
+        }
+        (LayerSpec::MaxPool { .. }, Cache::Pool { argmax, in_len }) => {
+            let len = dy.cols;
+            let mut dx = Matrix::zeros(n, *in_len);
+            for s in 0..n {
+                for o in 0..len {
+                    dx.data[s * in_len + argmax[s * len + o]] += dy.data[s * len + o];
+                }
+            }
+            dx
+        }
+        (LayerSpec::Flatten, Cache::None) => dy.clone(),
+        (LayerSpec::ConvLstm { .. }, Cache::Lstm(c)) => {
+            super::convlstm::backward(spec, in_shape, slots, backend, c, dy, grads)?
+        }
+        _ => return Err(bad_cache()),
+    })
+}
