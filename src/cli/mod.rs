@@ -4,5 +4,5 @@ pub mod compile;
 pub mod data;
 pub mod eval;
 pub mod solve;
-pub mod xbar;
 pub mod train;
+pub mod xbar;
