@@ -15,6 +15,8 @@ enum Command {
     Solve(cli::solve::SolveArgs),
     /// Map a `.net` network onto crossbar arrays: report, mapping.json, floorplan, netlists.
     Compile(cli::compile::CompileArgs),
+    /// Solve a crossbar array: inference, single-cell read (sneak paths), programming pulse.
+    Xbar(Box<cli::xbar::XbarArgs>),
     /// Train a network (ideal or encoded backend).
     Train(cli::train::Args),
     /// Evaluate trained weights; compare backends.
@@ -27,6 +29,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Solve(a) => cli::solve::run(&a)?,
         Command::Compile(a) => cli::compile::run(&a)?,
+        Command::Xbar(a) => cli::xbar::run(&a)?,
         Command::Train(a) => cli::train::run(&a)?,
         Command::Eval(a) => cli::eval::run(&a)?,
         Command::Data(a) => cli::data::run(&a)?,

@@ -1,5 +1,6 @@
-//! Every cell kind, sense kind and biasing scheme of the crossbar engine cross-checked against
-//! ngspice on the emitted netlist (skipped when ngspice is missing, a failure under CI=true).
+//! Every cell kind, sense kind and biasing scheme of the crossbar engine cross-checked on the
+//! emitted netlist against netc's general SPICE solver and against ngspice (the ngspice part is
+//! skipped when ngspice is missing, a failure under CI=true).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,26 @@ fn random_g(r: usize, c: usize, seed: u64) -> Vec<f64> {
 fn random_v(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n).map(|_| rng.gen_range(lo..hi)).collect()
+}
+
+/// The operating point of the netlist from every available peer: netc's general solver, ngspice.
+fn peers(netlist: &str) -> Vec<(&'static str, BTreeMap<String, f64>)> {
+    let nl = netc::spice::parse_str(netlist, "xbar.cir").unwrap_or_else(|e| {
+        panic!("the general parser rejects the emitted netlist: {e:?}\n{netlist}")
+    });
+    let res = netc::solver::run(&nl).unwrap_or_else(|e| panic!("general solver failed: {e:?}"));
+    let op = res
+        .into_iter()
+        .find_map(|a| match a {
+            netc::solver::AnalysisResult::Op { values } => Some(values),
+            _ => None,
+        })
+        .expect("an op result");
+    let mut out = vec![("general solver", op)];
+    if let Some(ng) = run_ngspice(netlist) {
+        out.push(("ngspice", ng));
+    }
+    out
 }
 
 fn run_ngspice(netlist: &str) -> Option<BTreeMap<String, f64>> {
@@ -67,7 +88,7 @@ fn compare(
                 );
             }
             let bn = bit_node(xb, topo, i, j);
-            if bn.starts_with("s_") && !s.v_tia_sense[j].is_some() {
+            if bn.starts_with("s_") && s.v_tia_sense[j].is_none() {
                 continue; // a 0 V source node
             }
             if let Some(v) = get(&bn) {
@@ -115,8 +136,8 @@ fn check_inference(xb: &Crossbar, v: &[f64], rel: f64, what: &str) {
         );
     }
     let topo = Topology::inference(xb);
-    if let Some(ng) = run_ngspice(&xb.emit(v)) {
-        compare(xb, &topo, &s, &ng, rel, what);
+    for (peer, ng) in peers(&xb.emit(v)) {
+        compare(xb, &topo, &s, &ng, rel, &format!("{what} vs {peer}"));
     }
 }
 
@@ -225,8 +246,15 @@ fn reads_in_every_scheme_match_ngspice() {
                 // The solver ties floating nodes to ground with gmin = 1e-12 S; so does the netlist.
                 net = add_gmin(&xb, &topo, &net);
             }
-            if let Some(ng) = run_ngspice(&net) {
-                compare(&xb, &topo, &s, &ng, rel, &format!("read {scheme:?}"));
+            for (peer, ng) in peers(&net) {
+                compare(
+                    &xb,
+                    &topo,
+                    &s,
+                    &ng,
+                    rel,
+                    &format!("read {scheme:?} vs {peer}"),
+                );
             }
         }
     }
@@ -255,8 +283,15 @@ fn programming_disturb_maps_match_ngspice() {
     for scheme in [Scheme::Half, Scheme::Third] {
         let (res, s) = program(&xb, 2, 1, 2.0, scheme, &SolveOptions::default()).unwrap();
         let (topo, vr, vc) = select_bias(&xb, 2, 1, 2.0, scheme);
-        if let Some(ng) = run_ngspice(&emit_with(&xb, &topo, &vr, &vc)) {
-            compare(&xb, &topo, &s, &ng, 1e-6, &format!("program {scheme:?}"));
+        for (peer, ng) in peers(&emit_with(&xb, &topo, &vr, &vc)) {
+            compare(
+                &xb,
+                &topo,
+                &s,
+                &ng,
+                1e-6,
+                &format!("program {scheme:?} vs {peer}"),
+            );
         }
         // Half-select: unselected cells see about V/2 (V/3) — a little more or less with IR drop —
         // and the selected one nearly V.
@@ -280,7 +315,14 @@ fn programming_disturb_maps_match_ngspice() {
     };
     let (_, s) = program(&xb, 0, 1, 1.5, Scheme::Third, &SolveOptions::default()).unwrap();
     let (topo, vr, vc) = select_bias(&xb, 0, 1, 1.5, Scheme::Third);
-    if let Some(ng) = run_ngspice(&emit_with(&xb, &topo, &vr, &vc)) {
-        compare(&xb, &topo, &s, &ng, 1e-5, "program 1t1r");
+    for (peer, ng) in peers(&emit_with(&xb, &topo, &vr, &vc)) {
+        compare(
+            &xb,
+            &topo,
+            &s,
+            &ng,
+            1e-5,
+            &format!("program 1t1r vs {peer}"),
+        );
     }
 }

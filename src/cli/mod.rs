@@ -5,3 +5,4 @@ pub mod data;
 pub mod eval;
 pub mod solve;
 pub mod train;
+pub mod xbar;

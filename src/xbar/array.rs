@@ -195,8 +195,12 @@ impl Crossbar {
             vsat_v,
         } = self.sense
         {
-            if !(gain.is_finite() && gain > 0.0 && r_f_ohm.is_finite() && r_f_ohm > 0.0)
-                || !(vsat_v.is_finite() && vsat_v > 0.0)
+            if !(gain.is_finite()
+                && gain > 0.0
+                && r_f_ohm.is_finite()
+                && r_f_ohm > 0.0
+                && vsat_v.is_finite()
+                && vsat_v > 0.0)
             {
                 return bad(format!(
                     "transimpedance amplifier needs gain > 0, R_f > 0, vsat > 0 (got {gain}, {r_f_ohm}, {vsat_v})"
@@ -243,7 +247,33 @@ impl Crossbar {
             (g_mem * (vw - vm) - e.i_a[0], -g_mem - e.g_s[0][0], e)
         };
         let (mut lo, mut hi) = (vw.min(vb), vw.max(vb));
+        let finish = |vm: f64, e: crate::circuit::mos1::MosEval| {
+            let i = g_mem * (vw - vm);
+            let den = g_mem + e.g_s[0][0];
+            let dvm_dvw = g_mem / den;
+            let dvm_dvb = -e.g_s[0][2] / den;
+            (i, g_mem * (1.0 - dvm_dvw), -g_mem * dvm_dvb, vm)
+        };
+        // Fast path: plain Newton from the warm start (the function is strictly decreasing with
+        // slope ≤ −g); fall back to a bracketed search when it does not settle quickly.
+        let mut vm = vm_guess;
+        if vm.is_finite() {
+            for _ in 0..6 {
+                let (fv, dfv, e) = f(vm);
+                let step = fv / dfv;
+                if !step.is_finite() {
+                    break;
+                }
+                if step.abs() <= 1e-14 * (1.0 + vm.abs()) {
+                    return finish(vm, e);
+                }
+                vm -= step;
+            }
+        }
         let mut vm = vm_guess.clamp(lo, hi);
+        if !vm.is_finite() {
+            vm = 0.5 * (lo + hi);
+        }
         // Bracket the root (f(lo) ≥ 0 ≥ f(hi)).
         let mut step = 0.1;
         while f(lo).0 < 0.0 {
@@ -264,7 +294,7 @@ impl Crossbar {
                 hi = vm;
             }
             let mut next = vm - fv / dfv;
-            if !(next > lo && next < hi) || !next.is_finite() {
+            if !(next > lo && next < hi && next.is_finite()) {
                 next = 0.5 * (lo + hi);
             }
             let done = (next - vm).abs() <= 1e-15 * (1.0 + vm.abs()) || hi - lo <= 1e-15;
@@ -274,16 +304,7 @@ impl Crossbar {
                 break;
             }
         }
-        let (_, _, e) = last;
-        let i = g_mem * (vw - vm);
         // Implicit derivatives: (g + gdd)·dvm = g·dvw − gds·dvb, with gdd = ∂i_d/∂vm, gds = ∂i_d/∂vb.
-        let gdd = e.g_s[0][0];
-        let gdb = e.g_s[0][2];
-        let den = g_mem + gdd;
-        let dvm_dvw = g_mem / den;
-        let dvm_dvb = -gdb / den;
-        let di_dvw = g_mem * (1.0 - dvm_dvw);
-        let di_dvb = -g_mem * dvm_dvb;
-        (i, di_dvw, di_dvb, vm)
+        finish(vm, last.2)
     }
 }

@@ -92,6 +92,11 @@ pub fn prepare(
 }
 
 impl Prepared {
+    /// The python3 arguments (script and files), for running the process yourself.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
     /// Run the python process; returns k output vectors of C currents (A).
     pub fn run(&self) -> Result<Vec<Vec<f64>>, XbarError> {
         let o = Command::new("python3")

@@ -7,6 +7,7 @@
 //! resistance), `s_j` (column end: the 0 V sense source or the amplifier's input), `o_j` (amplifier
 //! output), `m_i_j` (1T1R internal node), `g_i` (gate line). Merged nodes of zero-resistance lines:
 //! `w_i` / `b_j`. Sources: `vin_i`, `vs_j`, `vg_i`; the current of `vs_j` is the column output.
+#![allow(clippy::needless_range_loop)] // parallel arrays indexed together
 
 use std::fmt::Write;
 

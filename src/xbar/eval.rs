@@ -1,5 +1,6 @@
 //! From a nodal solution to what a user looks at: node voltages, cell currents, column outputs and
 //! source currents.
+#![allow(clippy::needless_range_loop)] // parallel arrays indexed together
 
 use super::array::{CellKind, Crossbar, SenseKind};
 use super::network::{Network, Node};

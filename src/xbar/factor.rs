@@ -5,13 +5,16 @@ use std::sync::Arc;
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::LltRegularization;
+use faer::reborrow::ReborrowMut;
 use faer::sparse::linalg::cholesky::{
     factorize_symbolic_cholesky, CholeskySymbolicParams, LltRef, SymbolicCholesky,
     SymmetricOrdering,
 };
 use faer::sparse::linalg::lu::{factorize_symbolic_lu, NumericLu, SymbolicLu};
+use faer::sparse::linalg::SupernodalThreshold;
 use faer::sparse::SparseColMatRef;
 use faer::{Conj, MatMut, Par, Side};
+use rayon::prelude::*;
 
 use super::network::Network;
 use super::XbarError;
@@ -45,13 +48,14 @@ impl Symbolic {
                     ),
                     None => SymmetricOrdering::Amd,
                 };
-                let s = factorize_symbolic_cholesky(
-                    pat,
-                    Side::Lower,
-                    ord,
-                    CholeskySymbolicParams::default(),
-                )
-                .map_err(|e| XbarError::Numeric(format!("symbolic Cholesky: {e:?}")))?;
+                // Supernodal always: crossbar factors are solved with many right-hand sides at
+                // once (T, batches), where dense supernode blocks win over column-by-column solves.
+                let params = CholeskySymbolicParams {
+                    supernodal_flop_ratio_threshold: SupernodalThreshold::FORCE_SUPERNODAL,
+                    ..Default::default()
+                };
+                let s = factorize_symbolic_cholesky(pat, Side::Lower, ord, params)
+                    .map_err(|e| XbarError::Numeric(format!("symbolic Cholesky: {e:?}")))?;
                 Ok(Symbolic::Cholesky(Arc::new(s)))
             }
             FactorKind::Lu => {
@@ -150,6 +154,45 @@ impl Numeric {
         }
         self.factored = true;
         Ok(())
+    }
+
+    /// Solve in place for every column of `rhs`, columns split over the rayon threads (each with its
+    /// own scratch); for many right-hand sides on a factor too small for parallel supernodes.
+    pub fn solve_columns_parallel(&mut self, mut rhs: MatMut<'_, f64>) -> Result<(), XbarError> {
+        let threads = rayon::current_num_threads().max(1);
+        let k = rhs.ncols();
+        let Symbolic::Cholesky(s) = &self.symbolic else {
+            return self.solve(rhs);
+        };
+        if threads == 1 || k < 2 * threads || !self.factored || rhs.nrows() != self.n {
+            return self.solve(rhs);
+        }
+        let chunk = k.div_ceil(threads);
+        let l = &self.l_values;
+        let mut parts = Vec::new();
+        let mut rest = rhs.rb_mut();
+        while rest.ncols() > 0 {
+            let w = chunk.min(rest.ncols());
+            let (a, b) = rest.split_at_col_mut(w);
+            parts.push(a);
+            rest = b;
+        }
+        let results: Vec<Result<(), XbarError>> = parts
+            .into_par_iter()
+            .map(|part| {
+                let req = s.solve_in_place_scratch::<f64>(part.ncols(), Par::Seq);
+                let mut mem = MemBuffer::try_new(req)
+                    .map_err(|_| XbarError::Numeric("out of memory for the solve".into()))?;
+                LltRef::new(s, l).solve_in_place_with_conj(
+                    Conj::No,
+                    part,
+                    Par::Seq,
+                    MemStack::new(&mut mem),
+                );
+                Ok(())
+            })
+            .collect();
+        results.into_iter().collect()
     }
 
     /// Solve in place for every column of `rhs` (n × k) with the current factorization.

@@ -48,10 +48,10 @@ impl LinearSystem {
         let mut add = |a: Node, b: Node, g: f64, values: &mut [f64]| {
             net.stamp_g(values, a, b, g);
             match (a, b) {
-                (Node::Free(p), k) | (k, Node::Free(p)) if !matches!(k, Node::Free(_)) => {
-                    if !matches!(k, Node::Ground) {
-                        src.push((p, k, g));
-                    }
+                (Node::Free(p), k) | (k, Node::Free(p))
+                    if !matches!(k, Node::Free(_) | Node::Ground) =>
+                {
+                    src.push((p, k, g));
                 }
                 _ => {}
             }
@@ -82,13 +82,26 @@ impl LinearSystem {
 
     /// Factor (sparse Cholesky), reusing `symbolic` when given (same network).
     pub fn factorize(&mut self, symbolic: Option<Symbolic>, par: Par) -> Result<(), XbarError> {
+        let trace = std::env::var_os("NETC_XBAR_TRACE").is_some();
+        let t0 = std::time::Instant::now();
         let symbolic = match symbolic {
             Some(s) => s,
             None => Symbolic::new(&self.net, FactorKind::Cholesky)?,
         };
+        let t1 = std::time::Instant::now();
         let mut numeric = Numeric::new(&symbolic, self.net.n_free, 1, par)?;
         if self.net.n_free > 0 {
             numeric.factor(&self.net, &self.values)?;
+        }
+        if trace {
+            eprintln!(
+                "xbar: n = {}, nnz(A) = {}, nnz(L) = {}, symbolic {:.3} s, numeric {:.3} s",
+                self.net.n_free,
+                self.values.len(),
+                symbolic.factor_nnz(),
+                (t1 - t0).as_secs_f64(),
+                t1.elapsed().as_secs_f64()
+            );
         }
         self.symbolic = Some(symbolic);
         self.numeric = Some(numeric);
@@ -216,7 +229,7 @@ impl LinearSystem {
                         }
                     }
                 }
-                self.numeric()?.solve(x.as_mut())?;
+                self.numeric()?.solve_columns_parallel(x.as_mut())?;
                 check_finite(x.as_ref())?;
                 for &(j, node, g) in &terms {
                     if let Node::Free(p) = node {
@@ -240,7 +253,7 @@ impl LinearSystem {
                         }
                     }
                 }
-                self.numeric()?.solve(y.as_mut())?;
+                self.numeric()?.solve_columns_parallel(y.as_mut())?;
                 check_finite(y.as_ref())?;
                 for &(p, k, g) in &self.src {
                     if let Node::Row(i) = k {

@@ -4,6 +4,7 @@
 //!
 //! Zero resistances merge nodes instead of being approximated: a word line with `r_word = 0` is one
 //! node, and with a zero driver resistance too it *is* the source node (likewise for bit lines).
+#![allow(clippy::needless_range_loop)] // parallel arrays indexed together
 
 use faer::sparse::SymbolicSparseColMat;
 

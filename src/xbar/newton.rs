@@ -1,6 +1,7 @@
 //! Nonlinear arrays (sinh cells, 1T1R cells, saturating amplifiers): Newton per input vector,
 //! starting from the solution of the linearized array, over the network's fixed pattern. The
 //! symbolic analysis is shared; every worker owns its values, factor and scratch.
+#![allow(clippy::needless_range_loop)] // parallel arrays indexed together
 
 use faer::{Mat, Par};
 
@@ -18,6 +19,8 @@ pub struct NewtonOptions {
     pub vntol_v: f64,
     pub abstol_a: f64,
     pub max_iter: usize,
+    /// Start from the factorization of the previous vector solved with the same workspace.
+    pub reuse_factor: bool,
 }
 
 impl Default for NewtonOptions {
@@ -27,6 +30,7 @@ impl Default for NewtonOptions {
             vntol_v: 1e-12,
             abstol_a: 1e-15,
             max_iter: 100,
+            reuse_factor: true,
         }
     }
 }
@@ -36,6 +40,7 @@ impl Default for NewtonOptions {
 pub struct NewtonStats {
     pub iterations: usize,
     pub residual_a: f64,
+    pub factorizations: usize,
 }
 
 /// The parts of a nonlinear problem shared by all workers.
@@ -51,6 +56,8 @@ pub struct NewtonProblem<'a> {
 /// One worker's state.
 pub struct NewtonWorkspace {
     values: Vec<f64>,
+    values_trial: Vec<f64>,
+    has_factor: bool,
     f: Vec<f64>,
     f_trial: Vec<f64>,
     dx: Vec<f64>,
@@ -105,6 +112,8 @@ impl<'a> NewtonProblem<'a> {
         };
         Ok(NewtonWorkspace {
             values: self.base_values.clone(),
+            values_trial: self.base_values.clone(),
+            has_factor: false,
             f: vec![0.0; n],
             f_trial: vec![0.0; n],
             dx: vec![0.0; n],
@@ -194,8 +203,12 @@ impl<'a> NewtonProblem<'a> {
         scale
     }
 
-    /// Newton from the start point in `x` (overwritten by the solution). `vm_out` receives the
-    /// 1T1R internal node voltages when given.
+    /// Newton from the start point in `x` (overwritten by the solution).
+    ///
+    /// With `opts.reuse_factor`, a factorization left in the workspace by a previous vector is
+    /// tried first (chord steps); it is refreshed at the current point as soon as a step fails to
+    /// reduce the residual or contracts it by less than a factor 4, after which the iteration is
+    /// plain damped Newton. The converged answer satisfies the same tolerance either way.
     pub fn solve(
         &self,
         ws: &mut NewtonWorkspace,
@@ -219,8 +232,15 @@ impl<'a> NewtonProblem<'a> {
         let norm = |f: &[f64]| f.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let mut scale = self.residual(x, v_row, v_col, &mut ws.f, &mut ws.vm, Some(&mut ws.values));
         let mut fnorm = norm(&ws.f);
-        for it in 1..=opts.max_iter {
+        // `fresh`: the factor in the workspace is the Jacobian at the current x.
+        let mut fresh = false;
+        if !(opts.reuse_factor && ws.has_factor) {
             ws.numeric.factor(self.net, &ws.values)?;
+            ws.has_factor = true;
+            fresh = true;
+        }
+        let mut factorizations = usize::from(fresh);
+        for it in 1..=opts.max_iter {
             for (d, f) in ws.dx.iter_mut().zip(&ws.f) {
                 *d = -f;
             }
@@ -229,9 +249,10 @@ impl<'a> NewtonProblem<'a> {
             if ws.dx.iter().any(|d| !d.is_finite()) {
                 return Err(XbarError::Numeric("Newton step is not finite".into()));
             }
-            // Damped step: halve while the residual grows.
+            // Trial step (halved while the residual grows, with a fresh Jacobian only).
             let mut lambda = 1.0;
             let mut accepted = false;
+            let mut fn_trial = f64::INFINITY;
             for _ in 0..30 {
                 for ((t, xv), d) in ws.x_trial.iter_mut().zip(x.iter()).zip(&ws.dx) {
                     *t = xv + lambda * d;
@@ -243,24 +264,44 @@ impl<'a> NewtonProblem<'a> {
                     v_col,
                     &mut ws.f_trial,
                     &mut ws.vm_trial,
-                    None,
+                    Some(&mut ws.values_trial),
                 );
-                let fn_trial = norm(&ws.f_trial);
+                fn_trial = norm(&ws.f_trial);
                 if fn_trial.is_finite()
                     && (fn_trial <= fnorm * (1.0 + 1e-12) || fn_trial <= opts.abstol_a)
                 {
-                    scale = sc;
+                    scale = scale.max(sc);
                     accepted = true;
                     break;
                 }
+                if !fresh {
+                    break;
+                }
                 lambda *= 0.5;
+            }
+            if !accepted && !fresh {
+                // The old factor does not help here: refactor at x and retry.
+                ws.numeric.factor(self.net, &ws.values)?;
+                factorizations += 1;
+                fresh = true;
+                continue;
             }
             if !accepted {
                 // Take the full step anyway (the residual may rise before it falls).
                 for ((t, xv), d) in ws.x_trial.iter_mut().zip(x.iter()).zip(&ws.dx) {
                     *t = xv + d;
                 }
-                lambda = 1.0;
+                ws.vm_trial.copy_from_slice(&ws.vm);
+                let sc = self.residual(
+                    &ws.x_trial,
+                    v_row,
+                    v_col,
+                    &mut ws.f_trial,
+                    &mut ws.vm_trial,
+                    Some(&mut ws.values_trial),
+                );
+                scale = scale.max(sc);
+                fn_trial = norm(&ws.f_trial);
             }
             let mut converged = true;
             for (xo, xn) in x.iter().zip(&ws.x_trial) {
@@ -270,17 +311,24 @@ impl<'a> NewtonProblem<'a> {
                     break;
                 }
             }
+            let slow = fn_trial > 0.25 * fnorm;
             x.copy_from_slice(&ws.x_trial);
             std::mem::swap(&mut ws.vm, &mut ws.vm_trial);
-            let sc = self.residual(x, v_row, v_col, &mut ws.f, &mut ws.vm, Some(&mut ws.values));
-            scale = scale.max(sc);
-            fnorm = norm(&ws.f);
-            let _ = lambda;
+            std::mem::swap(&mut ws.f, &mut ws.f_trial);
+            std::mem::swap(&mut ws.values, &mut ws.values_trial);
+            fnorm = fn_trial;
             if converged && fnorm <= opts.reltol * scale * 1e3 + opts.abstol_a {
                 return Ok(NewtonStats {
                     iterations: it,
                     residual_a: fnorm,
+                    factorizations,
                 });
+            }
+            fresh = false;
+            if slow || !opts.reuse_factor {
+                ws.numeric.factor(self.net, &ws.values)?;
+                factorizations += 1;
+                fresh = true;
             }
         }
         Err(XbarError::NoConvergence {

@@ -11,7 +11,7 @@ use super::factor::Symbolic;
 use super::linear::LinearSystem;
 use super::network::{linearized_cell_g, ColEnd, Network, Node, RowEnd, Topology};
 use super::newton::{NewtonOptions, NewtonProblem, NewtonStats};
-use super::pcg::{pcg_solve, PcgOptions, PcgStats};
+use super::pcg::{PcgOptions, PcgStats, Stencil};
 use super::XbarError;
 
 /// Which linear solver to use for linear arrays.
@@ -49,7 +49,10 @@ impl Default for SolveOptions {
 /// symbolic analysis and the factored linearized array (Newton's start).
 pub struct Engine {
     pub xb: Crossbar,
-    pub net: Network,
+    /// The nodal network (direct and Newton solvers; `None` for the iterative solver, which works
+    /// on the array's stencil).
+    pub net: Option<Network>,
+    stencil: Option<Stencil>,
     pub opts: SolveOptions,
     lin: Option<LinearSystem>,
     newton_symbolic: Option<Symbolic>,
@@ -67,10 +70,12 @@ pub fn is_linear(xb: &Crossbar) -> bool {
 
 impl Engine {
     pub fn new(xb: &Crossbar, opts: SolveOptions) -> Result<Engine, XbarError> {
-        let net = Network::new(xb, &Topology::inference(xb))?;
+        let trace = std::env::var_os("NETC_XBAR_TRACE").is_some();
+        let t0 = std::time::Instant::now();
         let mut e = Engine {
             xb: xb.clone(),
-            net,
+            net: None,
+            stencil: None,
             opts,
             lin: None,
             newton_symbolic: None,
@@ -79,20 +84,24 @@ impl Engine {
             last_newton: None,
         };
         if let LinearMethod::Iterative(_) = opts.method {
-            if !is_linear(xb) {
-                return Err(XbarError::Invalid(
-                    "the iterative solver handles linear cells with virtual-ground sensing".into(),
-                ));
+            e.stencil = Some(Stencil::new(xb)?);
+            if trace {
+                eprintln!("xbar: stencil {:.3} s", t0.elapsed().as_secs_f64());
             }
-            if !e.net.structured {
-                return Err(XbarError::Invalid(
-                    "the iterative solver needs nonzero word- and bit-line segment resistances"
-                        .into(),
-                ));
-            }
+            return Ok(e);
+        }
+        e.net = Some(Network::new(xb, &Topology::inference(xb))?);
+        if trace {
+            eprintln!("xbar: network {:.3} s", t0.elapsed().as_secs_f64());
         }
         e.prepare_linear()?;
         Ok(e)
+    }
+
+    fn network(&self) -> Result<&Network, XbarError> {
+        self.net
+            .as_ref()
+            .ok_or_else(|| XbarError::Invalid("this engine uses the iterative solver".into()))
     }
 
     fn prepare_linear(&mut self) -> Result<(), XbarError> {
@@ -101,11 +110,13 @@ impl Engine {
             SenseKind::VirtualGround => 0.0,
         };
         let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
-        let mut lin =
-            LinearSystem::assemble(self.net.clone(), cell_g, tia_g, self.opts.gmin_siemens);
-        if self.opts.method == LinearMethod::Direct || !is_linear(&self.xb) {
-            lin.factorize(None, Par::rayon(0))?;
-        }
+        let mut lin = LinearSystem::assemble(
+            self.network()?.clone(),
+            cell_g,
+            tia_g,
+            self.opts.gmin_siemens,
+        );
+        lin.factorize(None, par_for(self.network()?.n_free))?;
         self.lin = Some(lin);
         Ok(())
     }
@@ -129,7 +140,7 @@ impl Engine {
                 self.t = Some(t);
             } else {
                 let lin = self.lin.as_mut().expect("prepared");
-                lin.factorize(None, Par::rayon(0))?;
+                lin.factorize(None, par_for(lin.net.n_free))?;
                 let t = lin.effective_weights()?;
                 self.t = Some(t);
             }
@@ -153,9 +164,10 @@ impl Engine {
                 let mut out = Mat::<f64>::zeros(k, c);
                 for t in 0..k {
                     let v: Vec<f64> = (0..r).map(|i| inputs[(t, i)]).collect();
-                    let (s, stats) = self.solve_iterative(&v, &po)?;
+                    let (x, stats) = self.solve_stencil(&v, &po)?;
                     self.last_pcg = Some(stats);
-                    for (j, o) in s.outputs().iter().enumerate() {
+                    let st = self.stencil.as_ref().expect("iterative engine");
+                    for (j, o) in st.outputs(&x).iter().enumerate() {
                         out[(t, j)] = *o;
                     }
                 }
@@ -194,11 +206,9 @@ impl Engine {
         let (r, c) = (self.xb.rows, self.xb.cols);
         let k = inputs.nrows();
         let v_col = vec![0.0; c];
+        let net = self.network()?;
         if self.newton_symbolic.is_none() {
-            self.newton_symbolic = Some(Symbolic::new(
-                &self.net,
-                NewtonProblem::factor_kind(&self.xb),
-            )?);
+            self.newton_symbolic = Some(Symbolic::new(net, NewtonProblem::factor_kind(&self.xb))?);
         }
         let mut out = Mat::<f64>::zeros(k, c);
         let mut iters_sum = 0usize;
@@ -212,9 +222,10 @@ impl Engine {
                 let lin = self.lin.as_mut().expect("prepared");
                 lin.solve_rows(rows.transpose(), &v_col)?
             };
+            let net = self.net.as_ref().expect("checked above");
             let problem = NewtonProblem::new(
                 &self.xb,
-                &self.net,
+                net,
                 self.newton_symbolic.clone(),
                 self.opts.gmin_siemens,
             )?;
@@ -228,7 +239,7 @@ impl Engine {
                         let v_row: Vec<f64> = (0..r).map(|i| rows[(t, i)]).collect();
                         let mut x: Vec<f64> = (0..x0.nrows()).map(|p| x0[(p, t)]).collect();
                         let stats = problem.solve(ws, &mut x, &v_row, &v_col, &nopts)?;
-                        let o = column_outputs(&self.xb, &self.net, &x, &v_row, &v_col);
+                        let o = column_outputs(&self.xb, net, &x, &v_row, &v_col);
                         Ok((o, stats))
                     },
                 )
@@ -258,9 +269,9 @@ impl Engine {
         }
         let v_col = vec![0.0; self.xb.cols];
         if let LinearMethod::Iterative(po) = self.opts.method {
-            let (s, stats) = self.solve_iterative(v_in, &po)?;
+            let (x, stats) = self.solve_stencil(v_in, &po)?;
             self.last_pcg = Some(stats);
-            return Ok(s);
+            return Ok(self.stencil_solved(&x, v_in));
         }
         let x = {
             let lin = self.lin();
@@ -268,39 +279,62 @@ impl Engine {
             x.col(0).iter().copied().collect::<Vec<f64>>()
         };
         if is_linear(&self.xb) {
-            return Ok(evaluate(&self.xb, &self.net, &x, v_in, &v_col, None));
+            return Ok(evaluate(&self.xb, self.network()?, &x, v_in, &v_col, None));
         }
+        let net = self.network()?;
         let problem = NewtonProblem::new(
             &self.xb,
-            &self.net,
+            net,
             self.newton_symbolic.clone(),
             self.opts.gmin_siemens,
         )?;
         let mut ws = problem.workspace()?;
         let mut x = x;
         let st = problem.solve(&mut ws, &mut x, v_in, &v_col, &self.opts.newton)?;
-        self.last_newton = Some((st.iterations, st.iterations));
-        Ok(evaluate(
+        let solved = evaluate(
             &self.xb,
-            &self.net,
+            net,
             &x,
             v_in,
             &v_col,
             Some(NewtonProblem::internal_voltages(&ws)),
-        ))
+        );
+        self.last_newton = Some((st.iterations, st.iterations));
+        Ok(solved)
     }
 
-    fn solve_iterative(
-        &mut self,
+    fn solve_stencil(
+        &self,
         v_in: &[f64],
         po: &PcgOptions,
-    ) -> Result<(Solved, PcgStats), XbarError> {
-        let v_col = vec![0.0; self.xb.cols];
-        let lin = self.lin.as_ref().expect("prepared");
-        let mut b = vec![0.0; self.net.n_free];
-        lin.rhs_into(v_in, &v_col, &mut b);
-        let (x, stats) = pcg_solve(lin, &b, po)?;
-        Ok((evaluate(&self.xb, &self.net, &x, v_in, &v_col, None), stats))
+    ) -> Result<(Vec<f64>, PcgStats), XbarError> {
+        let st = self
+            .stencil
+            .as_ref()
+            .ok_or_else(|| XbarError::Invalid("this engine uses the direct solver".into()))?;
+        st.solve(&st.rhs(v_in), po)
+    }
+
+    /// A full report of a stencil solution.
+    fn stencil_solved(&self, x: &[f64], v_in: &[f64]) -> Solved {
+        let st = self.stencil.as_ref().expect("iterative engine");
+        let (c, r) = (self.xb.cols, self.xb.rows);
+        let (w, b) = st.split(x);
+        let i_cell: Vec<f64> = (0..r * c)
+            .map(|k| self.xb.g_siemens[k] * (w[k] - b[k]))
+            .collect();
+        Solved {
+            v_word: w.to_vec(),
+            v_bit: b.to_vec(),
+            i_cell,
+            v_internal: Vec::new(),
+            i_col: st.outputs(x).into_iter().map(Some).collect(),
+            i_row: (0..r)
+                .map(|i| Some(st.g_drv * (v_in[i] - w[i * c])))
+                .collect(),
+            v_tia_out: vec![None; c],
+            v_tia_sense: vec![None; c],
+        }
     }
 }
 
@@ -418,7 +452,7 @@ pub fn solve_biased(
         SenseKind::VirtualGround => 0.0,
     };
     let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_S);
-    let mut lin = LinearSystem::new(net.clone(), cell_g, tia_g, gmin, Par::rayon(0))?;
+    let mut lin = LinearSystem::new(net.clone(), cell_g, tia_g, gmin, par_for(net.n_free))?;
     let x = lin.solve_rows(
         MatRef::from_column_major_slice(v_row, v_row.len(), 1),
         v_col,
@@ -569,4 +603,14 @@ fn check_cell(xb: &Crossbar, i: usize, j: usize) -> Result<(), XbarError> {
         )));
     }
     Ok(())
+}
+
+/// Parallelism for a factorization of n unknowns: below ~200k unknowns the supernodes are too
+/// small for threads to pay off.
+fn par_for(n: usize) -> Par {
+    if n < 200_000 {
+        Par::Seq
+    } else {
+        Par::rayon(0)
+    }
 }

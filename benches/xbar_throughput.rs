@@ -1,0 +1,121 @@
+//! 10,000 input vectors through a 128×64 array (2.5 Ω segments) against the ideal dense product
+//! `X·G` on the same data (faer matmul), measured in the same run:
+//! - passive array: factor once, build the exact `T` (64 adjoint solves), then one product
+//!   (target ≤ 3× the ideal time);
+//! - 1T1R array (level-1 access transistors): Newton per vector in parallel (ratio reported).
+//!
+//! `cargo bench --bench xbar_throughput` — env `XBAR_VECTORS` (default 10000),
+//! `XBAR_1T1R_VECTORS` (default: the same).
+
+use std::time::Instant;
+
+use faer::Mat;
+use netc::xbar::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let k: usize = std::env::var("XBAR_VECTORS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let k1: usize = std::env::var("XBAR_1T1R_VECTORS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(k);
+    let (r, c) = (128, 64);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let g: Vec<f64> = (0..r * c).map(|_| rng.gen_range(1e-6..1e-4)).collect();
+    let x = Mat::from_fn(k, r, |_, _| rng.gen_range(0.0..0.5));
+    let gmat = Mat::from_fn(r, c, |i, j| g[i * c + j]);
+    let xb = Crossbar::passive(r, c, g.clone(), 2.5).expect("array");
+
+    // Ideal product, best of 5.
+    let mut ideal_t = Vec::new();
+    let mut ideal = Mat::<f64>::zeros(k, c);
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        ideal = &x * &gmat;
+        ideal_t.push(t0.elapsed().as_secs_f64());
+    }
+    let ideal_s = median(ideal_t);
+
+    // Passive: the whole pipeline each time (factor + T + product), median of 5.
+    let mut pass_t = Vec::new();
+    let mut out = Mat::<f64>::zeros(k, c);
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
+        out = eng.infer(x.as_ref()).expect("infer");
+        pass_t.push(t0.elapsed().as_secs_f64());
+    }
+    let pass_s = median(pass_t);
+    // Product alone once T exists.
+    let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
+    let t0 = Instant::now();
+    eng.effective_weights().expect("T");
+    let t_build_s = t0.elapsed().as_secs_f64();
+    let mut prod_t = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let o = eng.infer(x.as_ref()).expect("infer");
+        prod_t.push(t0.elapsed().as_secs_f64());
+        std::hint::black_box(o);
+    }
+    let prod_s = median(prod_t);
+    // Sanity: T-based outputs equal a direct solve of a few vectors.
+    let mut direct = Engine::new(&xb, SolveOptions::default()).expect("engine");
+    let few = x.subrows(0, 3).to_owned();
+    let d = direct.infer(few.as_ref()).expect("direct");
+    let mut worst: f64 = 0.0;
+    let mut ir: f64 = 0.0;
+    for t in 0..3 {
+        for j in 0..c {
+            worst = worst.max((d[(t, j)] - out[(t, j)]).abs() / d[(t, j)].abs());
+            ir = ir.max((ideal[(t, j)] - out[(t, j)]).abs() / ideal[(t, j)].abs());
+        }
+    }
+    println!("{k} vectors through a {r}×{c} array, 2.5 Ω segments, g ∈ [1 µS, 100 µS], inputs ∈ [0, 0.5] V");
+    println!("ideal dense product X·G:                 {:.4} s", ideal_s);
+    println!(
+        "passive, exact (factor + T + product):   {:.4} s  → {:.2}× the ideal time (target ≤ 3×: {})",
+        pass_s,
+        pass_s / ideal_s,
+        if pass_s / ideal_s <= 3.0 { "met" } else { "NOT met" }
+    );
+    println!(
+        "  of which building T once: {:.4} s; product with T alone: {:.4} s ({:.2}× ideal)",
+        t_build_s,
+        prod_s,
+        prod_s / ideal_s
+    );
+    println!("  T-product vs direct solve: max rel diff {worst:.1e}; IR-drop error vs ideal up to {:.1}%", ir * 100.0);
+
+    // 1T1R: same conductances (memristors) with access transistors at 3 V gates.
+    let mut xb1 = xb.clone();
+    xb1.cell = CellKind::OneT1R {
+        mos: default_access_mos(),
+        v_gate_v: vec![3.0; r],
+    };
+    let x1 = x.subrows(0, k1.min(k)).to_owned();
+    let t0 = Instant::now();
+    let mut eng1 = Engine::new(&xb1, SolveOptions::default()).expect("engine");
+    let o1 = eng1.infer(x1.as_ref()).expect("1t1r infer");
+    let t1_s = t0.elapsed().as_secs_f64();
+    let (sum_it, max_it) = eng1.last_newton.unwrap_or((0, 0));
+    let ideal1_s = ideal_s * x1.nrows() as f64 / k as f64;
+    println!(
+        "1T1R, Newton per vector ({} vectors, {} threads): {:.3} s → {:.0}× the ideal time; {:.2} Newton iterations per vector (max {max_it})",
+        x1.nrows(),
+        rayon::current_num_threads(),
+        t1_s,
+        t1_s / ideal1_s,
+        sum_it as f64 / x1.nrows() as f64,
+    );
+    std::hint::black_box(o1);
+}
