@@ -49,6 +49,10 @@ pub struct NetArgs {
     /// Circuit backend: wire segment resistance (Ω) instead of the `.net` file's.
     #[arg(long = "rw")]
     pub r_wire_ohm: Option<f64>,
+    /// Circuit backend: solve nonlinear arrays (1T1R, sinh) by Newton for every vector instead
+    /// of using their small-signal matrix (exact, but tens of ms per vector).
+    #[arg(long)]
+    pub exact_nonlinear: bool,
 }
 
 impl NetArgs {
@@ -125,6 +129,7 @@ impl NetArgs {
                 let slots = crate::nn::from_net::slot_rows(model, &ir)?;
                 let ov = crate::nn::circuit::CircuitOverrides {
                     r_wire_ohm: self.r_wire_ohm,
+                    exact_nonlinear: self.exact_nonlinear,
                 };
                 Box::new(crate::nn::circuit::CircuitBackend::new(
                     &file, lowering, slots, ov,

@@ -12,9 +12,13 @@
 //! weight, partial sums over split layers and bias rows (replicas are copies; replica 0 is read).
 //! After that, a batch costs one dense product `X·W_eff`, which is exact for linear circuits.
 //!
-//! Nonlinear arrays (sinh cells, 1T1R) are solved by Newton per input vector: the layer's inputs
-//! are scaled into the hardware's input range, every tile is driven and solved, and the column
-//! currents are decoded. Backprop uses `effective_weights`, the small-signal `W_eff` at 0 V.
+//! Nonlinear arrays (sinh cells, 1T1R) use by default their small-signal array at 0 V (sinh cells
+//! have slope `g`; a 1T1R cell is its memristor in series with the transistor's channel
+//! conductance): fast, and accurate while the cell voltages stay small. With `exact_nonlinear`,
+//! every vector is solved by Newton instead: the layer's inputs are scaled into the hardware's
+//! input range, every tile is driven and solved, and the column currents are decoded (slow: tens
+//! of milliseconds per vector on a 128×64 1T1R array). Backprop uses `effective_weights`, the
+//! small-signal `W_eff`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +40,9 @@ use crate::xbar::{CellKind, Crossbar, Engine, SenseKind, SolveOptions};
 pub struct CircuitOverrides {
     /// Wire segment resistance (Ω) instead of the declared one.
     pub r_wire_ohm: Option<f64>,
+    /// Nonlinear arrays: solve every vector by Newton (exact, slow) instead of the small-signal
+    /// effective matrix at 0 V.
+    pub exact_nonlinear: bool,
 }
 
 /// Everything computed from one conductance state.
@@ -56,6 +63,7 @@ pub struct CircuitBackend {
     slots: Vec<SlotRows>,
     weights: BTreeMap<LayerId, Matrix>,
     solved: Mutex<Option<Arc<Solved>>>,
+    exact_nonlinear: bool,
 }
 
 fn other(e: impl std::fmt::Display) -> BackendError {
@@ -164,6 +172,7 @@ impl CircuitBackend {
             slots,
             weights: BTreeMap::new(),
             solved: Mutex::new(None),
+            exact_nonlinear: overrides.exact_nonlinear,
         })
     }
 
@@ -197,14 +206,35 @@ impl CircuitBackend {
                 gmin_siemens: 1e-12,
                 ..SolveOptions::default()
             };
+            // small-signal array at 0 V: sinh cells have slope g; a 1T1R cell is its memristor in
+            // series with the access transistor's channel conductance β·(V_G − V_T) at V_DS = 0
+            let g_small: Vec<f64> = match &xb.cell {
+                CellKind::OneT1R { mos, v_gate_v } => {
+                    let vt = mos.model.vto_v.abs();
+                    a.g_s
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &g)| {
+                            let g_on = mos.beta() * (v_gate_v[k / a.cols] - vt).max(0.0);
+                            if g_on > 0.0 {
+                                g * g_on / (g + g_on)
+                            } else {
+                                1e-15
+                            }
+                        })
+                        .collect()
+                }
+                _ => a.g_s.clone(),
+            };
             let lin_xb = Crossbar {
                 cell: CellKind::Linear,
                 sense: SenseKind::VirtualGround,
+                g_siemens: g_small,
                 ..xb.clone()
             };
             let mut e = Engine::new(&lin_xb, opts).map_err(other)?;
             ts.push(e.effective_weights().map_err(other)?.clone());
-            engines.push(if linear {
+            engines.push(if linear || !self.exact_nonlinear {
                 None
             } else {
                 Some(Mutex::new(Engine::new(&xb, opts).map_err(other)?))
@@ -281,10 +311,19 @@ impl CircuitBackend {
         let scale_s = st.programmed.encoders[mi].scale_s * m.pairs as f64;
         // inputs (weight units) → volts, per vector: its largest magnitude maps to the edge of the
         // hardware's input range (a per-vector input scale, undone after the read)
-        let v_max = self.hw.v_in_v[0].abs().max(self.hw.v_in_v[1].abs()).max(1e-12);
+        let v_max = self.hw.v_in_v[0]
+            .abs()
+            .max(self.hw.v_in_v[1].abs())
+            .max(1e-12);
         let n = x.rows;
         let v_per_unit: Vec<f64> = (0..n)
-            .map(|v| v_max / x.row(v).iter().fold(0.0f64, |a, e| a.max(e.abs())).max(1e-300))
+            .map(|v| {
+                v_max
+                    / x.row(v)
+                        .iter()
+                        .fold(0.0f64, |a, e| a.max(e.abs()))
+                        .max(1e-300)
+            })
             .collect();
         let mut y = Matrix::zeros(n, m.cols);
         let nb = s.rows.len();
@@ -316,7 +355,11 @@ impl CircuitBackend {
             let eng = st.engines[t.array]
                 .as_ref()
                 .ok_or_else(|| other("no nonlinear engine"))?;
-            let out = eng.lock().map_err(other)?.infer(drive.as_ref()).map_err(other)?;
+            let out = eng
+                .lock()
+                .map_err(other)?
+                .infer(drive.as_ref())
+                .map_err(other)?;
             for j in t.out_start..t.out_start + t.out_len {
                 let cols = cols_of(t, m, j);
                 for v in 0..n {
@@ -331,7 +374,13 @@ impl CircuitBackend {
 
 impl MatmulBackend for CircuitBackend {
     fn name(&self) -> String {
-        "circuit".into()
+        if self.is_linear() {
+            "circuit".into()
+        } else if self.exact_nonlinear {
+            "circuit-exact".into()
+        } else {
+            "circuit-small-signal".into()
+        }
     }
 
     fn prepare(&mut self, id: LayerId, w: &Matrix) -> Result<(), BackendError> {
@@ -353,7 +402,7 @@ impl MatmulBackend for CircuitBackend {
                 want: w.rows,
             });
         }
-        if self.is_linear() {
+        if self.is_linear() || !self.exact_nonlinear {
             Ok(x.matmul(w))
         } else {
             self.forward_nonlinear(&st, id, x)
