@@ -197,15 +197,26 @@ impl CircuitBackend {
         let wf = weights_from_slots(&self.slots, &ws, &self.network).map_err(other)?;
         let programmed = program(&self.lowering, &self.hw, self.scale, &wf).map_err(other)?;
         let linear = self.is_linear();
-        // The exact (linear) or small-signal (nonlinear) T of every array.
-        let mut ts: Vec<Mat<f64>> = Vec::with_capacity(programmed.arrays.len());
+        // Every logical output of every tile (replica 0) is a signed combination of columns of
+        // its array's effective matrix T; one adjoint solve per combination gives its weights.
+        let mut combos: Vec<Vec<Vec<(usize, f64)>>> = vec![Vec::new(); programmed.arrays.len()];
+        let mut combo_of: BTreeMap<(usize, usize, usize), usize> = BTreeMap::new();
+        for (mi, m) in self.lowering.matrices.iter().enumerate() {
+            for (ti, t) in m.tiles.iter().enumerate().filter(|(_, t)| t.replica == 0) {
+                for j in t.out_start..t.out_start + t.out_len {
+                    combo_of.insert((mi, ti, j), combos[t.array].len());
+                    combos[t.array].push(cols_of(t, m, j));
+                }
+            }
+        }
+        // The exact (linear) or small-signal (nonlinear) combinations of every array.
+        let mut ms: Vec<Mat<f64>> = Vec::with_capacity(programmed.arrays.len());
         let mut engines = Vec::with_capacity(programmed.arrays.len());
-        for a in &programmed.arrays {
+        for (a, combo) in programmed.arrays.iter().zip(&combos) {
             let xb = crossbar_for(&self.hw, a.rows, a.cols, &a.g_s);
-            let opts = SolveOptions {
-                gmin_siemens: 1e-12,
-                ..SolveOptions::default()
-            };
+            // every row is driven and every column held by its sense amplifier: no node floats,
+            // so no gmin is added (the answers are those of the bare circuit)
+            let opts = SolveOptions::default();
             // small-signal array at 0 V: sinh cells have slope g; a 1T1R cell is its memristor in
             // series with the access transistor's channel conductance β·(V_G − V_T) at V_DS = 0
             let g_small: Vec<f64> = match &xb.cell {
@@ -233,31 +244,27 @@ impl CircuitBackend {
                 ..xb.clone()
             };
             let mut e = Engine::new(&lin_xb, opts).map_err(other)?;
-            ts.push(e.effective_weights().map_err(other)?.clone());
+            ms.push(e.combined_weights(combo).map_err(other)?);
             engines.push(if linear || !self.exact_nonlinear {
                 None
             } else {
                 Some(Mutex::new(Engine::new(&xb, opts).map_err(other)?))
             });
         }
-        // Decode T into logical per-matrix effective weights (weight units).
+        // Decode into logical per-matrix effective weights (weight units).
         let mut by_layer: BTreeMap<&str, Matrix> = BTreeMap::new();
         for (mi, m) in self.lowering.matrices.iter().enumerate() {
             // every pair holds the whole weight: the pairs' currents add
-            let scale_s = programmed.encoders[mi].scale_s;
+            let scale_s = programmed.encoders[mi].scale_s * m.pairs as f64;
             let mut c = Matrix::zeros(m.logical_rows(), m.cols);
-            for t in m.tiles.iter().filter(|t| t.replica == 0) {
-                let tt = &ts[t.array];
+            for (ti, t) in m.tiles.iter().enumerate().filter(|(_, t)| t.replica == 0) {
+                let mm = &ms[t.array];
                 for i in t.in_start..t.in_start + t.in_len {
                     let rows = rows_of(t, m, i);
                     for j in t.out_start..t.out_start + t.out_len {
-                        let mut acc = 0.0;
-                        for &(r, sr) in &rows {
-                            for (cc, sc) in cols_of(t, m, j) {
-                                acc += sr * sc * tt[(r, cc)];
-                            }
-                        }
-                        c.set(i, j, c.get(i, j) + acc / (scale_s * m.pairs as f64));
+                        let k = combo_of[&(mi, ti, j)];
+                        let acc: f64 = rows.iter().map(|&(r, sr)| sr * mm[(r, k)]).sum();
+                        c.set(i, j, c.get(i, j) + acc / scale_s);
                     }
                 }
             }

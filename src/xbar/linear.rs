@@ -269,6 +269,65 @@ impl LinearSystem {
     }
 }
 
+impl LinearSystem {
+    /// Signed combinations of the effective weights: `M[i, k] = Σ_{(j, τ) ∈ combos[k]} τ·T[i, j]`
+    /// (R × K), e.g. the differential outputs `I(c⁺) − I(c⁻)` of a layer, with one adjoint solve
+    /// per combination instead of min(R, C) for the whole of `T`.
+    pub fn combined_weights(
+        &mut self,
+        combos: &[Vec<(usize, f64)>],
+    ) -> Result<Mat<f64>, XbarError> {
+        let r = self.net.rows;
+        let n = self.net.n_free;
+        let k = combos.len();
+        let terms = self.output_terms();
+        // column j's terms, to expand a combination
+        let mut by_col: Vec<Vec<(Node, f64)>> = vec![Vec::new(); self.net.cols];
+        for &(j, node, g) in &terms {
+            by_col[j].push((node, g));
+        }
+        let mut m = Mat::<f64>::zeros(r, k);
+        for (kk, combo) in combos.iter().enumerate() {
+            for &(j, tau) in combo {
+                for &(node, g) in &by_col[j] {
+                    if let Node::Row(i) = node {
+                        m[(i as usize, kk)] += tau * g;
+                    }
+                }
+            }
+        }
+        if n == 0 || k == 0 {
+            return Ok(m);
+        }
+        let block = (RHS_BLOCK_BYTES / (8 * n)).clamp(1, 256);
+        let mut k0 = 0;
+        while k0 < k {
+            let nb = block.min(k - k0);
+            let mut y = Mat::<f64>::zeros(n, nb);
+            for b in 0..nb {
+                for &(j, tau) in &combos[k0 + b] {
+                    for &(node, g) in &by_col[j] {
+                        if let Node::Free(p) = node {
+                            y[(p as usize, b)] += tau * g;
+                        }
+                    }
+                }
+            }
+            self.numeric()?.solve_columns_parallel(y.as_mut())?;
+            check_finite(y.as_ref())?;
+            for &(p, src_node, g) in &self.src {
+                if let Node::Row(i) = src_node {
+                    for b in 0..nb {
+                        m[(i as usize, k0 + b)] += g * y[(p as usize, b)];
+                    }
+                }
+            }
+            k0 += nb;
+        }
+        Ok(m)
+    }
+}
+
 /// Reject NaN or infinite results (sparse LU does not report zero pivots).
 pub fn check_finite(m: MatRef<'_, f64>) -> Result<(), XbarError> {
     for j in 0..m.ncols() {

@@ -148,6 +148,31 @@ impl Engine {
         Ok(self.t.as_ref().expect("just built"))
     }
 
+    /// Signed combinations of the columns of `T` (see [`LinearSystem::combined_weights`]); only for
+    /// linear arrays with virtual-ground sensing.
+    pub fn combined_weights(
+        &mut self,
+        combos: &[Vec<(usize, f64)>],
+    ) -> Result<Mat<f64>, XbarError> {
+        if !is_linear(&self.xb) {
+            return Err(XbarError::Invalid(
+                "effective weights exist only for linear cells with virtual grounds".into(),
+            ));
+        }
+        if let Some(t) = &self.t {
+            let mut m = Mat::<f64>::zeros(self.xb.rows, combos.len());
+            for (k, combo) in combos.iter().enumerate() {
+                for &(j, tau) in combo {
+                    for i in 0..self.xb.rows {
+                        m[(i, k)] += tau * t[(i, j)];
+                    }
+                }
+            }
+            return Ok(m);
+        }
+        self.lin().combined_weights(combos)
+    }
+
     /// Outputs (k × C: currents for virtual grounds, volts for amplifiers) for the input vectors in
     /// the rows of `inputs` (k × R).
     pub fn infer(&mut self, inputs: MatRef<'_, f64>) -> Result<Mat<f64>, XbarError> {

@@ -1,0 +1,141 @@
+//! The circuit backend against independent computations: with zero wire resistance and ideal
+//! sensing it is the ideal backend; with wire resistance its decoded products equal solving the
+//! array for each input vector (driven and read back with the compiler's own drive/readout
+//! helpers), and IR drop shrinks the outputs.
+
+use std::path::Path;
+
+use faer::Mat;
+use netc::mapping::weights::{drive_tile, program, tile_outputs};
+use netc::nn::backend::{IdealBackend, MatmulBackend};
+use netc::nn::circuit::{crossbar_for, CircuitBackend, CircuitOverrides};
+use netc::nn::from_net::{model_spec, slot_rows, weights_from_slots};
+use netc::nn::loss::LossSpec;
+use netc::nn::matrix::Matrix;
+use netc::nn::model::Model;
+use netc::xbar::{Engine, SolveOptions};
+use rand::{Rng, SeedableRng};
+
+/// `lenet.net` with passive linear cells and the given wire resistance.
+fn passive_lenet(r_wire: &str) -> (netc::net::NetFile, netc::net::NetworkIr) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
+    let src = std::fs::read_to_string(dir.join("lenet.net")).unwrap();
+    let text: String = src
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !(t.starts_with("transistor") || t.starts_with("v_gate") || t.starts_with("model "))
+        })
+        .map(|l| {
+            l.replace("cell 1t1r;", "cell passive;")
+                .replace("r_wire 1ohm;", &format!("r_wire {r_wire};"))
+                + "\n"
+        })
+        .collect();
+    netc::net::load_str(&text, "lenet_passive.net", &dir).unwrap()
+}
+
+fn model_for(ir: &netc::net::NetworkIr) -> Model {
+    let spec = model_spec(ir, LossSpec::SoftmaxCrossEntropy).unwrap();
+    let mut m = Model::new(spec).unwrap();
+    m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
+    m
+}
+
+fn random_inputs(n: usize, len: usize, seed: u64) -> Matrix {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let data = (0..n * len).map(|_| rng.gen_range(-0.2..0.2)).collect();
+    Matrix::from_vec(n, len, data).unwrap()
+}
+
+#[test]
+fn circuit_backend_zero_wire_is_ideal() {
+    let (file, ir) = passive_lenet("0ohm");
+    let model = model_for(&ir);
+    let lowering = netc::mapping::lower(&file, &ir).unwrap();
+    let slots = slot_rows(&model, &ir).unwrap();
+    let mut circ =
+        CircuitBackend::new(&file, lowering, slots, CircuitOverrides::default()).unwrap();
+    let mut ideal = IdealBackend::new();
+    model.prepare_backend(&mut circ).unwrap();
+    model.prepare_backend(&mut ideal).unwrap();
+    let x = random_inputs(64, model.input_len(), 5);
+    let (yi, _) = model.forward(&ideal, &x).unwrap();
+    let (yc, _) = model.forward(&circ, &x).unwrap();
+    let scale = yi.data.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+    assert!(
+        yi.max_abs_diff(&yc) <= 1e-9 * scale,
+        "{}",
+        yi.max_abs_diff(&yc)
+    );
+    for r in 0..x.rows {
+        let argmax = |m: &Matrix| {
+            (0..m.cols)
+                .max_by(|&a, &b| m.get(r, a).total_cmp(&m.get(r, b)))
+                .unwrap()
+        };
+        assert_eq!(argmax(&yi), argmax(&yc), "prediction of sample {r}");
+    }
+}
+
+#[test]
+fn circuit_backend_matches_per_vector_array_solves() {
+    let (file, ir) = passive_lenet("2.5ohm");
+    let model = model_for(&ir);
+    let lowering = netc::mapping::lower(&file, &ir).unwrap();
+    let slots = slot_rows(&model, &ir).unwrap();
+    let mut circ = CircuitBackend::new(
+        &file,
+        lowering.clone(),
+        slots.clone(),
+        CircuitOverrides::default(),
+    )
+    .unwrap();
+    model.prepare_backend(&mut circ).unwrap();
+
+    // Independent path: program, drive each tile of slot 0 (c1) per vector, solve, read back.
+    let ws: Vec<&Matrix> = model.weights.iter().collect();
+    let wf = weights_from_slots(&slots, &ws, &ir.name).unwrap();
+    let prog = program(&lowering, &file.hardware, file.mapping.weight_scale, &wf).unwrap();
+    let mi = lowering
+        .matrices
+        .iter()
+        .position(|m| m.layer == slots[0].layer)
+        .unwrap();
+    let m = &lowering.matrices[mi];
+    let x = random_inputs(6, model.weights[0].rows, 9);
+    let y = circ.forward(0, &x).unwrap();
+    let mut ideal = IdealBackend::new();
+    model.prepare_backend(&mut ideal).unwrap();
+    let y_ideal = ideal.forward(0, &x).unwrap();
+    for v in 0..x.rows {
+        let mut want = vec![0.0; m.cols];
+        for (ti, t) in m.tiles.iter().enumerate().filter(|(_, t)| t.replica == 0) {
+            let a = &prog.arrays[t.array];
+            let xb = crossbar_for(&file.hardware, a.rows, a.cols, &a.g_s);
+            let mut e = Engine::new(&xb, SolveOptions::default()).unwrap();
+            let drive = drive_tile(&lowering, &file.hardware, mi, ti, x.row(v));
+            let out = e
+                .infer(Mat::from_fn(1, a.rows, |_, i| drive[i]).as_ref())
+                .unwrap();
+            let cols: Vec<f64> = (0..a.cols).map(|c| out[(0, c)]).collect();
+            let o = tile_outputs(&lowering, mi, ti, &cols);
+            for (k, j) in (t.out_start..t.out_start + t.out_len).enumerate() {
+                want[j] += o[k] / (prog.encoders[mi].scale_s * m.pairs as f64);
+            }
+        }
+        for j in 0..m.cols {
+            let got = y.get(v, j);
+            assert!(
+                (got - want[j]).abs() <= 1e-9 * want[j].abs().max(1e-12),
+                "vector {v} output {j}: backend {got} vs solved {}",
+                want[j]
+            );
+        }
+        // 2.5 Ω segments lose signal: the solved outputs are not the ideal ones
+        let d: f64 = (0..m.cols)
+            .map(|j| (y.get(v, j) - y_ideal.get(v, j)).abs())
+            .sum();
+        assert!(d > 1e-6, "wire resistance must change the outputs");
+    }
+}
