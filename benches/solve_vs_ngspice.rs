@@ -15,7 +15,9 @@ use std::time::Instant;
 fn crossbar(n: usize, seed: u64) -> String {
     let mut s = seed;
     let mut rnd = move || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 11) as f64 / (1u64 << 53) as f64
     };
     let g: Vec<f64> = (0..n * n).map(|_| 10e-6 + 90e-6 * rnd()).collect();

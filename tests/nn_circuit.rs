@@ -16,7 +16,7 @@ use netc::nn::model::Model;
 use netc::xbar::{Engine, SolveOptions};
 use rand::{Rng, SeedableRng};
 
-/// `lenet.net` with passive linear cells and the given wire resistance.
+/// `lenet.net` with passive linear cells, ideal sensing (no ADC) and the given wire resistance.
 fn passive_lenet(r_wire: &str) -> (netc::net::NetFile, netc::net::NetworkIr) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
     let src = std::fs::read_to_string(dir.join("lenet.net")).unwrap();
@@ -24,7 +24,10 @@ fn passive_lenet(r_wire: &str) -> (netc::net::NetFile, netc::net::NetworkIr) {
         .lines()
         .filter(|l| {
             let t = l.trim_start();
-            !(t.starts_with("transistor") || t.starts_with("v_gate") || t.starts_with("model "))
+            !(t.starts_with("transistor")
+                || t.starts_with("v_gate")
+                || t.starts_with("model ")
+                || t.starts_with("adc_bits"))
         })
         .map(|l| {
             l.replace("cell 1t1r;", "cell passive;")
@@ -137,5 +140,34 @@ fn circuit_backend_matches_per_vector_array_solves() {
             .map(|j| (y.get(v, j) - y_ideal.get(v, j)).abs())
             .sum();
         assert!(d > 1e-6, "wire resistance must change the outputs");
+    }
+}
+
+/// The ADC model: outputs land on the 2^(b−1) − 1 steps of their full scale, the error is at most
+/// half a step, and more bits shrink it.
+#[test]
+fn adc_rounds_to_its_steps() {
+    let x = random_inputs(20, 9, 11);
+    let w = random_inputs(9, 4, 12);
+    let y = x.matmul(&w);
+    let mut prev = f64::INFINITY;
+    for bits in [4u32, 8, 12] {
+        let mut q = y.clone();
+        netc::nn::circuit::adc(&mut q, &x, &w, bits);
+        let steps = 2f64.powi(bits as i32 - 1) - 1.0;
+        let mut worst = 0.0f64;
+        for v in 0..y.rows {
+            let xm = x.row(v).iter().fold(0.0f64, |a, e| a.max(e.abs()));
+            for j in 0..y.cols {
+                let fs = xm * (0..w.rows).map(|i| w.get(i, j).abs()).sum::<f64>();
+                let step = fs / steps;
+                let k = q.get(v, j) / step;
+                assert!((k - k.round()).abs() < 1e-6, "on a step");
+                assert!((q.get(v, j) - y.get(v, j)).abs() <= 0.5 * step + 1e-15);
+                worst = worst.max((q.get(v, j) - y.get(v, j)).abs() / fs);
+            }
+        }
+        assert!(worst < prev);
+        prev = worst;
     }
 }

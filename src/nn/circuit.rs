@@ -12,6 +12,8 @@
 //! weight, partial sums over split layers and bias rows (replicas are copies; replica 0 is read).
 //! After that, a batch costs one dense product `X·W_eff`, which is exact for linear circuits.
 //!
+//! Outputs pass through the declared ADC (`adc_bits`, see [`adc`]).
+//!
 //! Nonlinear arrays (sinh cells, 1T1R) use by default their small-signal array at 0 V (sinh cells
 //! have slope `g`; a 1T1R cell is its memristor in series with the transistor's channel
 //! conductance): fast, and accurate while the cell voltages stay small. With `exact_nonlinear`,
@@ -193,6 +195,7 @@ impl CircuitBackend {
                 self.slots.len()
             )));
         }
+        let t0 = std::time::Instant::now();
         let ws: Vec<&Matrix> = self.weights.values().collect();
         let wf = weights_from_slots(&self.slots, &ws, &self.network).map_err(other)?;
         let programmed = program(&self.lowering, &self.hw, self.scale, &wf).map_err(other)?;
@@ -243,8 +246,19 @@ impl CircuitBackend {
                 g_siemens: g_small,
                 ..xb.clone()
             };
+            let t1 = std::time::Instant::now();
             let mut e = Engine::new(&lin_xb, opts).map_err(other)?;
+            let t2 = std::time::Instant::now();
             ms.push(e.combined_weights(combo).map_err(other)?);
+            if std::env::var_os("NETC_TRACE").is_some() {
+                eprintln!(
+                    "circuit: program {:.1} ms, factor {:.1} ms, {} solves {:.1} ms",
+                    (t1 - t0).as_secs_f64() * 1e3,
+                    (t2 - t1).as_secs_f64() * 1e3,
+                    combo.len(),
+                    t2.elapsed().as_secs_f64() * 1e3
+                );
+            }
             engines.push(if linear || !self.exact_nonlinear {
                 None
             } else {
@@ -379,6 +393,27 @@ impl CircuitBackend {
     }
 }
 
+/// A bipolar ADC of `bits` bits on every output: the full scale of output j for input vector v is
+/// the largest output the column could give for inputs of that vector's magnitude,
+/// `max_i |x_vi| · Σ_i |W_eff[i, j]|` (the per-vector input scale undone), and the output is
+/// rounded to the nearest of the 2^(bits−1) − 1 steps on each side.
+pub fn adc(y: &mut Matrix, x: &Matrix, w: &Matrix, bits: u32) {
+    let steps = (2f64.powi(bits.clamp(2, 52) as i32 - 1) - 1.0).max(1.0);
+    let col_abs: Vec<f64> = (0..w.cols)
+        .map(|j| (0..w.rows).map(|i| w.get(i, j).abs()).sum())
+        .collect();
+    for v in 0..y.rows {
+        let x_max = x.row(v).iter().fold(0.0f64, |a, e| a.max(e.abs()));
+        for (j, &ca) in col_abs.iter().enumerate() {
+            let fs = x_max * ca;
+            if fs > 0.0 {
+                let q = (y.get(v, j) / fs * steps).round().clamp(-steps, steps);
+                y.set(v, j, q * fs / steps);
+            }
+        }
+    }
+}
+
 impl MatmulBackend for CircuitBackend {
     fn name(&self) -> String {
         if self.is_linear() {
@@ -409,11 +444,15 @@ impl MatmulBackend for CircuitBackend {
                 want: w.rows,
             });
         }
-        if self.is_linear() || !self.exact_nonlinear {
-            Ok(x.matmul(w))
+        let mut y = if self.is_linear() || !self.exact_nonlinear {
+            x.matmul(w)
         } else {
-            self.forward_nonlinear(&st, id, x)
+            self.forward_nonlinear(&st, id, x)?
+        };
+        if let Some(bits) = self.hw.adc_bits {
+            adc(&mut y, x, w, bits);
         }
+        Ok(y)
     }
 
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
