@@ -381,10 +381,16 @@ impl CircuitBackend {
                 .map_err(other)?
                 .infer(drive.as_ref())
                 .map_err(other)?;
+            // amplifier outputs are volts: an inverting TIA gives −R_f·I while it is linear (and
+            // saturates beyond); read them back as the current that would give that voltage
+            let to_amps = match self.hw.sense {
+                SenseSpec::Ideal => 1.0,
+                SenseSpec::Opamp { r_feedback_ohm, .. } => -1.0 / r_feedback_ohm,
+            };
             for j in t.out_start..t.out_start + t.out_len {
                 let cols = cols_of(t, m, j);
                 for v in 0..n {
-                    let i_a: f64 = cols.iter().map(|&(c, sg)| sg * out[(v, c)]).sum();
+                    let i_a: f64 = cols.iter().map(|&(c, sg)| sg * out[(v, c)] * to_amps).sum();
                     y.set(v, j, y.get(v, j) + i_a / (scale_s * v_per_unit[v]));
                 }
             }
