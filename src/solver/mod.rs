@@ -147,6 +147,25 @@ impl Solver {
         Ok(x)
     }
 
+    /// The Jacobian of the nodal equations at `x` as a dense matrix (row-major, n × n): the
+    /// companion-model matrix every device stamps. For tests and diagnostics of small circuits.
+    pub fn jacobian_dense(&mut self, x: &[f64]) -> Vec<f64> {
+        let n = self.circuit.n;
+        self.vals.copy_from_slice(&self.lin);
+        self.circuit.stamp_sources(&mut self.rhs, 1.0);
+        self.circuit.reset_limiting();
+        self.circuit
+            .stamp_nonlinear(x, &mut self.vals, &mut self.rhs, false);
+        let p = &self.circuit.pattern;
+        let mut j = vec![0.0; n * n];
+        for c in 0..n {
+            for k in p.col_ptr[c]..p.col_ptr[c + 1] {
+                j[p.row_idx[k] * n + c] += self.vals[k];
+            }
+        }
+        j
+    }
+
     /// KCL residual F(x) of the true (unlimited) equations; returns it per unknown.
     pub fn residual(&mut self, x: &[f64]) -> Vec<f64> {
         let n = self.circuit.n;

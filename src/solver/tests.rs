@@ -424,3 +424,157 @@ fn gmin_stepping_rescues_a_stiff_exponential() {
     let i_d = 1e-14 * (40.0 * vd).exp();
     assert!((i_r - i_d).abs() < 1e-9 * i_r, "{i_r} vs {i_d}");
 }
+
+/// Every device's stamp is the derivative of its currents: the assembled Jacobian of a circuit
+/// holding R, V, I, E, G, F, H, B (V= and I=) and NMOS/PMOS equals central finite differences of
+/// the KCL residual at an arbitrary (non-solution) point.
+#[test]
+fn assembled_jacobian_matches_finite_differences() {
+    let nmos = MosModel {
+        vto_v: 0.6,
+        kp_a_per_v2: 1e-4,
+        lambda_per_v: 0.05,
+        gamma_sqrt_v: 0.4,
+        phi_v: 0.7,
+        ..MosModel::default()
+    };
+    let pmos = MosModel {
+        nmos: false,
+        vto_v: -0.6,
+        ..nmos.clone()
+    };
+    let b_i = Expr::bin(
+        BinOp::Mul,
+        Expr::Num(1e-4),
+        Expr::Call(
+            Func::Sinh,
+            vec![Expr::bin(
+                BinOp::Mul,
+                Expr::Num(2.0),
+                Expr::V("a".into(), Some("b".into())),
+            )],
+        ),
+    );
+    let b_v = Expr::bin(
+        BinOp::Add,
+        Expr::Call(Func::Tanh, vec![Expr::V("c".into(), None)]),
+        Expr::bin(BinOp::Mul, Expr::Num(50.0), Expr::I("vs".into())),
+    );
+    let nl = netlist(vec![
+        v("v1", "a", "0", 1.2),
+        r("r1", "a", "b", 2e3),
+        el(
+            "i1",
+            ElementKind::ISource {
+                n: nodes("b", "c"),
+                dc_a: 1e-4,
+            },
+        ),
+        r("r2", "c", "0", 5e3),
+        el(
+            "e1",
+            ElementKind::Vcvs {
+                out: nodes("e", "0"),
+                ctrl: nodes("b", "c"),
+                gain: 1.5,
+            },
+        ),
+        r("re", "e", "d", 1e3),
+        el(
+            "g1",
+            ElementKind::Vccs {
+                out: nodes("d", "0"),
+                ctrl: nodes("a", "c"),
+                gm_siemens: 2e-4,
+            },
+        ),
+        v("vs", "d", "s", 0.0),
+        r("rs", "s", "0", 800.0),
+        el(
+            "f1",
+            ElementKind::Cccs {
+                out: nodes("f", "0"),
+                vsrc: "vs".into(),
+                gain: 2.0,
+            },
+        ),
+        r("rf", "f", "0", 1e3),
+        el(
+            "h1",
+            ElementKind::Ccvs {
+                out: nodes("h", "0"),
+                vsrc: "vs".into(),
+                r_ohm: 300.0,
+            },
+        ),
+        r("rh", "h", "g", 1e3),
+        el(
+            "b1",
+            ElementKind::BCurrent {
+                n: nodes("a", "b"),
+                expr: b_i,
+            },
+        ),
+        el(
+            "b2",
+            ElementKind::BVoltage {
+                n: nodes("k", "0"),
+                expr: b_v,
+            },
+        ),
+        r("rk", "k", "g", 2e3),
+        el(
+            "m1",
+            ElementKind::Mosfet {
+                d: "g".into(),
+                g: "a".into(),
+                s: "0".into(),
+                b: "0".into(),
+                model: nmos,
+                w_m: 2e-6,
+                l_m: 1e-6,
+            },
+        ),
+        el(
+            "m2",
+            ElementKind::Mosfet {
+                d: "g".into(),
+                g: "c".into(),
+                s: "a".into(),
+                b: "a".into(),
+                model: pmos,
+                w_m: 4e-6,
+                l_m: 1e-6,
+            },
+        ),
+    ]);
+    let mut s = Solver::new(Circuit::build(&nl).unwrap()).unwrap();
+    let n = s.circuit.n;
+    let mut x: Vec<f64> = (0..=n)
+        .map(|i| 0.3 + 0.17 * ((i * 7) % 11) as f64 / 11.0)
+        .collect();
+    for k in s.circuit.n_nodes..n {
+        x[k] = 1e-4 * (k as f64 - 5.0);
+    }
+    x[n] = 0.0;
+    let jac = s.jacobian_dense(&x);
+    for k in 0..n {
+        let h = if k < s.circuit.n_nodes { 1e-6 } else { 1e-9 };
+        let mut xp = x.clone();
+        let mut xm = x.clone();
+        xp[k] += h;
+        xm[k] -= h;
+        let rp = s.residual(&xp);
+        let rm = s.residual(&xm);
+        for i in 0..n {
+            let fd = (rp[i] - rm[i]) / (2.0 * h);
+            let an = jac[i * n + k];
+            assert!(
+                (fd - an).abs() <= 1e-6 * an.abs().max(fd.abs()) + 1e-9,
+                "∂F[{}]/∂{}: fd {fd:e} analytic {an:e}",
+                s.circuit.unknown_name(i),
+                s.circuit.unknown_name(k)
+            );
+        }
+    }
+}
