@@ -127,12 +127,11 @@ fn circuit_backend_matches_per_vector_array_solves() {
                 want[j] += o[k] / (prog.encoders[mi].scale_s * m.pairs as f64);
             }
         }
-        for j in 0..m.cols {
+        for (j, &w) in want.iter().enumerate() {
             let got = y.get(v, j);
             assert!(
-                (got - want[j]).abs() <= 1e-9 * want[j].abs().max(1e-12),
-                "vector {v} output {j}: backend {got} vs solved {}",
-                want[j]
+                (got - w).abs() <= 1e-9 * w.abs().max(1e-12),
+                "vector {v} output {j}: backend {got} vs solved {w}"
             );
         }
         // 2.5 Ω segments lose signal: the solved outputs are not the ideal ones

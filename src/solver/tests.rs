@@ -553,8 +553,8 @@ fn assembled_jacobian_matches_finite_differences() {
     let mut x: Vec<f64> = (0..=n)
         .map(|i| 0.3 + 0.17 * ((i * 7) % 11) as f64 / 11.0)
         .collect();
-    for k in s.circuit.n_nodes..n {
-        x[k] = 1e-4 * (k as f64 - 5.0);
+    for (k, xk) in x.iter_mut().enumerate().take(n).skip(s.circuit.n_nodes) {
+        *xk = 1e-4 * (k as f64 - 5.0);
     }
     x[n] = 0.0;
     let jac = s.jacobian_dense(&x);
