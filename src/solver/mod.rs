@@ -48,6 +48,8 @@ pub struct Solver {
     rhs: Vec<f64>,
     /// Linear circuits: the matrix is factored once.
     linear_factored: bool,
+    /// Print every Newton iteration to stderr (`NETC_TRACE` set).
+    trace: bool,
     pub stats: SolveStats,
 }
 
@@ -63,6 +65,7 @@ impl Solver {
             lin,
             rhs: vec![0.0; circuit.n + 1],
             linear_factored: false,
+            trace: std::env::var_os("NETC_TRACE").is_some(),
             stats: SolveStats::default(),
             circuit,
         })
@@ -241,13 +244,12 @@ impl Solver {
                 }
             }
             std::mem::swap(&mut x, &mut xn);
-            if let Ok(nm) = std::env::var("NETC_NODE") {
-                if let Some(k) = self.circuit.node(&nm) {
-                    eprintln!("  {nm}: {:e}", x[k]);
-                }
-            }
-            if std::env::var_os("NETC_TRACE").is_some() {
-                eprintln!("it {it} scale {scale} gdiag {gdiag} conv {converged} lim {limited} worst {} d {:e}", self.circuit.unknown_name(worst.0), worst.1);
+            if self.trace {
+                eprintln!(
+                    "newton: iteration {it}, source scale {scale}, gmin step {gdiag:e}, converged {converged}, limited {limited}, largest update {:e} at {}",
+                    worst.1,
+                    self.circuit.unknown_name(worst.0)
+                );
             }
             if converged && !limited && it > 0 {
                 if polishing || tiny {
