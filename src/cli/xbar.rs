@@ -27,6 +27,9 @@ pub enum Op {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SolverChoice {
+    /// Conjugate gradients for inference on linear arrays of 512×512 cells and more (with
+    /// nonzero wire resistance), sparse Cholesky otherwise.
+    Auto,
     /// Sparse Cholesky (exact).
     Direct,
     /// Line-preconditioned conjugate gradients (linear arrays, nonzero wire resistances).
@@ -106,7 +109,7 @@ pub struct XbarArgs {
     #[arg(long)]
     pub scheme: Option<String>,
 
-    #[arg(long, value_enum, default_value_t = SolverChoice::Direct)]
+    #[arg(long, value_enum, default_value_t = SolverChoice::Auto)]
     pub solver: SolverChoice,
     /// Relative residual tolerance of the iterative solver.
     #[arg(long, default_value_t = 1e-10)]
@@ -233,14 +236,22 @@ fn inputs(a: &XbarArgs, rows: usize) -> Result<Mat<f64>, XbarCmdError> {
     }))
 }
 
-fn options(a: &XbarArgs) -> SolveOptions {
+fn options(a: &XbarArgs, xb: &Crossbar) -> SolveOptions {
+    let cg_suits = matches!(a.op, Op::Infer)
+        && xb.cell.is_linear()
+        && matches!(xb.sense, SenseKind::VirtualGround)
+        && xb.r_word_ohm > 0.0
+        && xb.r_bit_ohm > 0.0
+        && xb.rows * xb.cols >= 512 * 512;
+    let cg = PcgOptions {
+        rel_tol: a.tol,
+        max_iter: a.max_iter,
+    };
     SolveOptions {
         method: match a.solver {
-            SolverChoice::Direct => LinearMethod::Direct,
-            SolverChoice::Cg => LinearMethod::Iterative(PcgOptions {
-                rel_tol: a.tol,
-                max_iter: a.max_iter,
-            }),
+            SolverChoice::Auto if cg_suits => LinearMethod::Iterative(cg),
+            SolverChoice::Auto | SolverChoice::Direct => LinearMethod::Direct,
+            SolverChoice::Cg => LinearMethod::Iterative(cg),
         },
         newton: NewtonOptions::default(),
         ..Default::default()
@@ -272,7 +283,7 @@ pub fn run(a: &XbarArgs) -> Result<(), XbarCmdError> {
     check_len("tia", &a.tia, 3)?;
     check_len("at", &a.at, 2)?;
     let xb = build_array(a)?;
-    let opts = options(a);
+    let opts = options(a, &xb);
     let report = match a.op {
         Op::Infer => run_infer(a, &xb, &opts)?,
         Op::Read | Op::Program => run_cell_op(a, &xb, &opts)?,
