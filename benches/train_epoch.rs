@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use netc::nn::backend::{IdealBackend, MatmulBackend};
 use netc::nn::circuit::{CircuitBackend, CircuitOverrides};
-use netc::nn::from_net::{recipe, slot_rows};
+use netc::nn::from_net::recipe;
 use netc::nn::model::Model;
 use netc::nn::train::{train, TrainOptions};
 
@@ -44,10 +44,8 @@ fn main() {
     let (t_ideal, acc_ideal) = run(&mut IdealBackend::new(), &mut m_ideal);
 
     let mut m_circ = Model::new(p.model.clone()).expect("model");
-    let lowering = netc::mapping::lower(&file, &ir2).expect("lowering");
-    let slots = slot_rows(&m_circ, &ir2).expect("slot map");
-    let mut cb =
-        CircuitBackend::new(&file, lowering, slots, CircuitOverrides::default()).expect("backend");
+    let mut cb = CircuitBackend::for_model(&file, &ir2, &m_circ, CircuitOverrides::default())
+        .expect("backend");
     let (t_circ, acc_circ) = run(&mut cb, &mut m_circ);
 
     println!(

@@ -55,10 +55,8 @@ fn random_inputs(n: usize, len: usize, seed: u64) -> Matrix {
 fn circuit_backend_zero_wire_is_ideal() {
     let (file, ir) = passive_lenet("0ohm");
     let model = model_for(&ir);
-    let lowering = netc::mapping::lower(&file, &ir).unwrap();
-    let slots = slot_rows(&model, &ir).unwrap();
     let mut circ =
-        CircuitBackend::new(&file, lowering, slots, CircuitOverrides::default()).unwrap();
+        CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default()).unwrap();
     let mut ideal = IdealBackend::new();
     model.prepare_backend(&mut circ).unwrap();
     model.prepare_backend(&mut ideal).unwrap();

@@ -124,15 +124,12 @@ impl NetArgs {
                 };
                 let (file, ir) =
                     crate::net::load(path).map_err(|e| NnError::Format(e.to_string()))?;
-                let lowering = crate::mapping::lower(&file, &ir)
-                    .map_err(|e| NnError::Format(e.to_string()))?;
-                let slots = crate::nn::from_net::slot_rows(model, &ir)?;
                 let ov = crate::nn::circuit::CircuitOverrides {
                     r_wire_ohm: self.r_wire_ohm,
                     exact_nonlinear: self.exact_nonlinear,
                 };
-                Box::new(crate::nn::circuit::CircuitBackend::new(
-                    &file, lowering, slots, ov,
+                Box::new(crate::nn::circuit::CircuitBackend::for_model(
+                    &file, &ir, model, ov,
                 )?)
             }
             BackendKind::Ideal => Box::new(IdealBackend::new()),

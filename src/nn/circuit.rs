@@ -66,6 +66,8 @@ pub struct CircuitBackend {
     weights: BTreeMap<LayerId, Matrix>,
     solved: Mutex<Option<Arc<Solved>>>,
     exact_nonlinear: bool,
+    /// Every array linear end to end (decided once from the hardware).
+    linear: bool,
 }
 
 fn other(e: impl std::fmt::Display) -> BackendError {
@@ -166,7 +168,9 @@ impl CircuitBackend {
             }
             hw.r_wire_ohm = r;
         }
+        let linear = crate::xbar::ops::is_linear(&crossbar_for(&hw, 1, 1, &[1e-5]));
         Ok(CircuitBackend {
+            linear,
             hw,
             scale: file.mapping.weight_scale,
             lowering,
@@ -178,9 +182,21 @@ impl CircuitBackend {
         })
     }
 
+    /// The backend of `model` on the arrays of a `.net` file: lowering and slot map included.
+    pub fn for_model(
+        file: &NetFile,
+        ir: &crate::net::NetworkIr,
+        model: &super::model::Model,
+        overrides: CircuitOverrides,
+    ) -> Result<CircuitBackend, BackendError> {
+        let lowering = crate::mapping::lower(file, ir).map_err(other)?;
+        let slots = super::from_net::slot_rows(model, ir).map_err(other)?;
+        CircuitBackend::new(file, lowering, slots, overrides)
+    }
+
     /// True when every array is linear (products are exact dense products of `W_eff`).
     pub fn is_linear(&self) -> bool {
-        crate::xbar::ops::is_linear(&crossbar_for(&self.hw, 1, 1, &[1e-5]))
+        self.linear
     }
 
     fn solve_state(&self) -> Result<Arc<Solved>, BackendError> {
