@@ -140,6 +140,49 @@ fn circuit_backend_matches_per_vector_array_solves() {
     }
 }
 
+/// A new conductance state reuses each array's engine (numeric refactor only) and programs every
+/// slot before solving once: the result equals a backend built from scratch on the new weights.
+#[test]
+fn new_conductance_state_equals_a_fresh_backend() {
+    let (file, ir) = passive_lenet("2.5ohm");
+    let mut model = model_for(&ir);
+    let mut circ =
+        CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default()).unwrap();
+    model.prepare_backend(&mut circ).unwrap();
+    let before = circ.effective_weights(0).unwrap(); // solved once: engines exist
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let deltas: Vec<Matrix> = model
+        .weights
+        .iter()
+        .map(|w| {
+            let d = (0..w.rows * w.cols)
+                .map(|_| rng.gen_range(-0.05..0.05))
+                .collect();
+            Matrix::from_vec(w.rows, w.cols, d).unwrap()
+        })
+        .collect();
+    for (w, d) in model.weights.iter_mut().zip(&deltas) {
+        for r in 0..w.rows {
+            for c in 0..w.cols {
+                w.set(r, c, w.get(r, c) + d.get(r, c));
+            }
+        }
+    }
+    let realised = circ.program_all(&model.weights, &deltas).unwrap();
+    let mut fresh =
+        CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default()).unwrap();
+    model.prepare_backend(&mut fresh).unwrap();
+    for (id, got) in realised.iter().enumerate() {
+        let want = fresh.effective_weights(id).unwrap();
+        let scale = want.max_abs_diff(&Matrix::zeros(want.rows, want.cols));
+        assert!(got.max_abs_diff(&want) <= 1e-12 * scale, "slot {id}");
+    }
+    assert!(
+        realised[0].max_abs_diff(&before) > 1e-3,
+        "the state must have changed"
+    );
+}
+
 /// The ADC model: outputs land on the 2^(b−1) − 1 steps of their full scale, the error is at most
 /// half a step, and more bits shrink it.
 #[test]

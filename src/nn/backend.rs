@@ -75,6 +75,29 @@ pub trait MatmulBackend: Send + Sync {
         self.prepare(id, target)?;
         self.effective_weights(id)
     }
+
+    /// Program every slot after one optimiser step (`targets[id]`, `deltas[id]`) and return the
+    /// weights realised in each. Backends whose state is solved as a whole (the circuit backend:
+    /// one solve per conductance state) override this to set every slot before reading any back.
+    fn program_all(
+        &mut self,
+        targets: &[Matrix],
+        deltas: &[Matrix],
+    ) -> Result<Vec<Matrix>, BackendError> {
+        if targets.len() != deltas.len() {
+            return Err(BackendError::Other(format!(
+                "{} targets for {} updates",
+                targets.len(),
+                deltas.len()
+            )));
+        }
+        targets
+            .iter()
+            .zip(deltas)
+            .enumerate()
+            .map(|(id, (t, d))| self.program(id, t, d))
+            .collect()
+    }
 }
 
 fn checked_product(id: LayerId, x: &Matrix, w: &Matrix) -> Result<Matrix, BackendError> {

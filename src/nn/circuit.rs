@@ -65,6 +65,9 @@ pub struct CircuitBackend {
     slots: Vec<SlotRows>,
     weights: BTreeMap<LayerId, Matrix>,
     solved: Mutex<Option<Arc<Solved>>>,
+    /// The linear (small-signal) engine of every array, kept across conductance states: a new
+    /// state refactors numerically over the same network and symbolic analysis.
+    lin_engines: Mutex<Vec<Option<Engine>>>,
     exact_nonlinear: bool,
     /// Every array linear end to end (decided once from the hardware).
     linear: bool,
@@ -178,6 +181,7 @@ impl CircuitBackend {
             slots,
             weights: BTreeMap::new(),
             solved: Mutex::new(None),
+            lin_engines: Mutex::new(Vec::new()),
             exact_nonlinear: overrides.exact_nonlinear,
         })
     }
@@ -231,7 +235,14 @@ impl CircuitBackend {
         // The exact (linear) or small-signal (nonlinear) combinations of every array.
         let mut ms: Vec<Mat<f64>> = Vec::with_capacity(programmed.arrays.len());
         let mut engines = Vec::with_capacity(programmed.arrays.len());
-        for (a, combo) in programmed.arrays.iter().zip(&combos) {
+        let mut lin_engines = self.lin_engines.lock().map_err(other)?;
+        lin_engines.resize_with(programmed.arrays.len(), || None);
+        for ((a, combo), cached) in programmed
+            .arrays
+            .iter()
+            .zip(&combos)
+            .zip(lin_engines.iter_mut())
+        {
             let xb = crossbar_for(&self.hw, a.rows, a.cols, &a.g_s);
             // every row is driven and every column held by its sense amplifier: no node floats,
             // so no gmin is added (the answers are those of the bare circuit)
@@ -263,7 +274,13 @@ impl CircuitBackend {
                 ..xb.clone()
             };
             let t1 = std::time::Instant::now();
-            let mut e = Engine::new(&lin_xb, opts).map_err(other)?;
+            let e = match cached {
+                Some(e) if e.xb.rows == a.rows && e.xb.cols == a.cols => {
+                    e.set_conductances(&lin_xb.g_siemens).map_err(other)?;
+                    e
+                }
+                slot => slot.insert(Engine::new(&lin_xb, opts).map_err(other)?),
+            };
             let t2 = std::time::Instant::now();
             ms.push(e.combined_weights(combo).map_err(other)?);
             if std::env::var_os("NETC_TRACE").is_some() {
@@ -475,6 +492,28 @@ impl MatmulBackend for CircuitBackend {
             adc(&mut y, x, w, bits);
         }
         Ok(y)
+    }
+
+    /// Every slot is set first and the arrays are solved once for the new conductance state
+    /// (programming slot by slot would re-solve after each).
+    fn program_all(
+        &mut self,
+        targets: &[Matrix],
+        deltas: &[Matrix],
+    ) -> Result<Vec<Matrix>, BackendError> {
+        if targets.len() != deltas.len() {
+            return Err(other(format!(
+                "{} targets for {} updates",
+                targets.len(),
+                deltas.len()
+            )));
+        }
+        for (id, t) in targets.iter().enumerate() {
+            self.prepare(id, t)?;
+        }
+        (0..targets.len())
+            .map(|id| self.effective_weights(id))
+            .collect()
     }
 
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {

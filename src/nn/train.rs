@@ -201,11 +201,9 @@ pub fn train(
             correct += l.correct;
             let grads = model.backward(backend, &caches, &l.grad)?;
             let deltas = opt.step(&mut model.weights, &grads)?;
-            for (id, d) in deltas.iter().enumerate() {
-                let realised = backend.program(id, &model.weights[id], d)?;
-                if opts.readback {
-                    model.weights[id] = realised;
-                }
+            let realised = backend.program_all(&model.weights, &deltas)?;
+            if opts.readback {
+                model.weights = realised;
             }
             pb.inc(1);
         }

@@ -6,18 +6,40 @@ use std::sync::Arc;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::LltRegularization;
 use faer::reborrow::ReborrowMut;
+use faer::sparse::linalg::cholesky::supernodal::SupernodalLltRef;
 use faer::sparse::linalg::cholesky::{
     factorize_symbolic_cholesky, CholeskySymbolicParams, LltRef, SymbolicCholesky,
-    SymmetricOrdering,
+    SymbolicCholeskyRaw, SymmetricOrdering,
 };
 use faer::sparse::linalg::lu::{factorize_symbolic_lu, NumericLu, SymbolicLu};
 use faer::sparse::linalg::SupernodalThreshold;
 use faer::sparse::SparseColMatRef;
-use faer::{Conj, MatMut, Par, Side};
+use faer::{Conj, Mat, MatMut, Par, Side};
 use rayon::prelude::*;
 
 use super::network::Network;
 use super::XbarError;
+
+/// Largest number of source-coupled unknowns ordered last (see [`Numeric::trailing_factor`]): their
+/// dense block joins the top separator's, so the cost grows with its cube.
+pub const MAX_TAIL: usize = 768;
+
+/// Reorder `fwd` (elimination order) so the nodes of `tail` come last, in the order given; returns
+/// the new (forward, inverse) pair.
+fn move_last(fwd: Vec<u32>, tail: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let n = fwd.len();
+    let mut is_tail = vec![false; n];
+    for &p in tail {
+        is_tail[p as usize] = true;
+    }
+    let mut out: Vec<u32> = fwd.into_iter().filter(|&p| !is_tail[p as usize]).collect();
+    out.extend_from_slice(tail);
+    let mut inv = vec![0u32; n];
+    for (pos, &p) in out.iter().enumerate() {
+        inv[p as usize] = pos as u32;
+    }
+    (out, inv)
+}
 
 /// Which factorization a matrix needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +63,14 @@ impl Symbolic {
         let pat = net.pattern.as_ref();
         match kind {
             FactorKind::Cholesky => {
-                let nd = net.nested_dissection();
+                let nd = net.nested_dissection().map(|(fwd, inv)| {
+                    let tail = net.source_coupled();
+                    if tail.len() <= MAX_TAIL && 2 * tail.len() <= net.n_free {
+                        move_last(fwd, &tail)
+                    } else {
+                        (fwd, inv)
+                    }
+                });
                 let ord = match &nd {
                     Some((fwd, inv)) => SymmetricOrdering::Custom(
                         faer::perm::PermRef::new_checked(fwd, inv, net.n_free),
@@ -63,6 +92,15 @@ impl Symbolic {
                     .map_err(|e| XbarError::Numeric(format!("symbolic LU: {e:?}")))?;
                 Ok(Symbolic::Lu(Arc::new(s)))
             }
+        }
+    }
+
+    /// Position of every unknown in the elimination order (Cholesky; `None` for LU or the
+    /// identity ordering).
+    pub fn positions(&self) -> Option<&[u32]> {
+        match self {
+            Symbolic::Cholesky(s) => s.perm().map(|p| p.arrays().1),
+            Symbolic::Lu(_) => None,
         }
     }
 
@@ -154,6 +192,45 @@ impl Numeric {
         }
         self.factored = true;
         Ok(())
+    }
+
+    /// The trailing `m × m` block `L₂₂` of a supernodal Cholesky factor `L` (elimination positions
+    /// `n − m .. n`), dense and lower triangular; `None` before factoring or for other factors.
+    ///
+    /// With `P·A·Pᵀ = L·Lᵀ` split after position `n − m`, `L₂₂·L₂₂ᵀ` is the Schur complement of the
+    /// leading block, so for right-hand sides `b` and functionals `o` that live on the trailing
+    /// positions only, `oᵀ·A⁻¹·b = (L₂₂⁻¹·o)ᵀ·(L₂₂⁻¹·b)`: the rest of the factor is never touched.
+    pub fn trailing_factor(&self, m: usize) -> Option<Mat<f64>> {
+        let Symbolic::Cholesky(s) = &self.symbolic else {
+            return None;
+        };
+        let SymbolicCholeskyRaw::Supernodal(sn) = s.raw() else {
+            return None;
+        };
+        if !self.factored || m > self.n {
+            return None;
+        }
+        let base = self.n - m;
+        let llt = SupernodalLltRef::<u32, f64>::new(sn, &self.l_values);
+        let mut l = Mat::<f64>::zeros(m, m);
+        for sidx in (0..sn.n_supernodes()).rev() {
+            let sup = llt.supernode(sidx);
+            let (start, val, pat) = (sup.start(), sup.val(), sup.pattern());
+            let end = start + val.ncols();
+            if end <= base {
+                break;
+            }
+            for col in start.max(base)..end {
+                let lc = col - start;
+                for row in col..end {
+                    l[(row - base, col - base)] = val[(row - start, lc)];
+                }
+                for (q, &row) in pat.iter().enumerate() {
+                    l[(row as usize - base, col - base)] = val[(val.ncols() + q, lc)];
+                }
+            }
+        }
+        Some(l)
     }
 
     /// Solve in place for every column of `rhs`, columns split over the rayon threads (each with its

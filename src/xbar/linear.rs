@@ -43,6 +43,44 @@ impl LinearSystem {
 
     /// Assemble the matrix and source couplings without factoring (for the iterative solver).
     pub fn assemble(net: Network, cell_g: Vec<f64>, tia_g: f64, gmin: f64) -> LinearSystem {
+        let (values, src) = Self::stamp(&net, &cell_g, tia_g, gmin);
+        LinearSystem {
+            net,
+            cell_g,
+            values,
+            src,
+            symbolic: None,
+            numeric: None,
+        }
+    }
+
+    /// A new conductance state of the same network: restamp and refactor, keeping the symbolic
+    /// analysis and the numeric workspace (nothing is reallocated).
+    pub fn update_cells(&mut self, cell_g: &[f64], tia_g: f64, gmin: f64) -> Result<(), XbarError> {
+        if cell_g.len() != self.cell_g.len() {
+            return Err(XbarError::Invalid(format!(
+                "{} cell conductances for {} cells",
+                cell_g.len(),
+                self.cell_g.len()
+            )));
+        }
+        self.cell_g.copy_from_slice(cell_g);
+        let (values, src) = Self::stamp(&self.net, &self.cell_g, tia_g, gmin);
+        self.values = values;
+        self.src = src;
+        match self.numeric.as_mut() {
+            Some(nu) if self.net.n_free > 0 => nu.factor(&self.net, &self.values),
+            Some(_) => Ok(()),
+            None => self.factorize(None, Par::Seq),
+        }
+    }
+
+    fn stamp(
+        net: &Network,
+        cell_g: &[f64],
+        tia_g: f64,
+        gmin: f64,
+    ) -> (Vec<f64>, Vec<(u32, Node, f64)>) {
         let mut values = vec![0.0; net.pattern.row_idx().len()];
         let mut src = Vec::new();
         let mut add = |a: Node, b: Node, g: f64, values: &mut [f64]| {
@@ -70,14 +108,7 @@ impl LinearSystem {
                 values[net.slot(p, p)] += gmin;
             }
         }
-        LinearSystem {
-            net,
-            cell_g,
-            values,
-            src,
-            symbolic: None,
-            numeric: None,
-        }
+        (values, src)
     }
 
     /// Factor (sparse Cholesky), reusing `symbolic` when given (same network).
@@ -214,6 +245,20 @@ impl LinearSystem {
         if n == 0 {
             return Ok(t);
         }
+        let outs: Vec<Vec<(u32, f64)>> = (0..c)
+            .map(|j| {
+                terms
+                    .iter()
+                    .filter_map(|&(jj, node, g)| match node {
+                        Node::Free(p) if jj == j => Some((p, g)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        if let Some(m) = self.tail_weights(&outs)? {
+            return Ok(t + m);
+        }
         let block = (RHS_BLOCK_BYTES / (8 * n)).clamp(1, 256);
         if r <= c {
             // X = A⁻¹ E, one column per row source; T[i, j] = Σ_terms coef·X[node, i].
@@ -299,6 +344,23 @@ impl LinearSystem {
         if n == 0 || k == 0 {
             return Ok(m);
         }
+        let outs: Vec<Vec<(u32, f64)>> = combos
+            .iter()
+            .map(|combo| {
+                let mut o = Vec::new();
+                for &(j, tau) in combo {
+                    for &(node, g) in &by_col[j] {
+                        if let Node::Free(p) = node {
+                            o.push((p, tau * g));
+                        }
+                    }
+                }
+                o
+            })
+            .collect();
+        if let Some(tw) = self.tail_weights(&outs)? {
+            return Ok(m + tw);
+        }
         let block = (RHS_BLOCK_BYTES / (8 * n)).clamp(1, 256);
         let mut k0 = 0;
         while k0 < k {
@@ -328,6 +390,56 @@ impl LinearSystem {
     }
 }
 
+impl LinearSystem {
+    /// `M[i, k] = e_iᵀ·A⁻¹·o_k` (R × K) for the row-source couplings `e_i` and the output
+    /// functionals `outs[k]` (unknown, coefficient), from the trailing block of the factor when
+    /// every coupling and functional lives on the last elimination positions (the source-coupled
+    /// unknowns are ordered last, see [`super::factor::MAX_TAIL`]): two dense triangular solves
+    /// and a product of the size of the array's boundary, instead of one sparse solve per output.
+    /// `None` when the ordering does not allow it (the caller solves instead).
+    fn tail_weights(&mut self, outs: &[Vec<(u32, f64)>]) -> Result<Option<Mat<f64>>, XbarError> {
+        let n = self.net.n_free;
+        let r = self.net.rows;
+        let Some(pos) = self.symbolic.as_ref().and_then(|s| s.positions()) else {
+            return Ok(None);
+        };
+        let row_src = self.src.iter().filter_map(|&(p, k, g)| match k {
+            Node::Row(i) => Some((p, i as usize, g)),
+            _ => None,
+        });
+        let first = row_src
+            .clone()
+            .map(|(p, _, _)| p)
+            .chain(outs.iter().flatten().map(|&(p, _)| p))
+            .map(|p| pos[p as usize] as usize)
+            .min()
+            .unwrap_or(n);
+        let m = n - first;
+        if m > super::factor::MAX_TAIL {
+            return Ok(None);
+        }
+        let Some(l22) = self.numeric.as_ref().and_then(|nu| nu.trailing_factor(m)) else {
+            return Ok(None);
+        };
+        let mut e = Mat::<f64>::zeros(m, r);
+        for (p, i, g) in row_src {
+            e[(pos[p as usize] as usize - first, i)] += g;
+        }
+        let mut o = Mat::<f64>::zeros(m, outs.len());
+        for (k, out) in outs.iter().enumerate() {
+            for &(p, g) in out {
+                o[(pos[p as usize] as usize - first, k)] += g;
+            }
+        }
+        use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+        solve_lower_triangular_in_place(l22.as_ref(), e.as_mut(), Par::Seq);
+        solve_lower_triangular_in_place(l22.as_ref(), o.as_mut(), Par::Seq);
+        let w = e.transpose() * &o;
+        check_finite(w.as_ref())?;
+        Ok(Some(w))
+    }
+}
+
 /// Reject NaN or infinite results (sparse LU does not report zero pivots).
 pub fn check_finite(m: MatRef<'_, f64>) -> Result<(), XbarError> {
     for j in 0..m.ncols() {
@@ -340,4 +452,112 @@ pub fn check_finite(m: MatRef<'_, f64>) -> Result<(), XbarError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xbar::network::Topology;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn system(r: usize, c: usize, r_word: f64, seed: u64) -> LinearSystem {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let g: Vec<f64> = (0..r * c).map(|_| rng.gen_range(1e-6..1e-4)).collect();
+        let mut xb = Crossbar::passive(r, c, g, 2.5).unwrap();
+        xb.r_word_ohm = r_word;
+        xb.r_driver_ohm = 5.0;
+        xb.r_sense_ohm = 3.0;
+        let net = Network::new(&xb, &Topology::inference(&xb)).unwrap();
+        LinearSystem::for_array(&xb, net, 0.0, Par::Seq).unwrap()
+    }
+
+    /// `T` by one full sparse solve per row source, read at the outputs: the reference.
+    fn t_by_solves(s: &mut LinearSystem) -> Mat<f64> {
+        let (r, c, n) = (s.net.rows, s.net.cols, s.net.n_free);
+        let mut t = Mat::<f64>::zeros(r, c);
+        let terms = s.output_terms();
+        for i in 0..r {
+            let mut v = vec![0.0; r];
+            v[i] = 1.0;
+            let x = s.solve_rows(Mat::from_fn(r, 1, |k, _| v[k]).as_ref(), &vec![0.0; c]);
+            let x = x.unwrap();
+            assert_eq!(x.nrows(), n);
+            for &(j, node, g) in &terms {
+                t[(i, j)] += g * Network::voltage(
+                    node,
+                    x.col(0).try_as_col_major().unwrap().as_slice(),
+                    &v,
+                    &vec![0.0; c],
+                );
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn trailing_block_gives_the_exact_effective_weights() {
+        for (r, c) in [(24, 16), (9, 31)] {
+            let mut s = system(r, c, 2.5, 3);
+            // the source-coupled unknowns are last: the tail path applies
+            let n = s.net.n_free;
+            let pos = s.symbolic.as_ref().unwrap().positions().unwrap().to_vec();
+            let tail = s.net.source_coupled();
+            assert_eq!(tail.len(), r + c);
+            assert!(tail
+                .iter()
+                .all(|&p| pos[p as usize] as usize >= n - tail.len()));
+            let outs: Vec<Vec<(u32, f64)>> = vec![vec![(tail[0], 1.0)]];
+            assert!(s.tail_weights(&outs).unwrap().is_some());
+            let t = s.effective_weights().unwrap();
+            let reference = t_by_solves(&mut s);
+            for i in 0..r {
+                for j in 0..c {
+                    let (a, b) = (t[(i, j)], reference[(i, j)]);
+                    assert!((a - b).abs() <= 1e-12 * b.abs(), "T[{i},{j}] {a} vs {b}");
+                }
+            }
+            // combinations are the same columns combined
+            let combos = vec![vec![(0, 1.0), (1, -1.0)], vec![(c - 1, 2.0)]];
+            let m = s.combined_weights(&combos).unwrap();
+            for i in 0..r {
+                let d0 = reference[(i, 0)] - reference[(i, 1)];
+                assert!((m[(i, 0)] - d0).abs() <= 1e-10 * reference[(i, 0)].abs());
+                assert!(
+                    (m[(i, 1)] - 2.0 * reference[(i, c - 1)]).abs()
+                        <= 1e-12 * reference[(i, c - 1)].abs()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn merged_word_lines_fall_back_to_solves_and_agree() {
+        // r_word = 0: no line structure, AMD ordering; the answer must not depend on the path
+        let mut s = system(12, 10, 0.0, 5);
+        let t = s.effective_weights().unwrap();
+        let reference = t_by_solves(&mut s);
+        for i in 0..12 {
+            for j in 0..10 {
+                assert!((t[(i, j)] - reference[(i, j)]).abs() <= 1e-12 * reference[(i, j)].abs());
+            }
+        }
+    }
+
+    #[test]
+    fn new_conductance_state_equals_a_fresh_factorization() {
+        let mut s = system(16, 8, 2.5, 7);
+        let mut fresh = system(16, 8, 2.5, 8);
+        s.update_cells(&fresh.cell_g.clone(), 0.0, 0.0).unwrap();
+        let (a, b) = (
+            s.effective_weights().unwrap(),
+            fresh.effective_weights().unwrap(),
+        );
+        for i in 0..16 {
+            for j in 0..8 {
+                assert!((a[(i, j)] - b[(i, j)]).abs() <= 1e-13 * b[(i, j)].abs());
+            }
+        }
+        assert!(s.update_cells(&[1e-5; 3], 0.0, 0.0).is_err());
+    }
 }

@@ -300,6 +300,27 @@ impl Network {
         }
     }
 
+    /// The unknowns tied to a source (a row driver or a column's bottom source) by a wire or a
+    /// cell, sorted: where the inputs enter and the virtual-ground outputs are read.
+    pub fn source_coupled(&self) -> Vec<u32> {
+        let known = |n: Node| matches!(n, Node::Row(_) | Node::Col(_));
+        let mut out = Vec::new();
+        let pairs = self
+            .wires
+            .iter()
+            .map(|e| (e.a, e.b))
+            .chain(self.w.iter().copied().zip(self.b.iter().copied()));
+        for (a, b) in pairs {
+            match (a, b) {
+                (Node::Free(p), k) | (k, Node::Free(p)) if known(k) => out.push(p),
+                _ => {}
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// A fill-reducing ordering: geometric nested dissection for the structured numbering
     /// (`None` otherwise: use AMD).
     pub fn nested_dissection(&self) -> Option<(Vec<u32>, Vec<u32>)> {

@@ -104,11 +104,44 @@ impl Engine {
             .ok_or_else(|| XbarError::Invalid("this engine uses the iterative solver".into()))
     }
 
-    fn prepare_linear(&mut self) -> Result<(), XbarError> {
-        let tia_g = match self.xb.sense {
+    /// A new conductance state (`g_siemens`, row-major, one per cell) of the same array: the
+    /// network and its symbolic analysis are kept, only the numeric factor is redone (and `T`
+    /// rebuilt when next asked for).
+    pub fn set_conductances(&mut self, g_siemens: &[f64]) -> Result<(), XbarError> {
+        if g_siemens.len() != self.xb.g_siemens.len() {
+            return Err(XbarError::Invalid(format!(
+                "{} conductances for a {}×{} array",
+                g_siemens.len(),
+                self.xb.rows,
+                self.xb.cols
+            )));
+        }
+        let mut xb = self.xb.clone();
+        xb.g_siemens = g_siemens.to_vec();
+        xb.validate()?;
+        self.xb = xb;
+        self.t = None;
+        if self.stencil.is_some() {
+            self.stencil = Some(Stencil::new(&self.xb)?);
+        }
+        if self.lin.is_some() {
+            let tia_g = self.tia_g();
+            let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
+            let gmin = self.opts.gmin_siemens;
+            self.lin().update_cells(&cell_g, tia_g, gmin)?;
+        }
+        Ok(())
+    }
+
+    fn tia_g(&self) -> f64 {
+        match self.xb.sense {
             SenseKind::Tia { gain, r_f_ohm, .. } => (1.0 + gain) / r_f_ohm,
             SenseKind::VirtualGround => 0.0,
-        };
+        }
+    }
+
+    fn prepare_linear(&mut self) -> Result<(), XbarError> {
+        let tia_g = self.tia_g();
         let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
         let mut lin = LinearSystem::assemble(
             self.network()?.clone(),
