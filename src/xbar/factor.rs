@@ -6,7 +6,6 @@ use std::sync::Arc;
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::LltRegularization;
 use faer::reborrow::ReborrowMut;
-use faer::sparse::linalg::cholesky::supernodal::SupernodalLltRef;
 use faer::sparse::linalg::cholesky::{
     factorize_symbolic_cholesky, CholeskySymbolicParams, LltRef, SymbolicCholesky,
     SymbolicCholeskyRaw, SymmetricOrdering,
@@ -210,27 +209,7 @@ impl Numeric {
         if !self.factored || m > self.n {
             return None;
         }
-        let base = self.n - m;
-        let llt = SupernodalLltRef::<u32, f64>::new(sn, &self.l_values);
-        let mut l = Mat::<f64>::zeros(m, m);
-        for sidx in (0..sn.n_supernodes()).rev() {
-            let sup = llt.supernode(sidx);
-            let (start, val, pat) = (sup.start(), sup.val(), sup.pattern());
-            let end = start + val.ncols();
-            if end <= base {
-                break;
-            }
-            for col in start.max(base)..end {
-                let lc = col - start;
-                for row in col..end {
-                    l[(row - base, col - base)] = val[(row - start, lc)];
-                }
-                for (q, &row) in pat.iter().enumerate() {
-                    l[(row as usize - base, col - base)] = val[(val.ncols() + q, lc)];
-                }
-            }
-        }
-        Some(l)
+        Some(super::split::trailing_block(sn, &self.l_values, self.n, m))
     }
 
     /// Solve in place for every column of `rhs`, columns split over the rayon threads (each with its

@@ -8,6 +8,7 @@ use faer::{Mat, MatRef, Par};
 use super::array::{Crossbar, SenseKind};
 use super::factor::{FactorKind, Numeric, Symbolic};
 use super::network::{Network, Node};
+use super::split::SplitPlan;
 use super::XbarError;
 
 /// Largest dense block of right-hand sides kept at once (bytes).
@@ -24,6 +25,14 @@ pub struct LinearSystem {
     pub src: Vec<(u32, Node, f64)>,
     pub symbolic: Option<Symbolic>,
     numeric: Option<Numeric>,
+    /// The numeric factor no longer matches `values` (a new conductance state): refactored on
+    /// the next solve.
+    stale: bool,
+    /// Parallelism of the factorization and solves.
+    pub par: Par,
+    /// The two-halves plan for effective weights without a whole factor (built on first use;
+    /// `Some(None)`: not applicable).
+    split: Option<Option<SplitPlan>>,
 }
 
 impl LinearSystem {
@@ -51,11 +60,14 @@ impl LinearSystem {
             src,
             symbolic: None,
             numeric: None,
+            stale: false,
+            par: Par::Seq,
+            split: None,
         }
     }
 
-    /// A new conductance state of the same network: restamp and refactor, keeping the symbolic
-    /// analysis and the numeric workspace (nothing is reallocated).
+    /// A new conductance state of the same network: restamp; the factor is redone on the next
+    /// solve, keeping the symbolic analysis and the numeric workspace.
     pub fn update_cells(&mut self, cell_g: &[f64], tia_g: f64, gmin: f64) -> Result<(), XbarError> {
         if cell_g.len() != self.cell_g.len() {
             return Err(XbarError::Invalid(format!(
@@ -68,11 +80,8 @@ impl LinearSystem {
         let (values, src) = Self::stamp(&self.net, &self.cell_g, tia_g, gmin);
         self.values = values;
         self.src = src;
-        match self.numeric.as_mut() {
-            Some(nu) if self.net.n_free > 0 => nu.factor(&self.net, &self.values),
-            Some(_) => Ok(()),
-            None => self.factorize(None, Par::Seq),
-        }
+        self.stale = true;
+        Ok(())
     }
 
     fn stamp(
@@ -136,18 +145,29 @@ impl LinearSystem {
         }
         self.symbolic = Some(symbolic);
         self.numeric = Some(numeric);
+        self.stale = false;
+        self.par = par;
         Ok(())
     }
 
-    /// True once factored.
+    /// True when a factor of the current values exists.
     pub fn numeric_ready(&self) -> bool {
-        self.numeric.is_some()
+        self.numeric.is_some() && !self.stale
     }
 
+    /// The factor of the current values, computed (or redone) on first use.
     fn numeric(&mut self) -> Result<&mut Numeric, XbarError> {
-        self.numeric
-            .as_mut()
-            .ok_or_else(|| XbarError::Numeric("linear system used before factorization".into()))
+        match self.numeric.as_mut() {
+            None => self.factorize(self.symbolic.clone(), self.par)?,
+            Some(nu) if self.stale => {
+                if self.net.n_free > 0 {
+                    nu.factor(&self.net, &self.values)?;
+                }
+                self.stale = false;
+            }
+            Some(_) => {}
+        }
+        Ok(self.numeric.as_mut().expect("factored above"))
     }
 
     /// The array's linear system for its own (linear) cells and sensing.
@@ -256,7 +276,7 @@ impl LinearSystem {
                     .collect()
             })
             .collect();
-        if let Some(m) = self.tail_weights(&outs)? {
+        if let Some(m) = self.boundary_weights(&outs)? {
             return Ok(t + m);
         }
         let block = (RHS_BLOCK_BYTES / (8 * n)).clamp(1, 256);
@@ -358,7 +378,7 @@ impl LinearSystem {
                 o
             })
             .collect();
-        if let Some(tw) = self.tail_weights(&outs)? {
+        if let Some(tw) = self.boundary_weights(&outs)? {
             return Ok(m + tw);
         }
         let block = (RHS_BLOCK_BYTES / (8 * n)).clamp(1, 256);
@@ -391,6 +411,55 @@ impl LinearSystem {
 }
 
 impl LinearSystem {
+    /// `e_iᵀ·A⁻¹·o_k` without one sparse solve per output: from the two halves factored in
+    /// parallel when no factor of the whole exists yet ([`SplitPlan`]), else from the trailing
+    /// block of the whole factor; `None` when neither applies.
+    fn boundary_weights(
+        &mut self,
+        outs: &[Vec<(u32, f64)>],
+    ) -> Result<Option<Mat<f64>>, XbarError> {
+        if !self.numeric_ready() {
+            if let Some(w) = self.split_weights(outs)? {
+                return Ok(Some(w));
+            }
+        }
+        self.numeric()?;
+        self.tail_weights(outs)
+    }
+
+    fn split_weights(&mut self, outs: &[Vec<(u32, f64)>]) -> Result<Option<Mat<f64>>, XbarError> {
+        if self.split.is_none() {
+            self.split = Some(SplitPlan::new(&self.net));
+        }
+        let Some(Some(plan)) = &self.split else {
+            return Ok(None);
+        };
+        let g = plan.interface.len();
+        let pos = &plan.iface_pos;
+        let at = |p: u32| (pos[p as usize] != u32::MAX).then(|| pos[p as usize] as usize);
+        let mut e = Mat::<f64>::zeros(g, self.net.rows);
+        for &(p, k, g_s) in &self.src {
+            if let Node::Row(i) = k {
+                let Some(q) = at(p) else { return Ok(None) };
+                e[(q, i as usize)] += g_s;
+            }
+        }
+        let mut o = Mat::<f64>::zeros(g, outs.len());
+        for (k, out) in outs.iter().enumerate() {
+            for &(p, g_s) in out {
+                let Some(q) = at(p) else { return Ok(None) };
+                o[(q, k)] += g_s;
+            }
+        }
+        let s = plan.schur(&self.net, &self.values)?;
+        let llt = s.llt(faer::Side::Lower).map_err(|_| {
+            XbarError::Numeric("nodal matrix is not positive definite (a floating node?)".into())
+        })?;
+        let w = e.transpose() * faer::linalg::solvers::Solve::solve(&llt, &o);
+        check_finite(w.as_ref())?;
+        Ok(Some(w))
+    }
+
     /// `M[i, k] = e_iᵀ·A⁻¹·o_k` (R × K) for the row-source couplings `e_i` and the output
     /// functionals `outs[k]` (unknown, coefficient), from the trailing block of the factor when
     /// every coupling and functional lives on the last elimination positions (the source-coupled
@@ -462,6 +531,12 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn system(r: usize, c: usize, r_word: f64, seed: u64) -> LinearSystem {
+        let mut s = unfactored(r, c, r_word, seed);
+        s.factorize(None, Par::Seq).unwrap();
+        s
+    }
+
+    fn unfactored(r: usize, c: usize, r_word: f64, seed: u64) -> LinearSystem {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let g: Vec<f64> = (0..r * c).map(|_| rng.gen_range(1e-6..1e-4)).collect();
         let mut xb = Crossbar::passive(r, c, g, 2.5).unwrap();
@@ -469,7 +544,7 @@ mod tests {
         xb.r_driver_ohm = 5.0;
         xb.r_sense_ohm = 3.0;
         let net = Network::new(&xb, &Topology::inference(&xb)).unwrap();
-        LinearSystem::for_array(&xb, net, 0.0, Par::Seq).unwrap()
+        LinearSystem::assemble(net, xb.g_siemens.clone(), 0.0, 0.0)
     }
 
     /// `T` by one full sparse solve per row source, read at the outputs: the reference.
@@ -527,6 +602,46 @@ mod tests {
                     (m[(i, 1)] - 2.0 * reference[(i, c - 1)]).abs()
                         <= 1e-12 * reference[(i, c - 1)].abs()
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn two_halves_give_the_exact_effective_weights() {
+        // large enough to split; both cut directions; TIA-free virtual grounds
+        for (r, c) in [(64, 40), (36, 72)] {
+            let mut s = unfactored(r, c, 2.5, 13);
+            assert!(!s.numeric_ready());
+            let t = s.effective_weights().unwrap();
+            assert!(
+                matches!(s.split, Some(Some(_))),
+                "{r}×{c}: the split must apply"
+            );
+            assert!(
+                !s.numeric_ready(),
+                "no factor of the whole array was formed"
+            );
+            let reference = t_by_solves(&mut s); // factors the whole array
+            let mut worst: f64 = 0.0;
+            for i in 0..r {
+                for j in 0..c {
+                    let (a, b) = (t[(i, j)], reference[(i, j)]);
+                    worst = worst.max((a - b).abs() / b.abs());
+                }
+            }
+            assert!(
+                worst < 1e-11,
+                "{r}×{c}: worst relative difference {worst:e}"
+            );
+            // a new state: split again (the factor is stale), same answers as a fresh system
+            let mut fresh = unfactored(r, c, 2.5, 14);
+            s.update_cells(&fresh.cell_g.clone(), 0.0, 0.0).unwrap();
+            let a = s.effective_weights().unwrap();
+            let b = t_by_solves(&mut fresh);
+            for i in 0..r {
+                for j in 0..c {
+                    assert!((a[(i, j)] - b[(i, j)]).abs() <= 1e-11 * b[(i, j)].abs());
+                }
             }
         }
     }

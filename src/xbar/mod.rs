@@ -22,6 +22,7 @@ pub mod ops;
 pub mod pcg;
 pub mod plot;
 pub mod spec;
+pub mod split;
 
 pub use array::{default_access_mos, CellKind, Crossbar, SenseKind};
 pub use emit::emit_with;

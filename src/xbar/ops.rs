@@ -149,7 +149,8 @@ impl Engine {
             tia_g,
             self.opts.gmin_siemens,
         );
-        lin.factorize(None, par_for(self.network()?.n_free))?;
+        // factored on first use: effective weights may not need a factor of the whole array
+        lin.par = par_for(self.network()?.n_free);
         self.lin = Some(lin);
         Ok(())
     }
@@ -168,15 +169,8 @@ impl Engine {
             ));
         }
         if self.t.is_none() {
-            if self.lin().numeric_ready() {
-                let t = self.lin().effective_weights()?;
-                self.t = Some(t);
-            } else {
-                let lin = self.lin.as_mut().expect("prepared");
-                lin.factorize(None, par_for(lin.net.n_free))?;
-                let t = lin.effective_weights()?;
-                self.t = Some(t);
-            }
+            let t = self.lin().effective_weights()?;
+            self.t = Some(t);
         }
         Ok(self.t.as_ref().expect("just built"))
     }
