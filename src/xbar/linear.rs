@@ -1,7 +1,12 @@
 //! Linear arrays: after the driven nodes are folded into the right-hand side the nodal matrix is
 //! symmetric positive definite; it is factored once (sparse Cholesky, nested-dissection ordering)
-//! and then solves any number of right-hand sides together. The exact effective weight matrix `T`
-//! (`I = Tᵀ·V`) costs min(R, C) solves.
+//! (on first use) and then solves any number of right-hand sides together.
+//!
+//! The exact effective weight matrix `T` (`I = Tᵀ·V`) only involves the unknowns tied to sources
+//! (the array's boundary: first word-line and last bit-line nodes), so it is `Eᵀ·S⁻¹·O` with `S`
+//! the Schur complement of everything else onto them. It comes, in order of preference, from two
+//! half-arrays factored in parallel ([`super::split`], when no factor of the whole exists), from
+//! the trailing block of the whole factor (boundary ordered last), or from min(R, C) solves.
 
 use faer::{Mat, MatRef, Par};
 
@@ -33,6 +38,78 @@ pub struct LinearSystem {
     /// The two-halves plan for effective weights without a whole factor (built on first use;
     /// `Some(None)`: not applicable).
     split: Option<Option<SplitPlan>>,
+    /// Restamping a new conductance state: built on the first update.
+    restamp: Option<Restamp>,
+}
+
+/// What stays fixed across conductance states (wires, amplifiers, gmin) and where each cell's
+/// conductance goes, so that a new state is a copy and four additions per cell.
+struct Restamp {
+    tia_g: f64,
+    gmin: f64,
+    fixed_values: Vec<f64>,
+    fixed_src: Vec<(u32, Node, f64)>,
+    /// Per cell: value slots (p,p), (q,q), (p,q), (q,p) (`usize::MAX`: absent).
+    cell_slots: Vec<[usize; 4]>,
+    /// Cells tied to a source: (cell, free node, source node).
+    cell_src: Vec<(usize, u32, Node)>,
+}
+
+impl Restamp {
+    fn new(net: &Network, tia_g: f64, gmin: f64) -> Restamp {
+        let zeros = vec![0.0; net.w.len()];
+        let (fixed_values, fixed_src) = LinearSystem::stamp(net, &zeros, tia_g, gmin);
+        let fixed_src = fixed_src.into_iter().filter(|e| e.2 != 0.0).collect();
+        let none = usize::MAX;
+        let mut cell_slots = Vec::with_capacity(net.w.len());
+        let mut cell_src = Vec::new();
+        for (k, (&a, &b)) in net.w.iter().zip(&net.b).enumerate() {
+            cell_slots.push(match (a, b) {
+                (Node::Free(p), Node::Free(q)) => [
+                    net.slot(p, p),
+                    net.slot(q, q),
+                    net.slot(p, q),
+                    net.slot(q, p),
+                ],
+                (Node::Free(p), _) | (_, Node::Free(p)) => [net.slot(p, p), none, none, none],
+                _ => [none; 4],
+            });
+            match (a, b) {
+                (Node::Free(p), k2) | (k2, Node::Free(p))
+                    if !matches!(k2, Node::Free(_) | Node::Ground) =>
+                {
+                    cell_src.push((k, p, k2));
+                }
+                _ => {}
+            }
+        }
+        Restamp {
+            tia_g,
+            gmin,
+            fixed_values,
+            fixed_src,
+            cell_slots,
+            cell_src,
+        }
+    }
+
+    fn apply(&self, cell_g: &[f64], values: &mut Vec<f64>, src: &mut Vec<(u32, Node, f64)>) {
+        values.clear();
+        values.extend_from_slice(&self.fixed_values);
+        for (sl, &g) in self.cell_slots.iter().zip(cell_g) {
+            if sl[0] != usize::MAX {
+                values[sl[0]] += g;
+            }
+            if sl[1] != usize::MAX {
+                values[sl[1]] += g;
+                values[sl[2]] -= g;
+                values[sl[3]] -= g;
+            }
+        }
+        src.clear();
+        src.extend_from_slice(&self.fixed_src);
+        src.extend(self.cell_src.iter().map(|&(k, p, n)| (p, n, cell_g[k])));
+    }
 }
 
 impl LinearSystem {
@@ -63,6 +140,7 @@ impl LinearSystem {
             stale: false,
             par: Par::Seq,
             split: None,
+            restamp: None,
         }
     }
 
@@ -77,9 +155,11 @@ impl LinearSystem {
             )));
         }
         self.cell_g.copy_from_slice(cell_g);
-        let (values, src) = Self::stamp(&self.net, &self.cell_g, tia_g, gmin);
-        self.values = values;
-        self.src = src;
+        if !matches!(&self.restamp, Some(r) if r.tia_g == tia_g && r.gmin == gmin) {
+            self.restamp = Some(Restamp::new(&self.net, tia_g, gmin));
+        }
+        let r = self.restamp.as_ref().expect("built above");
+        r.apply(&self.cell_g, &mut self.values, &mut self.src);
         self.stale = true;
         Ok(())
     }
@@ -428,35 +508,49 @@ impl LinearSystem {
     }
 
     fn split_weights(&mut self, outs: &[Vec<(u32, f64)>]) -> Result<Option<Mat<f64>>, XbarError> {
+        let trace = std::env::var_os("NETC_XBAR_TRACE").is_some();
+        let t0 = std::time::Instant::now();
         if self.split.is_none() {
             self.split = Some(SplitPlan::new(&self.net));
         }
+        let t1 = std::time::Instant::now();
         let Some(Some(plan)) = &self.split else {
             return Ok(None);
         };
         let g = plan.interface.len();
         let pos = &plan.iface_pos;
         let at = |p: u32| (pos[p as usize] != u32::MAX).then(|| pos[p as usize] as usize);
-        let mut e = Mat::<f64>::zeros(g, self.net.rows);
+        let mut e = Vec::new();
         for &(p, k, g_s) in &self.src {
             if let Node::Row(i) = k {
                 let Some(q) = at(p) else { return Ok(None) };
-                e[(q, i as usize)] += g_s;
+                e.push((q, i as usize, g_s));
             }
         }
-        let mut o = Mat::<f64>::zeros(g, outs.len());
-        for (k, out) in outs.iter().enumerate() {
+        let mut o = Vec::with_capacity(outs.len());
+        for out in outs {
+            let mut v = Vec::with_capacity(out.len());
             for &(p, g_s) in out {
                 let Some(q) = at(p) else { return Ok(None) };
-                o[(q, k)] += g_s;
+                v.push((q, g_s));
             }
+            o.push(v);
         }
+        let t2 = std::time::Instant::now();
         let s = plan.schur(&self.net, &self.values)?;
-        let llt = s.llt(faer::Side::Lower).map_err(|_| {
-            XbarError::Numeric("nodal matrix is not positive definite (a floating node?)".into())
-        })?;
-        let w = e.transpose() * faer::linalg::solvers::Solve::solve(&llt, &o);
+        let t3 = std::time::Instant::now();
+        let w = dense_bilinear(s, &e, self.net.rows, &o)?;
         check_finite(w.as_ref())?;
+        if trace {
+            let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
+            eprintln!(
+                "xbar: split plan {:.2} ms, couplings {:.2} ms, halves + Schur complement {:.2} ms, interface {g}: dense solve {:.2} ms",
+                ms(t0, t1),
+                ms(t1, t2),
+                ms(t2, t3),
+                ms(t3, std::time::Instant::now())
+            );
+        }
         Ok(Some(w))
     }
 
@@ -507,6 +601,72 @@ impl LinearSystem {
         check_finite(w.as_ref())?;
         Ok(Some(w))
     }
+}
+
+/// `Eᵀ·S⁻¹·O` for a dense symmetric positive definite `S` (g × g) and sparse `E` (entries
+/// (position, column, value), `r` columns) and `O` (per output: (position, value)). The positions
+/// `E` touches are ordered last and those only `O` touches just before them, so after `S = L·Lᵀ`
+/// both `L⁻¹·E` and the part of `L⁻¹·O` that meets it come from trailing blocks of `L`.
+fn dense_bilinear(
+    s: Mat<f64>,
+    e: &[(usize, usize, f64)],
+    r: usize,
+    o: &[Vec<(usize, f64)>],
+) -> Result<Mat<f64>, XbarError> {
+    use faer::dyn_stack::{MemBuffer, MemStack};
+    use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
+    use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+    let g = s.nrows();
+    let mut class = vec![0u8; g];
+    for &(q, _, _) in e {
+        class[q] = 2;
+    }
+    for &(q, _) in o.iter().flatten() {
+        class[q] = class[q].max(1);
+    }
+    let mut order: Vec<usize> = Vec::with_capacity(g);
+    for c in 0..3u8 {
+        order.extend((0..g).filter(|&q| class[q] == c));
+    }
+    let o_start = class.iter().filter(|&&c| c == 0).count();
+    let e_start = g - class.iter().filter(|&&c| c == 2).count();
+    let mut inv = vec![0usize; g];
+    for (k, &q) in order.iter().enumerate() {
+        inv[q] = k;
+    }
+    let mut l = Mat::from_fn(g, g, |i, j| s[(order[i], order[j])]);
+    drop(s);
+    let mut mem = MemBuffer::try_new(cholesky_in_place_scratch::<f64>(
+        g,
+        Par::Seq,
+        Default::default(),
+    ))
+    .map_err(|_| XbarError::Numeric("out of memory for the interface factor".into()))?;
+    cholesky_in_place(
+        l.as_mut(),
+        Default::default(),
+        Par::Seq,
+        MemStack::new(&mut mem),
+        Default::default(),
+    )
+    .map_err(|_| {
+        XbarError::Numeric("nodal matrix is not positive definite (a floating node?)".into())
+    })?;
+    let m = g - e_start;
+    let mut w = Mat::<f64>::zeros(m, r);
+    for &(q, i, v) in e {
+        w[(inv[q] - e_start, i)] += v;
+    }
+    solve_lower_triangular_in_place(l.submatrix(e_start, e_start, m, m), w.as_mut(), Par::Seq);
+    let mo = g - o_start;
+    let mut v = Mat::<f64>::zeros(mo, o.len());
+    for (k, out) in o.iter().enumerate() {
+        for &(q, val) in out {
+            v[(inv[q] - o_start, k)] += val;
+        }
+    }
+    solve_lower_triangular_in_place(l.submatrix(o_start, o_start, mo, mo), v.as_mut(), Par::Seq);
+    Ok(w.transpose() * v.subrows(e_start - o_start, m))
 }
 
 /// Reject NaN or infinite results (sparse LU does not report zero pivots).

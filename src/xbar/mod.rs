@@ -7,7 +7,8 @@
 //! Library entry points for other modules (e.g. a training backend):
 //! - [`Crossbar::passive`] (or the struct literal) to build an array from a conductance matrix;
 //! - [`Engine::new`] then [`Engine::effective_weights`] → `T` (R × C, `I = Tᵀ·V`) and
-//!   [`Engine::infer`] (k × R inputs → k × C outputs);
+//!   [`Engine::infer`] (k × R inputs → k × C outputs); [`Engine::set_conductances`] for a new
+//!   conductance state of the same array (network and orderings kept);
 //! - [`read`] and [`program`] for single-cell operations.
 
 pub mod array;

@@ -226,8 +226,18 @@ impl Engine {
                 return Ok(out);
             }
             if self.t.is_some() || k >= r.min(c) {
+                let t0 = std::time::Instant::now();
                 let t = self.effective_weights()?;
-                return Ok(inputs * t);
+                let t1 = std::time::Instant::now();
+                let out = inputs * t;
+                if std::env::var_os("NETC_XBAR_TRACE").is_some() {
+                    eprintln!(
+                        "xbar: T {:.2} ms, product of {k} vectors {:.2} ms",
+                        (t1 - t0).as_secs_f64() * 1e3,
+                        t1.elapsed().as_secs_f64() * 1e3
+                    );
+                }
+                return Ok(out);
             }
             let v_col = vec![0.0; c];
             let lin = self.lin();

@@ -195,7 +195,7 @@ impl SplitPlan {
                 let qy = self.iface_pos[py as usize] as usize;
                 for (x, &px) in ifc.iter().enumerate() {
                     let qx = self.iface_pos[px as usize] as usize;
-                    s[(qx, qy)] -= c[(x, y)];
+                    s[(qx, qy)] -= c[(x.max(y), x.min(y))];
                 }
             }
         }
@@ -204,7 +204,7 @@ impl SplitPlan {
 }
 
 impl Half {
-    /// `A_ΓD·A_DD⁻¹·A_DΓ` over this half's interface nodes.
+    /// `A_ΓD·A_DD⁻¹·A_DΓ` over this half's interface nodes (as `Z − L₂₂·L₂₂ᵀ`).
     fn contribution(&self, values: &[f64]) -> Result<Mat<f64>, XbarError> {
         let m = self.nodes.len();
         let gi = m - self.interior;
@@ -267,12 +267,17 @@ impl Half {
         };
         let l22 = trailing_block(sn, &l, m, gi);
         // Z − L₂₂·L₂₂ᵀ
-        let mut c = &l22 * l22.transpose();
-        for y in 0..gi {
-            for x in 0..gi {
-                c[(x, y)] = -c[(x, y)];
-            }
-            c[(y, y)] += z[y];
+        let mut c = Mat::<f64>::zeros(gi, gi);
+        faer::linalg::matmul::matmul(
+            c.as_mut(),
+            faer::Accum::Replace,
+            l22.as_ref(),
+            l22.transpose(),
+            -1.0,
+            Par::Seq,
+        );
+        for (y, zy) in z.iter().enumerate() {
+            c[(y, y)] += zy;
         }
         Ok(c)
     }
