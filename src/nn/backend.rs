@@ -84,13 +84,7 @@ pub trait MatmulBackend: Send + Sync {
         targets: &[Matrix],
         deltas: &[Matrix],
     ) -> Result<Vec<Matrix>, BackendError> {
-        if targets.len() != deltas.len() {
-            return Err(BackendError::Other(format!(
-                "{} targets for {} updates",
-                targets.len(),
-                deltas.len()
-            )));
-        }
+        same_count(targets, deltas)?;
         targets
             .iter()
             .zip(deltas)
@@ -98,6 +92,18 @@ pub trait MatmulBackend: Send + Sync {
             .map(|(id, (t, d))| self.program(id, t, d))
             .collect()
     }
+}
+
+/// One update per target ([`MatmulBackend::program_all`]).
+pub fn same_count(targets: &[Matrix], deltas: &[Matrix]) -> Result<(), BackendError> {
+    if targets.len() != deltas.len() {
+        return Err(BackendError::Other(format!(
+            "{} targets for {} updates",
+            targets.len(),
+            deltas.len()
+        )));
+    }
+    Ok(())
 }
 
 fn checked_product(id: LayerId, x: &Matrix, w: &Matrix) -> Result<Matrix, BackendError> {

@@ -501,13 +501,7 @@ impl MatmulBackend for CircuitBackend {
         targets: &[Matrix],
         deltas: &[Matrix],
     ) -> Result<Vec<Matrix>, BackendError> {
-        if targets.len() != deltas.len() {
-            return Err(other(format!(
-                "{} targets for {} updates",
-                targets.len(),
-                deltas.len()
-            )));
-        }
+        super::backend::same_count(targets, deltas)?;
         for (id, t) in targets.iter().enumerate() {
             self.prepare(id, t)?;
         }
