@@ -301,3 +301,45 @@ fn bad_input_is_an_error_not_a_panic() {
     let (res, _) = read(&xb, 0, 0, 0.1, Scheme::Floating, &SolveOptions::default()).unwrap();
     assert!(res.measured_a.is_finite());
 }
+
+/// A new conductance state of an existing engine answers as a fresh engine built on it, for the
+/// linear path (through T: the halves split at this size), the direct solves and Newton cells.
+#[test]
+fn new_conductance_state_equals_a_fresh_engine() {
+    let (r, c) = (72, 40);
+    let (g1, g2) = (random_g(r, c, 21), random_g(r, c, 22));
+    let many = random_inputs(c, r, 23); // k = min(R, C): through T
+    let few = random_inputs(2, r, 24); // direct solves
+    let mut linear = Crossbar::passive(r, c, g1.clone(), 2.5).unwrap();
+    linear.r_driver_ohm = 4.0;
+    let mut sinh = Crossbar::passive(6, 5, random_g(6, 5, 25), 2.5).unwrap();
+    sinh.cell = CellKind::Sinh { k_per_v: 3.0 };
+    let sinh_g2 = random_g(6, 5, 26);
+    for (xb, g_new, inputs) in [
+        (&linear, &g2, &many),
+        (&linear, &g2, &few),
+        (&sinh, &sinh_g2, &random_inputs(3, 6, 27)),
+    ] {
+        let mut eng = Engine::new(xb, SolveOptions::default()).unwrap();
+        let before = eng.infer(inputs.as_ref()).unwrap();
+        eng.set_conductances(g_new).unwrap();
+        let after = eng.infer(inputs.as_ref()).unwrap();
+        let mut fresh_xb = xb.clone();
+        fresh_xb.g_siemens = g_new.clone();
+        let want = Engine::new(&fresh_xb, SolveOptions::default())
+            .unwrap()
+            .infer(inputs.as_ref())
+            .unwrap();
+        let mut changed = false;
+        for t in 0..inputs.nrows() {
+            for j in 0..xb.cols {
+                assert!(rel_err(after[(t, j)], want[(t, j)]) < 1e-10);
+                changed |= rel_err(after[(t, j)], before[(t, j)]) > 1e-3;
+            }
+        }
+        assert!(changed, "the outputs must follow the new conductances");
+    }
+    let mut eng = Engine::new(&linear, SolveOptions::default()).unwrap();
+    assert!(eng.set_conductances(&g1[1..]).is_err());
+    assert!(eng.set_conductances(&vec![-1.0; r * c]).is_err());
+}
