@@ -28,6 +28,8 @@ use faer::sparse::linalg::cholesky::{
 };
 use faer::sparse::linalg::SupernodalThreshold;
 use faer::sparse::{SparseColMatRef, SymbolicSparseColMat};
+use std::sync::Mutex;
+
 use faer::{Mat, Par, Side};
 
 use super::network::Network;
@@ -41,19 +43,22 @@ pub const MAX_INTERFACE: usize = 1024;
 
 /// One half: its unknowns (global ids; the half's interior first in nested-dissection order,
 /// then its interface nodes) and the symbolic analysis of its matrix.
-#[derive(Debug)]
 struct Half {
     nodes: Vec<u32>,
     interior: usize,
     /// Local pattern (both triangles, sorted rows) and, per stored entry, the global value slot
     /// it copies (`None`: an interface diagonal, set to `Z`).
     pattern: SymbolicSparseColMat<u32>,
-    from: Vec<Option<usize>>,
+    from: Vec<u32>,
     symbolic: SymbolicCholesky<u32>,
+    /// Factor values and scratch, kept for the next conductance state.
+    work: Mutex<Option<(Vec<f64>, MemBuffer)>>,
 }
 
+/// `from` entry of an interface diagonal.
+const Z_ENTRY: u32 = u32::MAX;
+
 /// The split of a structured network, reusable across conductance states.
-#[derive(Debug)]
 pub struct SplitPlan {
     halves: [Half; 2],
     /// Interface unknowns (global ids) in dense order.
@@ -139,7 +144,7 @@ impl SplitPlan {
                 entries.sort_unstable_by_key(|e| e.0);
                 for &(r, f) in &entries {
                     row_idx.push(r);
-                    from.push(f);
+                    from.push(f.map_or(Z_ENTRY, |s| s as u32));
                 }
                 col_ptr.push(row_idx.len() as u32);
             }
@@ -161,6 +166,7 @@ impl SplitPlan {
                 pattern,
                 from,
                 symbolic,
+                work: Mutex::new(None),
             })
         };
         let (h1, h2) = rayon::join(|| half(1), || half(2));
@@ -212,7 +218,13 @@ impl Half {
         let mut vals: Vec<f64> = self
             .from
             .iter()
-            .map(|f| f.map_or(0.0, |s| values[s]))
+            .map(|&f| {
+                if f == Z_ENTRY {
+                    0.0
+                } else {
+                    values[f as usize]
+                }
+            })
             .collect();
         // Z: the half's conductances at each interface node (|off-diagonals| into the interior),
         // plus a shift of the same scale
@@ -238,15 +250,22 @@ impl Half {
                 }
             }
         }
-        let mut l = Vec::new();
-        l.try_reserve_exact(self.symbolic.len_val())
-            .map_err(|_| XbarError::Numeric("out of memory for a half factor".into()))?;
-        l.resize(self.symbolic.len_val(), 0.0);
-        let req = self
-            .symbolic
-            .factorize_numeric_llt_scratch::<f64>(Par::Seq, Default::default());
-        let mut mem = MemBuffer::try_new(req)
-            .map_err(|_| XbarError::Numeric("out of memory for a half factor".into()))?;
+        fn oom<E>(_: E) -> XbarError {
+            XbarError::Numeric("out of memory for a half factor".into())
+        }
+        let taken = self.work.lock().ok().and_then(|mut w| w.take());
+        let (mut l, mut mem) = match taken {
+            Some(w) => w,
+            None => {
+                let mut l = Vec::new();
+                l.try_reserve_exact(self.symbolic.len_val()).map_err(oom)?;
+                l.resize(self.symbolic.len_val(), 0.0);
+                let req = self
+                    .symbolic
+                    .factorize_numeric_llt_scratch::<f64>(Par::Seq, Default::default());
+                (l, MemBuffer::try_new(req).map_err(oom)?)
+            }
+        };
         self.symbolic
             .factorize_numeric_llt(
                 &mut l,
@@ -266,6 +285,9 @@ impl Half {
             return Err(XbarError::Numeric("expected a supernodal factor".into()));
         };
         let l22 = trailing_block(sn, &l, m, gi);
+        if let Ok(mut w) = self.work.lock() {
+            *w = Some((l, mem));
+        }
         // Z − L₂₂·L₂₂ᵀ
         let mut c = Mat::<f64>::zeros(gi, gi);
         faer::linalg::matmul::matmul(
