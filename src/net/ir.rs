@@ -264,28 +264,20 @@ impl NetworkIr {
                         })?;
                     pad = [ph.0, ph.1, pw.0, pw.1];
                     // The recurrent kernel maps the oh×ow×hidden state onto itself.
+                    let rec_too_big = || {
+                        err(too_big(
+                            &l.name,
+                            "recurrent kernel",
+                            recurrent_kernel,
+                            oh,
+                            ow,
+                            *recurrent_padding,
+                        ))
+                    };
                     let (rh, rph) = conv_out(oh, recurrent_kernel[0], 1, *recurrent_padding)
-                        .ok_or_else(|| {
-                            err(too_big(
-                                &l.name,
-                                "recurrent kernel",
-                                recurrent_kernel,
-                                oh,
-                                ow,
-                                *recurrent_padding,
-                            ))
-                        })?;
+                        .ok_or_else(rec_too_big)?;
                     let (rw, rpw) = conv_out(ow, recurrent_kernel[1], 1, *recurrent_padding)
-                        .ok_or_else(|| {
-                            err(too_big(
-                                &l.name,
-                                "recurrent kernel",
-                                recurrent_kernel,
-                                oh,
-                                ow,
-                                *recurrent_padding,
-                            ))
-                        })?;
+                        .ok_or_else(rec_too_big)?;
                     if (rh, rw) != (oh, ow) {
                         return Err(err(format!(
                             "convlstm `{}`: the recurrent kernel {}x{} turns the {}x{} state into {}x{}; it must keep the state size (use `recurrent_padding same`)",

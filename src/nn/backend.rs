@@ -106,6 +106,11 @@ pub fn same_count(targets: &[Matrix], deltas: &[Matrix]) -> Result<(), BackendEr
     Ok(())
 }
 
+/// The weights of slot `id` held by a backend that stores them.
+fn stored(weights: &BTreeMap<LayerId, Matrix>, id: LayerId) -> Result<&Matrix, BackendError> {
+    weights.get(&id).ok_or(BackendError::NotPrepared(id))
+}
+
 fn checked_product(id: LayerId, x: &Matrix, w: &Matrix) -> Result<Matrix, BackendError> {
     if x.cols != w.rows {
         return Err(BackendError::Shape {
@@ -138,14 +143,10 @@ impl MatmulBackend for IdealBackend {
         Ok(())
     }
     fn forward(&self, id: LayerId, x: &Matrix) -> Result<Matrix, BackendError> {
-        let w = self.weights.get(&id).ok_or(BackendError::NotPrepared(id))?;
-        checked_product(id, x, w)
+        checked_product(id, x, stored(&self.weights, id)?)
     }
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
-        self.weights
-            .get(&id)
-            .cloned()
-            .ok_or(BackendError::NotPrepared(id))
+        stored(&self.weights, id).cloned()
     }
 }
 
@@ -283,14 +284,10 @@ impl<C: WeightCodec> MatmulBackend for EncodedBackend<C> {
         Ok(())
     }
     fn forward(&self, id: LayerId, x: &Matrix) -> Result<Matrix, BackendError> {
-        let w = self.weights.get(&id).ok_or(BackendError::NotPrepared(id))?;
-        checked_product(id, x, w)
+        checked_product(id, x, stored(&self.weights, id)?)
     }
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
-        self.weights
-            .get(&id)
-            .cloned()
-            .ok_or(BackendError::NotPrepared(id))
+        stored(&self.weights, id).cloned()
     }
 }
 

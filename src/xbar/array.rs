@@ -54,6 +54,17 @@ pub enum SenseKind {
     },
 }
 
+impl SenseKind {
+    /// Conductance (S) from the sense node to ground of the amplifier linearised at 0 V:
+    /// `(1 + A)/R_f` for a TIA, 0 for a virtual ground (the node is a source there).
+    pub fn small_signal_g_siemens(&self) -> f64 {
+        match *self {
+            SenseKind::Tia { gain, r_f_ohm, .. } => (1.0 + gain) / r_f_ohm,
+            SenseKind::VirtualGround => 0.0,
+        }
+    }
+}
+
 /// An R×C crossbar array with its parasitics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Crossbar {

@@ -10,7 +10,7 @@
 
 use faer::{Mat, MatRef, Par};
 
-use super::array::{Crossbar, SenseKind};
+use super::array::Crossbar;
 use super::factor::{FactorKind, Numeric, Symbolic};
 use super::network::{Network, Node};
 use super::split::SplitPlan;
@@ -257,10 +257,7 @@ impl LinearSystem {
                 "the linear solver needs linear cells; use the Newton solver".into(),
             ));
         }
-        let tia_g = match xb.sense {
-            SenseKind::Tia { gain, r_f_ohm, .. } => (1.0 + gain) / r_f_ohm,
-            SenseKind::VirtualGround => 0.0,
-        };
+        let tia_g = xb.sense.small_signal_g_siemens();
         LinearSystem::new(net, xb.g_siemens.clone(), tia_g, gmin, par)
     }
 

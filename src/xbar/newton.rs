@@ -203,6 +203,30 @@ impl<'a> NewtonProblem<'a> {
         scale
     }
 
+    /// The trial point `x + λ·dx` into the workspace's trial buffers, with its residual (and
+    /// Jacobian values); returns the residual's scale.
+    fn trial(
+        &self,
+        ws: &mut NewtonWorkspace,
+        x: &[f64],
+        lambda: f64,
+        v_row: &[f64],
+        v_col: &[f64],
+    ) -> f64 {
+        for ((t, xv), d) in ws.x_trial.iter_mut().zip(x).zip(&ws.dx) {
+            *t = xv + lambda * d;
+        }
+        ws.vm_trial.copy_from_slice(&ws.vm);
+        self.residual(
+            &ws.x_trial,
+            v_row,
+            v_col,
+            &mut ws.f_trial,
+            &mut ws.vm_trial,
+            Some(&mut ws.values_trial),
+        )
+    }
+
     /// Newton from the start point in `x` (overwritten by the solution).
     ///
     /// With `opts.reuse_factor`, a factorization left in the workspace by a previous vector is
@@ -254,18 +278,7 @@ impl<'a> NewtonProblem<'a> {
             let mut accepted = false;
             let mut fn_trial = f64::INFINITY;
             for _ in 0..30 {
-                for ((t, xv), d) in ws.x_trial.iter_mut().zip(x.iter()).zip(&ws.dx) {
-                    *t = xv + lambda * d;
-                }
-                ws.vm_trial.copy_from_slice(&ws.vm);
-                let sc = self.residual(
-                    &ws.x_trial,
-                    v_row,
-                    v_col,
-                    &mut ws.f_trial,
-                    &mut ws.vm_trial,
-                    Some(&mut ws.values_trial),
-                );
+                let sc = self.trial(ws, x, lambda, v_row, v_col);
                 fn_trial = norm(&ws.f_trial);
                 if fn_trial.is_finite()
                     && (fn_trial <= fnorm * (1.0 + 1e-12) || fn_trial <= opts.abstol_a)
@@ -288,18 +301,7 @@ impl<'a> NewtonProblem<'a> {
             }
             if !accepted {
                 // Take the full step anyway (the residual may rise before it falls).
-                for ((t, xv), d) in ws.x_trial.iter_mut().zip(x.iter()).zip(&ws.dx) {
-                    *t = xv + d;
-                }
-                ws.vm_trial.copy_from_slice(&ws.vm);
-                let sc = self.residual(
-                    &ws.x_trial,
-                    v_row,
-                    v_col,
-                    &mut ws.f_trial,
-                    &mut ws.vm_trial,
-                    Some(&mut ws.values_trial),
-                );
+                let sc = self.trial(ws, x, 1.0, v_row, v_col);
                 scale = scale.max(sc);
                 fn_trial = norm(&ws.f_trial);
             }

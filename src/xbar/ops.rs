@@ -125,7 +125,7 @@ impl Engine {
             self.stencil = Some(Stencil::new(&self.xb)?);
         }
         if self.lin.is_some() {
-            let tia_g = self.tia_g();
+            let tia_g = self.xb.sense.small_signal_g_siemens();
             let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
             let gmin = self.opts.gmin_siemens;
             self.lin().update_cells(&cell_g, tia_g, gmin)?;
@@ -133,15 +133,8 @@ impl Engine {
         Ok(())
     }
 
-    fn tia_g(&self) -> f64 {
-        match self.xb.sense {
-            SenseKind::Tia { gain, r_f_ohm, .. } => (1.0 + gain) / r_f_ohm,
-            SenseKind::VirtualGround => 0.0,
-        }
-    }
-
     fn prepare_linear(&mut self) -> Result<(), XbarError> {
-        let tia_g = self.tia_g();
+        let tia_g = self.xb.sense.small_signal_g_siemens();
         let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
         let mut lin = LinearSystem::assemble(
             self.network()?.clone(),
@@ -509,10 +502,7 @@ pub fn solve_biased(
     } else {
         opts.gmin_siemens
     };
-    let tia_g = match xb.sense {
-        SenseKind::Tia { gain, r_f_ohm, .. } => (1.0 + gain) / r_f_ohm,
-        SenseKind::VirtualGround => 0.0,
-    };
+    let tia_g = xb.sense.small_signal_g_siemens();
     let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_S);
     let mut lin = LinearSystem::new(net.clone(), cell_g, tia_g, gmin, par_for(net.n_free))?;
     let x = lin.solve_rows(
