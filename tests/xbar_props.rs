@@ -190,8 +190,8 @@ fn passive_arrays_match_badcrossbar() {
         (4, 7, 1.0, 5.0),
         (1, 4, 2.0, 3.0),
         (5, 1, 2.0, 3.0),
-        // as many vectors as columns: through T, which for 5,800 unknowns comes from the two
-        // half-arrays factored in parallel (the split path)
+        // as many vectors as columns: through T, from the multifrontal Schur complement onto
+        // the array's boundary (5,760 unknowns)
         (72, 40, 2.5, 1.5),
     ] {
         let g = random_g(r, c, 7 + r as u64);
@@ -303,7 +303,7 @@ fn bad_input_is_an_error_not_a_panic() {
 }
 
 /// A new conductance state of an existing engine answers as a fresh engine built on it, for the
-/// linear path (through T: the halves split at this size), the direct solves and Newton cells.
+/// linear path (through T: the multifrontal Schur complement), the direct solves and Newton cells.
 #[test]
 fn new_conductance_state_equals_a_fresh_engine() {
     let (r, c) = (72, 40);

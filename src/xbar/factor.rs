@@ -209,7 +209,7 @@ impl Numeric {
         if !self.factored || m > self.n {
             return None;
         }
-        Some(super::split::trailing_block(sn, &self.l_values, self.n, m))
+        Some(trailing_block(sn, &self.l_values, self.n, m))
     }
 
     /// Solve in place for every column of `rhs`, columns split over the rayon threads (each with its
@@ -290,4 +290,35 @@ impl Numeric {
         }
         Ok(())
     }
+}
+
+/// The dense trailing `k × k` block of a supernodal factor of order `n` (lower triangle).
+fn trailing_block(
+    sn: &faer::sparse::linalg::cholesky::supernodal::SymbolicSupernodalCholesky<u32>,
+    l_values: &[f64],
+    n: usize,
+    k: usize,
+) -> Mat<f64> {
+    let base = n - k;
+    let llt =
+        faer::sparse::linalg::cholesky::supernodal::SupernodalLltRef::<u32, f64>::new(sn, l_values);
+    let mut l = Mat::<f64>::zeros(k, k);
+    for sidx in (0..sn.n_supernodes()).rev() {
+        let sup = llt.supernode(sidx);
+        let (start, val, pat) = (sup.start(), sup.val(), sup.pattern());
+        let end = start + val.ncols();
+        if end <= base {
+            break;
+        }
+        for col in start.max(base)..end {
+            let lc = col - start;
+            for row in col..end {
+                l[(row - base, col - base)] = val[(row - start, lc)];
+            }
+            for (q, &row) in pat.iter().enumerate() {
+                l[(row as usize - base, col - base)] = val[(val.ncols() + q, lc)];
+            }
+        }
+    }
+    l
 }

@@ -4,16 +4,17 @@
 //!
 //! The exact effective weight matrix `T` (`I = Tᵀ·V`) only involves the unknowns tied to sources
 //! (the array's boundary: first word-line and last bit-line nodes), so it is `Eᵀ·S⁻¹·O` with `S`
-//! the Schur complement of everything else onto them. It comes, in order of preference, from two
-//! half-arrays factored in parallel ([`super::split`], when no factor of the whole exists), from
-//! the trailing block of the whole factor (boundary ordered last), or from min(R, C) solves.
+//! the Schur complement of everything else onto them. It comes, in order of preference, from a
+//! multifrontal elimination along the array's geometry ([`super::frontal`], when no factor of
+//! the whole exists), from the trailing block of the whole factor (boundary ordered last), or
+//! from min(R, C) solves.
 
 use faer::{Mat, MatRef, Par};
 
 use super::array::Crossbar;
 use super::factor::{FactorKind, Numeric, Symbolic};
+use super::frontal::FrontalPlan;
 use super::network::{Network, Node};
-use super::split::SplitPlan;
 use super::XbarError;
 
 /// Largest dense block of right-hand sides kept at once (bytes).
@@ -35,9 +36,9 @@ pub struct LinearSystem {
     stale: bool,
     /// Parallelism of the factorization and solves.
     pub par: Par,
-    /// The two-halves plan for effective weights without a whole factor (built on first use;
+    /// The multifrontal plan for effective weights without a whole factor (built on first use;
     /// `Some(None)`: not applicable).
-    split: Option<Option<SplitPlan>>,
+    frontal: Option<Option<FrontalPlan>>,
     /// Restamping a new conductance state: built on the first update.
     restamp: Option<Restamp>,
 }
@@ -139,9 +140,15 @@ impl LinearSystem {
             numeric: None,
             stale: false,
             par: Par::Seq,
-            split: None,
+            frontal: None,
             restamp: None,
         }
+    }
+
+    /// Use `plan` (built for this system's network, `None`: not applicable) for effective
+    /// weights instead of building it on first use.
+    pub fn set_frontal_plan(&mut self, plan: Option<FrontalPlan>) {
+        self.frontal = Some(plan);
     }
 
     /// A new conductance state of the same network: restamp; the factor is redone on the next
@@ -488,15 +495,15 @@ impl LinearSystem {
 }
 
 impl LinearSystem {
-    /// `e_iᵀ·A⁻¹·o_k` without one sparse solve per output: from the two halves factored in
-    /// parallel when no factor of the whole exists yet ([`SplitPlan`]), else from the trailing
-    /// block of the whole factor; `None` when neither applies.
+    /// `e_iᵀ·A⁻¹·o_k` without one sparse solve per output: from the multifrontal Schur
+    /// complement when no factor of the whole exists yet ([`FrontalPlan`]), else from the
+    /// trailing block of the whole factor; `None` when neither applies.
     fn boundary_weights(
         &mut self,
         outs: &[Vec<(u32, f64)>],
     ) -> Result<Option<Mat<f64>>, XbarError> {
         if !self.numeric_ready() {
-            if let Some(w) = self.split_weights(outs)? {
+            if let Some(w) = self.frontal_weights(outs)? {
                 return Ok(Some(w));
             }
         }
@@ -504,18 +511,17 @@ impl LinearSystem {
         self.tail_weights(outs)
     }
 
-    fn split_weights(&mut self, outs: &[Vec<(u32, f64)>]) -> Result<Option<Mat<f64>>, XbarError> {
+    fn frontal_weights(&mut self, outs: &[Vec<(u32, f64)>]) -> Result<Option<Mat<f64>>, XbarError> {
         let trace = std::env::var_os("NETC_XBAR_TRACE").is_some();
         let t0 = std::time::Instant::now();
-        if self.split.is_none() {
-            self.split = Some(SplitPlan::new(&self.net));
+        if self.frontal.is_none() {
+            self.frontal = Some(FrontalPlan::new(&self.net));
         }
         let t1 = std::time::Instant::now();
-        let Some(Some(plan)) = &self.split else {
+        let Some(Some(plan)) = &mut self.frontal else {
             return Ok(None);
         };
-        let g = plan.interface.len();
-        let pos = &plan.iface_pos;
+        let pos = &plan.tail_pos;
         let at = |p: u32| (pos[p as usize] != u32::MAX).then(|| pos[p as usize] as usize);
         let mut e = Vec::new();
         for &(p, k, g_s) in &self.src {
@@ -533,16 +539,18 @@ impl LinearSystem {
             }
             o.push(v);
         }
+        let g = plan.tail.len();
         let t2 = std::time::Instant::now();
-        let s = plan.schur(&self.net, &self.values)?;
+        let s = plan.schur(&self.values)?;
         let t3 = std::time::Instant::now();
         let w = dense_bilinear(s, &e, self.net.rows, &o)?;
         check_finite(w.as_ref())?;
         if trace {
             let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
             eprintln!(
-                "xbar: split plan {:.2} ms, couplings {:.2} ms, halves + Schur complement {:.2} ms, interface {g}: dense solve {:.2} ms",
+                "xbar: frontal plan {:.2} ms ({} fronts), couplings {:.2} ms, Schur complement {:.2} ms, tail {g}: dense solve {:.2} ms",
                 ms(t0, t1),
+                plan.n_fronts(),
                 ms(t1, t2),
                 ms(t2, t3),
                 ms(t3, std::time::Instant::now())
@@ -764,15 +772,27 @@ mod tests {
     }
 
     #[test]
-    fn two_halves_give_the_exact_effective_weights() {
-        // large enough to split; both cut directions; TIA-free virtual grounds
-        for (r, c) in [(64, 40), (36, 72)] {
-            let mut s = unfactored(r, c, 2.5, 13);
+    fn multifrontal_elimination_gives_the_exact_effective_weights() {
+        // degenerate, thin and both cut directions, word and bit segments equal or not;
+        // TIA-free virtual grounds
+        let shapes = [
+            (1, 1),
+            (1, 7),
+            (7, 1),
+            (2, 3),
+            (9, 31),
+            (64, 40),
+            (36, 72),
+            (3, 150),
+        ];
+        for (k, (r, c)) in shapes.into_iter().enumerate() {
+            let r_word = if k % 2 == 0 { 2.5 } else { 0.7 };
+            let mut s = unfactored(r, c, r_word, 13);
             assert!(!s.numeric_ready());
             let t = s.effective_weights().unwrap();
             assert!(
-                matches!(s.split, Some(Some(_))),
-                "{r}×{c}: the split must apply"
+                matches!(s.frontal, Some(Some(_))),
+                "{r}×{c}: the multifrontal plan must apply"
             );
             assert!(
                 !s.numeric_ready(),
@@ -790,8 +810,8 @@ mod tests {
                 worst < 1e-11,
                 "{r}×{c}: worst relative difference {worst:e}"
             );
-            // a new state: split again (the factor is stale), same answers as a fresh system
-            let mut fresh = unfactored(r, c, 2.5, 14);
+            // a new state: eliminate again (reusing the plan), same answers as a fresh system
+            let mut fresh = unfactored(r, c, r_word, 14);
             s.update_cells(&fresh.cell_g.clone(), 0.0, 0.0).unwrap();
             let a = s.effective_weights().unwrap();
             let b = t_by_solves(&mut fresh);

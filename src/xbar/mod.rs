@@ -16,6 +16,7 @@ pub mod badcrossbar;
 pub mod emit;
 pub mod eval;
 pub mod factor;
+pub mod frontal;
 pub mod linear;
 pub mod network;
 pub mod newton;
@@ -23,7 +24,6 @@ pub mod ops;
 pub mod pcg;
 pub mod plot;
 pub mod spec;
-pub mod split;
 
 pub use array::{default_access_mos, CellKind, Crossbar, SenseKind};
 pub use emit::emit_with;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::array::{CellKind, Crossbar, SenseKind};
 use super::eval::{evaluate, tia_output, Solved};
 use super::factor::Symbolic;
+use super::frontal::FrontalPlan;
 use super::linear::LinearSystem;
 use super::network::{linearized_cell_g, ColEnd, Network, Node, RowEnd, Topology};
 use super::newton::{NewtonOptions, NewtonProblem, NewtonStats};
@@ -136,12 +137,24 @@ impl Engine {
     fn prepare_linear(&mut self) -> Result<(), XbarError> {
         let tia_g = self.xb.sense.small_signal_g_siemens();
         let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
-        let mut lin = LinearSystem::assemble(
-            self.network()?.clone(),
-            cell_g,
-            tia_g,
-            self.opts.gmin_siemens,
-        );
+        let net = self.network()?;
+        let gmin = self.opts.gmin_siemens;
+        // the effective-weight plan depends on the geometry only: built alongside the stamping
+        let (mut lin, plan) = if is_linear(&self.xb) {
+            let (lin, plan) = rayon::join(
+                || LinearSystem::assemble(net.clone(), cell_g, tia_g, gmin),
+                || FrontalPlan::new(net),
+            );
+            (lin, Some(plan))
+        } else {
+            (
+                LinearSystem::assemble(net.clone(), cell_g, tia_g, gmin),
+                None,
+            )
+        };
+        if let Some(plan) = plan {
+            lin.set_frontal_plan(plan);
+        }
         // factored on first use: effective weights may not need a factor of the whole array
         lin.par = par_for(self.network()?.n_free);
         self.lin = Some(lin);
