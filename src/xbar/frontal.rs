@@ -258,20 +258,17 @@ impl FrontalPlan {
         let root = specs.len() - 1;
         for (k, spec) in specs.iter().enumerate() {
             let kk = k as u32;
-            own.clear();
-            own.extend(
-                elim[spec.e0 as usize..spec.e1 as usize]
-                    .iter()
-                    .copied()
-                    .filter(|&p| !is_tail(p)),
-            );
-            path.clear();
-            path.extend(
-                elim[spec.e1 as usize..spec.c1 as usize]
-                    .iter()
-                    .copied()
-                    .filter(|&p| !is_tail(p)),
-            );
+            let untailed = |out: &mut Vec<u32>, a: u32, b: u32| {
+                out.clear();
+                out.extend(
+                    elim[a as usize..b as usize]
+                        .iter()
+                        .copied()
+                        .filter(|&p| !is_tail(p)),
+                );
+            };
+            untailed(&mut own, spec.e0, spec.e1);
+            untailed(&mut path, spec.e1, spec.c1);
             for &p in own.iter().chain(&path) {
                 front_of[p as usize] = kk;
             }
