@@ -1,18 +1,7 @@
 //! `netc train` / `netc eval` / `netc data info` end to end on tiny runs.
 
-use std::process::Command;
-
-fn netc(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
-}
+mod common;
+use common::netc;
 
 #[test]
 fn train_then_eval_and_compare() {

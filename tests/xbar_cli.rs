@@ -1,18 +1,7 @@
 //! `netc xbar` end to end on small arrays.
 
-use std::process::Command;
-
-fn netc(args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(args)
-        .output()
-        .expect("run netc");
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+mod common;
+use common::netc;
 
 #[test]
 fn infer_json_matches_the_ideal_product_without_wires() {

@@ -281,18 +281,7 @@ fn programming_disturb_maps_match_ngspice() {
     let mut xb = passive(4, 5, 19);
     xb.r_driver_ohm = 5.0;
     for scheme in [Scheme::Half, Scheme::Third] {
-        let (res, s) = program(&xb, 2, 1, 2.0, scheme, &SolveOptions::default()).unwrap();
-        let (topo, vr, vc) = select_bias(&xb, 2, 1, 2.0, scheme);
-        for (peer, ng) in peers(&emit_with(&xb, &topo, &vr, &vc)) {
-            compare(
-                &xb,
-                &topo,
-                &s,
-                &ng,
-                1e-6,
-                &format!("program {scheme:?} vs {peer}"),
-            );
-        }
+        let res = program_against_peers(&xb, (2, 1), 2.0, scheme, 1e-6, "program");
         // Half-select: unselected cells see about V/2 (V/3) — a little more or less with IR drop —
         // and the selected one nearly V.
         let bound = if scheme == Scheme::Half {
@@ -313,16 +302,30 @@ fn programming_disturb_maps_match_ngspice() {
         mos: default_access_mos(),
         v_gate_v: vec![2.5, 0.0, 0.0],
     };
-    let (_, s) = program(&xb, 0, 1, 1.5, Scheme::Third, &SolveOptions::default()).unwrap();
-    let (topo, vr, vc) = select_bias(&xb, 0, 1, 1.5, Scheme::Third);
-    for (peer, ng) in peers(&emit_with(&xb, &topo, &vr, &vc)) {
+    program_against_peers(&xb, (0, 1), 1.5, Scheme::Third, 1e-5, "program 1t1r");
+}
+
+/// A programming pulse on `at` solved by netc and compared node by node with every peer on the
+/// emitted netlist.
+fn program_against_peers(
+    xb: &Crossbar,
+    (i, j): (usize, usize),
+    v: f64,
+    scheme: Scheme,
+    tol: f64,
+    what: &str,
+) -> ProgramResult {
+    let (res, s) = program(xb, i, j, v, scheme, &SolveOptions::default()).unwrap();
+    let (topo, vr, vc) = select_bias(xb, i, j, v, scheme);
+    for (peer, ng) in peers(&emit_with(xb, &topo, &vr, &vc)) {
         compare(
-            &xb,
+            xb,
             &topo,
             &s,
             &ng,
-            1e-5,
-            &format!("program 1t1r vs {peer}"),
+            tol,
+            &format!("{what} {scheme:?} vs {peer}"),
         );
     }
+    res
 }

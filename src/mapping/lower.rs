@@ -101,6 +101,39 @@ impl Tile {
         }
     }
 
+    /// Physical rows driven by logical row `i` (inside the tile), with the sign of their
+    /// voltage: one row per logical row for column-pair encoding, a `+`/`−` row per pair
+    /// otherwise.
+    pub fn input_rows(&self, m: &MappedMatrix, i: usize) -> Vec<(usize, f64)> {
+        match m.orientation {
+            Orientation::Columns => vec![(self.cell(m, i, self.out_start, 0, 0).0, 1.0)],
+            Orientation::Rows => (0..m.pairs)
+                .flat_map(|k| {
+                    [
+                        (self.cell(m, i, self.out_start, k, 0).0, 1.0),
+                        (self.cell(m, i, self.out_start, k, 1).0, -1.0),
+                    ]
+                })
+                .collect(),
+        }
+    }
+
+    /// Physical columns read for logical output `j` (inside the tile), with the sign of their
+    /// current.
+    pub fn output_cols(&self, m: &MappedMatrix, j: usize) -> Vec<(usize, f64)> {
+        match m.orientation {
+            Orientation::Columns => (0..m.pairs)
+                .flat_map(|k| {
+                    [
+                        (self.cell(m, self.in_start, j, k, 0).1, 1.0),
+                        (self.cell(m, self.in_start, j, k, 1).1, -1.0),
+                    ]
+                })
+                .collect(),
+            Orientation::Rows => vec![(self.cell(m, self.in_start, j, 0, 0).1, 1.0)],
+        }
+    }
+
     pub fn contains(&self, i: usize, j: usize) -> bool {
         (self.in_start..self.in_start + self.in_len).contains(&i)
             && (self.out_start..self.out_start + self.out_len).contains(&j)

@@ -12,7 +12,7 @@
 use super::encode::Encoder;
 use super::lower::Lowering;
 use super::MappingError;
-use crate::net::spec::{HardwareSpec, Orientation, WeightScale};
+use crate::net::spec::{HardwareSpec, WeightScale};
 use crate::net::NetworkIr;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -312,14 +312,8 @@ pub fn drive_tile(
         } else {
             hw.v_bias_v
         };
-        for k in 0..m.pairs {
-            for s in 0..2 {
-                let (r, _) = t.cell(m, i, t.out_start, k, s);
-                v[r] = match m.orientation {
-                    Orientation::Rows if s == 1 => -xi,
-                    _ => xi,
-                };
-            }
+        for (r, sign) in t.input_rows(m, i) {
+            v[r] = sign * xi;
         }
     }
     v
@@ -331,18 +325,11 @@ pub fn tile_outputs(lowering: &Lowering, mi: usize, ti: usize, col_i_a: &[f64]) 
     let m = &lowering.matrices[mi];
     let t = &m.tiles[ti];
     (t.out_start..t.out_start + t.out_len)
-        .map(|j| match m.orientation {
-            Orientation::Columns => (0..m.pairs)
-                .map(|k| {
-                    let (_, cp) = t.cell(m, t.in_start, j, k, 0);
-                    let (_, cm) = t.cell(m, t.in_start, j, k, 1);
-                    col_i_a[cp] - col_i_a[cm]
-                })
-                .sum(),
-            Orientation::Rows => {
-                let (_, c) = t.cell(m, t.in_start, j, 0, 0);
-                col_i_a[c]
-            }
+        .map(|j| {
+            t.output_cols(m, j)
+                .iter()
+                .map(|&(c, sign)| sign * col_i_a[c])
+                .sum()
         })
         .collect()
 }

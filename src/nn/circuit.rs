@@ -30,10 +30,9 @@ use faer::Mat;
 use super::backend::{BackendError, LayerId, MatmulBackend};
 use super::from_net::{weights_from_slots, SlotRows};
 use super::matrix::Matrix;
-use crate::mapping::lower::{MappedMatrix, Tile};
 use crate::mapping::weights::{program, Programmed};
 use crate::mapping::Lowering;
-use crate::net::spec::{CellKind as NetCell, HardwareSpec, Orientation, SenseSpec, WeightScale};
+use crate::net::spec::{CellKind as NetCell, HardwareSpec, SenseSpec, WeightScale};
 use crate::net::NetFile;
 use crate::xbar::{CellKind, Crossbar, Engine, SenseKind, SolveOptions};
 
@@ -125,36 +124,6 @@ pub fn crossbar_for(hw: &HardwareSpec, rows: usize, cols: usize, g_s: &[f64]) ->
     }
 }
 
-/// Physical rows driven by logical row `i` of tile `t`, with the sign of their voltage.
-fn rows_of(t: &Tile, m: &MappedMatrix, i: usize) -> Vec<(usize, f64)> {
-    match m.orientation {
-        Orientation::Columns => vec![(t.cell(m, i, t.out_start, 0, 0).0, 1.0)],
-        Orientation::Rows => (0..m.pairs)
-            .flat_map(|k| {
-                [
-                    (t.cell(m, i, t.out_start, k, 0).0, 1.0),
-                    (t.cell(m, i, t.out_start, k, 1).0, -1.0),
-                ]
-            })
-            .collect(),
-    }
-}
-
-/// Physical columns read for logical output `j` of tile `t`, with their sign.
-fn cols_of(t: &Tile, m: &MappedMatrix, j: usize) -> Vec<(usize, f64)> {
-    match m.orientation {
-        Orientation::Columns => (0..m.pairs)
-            .flat_map(|k| {
-                [
-                    (t.cell(m, t.in_start, j, k, 0).1, 1.0),
-                    (t.cell(m, t.in_start, j, k, 1).1, -1.0),
-                ]
-            })
-            .collect(),
-        Orientation::Rows => vec![(t.cell(m, t.in_start, j, 0, 0).1, 1.0)],
-    }
-}
-
 impl CircuitBackend {
     /// A backend for the arrays of `file`; `slots` maps the model's matmul slots onto the
     /// compiler's matrices (see [`super::from_net::slot_rows`]).
@@ -228,7 +197,7 @@ impl CircuitBackend {
             for (ti, t) in m.tiles.iter().enumerate().filter(|(_, t)| t.replica == 0) {
                 for j in t.out_start..t.out_start + t.out_len {
                     combo_of.insert((mi, ti, j), combos[t.array].len());
-                    combos[t.array].push(cols_of(t, m, j));
+                    combos[t.array].push(t.output_cols(m, j));
                 }
             }
         }
@@ -307,7 +276,7 @@ impl CircuitBackend {
             for (ti, t) in m.tiles.iter().enumerate().filter(|(_, t)| t.replica == 0) {
                 let mm = &ms[t.array];
                 for i in t.in_start..t.in_start + t.in_len {
-                    let rows = rows_of(t, m, i);
+                    let rows = t.input_rows(m, i);
                     for j in t.out_start..t.out_start + t.out_len {
                         let k = combo_of[&(mi, ti, j)];
                         let acc: f64 = rows.iter().map(|&(r, sr)| sr * mm[(r, k)]).sum();
@@ -388,7 +357,7 @@ impl CircuitBackend {
                 if lr < t.in_start || lr >= t.in_start + t.in_len {
                     continue;
                 }
-                for (pr, sg) in rows_of(t, m, lr) {
+                for (pr, sg) in t.input_rows(m, lr) {
                     for v in 0..n {
                         drive[(v, pr)] = sg * x.get(v, r_slot) * v_per_unit[v];
                     }
@@ -399,7 +368,7 @@ impl CircuitBackend {
                     if lr < t.in_start || lr >= t.in_start + t.in_len {
                         continue;
                     }
-                    for (pr, sg) in rows_of(t, m, lr) {
+                    for (pr, sg) in t.input_rows(m, lr) {
                         for v in 0..n {
                             drive[(v, pr)] = sg * x.get(v, nb) * v_per_unit[v];
                         }
@@ -421,7 +390,7 @@ impl CircuitBackend {
                 SenseSpec::Opamp { r_feedback_ohm, .. } => -1.0 / r_feedback_ohm,
             };
             for j in t.out_start..t.out_start + t.out_len {
-                let cols = cols_of(t, m, j);
+                let cols = t.output_cols(m, j);
                 for v in 0..n {
                     let i_a: f64 = cols.iter().map(|&(c, sg)| sg * out[(v, c)] * to_amps).sum();
                     y.set(v, j, y.get(v, j) + i_a / (scale_s * v_per_unit[v]));

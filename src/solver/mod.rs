@@ -150,15 +150,20 @@ impl Solver {
         Ok(x)
     }
 
-    /// The Jacobian of the nodal equations at `x` as a dense matrix (row-major, n × n): the
-    /// companion-model matrix every device stamps. For tests and diagnostics of small circuits.
-    pub fn jacobian_dense(&mut self, x: &[f64]) -> Vec<f64> {
-        let n = self.circuit.n;
+    /// Matrix values and right-hand side of the true (unlimited) equations linearised at `x`.
+    fn stamp_at(&mut self, x: &[f64]) {
         self.vals.copy_from_slice(&self.lin);
         self.circuit.stamp_sources(&mut self.rhs, 1.0);
         self.circuit.reset_limiting();
         self.circuit
             .stamp_nonlinear(x, &mut self.vals, &mut self.rhs, false);
+    }
+
+    /// The Jacobian of the nodal equations at `x` as a dense matrix (row-major, n × n): the
+    /// companion-model matrix every device stamps. For tests and diagnostics of small circuits.
+    pub fn jacobian_dense(&mut self, x: &[f64]) -> Vec<f64> {
+        let n = self.circuit.n;
+        self.stamp_at(x);
         let p = &self.circuit.pattern;
         let mut j = vec![0.0; n * n];
         for c in 0..n {
@@ -172,11 +177,7 @@ impl Solver {
     /// KCL residual F(x) of the true (unlimited) equations; returns it per unknown.
     pub fn residual(&mut self, x: &[f64]) -> Vec<f64> {
         let n = self.circuit.n;
-        self.vals.copy_from_slice(&self.lin);
-        self.circuit.stamp_sources(&mut self.rhs, 1.0);
-        self.circuit.reset_limiting();
-        self.circuit
-            .stamp_nonlinear(x, &mut self.vals, &mut self.rhs, false);
+        self.stamp_at(x);
         let p = &self.circuit.pattern;
         let mut r: Vec<f64> = self.rhs[..n].iter().map(|b| -b).collect();
         for (c, &xc) in x.iter().enumerate().take(n) {

@@ -32,6 +32,15 @@ fn v(name: &str, a: &str, b: &str, volt: f64) -> Element {
         },
     )
 }
+/// `a·f(k·arg)`.
+fn scaled(a: f64, f: Func, k: f64, arg: Expr) -> Expr {
+    Expr::bin(
+        BinOp::Mul,
+        Expr::Num(a),
+        Expr::Call(f, vec![Expr::bin(BinOp::Mul, Expr::Num(k), arg)]),
+    )
+}
+
 fn netlist(elements: Vec<Element>) -> Netlist {
     Netlist {
         title: "t".into(),
@@ -184,18 +193,7 @@ fn sinh_memristor_newton() {
     let (g, k) = (1e-4, 3.0);
     let expr = Expr::bin(
         BinOp::Div,
-        Expr::bin(
-            BinOp::Mul,
-            Expr::Num(g),
-            Expr::Call(
-                Func::Sinh,
-                vec![Expr::bin(
-                    BinOp::Mul,
-                    Expr::Num(k),
-                    Expr::V("a".into(), Some("b".into())),
-                )],
-            ),
-        ),
+        scaled(g, Func::Sinh, k, Expr::V("a".into(), Some("b".into()))),
         Expr::Num(k),
     );
     let m = op(vec![
@@ -391,18 +389,7 @@ fn unsolvable_circuit_names_the_node() {
 /// satisfies the device equation.
 #[test]
 fn gmin_stepping_rescues_a_stiff_exponential() {
-    let expr = Expr::bin(
-        BinOp::Mul,
-        Expr::Num(1e-14),
-        Expr::Call(
-            Func::Exp,
-            vec![Expr::bin(
-                BinOp::Mul,
-                Expr::Num(40.0),
-                Expr::V("d".into(), None),
-            )],
-        ),
-    );
+    let expr = scaled(1e-14, Func::Exp, 40.0, Expr::V("d".into(), None));
     let mut nl = netlist(vec![
         v("v1", "in", "0", 50.0),
         r("r1", "in", "d", 1.0),
@@ -443,18 +430,7 @@ fn assembled_jacobian_matches_finite_differences() {
         vto_v: -0.6,
         ..nmos.clone()
     };
-    let b_i = Expr::bin(
-        BinOp::Mul,
-        Expr::Num(1e-4),
-        Expr::Call(
-            Func::Sinh,
-            vec![Expr::bin(
-                BinOp::Mul,
-                Expr::Num(2.0),
-                Expr::V("a".into(), Some("b".into())),
-            )],
-        ),
-    );
+    let b_i = scaled(1e-4, Func::Sinh, 2.0, Expr::V("a".into(), Some("b".into())));
     let b_v = Expr::bin(
         BinOp::Add,
         Expr::Call(Func::Tanh, vec![Expr::V("c".into(), None)]),

@@ -209,7 +209,7 @@ impl LinearSystem {
 
     /// Factor (sparse Cholesky), reusing `symbolic` when given (same network).
     pub fn factorize(&mut self, symbolic: Option<Symbolic>, par: Par) -> Result<(), XbarError> {
-        let trace = std::env::var_os("NETC_XBAR_TRACE").is_some();
+        let trace = super::trace();
         let t0 = std::time::Instant::now();
         let symbolic = match symbolic {
             Some(s) => s,
@@ -333,88 +333,13 @@ impl LinearSystem {
     }
 
     /// The exact effective weight matrix `T` (R × C, row-major) with `I = Tᵀ·V` for the column
-    /// currents into virtual grounds, built with min(R, C) solves (direct when R ≤ C, adjoint
-    /// otherwise; the matrix is symmetric so both use the same factor).
+    /// currents into virtual grounds: from the boundary Schur complement when the array's
+    /// structure allows, else with min(R, C) solves (direct when R ≤ C, adjoint otherwise; the
+    /// matrix is symmetric so both use the same factor).
     pub fn effective_weights(&mut self) -> Result<Mat<f64>, XbarError> {
         let (r, c) = (self.net.rows, self.net.cols);
-        let n = self.net.n_free;
-        let terms = self.output_terms();
-        let mut t = Mat::<f64>::zeros(r, c);
-        // Direct terms (output coupled to a row source without unknowns in between).
-        for &(j, node, g) in &terms {
-            if let Node::Row(i) = node {
-                t[(i as usize, j)] += g;
-            }
-        }
-        if n == 0 {
-            return Ok(t);
-        }
-        let outs: Vec<Vec<(u32, f64)>> = (0..c)
-            .map(|j| {
-                terms
-                    .iter()
-                    .filter_map(|&(jj, node, g)| match node {
-                        Node::Free(p) if jj == j => Some((p, g)),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .collect();
-        if let Some(m) = self.boundary_weights(&outs)? {
-            return Ok(t + m);
-        }
-        let block = (RHS_BLOCK_BYTES / (8 * n)).clamp(1, 256);
-        if r <= c {
-            // X = A⁻¹ E, one column per row source; T[i, j] = Σ_terms coef·X[node, i].
-            let mut i0 = 0;
-            while i0 < r {
-                let nb = block.min(r - i0);
-                let mut x = Mat::<f64>::zeros(n, nb);
-                for &(p, k, g) in &self.src {
-                    if let Node::Row(i) = k {
-                        let i = i as usize;
-                        if i >= i0 && i < i0 + nb {
-                            x[(p as usize, i - i0)] += g;
-                        }
-                    }
-                }
-                self.numeric()?.solve_columns_parallel(x.as_mut())?;
-                check_finite(x.as_ref())?;
-                for &(j, node, g) in &terms {
-                    if let Node::Free(p) = node {
-                        for b in 0..nb {
-                            t[(i0 + b, j)] += g * x[(p as usize, b)];
-                        }
-                    }
-                }
-                i0 += nb;
-            }
-        } else {
-            // Y = A⁻¹ Oᵀ, one column per output; T[i, j] = Σ_src g·Y[p, j].
-            let mut j0 = 0;
-            while j0 < c {
-                let nb = block.min(c - j0);
-                let mut y = Mat::<f64>::zeros(n, nb);
-                for &(j, node, g) in &terms {
-                    if let Node::Free(p) = node {
-                        if j >= j0 && j < j0 + nb {
-                            y[(p as usize, j - j0)] += g;
-                        }
-                    }
-                }
-                self.numeric()?.solve_columns_parallel(y.as_mut())?;
-                check_finite(y.as_ref())?;
-                for &(p, k, g) in &self.src {
-                    if let Node::Row(i) = k {
-                        for b in 0..nb {
-                            t[(i as usize, j0 + b)] += g * y[(p as usize, b)];
-                        }
-                    }
-                }
-                j0 += nb;
-            }
-        }
-        Ok(t)
+        let unit: Vec<Vec<(usize, f64)>> = (0..c).map(|j| vec![(j, 1.0)]).collect();
+        self.weights(&unit, r <= c)
     }
 }
 
@@ -425,6 +350,16 @@ impl LinearSystem {
     pub fn combined_weights(
         &mut self,
         combos: &[Vec<(usize, f64)>],
+    ) -> Result<Mat<f64>, XbarError> {
+        self.weights(combos, false)
+    }
+
+    /// [`Self::combined_weights`]; without a boundary Schur complement, one direct solve per
+    /// row source instead of one adjoint solve per combination when `direct`.
+    fn weights(
+        &mut self,
+        combos: &[Vec<(usize, f64)>],
+        direct: bool,
     ) -> Result<Mat<f64>, XbarError> {
         let r = self.net.rows;
         let n = self.net.n_free;
@@ -465,36 +400,78 @@ impl LinearSystem {
         if let Some(tw) = self.boundary_weights(&outs)? {
             return Ok(m + tw);
         }
-        let block = (RHS_BLOCK_BYTES / (8 * n)).clamp(1, 256);
-        let mut k0 = 0;
-        while k0 < k {
-            let nb = block.min(k - k0);
-            let mut y = Mat::<f64>::zeros(n, nb);
-            for b in 0..nb {
-                for &(j, tau) in &combos[k0 + b] {
-                    for &(node, g) in &by_col[j] {
-                        if let Node::Free(p) = node {
-                            y[(p as usize, b)] += tau * g;
-                        }
-                    }
-                }
-            }
-            self.numeric()?.solve_columns_parallel(y.as_mut())?;
-            check_finite(y.as_ref())?;
-            for &(p, src_node, g) in &self.src {
-                if let Node::Row(i) = src_node {
-                    for b in 0..nb {
-                        m[(i as usize, k0 + b)] += g * y[(p as usize, b)];
-                    }
-                }
-            }
-            k0 += nb;
+        if direct {
+            self.direct_weights(&outs, &mut m)?;
+        } else {
+            self.adjoint_weights(&outs, &mut m)?;
         }
         Ok(m)
     }
 }
 
 impl LinearSystem {
+    /// `m[i, k] += e_iᵀ·A⁻¹·o_k` (see [`Self::adjoint_weights`]) by one solve per row source,
+    /// in blocks of rows.
+    fn direct_weights(
+        &mut self,
+        outs: &[Vec<(u32, f64)>],
+        m: &mut Mat<f64>,
+    ) -> Result<(), XbarError> {
+        let (n, r) = (self.net.n_free, self.net.rows);
+        let block = (RHS_BLOCK_BYTES / (8 * n)).clamp(1, 256);
+        for i0 in (0..r).step_by(block) {
+            let nb = block.min(r - i0);
+            let mut x = Mat::<f64>::zeros(n, nb);
+            for &(p, k, g) in &self.src {
+                if let Node::Row(i) = k {
+                    let i = i as usize;
+                    if i >= i0 && i < i0 + nb {
+                        x[(p as usize, i - i0)] += g;
+                    }
+                }
+            }
+            self.numeric()?.solve_columns_parallel(x.as_mut())?;
+            check_finite(x.as_ref())?;
+            for (k, out) in outs.iter().enumerate() {
+                for &(p, g) in out {
+                    for b in 0..nb {
+                        m[(i0 + b, k)] += g * x[(p as usize, b)];
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `m[i, k] += e_iᵀ·A⁻¹·o_k` for the row-source couplings `e_i` and the output functionals
+    /// `outs[k]` (unknown, coefficient) by one adjoint solve per output, in blocks of columns.
+    fn adjoint_weights(
+        &mut self,
+        outs: &[Vec<(u32, f64)>],
+        m: &mut Mat<f64>,
+    ) -> Result<(), XbarError> {
+        let n = self.net.n_free;
+        let block = (RHS_BLOCK_BYTES / (8 * n)).clamp(1, 256);
+        for (k0, chunk) in (0..).step_by(block).zip(outs.chunks(block)) {
+            let mut y = Mat::<f64>::zeros(n, chunk.len());
+            for (b, out) in chunk.iter().enumerate() {
+                for &(p, g) in out {
+                    y[(p as usize, b)] += g;
+                }
+            }
+            self.numeric()?.solve_columns_parallel(y.as_mut())?;
+            check_finite(y.as_ref())?;
+            for &(p, src_node, g) in &self.src {
+                if let Node::Row(i) = src_node {
+                    for b in 0..chunk.len() {
+                        m[(i as usize, k0 + b)] += g * y[(p as usize, b)];
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `e_iᵀ·A⁻¹·o_k` without one sparse solve per output: from the multifrontal Schur
     /// complement when no factor of the whole exists yet ([`FrontalPlan`]), else from the
     /// trailing block of the whole factor; `None` when neither applies.
@@ -512,7 +489,7 @@ impl LinearSystem {
     }
 
     fn frontal_weights(&mut self, outs: &[Vec<(u32, f64)>]) -> Result<Option<Mat<f64>>, XbarError> {
-        let trace = std::env::var_os("NETC_XBAR_TRACE").is_some();
+        let trace = super::trace();
         let t0 = std::time::Instant::now();
         if self.frontal.is_none() {
             self.frontal = Some(FrontalPlan::new(&self.net));

@@ -48,3 +48,9 @@ pub enum XbarError {
     #[error("{0}")]
     Io(String),
 }
+
+/// True when `NETC_XBAR_TRACE` is set: stage timings go to stderr (read once per process).
+pub(crate) fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("NETC_XBAR_TRACE").is_some())
+}

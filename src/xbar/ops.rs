@@ -71,7 +71,7 @@ pub fn is_linear(xb: &Crossbar) -> bool {
 
 impl Engine {
     pub fn new(xb: &Crossbar, opts: SolveOptions) -> Result<Engine, XbarError> {
-        let trace = std::env::var_os("NETC_XBAR_TRACE").is_some();
+        let trace = super::trace();
         let t0 = std::time::Instant::now();
         let mut e = Engine {
             xb: xb.clone(),
@@ -117,10 +117,11 @@ impl Engine {
                 self.xb.cols
             )));
         }
-        let mut xb = self.xb.clone();
-        xb.g_siemens = g_siemens.to_vec();
-        xb.validate()?;
-        self.xb = xb;
+        let old = std::mem::replace(&mut self.xb.g_siemens, g_siemens.to_vec());
+        if let Err(e) = self.xb.validate() {
+            self.xb.g_siemens = old;
+            return Err(e);
+        }
         self.t = None;
         if self.stencil.is_some() {
             self.stencil = Some(Stencil::new(&self.xb)?);
@@ -236,7 +237,7 @@ impl Engine {
                 let t = self.effective_weights()?;
                 let t1 = std::time::Instant::now();
                 let out = inputs * t;
-                if std::env::var_os("NETC_XBAR_TRACE").is_some() {
+                if super::trace() {
                     eprintln!(
                         "xbar: T {:.2} ms, product of {k} vectors {:.2} ms",
                         (t1 - t0).as_secs_f64() * 1e3,
