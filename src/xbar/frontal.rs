@@ -1,13 +1,16 @@
-//! The array's boundary Schur complement by a multifrontal elimination along the array's geometry.
+//! The array's source-to-source Schur complement by a multifrontal elimination along the array's
+//! geometry.
 //!
-//! The effective weights of a linear array only involve the unknowns tied to sources (the
-//! "tail": the first word-line node of every row, where the inputs enter, and the last bit-line
-//! node of every column, where the outputs are read), so `T = Eᵀ·S⁻¹·O` with `S` the Schur
-//! complement of everything else onto the tail. `S` comes from a nested dissection of the
-//! crossbar's rectangle in which the tail is never eliminated:
+//! The effective weights of a linear array are the currents its sources exchange: take the row
+//! drivers and the column virtual grounds as terminals (kept, never eliminated) and eliminate
+//! every unknown; the Schur complement `S` onto the terminals (with `B` the couplings of the
+//! unknowns to them, `S = −Bᵀ·A⁻¹·B` off the diagonal) holds in its row-to-column block the
+//! current into each column's ground per volt on each row: `T[i, j] = −S[col j, row i]`. No
+//! dense solve follows, and the row–row and column–column blocks are never computed.
+//! `S` comes from a nested dissection of the crossbar's rectangle:
 //!
 //! - a leaf (a few crosspoints) is a dense front: its unknowns, then its update nodes (the
-//!   neighbours outside it, and tail nodes);
+//!   neighbours outside it, and terminals);
 //! - a rectangle is cut by the word-line nodes of its middle column (or the bit-line nodes of its
 //!   middle row); the cut leaves the bit line of that column (the word line of that row) hanging
 //!   on the separator only: a path with a tridiagonal matrix, eliminated in closed form
@@ -22,12 +25,13 @@
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
+use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::reborrow::{Reborrow, ReborrowMut};
 use faer::{Accum, Mat, MatMut, Par};
 
-use super::network::Network;
+use super::network::{Network, Node};
 use super::XbarError;
 
 /// Largest tail (boundary unknowns) handled densely.
@@ -38,6 +42,10 @@ const LEAF_CROSSPOINTS: usize = 16;
 
 /// Fronts at least this large use blocked (faer) dense kernels; smaller ones plain loops.
 const BLOCKED_MIN_FRONT: usize = 64;
+
+/// Fronts at least this large use both threads' worth of parallel dense kernels (the top of the
+/// tree, where the other halves are done).
+const PARALLEL_MIN_FRONT: usize = 160;
 
 /// Subtrees with more estimated work (multiply-adds) than this run their halves in parallel.
 const PARALLEL_MIN_WORK: f64 = 2e5;
@@ -66,6 +74,10 @@ struct Front {
     n0: u32,
     n1: u32,
     n_elim: u32,
+    /// Update nodes that are unknowns (the rest are terminals: rows, then columns) and row
+    /// terminals among the update nodes.
+    n_free_upd: u32,
+    n_row_term: u32,
     chain: Option<Chain>,
     /// Children (front indices) and where their maps (front position of each of the child's
     /// update nodes) start in `maps`.
@@ -101,10 +113,65 @@ pub struct FrontalPlan {
     targets: Vec<u32>,
     ptr: Vec<u32>,
     couple: Vec<(u32, u32)>,
-    /// Tail unknowns (global ids, ascending): the order of `S`.
+    /// The terminals (ids after the unknowns: `n + i` for row source i, `n + R + j` for column
+    /// source j), ascending: the order of `S`.
     pub tail: Vec<u32>,
-    /// Position of each unknown in `tail` (`u32::MAX` if not a tail unknown).
+    /// Position in `tail` of terminal `n + k` (`u32::MAX` if that source couples to nothing).
     pub tail_pos: Vec<u32>,
+    /// (unknown, terminal) couplings, sorted; coupling k's matrix entry is value slot `nnz + k`.
+    pub term_pairs: Vec<(u32, u32)>,
+    /// Number of value slots of the network's pattern.
+    nnz: usize,
+}
+
+/// Neighbours of an unknown while the plan is built: the pattern's, then its terminals.
+struct Adjacency<'a> {
+    cp: &'a [u32],
+    ri: &'a [u32],
+    term_first: &'a [u32],
+    term_pairs: &'a [(u32, u32)],
+}
+
+impl Adjacency<'_> {
+    /// (neighbour, value slot) of unknown `p`, itself included.
+    fn neighbours(&self, p: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+        let p = p as usize;
+        let (lo, hi) = (self.cp[p] as usize, self.cp[p + 1] as usize);
+        let nnz = self.ri.len();
+        let (t0, t1) = (self.term_first[p] as usize, self.term_first[p + 1] as usize);
+        (lo..hi)
+            .map(|s| (self.ri[s], s as u32))
+            .chain((t0..t1).map(move |k| (self.term_pairs[k].1, (nnz + k) as u32)))
+    }
+}
+
+/// Matrix values by slot: the pattern's, then the terminal couplings'.
+#[derive(Clone, Copy)]
+struct Vals<'a> {
+    pattern: &'a [f64],
+    terminal: &'a [f64],
+}
+
+impl Vals<'_> {
+    #[inline(always)]
+    fn get(&self, s: u32) -> f64 {
+        let s = s as usize;
+        match self.pattern.get(s) {
+            Some(&v) => v,
+            None => self.terminal[s - self.pattern.len()],
+        }
+    }
+}
+
+/// Per unknown while the plan is built (together: one cache line serves every lookup): the
+/// front eliminating it, the last front that listed it as an update node, its position in the
+/// current front, its index on the current path (`NONE` when not applicable).
+#[derive(Clone, Copy)]
+struct Mark {
+    front: u32,
+    seen: u32,
+    loc: u32,
+    chain: u32,
 }
 
 /// A rectangle's front while the plan is built: what it eliminates (`elim[e0..e1]`, then the
@@ -215,14 +282,51 @@ impl FrontalPlan {
             return None;
         }
         let n = net.n_free;
-        let tail = net.source_coupled();
+        let (cp, ri) = (net.pattern.col_ptr(), net.pattern.row_idx());
+        let nnz = ri.len();
+        // the sources' nodes are the terminals, numbered after the unknowns: rows, then columns
+        let terminal = |k: Node| match k {
+            Node::Row(i) => Some((n + i as usize) as u32),
+            Node::Col(j) => Some((n + r + j as usize) as u32),
+            _ => None,
+        };
+        let mut term_pairs: Vec<(u32, u32)> = Vec::new();
+        let ends = net.wires.iter().map(|e| (e.a, e.b));
+        for (a, b) in ends.chain(net.w.iter().copied().zip(net.b.iter().copied())) {
+            match (a, b) {
+                (Node::Free(p), k) | (k, Node::Free(p)) => {
+                    if let Some(t) = terminal(k) {
+                        term_pairs.push((p, t));
+                    }
+                }
+                _ => {}
+            }
+        }
+        term_pairs.sort_unstable();
+        term_pairs.dedup();
+        let mut tail: Vec<u32> = term_pairs.iter().map(|&(_, t)| t).collect();
+        tail.sort_unstable();
+        tail.dedup();
         if tail.is_empty() || tail.len() > MAX_TAIL {
             return None;
         }
-        let mut tail_pos = vec![NONE; n];
-        for (k, &p) in tail.iter().enumerate() {
-            tail_pos[p as usize] = k as u32;
+        let mut tail_pos = vec![NONE; r + c];
+        for (k, &t) in tail.iter().enumerate() {
+            tail_pos[t as usize - n] = k as u32;
         }
+        let mut term_first = vec![0u32; n + 1];
+        for &(p, _) in &term_pairs {
+            term_first[p as usize + 1] += 1;
+        }
+        for p in 0..n {
+            term_first[p + 1] += term_first[p];
+        }
+        let adj = Adjacency {
+            cp,
+            ri,
+            term_first: &term_first,
+            term_pairs: &term_pairs,
+        };
         let geo = Geometry {
             r,
             c,
@@ -231,9 +335,6 @@ impl FrontalPlan {
         let mut specs = Vec::with_capacity(n / LEAF_CROSSPOINTS + 16);
         let mut elim = Vec::with_capacity(n);
         geo.dissect((0, r, 0, c), &mut specs, &mut elim)?;
-        let (cp, ri) = (net.pattern.col_ptr(), net.pattern.row_idx());
-        let col = |p: u32| cp[p as usize] as usize..cp[p as usize + 1] as usize;
-        let is_tail = |p: u32| tail_pos[p as usize] != NONE;
         let mut plan = FrontalPlan {
             fronts: Vec::with_capacity(specs.len()),
             nodes: Vec::new(),
@@ -245,12 +346,18 @@ impl FrontalPlan {
             couple: Vec::new(),
             tail: Vec::new(),
             tail_pos: Vec::new(),
+            term_pairs: Vec::new(),
+            nnz,
         };
-        // front_of: where each unknown is eliminated (NONE: not yet, or never for the tail)
-        let mut front_of = vec![NONE; n];
-        let mut seen = vec![NONE; n];
-        let mut loc = vec![NONE; n];
-        let mut in_chain = vec![NONE; n];
+        let mut mk = vec![
+            Mark {
+                front: NONE,
+                seen: NONE,
+                loc: NONE,
+                chain: NONE,
+            };
+            n + r + c
+        ];
         let mut own: Vec<u32> = Vec::new();
         let mut path: Vec<u32> = Vec::new();
         let mut bound: Vec<u32> = Vec::new();
@@ -258,19 +365,12 @@ impl FrontalPlan {
         let root = specs.len() - 1;
         for (k, spec) in specs.iter().enumerate() {
             let kk = k as u32;
-            let untailed = |out: &mut Vec<u32>, a: u32, b: u32| {
-                out.clear();
-                out.extend(
-                    elim[a as usize..b as usize]
-                        .iter()
-                        .copied()
-                        .filter(|&p| !is_tail(p)),
-                );
-            };
-            untailed(&mut own, spec.e0, spec.e1);
-            untailed(&mut path, spec.e1, spec.c1);
+            own.clear();
+            own.extend_from_slice(&elim[spec.e0 as usize..spec.e1 as usize]);
+            path.clear();
+            path.extend_from_slice(&elim[spec.e1 as usize..spec.c1 as usize]);
             for &p in own.iter().chain(&path) {
-                front_of[p as usize] = kk;
+                mk[p as usize].front = kk;
             }
             let kids = &spec.kids[..spec.n_kids as usize];
             let first = kids
@@ -279,38 +379,37 @@ impl FrontalPlan {
                 .min()
                 .unwrap_or(kk);
             for (t, &p) in path.iter().enumerate() {
-                in_chain[p as usize] = t as u32;
+                mk[p as usize].chain = t as u32;
             }
             // update nodes: the children's, and the neighbours of what is eliminated here
             bound.clear();
             for &ch in kids {
                 let cf = plan.fronts[ch as usize];
                 for &p in &plan.nodes[(cf.n0 + cf.n_elim) as usize..cf.n1 as usize] {
-                    if front_of[p as usize] != kk && seen[p as usize] != kk {
-                        seen[p as usize] = kk;
+                    if mk[p as usize].front != kk && mk[p as usize].seen != kk {
+                        mk[p as usize].seen = kk;
                         bound.push(p);
                     }
                 }
             }
             for &p in own.iter().chain(&path) {
-                for s in col(p) {
-                    let q = ri[s];
-                    let fq = front_of[q as usize];
+                for (q, _) in adj.neighbours(p) {
+                    let fq = mk[q as usize].front;
                     if fq == NONE {
-                        if seen[q as usize] != kk {
-                            seen[q as usize] = kk;
+                        if mk[q as usize].seen != kk {
+                            mk[q as usize].seen = kk;
                             bound.push(q);
                         }
                     } else if fq != kk {
                         // eliminated earlier: must be in this subtree, and never next to a path
-                        if fq < first || in_chain[p as usize] != NONE {
+                        if fq < first || mk[p as usize].chain != NONE {
                             return None;
                         }
                     }
                 }
             }
             if k == root {
-                if bound.iter().any(|&p| !is_tail(p)) {
+                if bound.iter().any(|&p| (p as usize) < n) {
                     return None;
                 }
                 bound.clear();
@@ -318,12 +417,17 @@ impl FrontalPlan {
             } else {
                 bound.sort_unstable();
             }
+            let n_free_upd = bound.iter().filter(|&&p| (p as usize) < n).count() as u32;
+            let n_row_term = bound
+                .iter()
+                .filter(|&&p| (n..n + r).contains(&(p as usize)))
+                .count() as u32;
             let n0 = plan.nodes.len() as u32;
             plan.nodes.extend_from_slice(&own);
             plan.nodes.extend_from_slice(&bound);
             let n1 = plan.nodes.len() as u32;
             for (q, &p) in plan.nodes[n0 as usize..].iter().enumerate() {
-                loc[p as usize] = q as u32;
+                mk[p as usize].loc = q as u32;
             }
             let mut map_at = [0u32; 2];
             for (slot, &ch) in kids.iter().enumerate() {
@@ -331,31 +435,19 @@ impl FrontalPlan {
                 map_at[slot] = plan.maps.len() as u32;
                 for q in (cf.n0 + cf.n_elim) as usize..cf.n1 as usize {
                     let p = plan.nodes[q];
-                    plan.maps.push(loc[p as usize]);
+                    plan.maps.push(mk[p as usize].loc);
                 }
             }
             // matrix entries: every pair is assembled where its first unknown is eliminated
             let e0 = plan.entries.len() as u32;
             for &p in &own {
-                let lp = loc[p as usize];
-                for s in col(p) {
-                    let q = ri[s];
-                    let fq = front_of[q as usize];
-                    if (fq == kk && in_chain[q as usize] == NONE && loc[q as usize] >= lp)
+                let lp = mk[p as usize].loc;
+                for (q, s) in adj.neighbours(p) {
+                    let fq = mk[q as usize].front;
+                    if (fq == kk && mk[q as usize].chain == NONE && mk[q as usize].loc >= lp)
                         || fq == NONE
                     {
-                        plan.entries.push((loc[q as usize], lp, s as u32));
-                    }
-                }
-            }
-            if k == root {
-                for &p in &tail {
-                    let lp = loc[p as usize];
-                    for s in col(p) {
-                        let q = ri[s];
-                        if is_tail(q) && loc[q as usize] >= lp {
-                            plan.entries.push((loc[q as usize], lp, s as u32));
-                        }
+                        plan.entries.push((mk[q as usize].loc, lp, s));
                     }
                 }
             }
@@ -363,9 +455,9 @@ impl FrontalPlan {
             let chain = if path.is_empty() {
                 None
             } else {
-                let ch = plan.chain(&path, net, &in_chain, &loc, &front_of, kk, &mut pairs)?;
+                let ch = plan.chain(&path, &adj, &mk, kk, &mut pairs)?;
                 for &p in &path {
-                    in_chain[p as usize] = NONE;
+                    mk[p as usize].chain = NONE;
                 }
                 Some(ch)
             };
@@ -379,6 +471,8 @@ impl FrontalPlan {
                 n0,
                 n1,
                 n_elim: own.len() as u32,
+                n_free_upd,
+                n_row_term,
                 chain,
                 kids: spec.kids,
                 n_kids: spec.n_kids,
@@ -389,53 +483,49 @@ impl FrontalPlan {
                 work,
             });
         }
-        // every unknown but the tail is eliminated exactly once
-        if (0..n).any(|p| (front_of[p] == NONE) != (tail_pos[p] != NONE)) {
+        // every unknown is eliminated exactly once
+        if mk[..n].iter().any(|m| m.front == NONE) {
             return None;
         }
         plan.tail = tail;
         plan.tail_pos = tail_pos;
+        plan.term_pairs = term_pairs;
         Some(plan)
     }
 
     /// Record the closed-form elimination data of a path (its unknowns in path order); `None`
     /// when the unknowns are not a path (links between non-consecutive ones) or touch an
     /// unknown eliminated before.
-    #[allow(clippy::too_many_arguments)]
     fn chain(
         &mut self,
         nodes: &[u32],
-        net: &Network,
-        in_chain: &[u32],
-        loc: &[u32],
-        front_of: &[u32],
+        adj: &Adjacency<'_>,
+        mk: &[Mark],
         k: u32,
         pairs: &mut Vec<(u32, u32, u32)>,
     ) -> Option<Chain> {
-        let (cp, ri) = (net.pattern.col_ptr(), net.pattern.row_idx());
         let len = nodes.len();
         let at = self.slots.len();
         self.slots.resize(at + 2 * len - 1, NONE);
         pairs.clear(); // (front position, path index, slot)
         for (t, &p) in nodes.iter().enumerate() {
-            let lo = cp[p as usize] as usize;
-            for (s, &q) in (lo..).zip(&ri[lo..cp[p as usize + 1] as usize]) {
-                let u = in_chain[q as usize];
+            for (q, s) in adj.neighbours(p) {
+                let u = mk[q as usize].chain;
                 if u != NONE {
                     let u = u as usize;
                     if u == t {
-                        self.slots[at + t] = s as u32;
+                        self.slots[at + t] = s;
                     } else if u == t + 1 {
-                        self.slots[at + len + t] = s as u32;
+                        self.slots[at + len + t] = s;
                     } else if u + 1 != t {
                         return None;
                     }
                 } else {
-                    let fq = front_of[q as usize];
+                    let fq = mk[q as usize].front;
                     if fq != NONE && fq != k {
                         return None;
                     }
-                    pairs.push((loc[q as usize], t as u32, s as u32));
+                    pairs.push((mk[q as usize].loc, t as u32, s));
                 }
             }
         }
@@ -467,9 +557,42 @@ impl FrontalPlan {
         self.fronts.len()
     }
 
-    /// The Schur complement `S` onto the tail (dense, |tail|², in `tail` order) of the matrix
-    /// with values `values` over `net.pattern`.
-    pub fn schur(&self, values: &[f64]) -> Result<Mat<f64>, XbarError> {
+    /// The coupling entries of the terminals (`term_pairs` order) from the source couplings
+    /// (unknown, source node, conductance) of a network with `n` unknowns and `r` rows: minus
+    /// the conductance; `None` when a coupling is not one the plan knows.
+    pub fn terminal_values(
+        &self,
+        src: &[(u32, Node, f64)],
+        n: usize,
+        r: usize,
+    ) -> Option<Vec<f64>> {
+        let mut tv = vec![0.0; self.term_pairs.len()];
+        for &(p, k, g) in src {
+            let t = match k {
+                Node::Row(i) => n + i as usize,
+                Node::Col(j) => n + r + j as usize,
+                _ => return None,
+            } as u32;
+            let at = self.term_pairs.binary_search(&(p, t)).ok()?;
+            tv[at] -= g;
+        }
+        Some(tv)
+    }
+
+    /// The Schur complement `S` of the unknowns onto the terminals (dense, |tail|², in `tail`
+    /// order; only the block between row and column terminals is computed, see
+    /// [`TerminalBlocks`]) of the matrix with values `values` over `net.pattern` and
+    /// terminal couplings `terminal` (see [`Self::terminal_values`]).
+    pub fn schur(&self, values: &[f64], terminal: &[f64]) -> Result<Mat<f64>, XbarError> {
+        if values.len() != self.nnz || terminal.len() != self.term_pairs.len() {
+            return Err(XbarError::Invalid(
+                "matrix values do not match the elimination plan".into(),
+            ));
+        }
+        let values = Vals {
+            pattern: values,
+            terminal,
+        };
         let root = self.fronts.len() - 1;
         let u = self.eliminate(root, values)?;
         let g = self.tail.len();
@@ -478,7 +601,7 @@ impl FrontalPlan {
 
     /// Eliminate the subtree of front `k`; returns its update matrix (`b × b`, column-major,
     /// lower triangle meaningful) over the front's update nodes.
-    fn eliminate(&self, k: usize, values: &[f64]) -> Result<Vec<f64>, XbarError> {
+    fn eliminate(&self, k: usize, values: Vals<'_>) -> Result<Vec<f64>, XbarError> {
         let front = &self.fronts[k];
         let kids = &front.kids[..front.n_kids as usize];
         let mut updates: [Vec<f64>; 2] = Default::default();
@@ -493,29 +616,43 @@ impl FrontalPlan {
                 *u = self.eliminate(ch as usize, values)?;
             }
         }
-        // no rayon work below this point: the thread's scratch is not re-entered
+        let m = front.size();
+        let e = front.n_elim as usize;
+        // the thread's buffers are taken out while in use: a large front's parallel kernels may
+        // run another subtree on this thread meanwhile (which then uses buffers of its own)
+        let mut sc = SCRATCH.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+        if sc.front.len() < m * m {
+            sc.front.clear();
+            sc.front.try_reserve_exact(m * m).map_err(oom)?;
+            sc.front.resize(m * m, 0.0);
+        }
+        let buf = &mut sc.front[..m * m];
+        self.assemble(front, buf, &updates, values, &mut sc.chain)?;
+        drop(updates);
+        let par = if m >= PARALLEL_MIN_FRONT {
+            Par::rayon(0)
+        } else {
+            Par::Seq
+        };
+        let rt0 = e + front.n_free_upd as usize;
+        let skip = TerminalBlocks {
+            rt0,
+            ct0: rt0 + front.n_row_term as usize,
+        };
+        partial_llt(buf, m, e, skip, par)?;
+        let b = m - e;
+        let mut u = Vec::new();
+        u.try_reserve_exact(b * b).map_err(oom)?;
+        for j in 0..b {
+            u.extend_from_slice(&buf[(e + j) * m + e..(e + j + 1) * m]);
+        }
         SCRATCH.with(|cell| {
-            let mut guard = cell.borrow_mut();
-            let sc = &mut *guard;
-            let m = front.size();
-            let e = front.n_elim as usize;
-            if sc.front.len() < m * m {
-                sc.front.clear();
-                sc.front.try_reserve_exact(m * m).map_err(oom)?;
-                sc.front.resize(m * m, 0.0);
+            let mut kept = cell.borrow_mut();
+            if kept.front.len() < sc.front.len() {
+                *kept = sc;
             }
-            let buf = &mut sc.front[..m * m];
-            self.assemble(front, buf, &updates, values, &mut sc.chain)?;
-            drop(updates);
-            partial_llt(buf, m, e)?;
-            let b = m - e;
-            let mut u = Vec::new();
-            u.try_reserve_exact(b * b).map_err(oom)?;
-            for j in 0..b {
-                u.extend_from_slice(&buf[(e + j) * m + e..(e + j + 1) * m]);
-            }
-            Ok(u)
-        })
+        });
+        Ok(u)
     }
 
     /// Front `front`'s dense matrix (lower triangle, column-major): its own entries, the
@@ -525,7 +662,7 @@ impl FrontalPlan {
         front: &Front,
         buf: &mut [f64],
         updates: &[Vec<f64>; 2],
-        values: &[f64],
+        values: Vals<'_>,
         chain_scratch: &mut Vec<f64>,
     ) -> Result<(), XbarError> {
         let m = front.size();
@@ -535,7 +672,7 @@ impl FrontalPlan {
                 .for_each(|v| *v = 0.0);
         }
         for &(r, c, s) in &self.entries[front.e0 as usize..front.e1 as usize] {
-            buf[r as usize + c as usize * m] += values[s as usize];
+            buf[r as usize + c as usize * m] += values.get(s);
         }
         for (slot, u) in updates.iter().enumerate().take(front.n_kids as usize) {
             let bc = self.fronts[front.kids[slot] as usize].n_update();
@@ -563,7 +700,7 @@ impl FrontalPlan {
         ch: Chain,
         buf: &mut [f64],
         m: usize,
-        values: &[f64],
+        values: Vals<'_>,
         scratch: &mut Vec<f64>,
     ) -> Result<(), XbarError> {
         let len = ch.len as usize;
@@ -575,16 +712,16 @@ impl FrontalPlan {
         let (d, rest) = scratch.split_at_mut(len);
         let (l, x) = rest.split_at_mut(len);
         for t in 0..len {
-            let mut dt = values[diag[t] as usize];
+            let mut dt = values.get(diag[t]);
             if t > 0 {
-                dt -= l[t - 1] * values[link[t - 1] as usize];
+                dt -= l[t - 1] * values.get(link[t - 1]);
             }
             if dt.is_nan() || dt <= 0.0 {
                 return Err(not_pd());
             }
             d[t] = 1.0 / dt;
             if t + 1 < len {
-                l[t] = values[link[t] as usize] / dt;
+                l[t] = values.get(link[t]) / dt;
             }
         }
         let targets = &self.targets[ch.t0 as usize..ch.t1 as usize];
@@ -595,7 +732,7 @@ impl FrontalPlan {
             x.iter_mut().for_each(|v| *v = 0.0);
             for c in 0..nk {
                 for &(t, s) in couplings(k0 + c) {
-                    x[4 * t as usize + c] += values[s as usize];
+                    x[4 * t as usize + c] += values.get(s);
                 }
             }
             // L·D·Lᵀ·x = b: forward, diagonal, backward
@@ -619,7 +756,7 @@ impl FrontalPlan {
                 for (k2, &q2) in targets.iter().enumerate().skip(k0 + c) {
                     let v: f64 = couplings(k2)
                         .iter()
-                        .map(|&(t, s)| values[s as usize] * x[4 * t as usize + c])
+                        .map(|&(t, s)| values.get(s) * x[4 * t as usize + c])
                         .sum();
                     buf[q2 as usize + qk as usize * m] -= v;
                 }
@@ -648,67 +785,126 @@ fn not_pd() -> XbarError {
     XbarError::Numeric("nodal matrix is not positive definite (a floating node?)".into())
 }
 
+/// Where a front's terminals sit (positions `rt0..ct0`: row terminals, `ct0..`: column
+/// terminals). Only the row-to-column block of the Schur complement between terminals is ever
+/// read, so the row–row and column–column blocks of the updates are not computed.
+#[derive(Clone, Copy)]
+struct TerminalBlocks {
+    rt0: usize,
+    ct0: usize,
+}
+
+impl TerminalBlocks {
+    /// First row of column `j` whose update is needed (`m`: none).
+    #[inline(always)]
+    fn first_row(&self, j: usize, m: usize) -> usize {
+        if j < self.rt0 {
+            j
+        } else if j < self.ct0 {
+            self.ct0
+        } else {
+            m
+        }
+    }
+}
+
 /// Eliminate the first `e` unknowns of the dense front (`m × m`, lower triangle, column-major):
-/// `F₁₁ = L₁₁·L₁₁ᵀ`, `L₂₁ = F₂₁·L₁₁⁻ᵀ`, `F₂₂ −= L₂₁·L₂₁ᵀ` (the update matrix, in place).
-fn partial_llt(buf: &mut [f64], m: usize, e: usize) -> Result<(), XbarError> {
+/// `F₁₁ = L₁₁·L₁₁ᵀ`, `L₂₁ = F₂₁·L₁₁⁻ᵀ`, `F₂₂ −= L₂₁·L₂₁ᵀ` (the update matrix, in place; the
+/// blocks `skip` leaves out are not updated).
+fn partial_llt(
+    buf: &mut [f64],
+    m: usize,
+    e: usize,
+    skip: TerminalBlocks,
+    par: Par,
+) -> Result<(), XbarError> {
     if e == 0 {
         return Ok(());
     }
     if m >= BLOCKED_MIN_FRONT && e >= 8 {
         let mat = MatMut::from_column_major_slice_mut(buf, m, m);
         let (f11, _, mut f21, f22) = mat.split_at_mut(e, e);
-        let mut mem = MemBuffer::try_new(cholesky_in_place_scratch::<f64>(
-            e,
-            Par::Seq,
-            Default::default(),
-        ))
-        .map_err(|_| XbarError::Numeric("out of memory for a front".into()))?;
+        let mut mem =
+            MemBuffer::try_new(cholesky_in_place_scratch::<f64>(e, par, Default::default()))
+                .map_err(|_| XbarError::Numeric("out of memory for a front".into()))?;
         let mut f11 = f11;
         cholesky_in_place(
             f11.rb_mut(),
             Default::default(),
-            Par::Seq,
+            par,
             MemStack::new(&mut mem),
             Default::default(),
         )
         .map_err(|_| not_pd())?;
-        solve_lower_triangular_in_place(f11.rb(), f21.rb_mut().transpose_mut(), Par::Seq);
+        solve_lower_triangular_in_place(f11.rb(), f21.rb_mut().transpose_mut(), par);
+        // F₂₂ in blocks: unknowns (f), row terminals (t), column terminals
+        let (f, t) = (skip.rt0 - e, skip.ct0 - skip.rt0);
+        let b = m - e;
+        let (f_f, _, term_f, term_term) = f22.split_at_mut(f, f);
+        let l_f = f21.rb().subrows(0, f);
         tri_matmul(
-            f22,
+            f_f,
             BlockStructure::TriangularLower,
             Accum::Add,
-            f21.rb(),
+            l_f,
             BlockStructure::Rectangular,
-            f21.rb().transpose(),
+            l_f.transpose(),
             BlockStructure::Rectangular,
             -1.0,
-            Par::Seq,
+            par,
+        );
+        matmul(
+            term_f,
+            Accum::Add,
+            f21.rb().subrows(f, b - f),
+            l_f.transpose(),
+            -1.0,
+            par,
+        );
+        let (_, _, col_row, _) = term_term.split_at_mut(t, t);
+        matmul(
+            col_row,
+            Accum::Add,
+            f21.rb().subrows(f + t, b - f - t),
+            f21.rb().subrows(f, t).transpose(),
+            -1.0,
+            par,
         );
         return Ok(());
     }
-    small_llt(buf, m, e)
+    small_llt(buf, m, e, skip)
 }
 
 /// The plain-loop partial Cholesky of small fronts, with AVX2/FMA when the CPU has them.
-fn small_llt(buf: &mut [f64], m: usize, e: usize) -> Result<(), XbarError> {
+fn small_llt(buf: &mut [f64], m: usize, e: usize, skip: TerminalBlocks) -> Result<(), XbarError> {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU supports the features the function is compiled for.
-        return unsafe { small_llt_avx2(buf, m, e) };
+        return unsafe { small_llt_avx2(buf, m, e, skip) };
     }
-    small_llt_body::<false>(buf, m, e)
+    small_llt_body::<false>(buf, m, e, skip)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn small_llt_avx2(buf: &mut [f64], m: usize, e: usize) -> Result<(), XbarError> {
-    small_llt_body::<true>(buf, m, e)
+unsafe fn small_llt_avx2(
+    buf: &mut [f64],
+    m: usize,
+    e: usize,
+    skip: TerminalBlocks,
+) -> Result<(), XbarError> {
+    small_llt_body::<true>(buf, m, e, skip)
 }
 
 /// Right-looking, four columns at a time: factor a panel of up to four columns, then update
 /// every later column with the whole panel (four multiply-adds per load and store).
 #[inline(always)]
-fn small_llt_body<const FMA: bool>(buf: &mut [f64], m: usize, e: usize) -> Result<(), XbarError> {
+fn small_llt_body<const FMA: bool>(
+    buf: &mut [f64],
+    m: usize,
+    e: usize,
+    skip: TerminalBlocks,
+) -> Result<(), XbarError> {
     let fnmadd = |acc: f64, a: f64, b: f64| {
         if FMA {
             (-a).mul_add(b, acc)
@@ -755,7 +951,7 @@ fn small_llt_body<const FMA: bool>(buf: &mut [f64], m: usize, e: usize) -> Resul
             for j in k1..m {
                 let (a0, a1, a2, a3) = (c0[j], c1[j], c2[j], c3[j]);
                 let colj = &mut rest[(j - k1) * m..(j - k1 + 1) * m];
-                for i in j..m {
+                for i in skip.first_row(j, m)..m {
                     let mut v = colj[i];
                     v = fnmadd(v, c0[i], a0);
                     v = fnmadd(v, c1[i], a1);
@@ -770,7 +966,8 @@ fn small_llt_body<const FMA: bool>(buf: &mut [f64], m: usize, e: usize) -> Resul
                 for j in k1..m {
                     let a = ck[j];
                     let colj = &mut rest[(j - k1) * m..(j - k1 + 1) * m];
-                    for (dst, &src) in colj[j..].iter_mut().zip(&ck[j..]) {
+                    let i0 = skip.first_row(j, m);
+                    for (dst, &src) in colj[i0..].iter_mut().zip(&ck[i0..]) {
                         *dst = fnmadd(*dst, src, a);
                     }
                 }
@@ -792,15 +989,19 @@ mod tests {
     }
 
     #[test]
-    fn plan_eliminates_everything_but_the_source_coupled_unknowns() {
+    fn plan_eliminates_every_unknown_onto_the_sources() {
         let xb = Crossbar::passive(12, 9, vec![1e-5; 108], 2.5).unwrap();
         let n = net(&xb);
         let plan = FrontalPlan::new(&n).expect("structured array");
-        // the tail: first word-line node of every row, last bit-line node of every column
-        let mut expect: Vec<u32> = (0..12).map(|i| (i * 9) as u32).collect();
-        expect.extend((0..9).map(|j| (108 + 11 * 9 + j) as u32));
-        expect.sort_unstable();
+        // the tail: the 12 row sources, then the 9 column sources
+        let expect: Vec<u32> = (0..21).map(|k| (216 + k) as u32).collect();
         assert_eq!(plan.tail, expect);
+        // each couples to one unknown: the first word-line node of its row, the last bit-line
+        // node of its column
+        let mut pairs: Vec<(u32, u32)> = (0..12).map(|i| (i * 9, 216 + i)).collect();
+        pairs.extend((0..9).map(|j| (108 + 11 * 9 + j, 228 + j)));
+        pairs.sort_unstable();
+        assert_eq!(plan.term_pairs, pairs);
         // every other unknown is eliminated in exactly one front, densely or as a path
         let mut count = vec![0u32; n.n_free];
         for f in &plan.fronts {
@@ -820,9 +1021,8 @@ mod tests {
                 }
             }
         }
-        for (p, (&k, &tp)) in count.iter().zip(&plan.tail_pos).enumerate() {
-            let want = if tp == NONE { 1 } else { 0 };
-            assert_eq!(k, want, "unknown {p}");
+        for (p, &k) in count.iter().enumerate() {
+            assert_eq!(k, 1, "unknown {p}");
         }
     }
 

@@ -2,12 +2,11 @@
 //! symmetric positive definite; it is factored once (sparse Cholesky, nested-dissection ordering)
 //! (on first use) and then solves any number of right-hand sides together.
 //!
-//! The exact effective weight matrix `T` (`I = Tᵀ·V`) only involves the unknowns tied to sources
-//! (the array's boundary: first word-line and last bit-line nodes), so it is `Eᵀ·S⁻¹·O` with `S`
-//! the Schur complement of everything else onto them. It comes, in order of preference, from a
-//! multifrontal elimination along the array's geometry ([`super::frontal`], when no factor of
-//! the whole exists), from the trailing block of the whole factor (boundary ordered last), or
-//! from min(R, C) solves.
+//! The exact effective weight matrix `T` (`I = Tᵀ·V`) comes, in order of preference, from the
+//! Schur complement of every unknown onto the sources by a multifrontal elimination along the
+//! array's geometry ([`super::frontal`], when no factor of the whole exists), from the trailing
+//! block of the whole factor (the unknowns tied to sources ordered last: `T = Eᵀ·S⁻¹·O` there),
+//! or from min(R, C) solves.
 
 use faer::{Mat, MatRef, Par};
 
@@ -397,7 +396,7 @@ impl LinearSystem {
                 o
             })
             .collect();
-        if let Some(tw) = self.boundary_weights(&outs)? {
+        if let Some(tw) = self.boundary_weights(combos, &by_col, &outs)? {
             return Ok(m + tw);
         }
         if direct {
@@ -473,14 +472,16 @@ impl LinearSystem {
     }
 
     /// `e_iᵀ·A⁻¹·o_k` without one sparse solve per output: from the multifrontal Schur
-    /// complement when no factor of the whole exists yet ([`FrontalPlan`]), else from the
-    /// trailing block of the whole factor; `None` when neither applies.
+    /// complement onto the sources when no factor of the whole exists yet ([`FrontalPlan`]),
+    /// else from the trailing block of the whole factor; `None` when neither applies.
     fn boundary_weights(
         &mut self,
+        combos: &[Vec<(usize, f64)>],
+        by_col: &[Vec<(Node, f64)>],
         outs: &[Vec<(u32, f64)>],
     ) -> Result<Option<Mat<f64>>, XbarError> {
         if !self.numeric_ready() {
-            if let Some(w) = self.frontal_weights(outs)? {
+            if let Some(w) = self.frontal_weights(combos, by_col)? {
                 return Ok(Some(w));
             }
         }
@@ -488,49 +489,73 @@ impl LinearSystem {
         self.tail_weights(outs)
     }
 
-    fn frontal_weights(&mut self, outs: &[Vec<(u32, f64)>]) -> Result<Option<Mat<f64>>, XbarError> {
+    /// The source-to-source Schur complement `S` (the sources as terminals, every unknown
+    /// eliminated): with `B` the couplings of the unknowns to the sources, `S = −Bᵀ·A⁻¹·B` off
+    /// its diagonal, and the current into column source j for unit volts on row source i is
+    /// `e_iᵀ·A⁻¹·o_j = −S[col j, row i]` (`e_i = −B_row i`, `o_j = −B_col j`: the output
+    /// functional of a virtual-ground column is its coupling to its source). `None` when the
+    /// plan does not apply or a column's output is not exactly its source coupling.
+    fn frontal_weights(
+        &mut self,
+        combos: &[Vec<(usize, f64)>],
+        by_col: &[Vec<(Node, f64)>],
+    ) -> Result<Option<Mat<f64>>, XbarError> {
         let trace = super::trace();
         let t0 = std::time::Instant::now();
         if self.frontal.is_none() {
             self.frontal = Some(FrontalPlan::new(&self.net));
         }
-        let t1 = std::time::Instant::now();
-        let Some(Some(plan)) = &mut self.frontal else {
+        let Some(Some(plan)) = &self.frontal else {
             return Ok(None);
         };
-        let pos = &plan.tail_pos;
-        let at = |p: u32| (pos[p as usize] != u32::MAX).then(|| pos[p as usize] as usize);
-        let mut e = Vec::new();
-        for &(p, k, g_s) in &self.src {
-            if let Node::Row(i) = k {
-                let Some(q) = at(p) else { return Ok(None) };
-                e.push((q, i as usize, g_s));
+        let (n, r) = (self.net.n_free, self.net.rows);
+        let Some(tv) = plan.terminal_values(&self.src, n, r) else {
+            return Ok(None);
+        };
+        // each column's output functional must be minus its source coupling
+        for (j, terms) in by_col.iter().enumerate() {
+            let t = (n + r + j) as u32;
+            let mut count = 0;
+            for &(node, g) in terms {
+                let Node::Free(p) = node else { continue };
+                let Ok(at) = plan.term_pairs.binary_search(&(p, t)) else {
+                    return Ok(None);
+                };
+                if (tv[at] + g).abs() > 1e-12 * g.abs() {
+                    return Ok(None);
+                }
+                count += 1;
+            }
+            if plan.term_pairs.iter().filter(|&&(_, tt)| tt == t).count() != count {
+                return Ok(None);
             }
         }
-        let mut o = Vec::with_capacity(outs.len());
-        for out in outs {
-            let mut v = Vec::with_capacity(out.len());
-            for &(p, g_s) in out {
-                let Some(q) = at(p) else { return Ok(None) };
-                v.push((q, g_s));
+        let t1 = std::time::Instant::now();
+        let s = plan.schur(&self.values, &tv)?;
+        let pos = |t: usize| plan.tail_pos[t - n] as usize;
+        let mut w = Mat::<f64>::zeros(r, combos.len());
+        for (k, combo) in combos.iter().enumerate() {
+            for &(j, tau) in combo {
+                if plan.tail_pos[r + j] == u32::MAX {
+                    continue; // a column coupled to nothing reads no current
+                }
+                let cj = pos(n + r + j);
+                for i in 0..r {
+                    if plan.tail_pos[i] != u32::MAX {
+                        w[(i, k)] -= tau * s[(cj, pos(n + i))];
+                    }
+                }
             }
-            o.push(v);
         }
-        let g = plan.tail.len();
-        let t2 = std::time::Instant::now();
-        let s = plan.schur(&self.values)?;
-        let t3 = std::time::Instant::now();
-        let w = dense_bilinear(s, &e, self.net.rows, &o)?;
         check_finite(w.as_ref())?;
         if trace {
             let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
             eprintln!(
-                "xbar: frontal plan {:.2} ms ({} fronts), couplings {:.2} ms, Schur complement {:.2} ms, tail {g}: dense solve {:.2} ms",
+                "xbar: frontal plan and couplings {:.2} ms ({} fronts), Schur complement onto {} sources and T {:.2} ms",
                 ms(t0, t1),
                 plan.n_fronts(),
-                ms(t1, t2),
-                ms(t2, t3),
-                ms(t3, std::time::Instant::now())
+                plan.tail.len(),
+                ms(t1, std::time::Instant::now())
             );
         }
         Ok(Some(w))
@@ -583,72 +608,6 @@ impl LinearSystem {
         check_finite(w.as_ref())?;
         Ok(Some(w))
     }
-}
-
-/// `Eᵀ·S⁻¹·O` for a dense symmetric positive definite `S` (g × g) and sparse `E` (entries
-/// (position, column, value), `r` columns) and `O` (per output: (position, value)). The positions
-/// `E` touches are ordered last and those only `O` touches just before them, so after `S = L·Lᵀ`
-/// both `L⁻¹·E` and the part of `L⁻¹·O` that meets it come from trailing blocks of `L`.
-fn dense_bilinear(
-    s: Mat<f64>,
-    e: &[(usize, usize, f64)],
-    r: usize,
-    o: &[Vec<(usize, f64)>],
-) -> Result<Mat<f64>, XbarError> {
-    use faer::dyn_stack::{MemBuffer, MemStack};
-    use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
-    use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
-    let g = s.nrows();
-    let mut class = vec![0u8; g];
-    for &(q, _, _) in e {
-        class[q] = 2;
-    }
-    for &(q, _) in o.iter().flatten() {
-        class[q] = class[q].max(1);
-    }
-    let mut order: Vec<usize> = Vec::with_capacity(g);
-    for c in 0..3u8 {
-        order.extend((0..g).filter(|&q| class[q] == c));
-    }
-    let o_start = class.iter().filter(|&&c| c == 0).count();
-    let e_start = g - class.iter().filter(|&&c| c == 2).count();
-    let mut inv = vec![0usize; g];
-    for (k, &q) in order.iter().enumerate() {
-        inv[q] = k;
-    }
-    let mut l = Mat::from_fn(g, g, |i, j| s[(order[i], order[j])]);
-    drop(s);
-    let mut mem = MemBuffer::try_new(cholesky_in_place_scratch::<f64>(
-        g,
-        Par::Seq,
-        Default::default(),
-    ))
-    .map_err(|_| XbarError::Numeric("out of memory for the interface factor".into()))?;
-    cholesky_in_place(
-        l.as_mut(),
-        Default::default(),
-        Par::Seq,
-        MemStack::new(&mut mem),
-        Default::default(),
-    )
-    .map_err(|_| {
-        XbarError::Numeric("nodal matrix is not positive definite (a floating node?)".into())
-    })?;
-    let m = g - e_start;
-    let mut w = Mat::<f64>::zeros(m, r);
-    for &(q, i, v) in e {
-        w[(inv[q] - e_start, i)] += v;
-    }
-    solve_lower_triangular_in_place(l.submatrix(e_start, e_start, m, m), w.as_mut(), Par::Seq);
-    let mo = g - o_start;
-    let mut v = Mat::<f64>::zeros(mo, o.len());
-    for (k, out) in o.iter().enumerate() {
-        for &(q, val) in out {
-            v[(inv[q] - o_start, k)] += val;
-        }
-    }
-    solve_lower_triangular_in_place(l.submatrix(o_start, o_start, mo, mo), v.as_mut(), Par::Seq);
-    Ok(w.transpose() * v.subrows(e_start - o_start, m))
 }
 
 /// Reject NaN or infinite results (sparse LU does not report zero pivots).
