@@ -596,7 +596,9 @@ impl FrontalPlan {
         let root = self.fronts.len() - 1;
         let u = self.eliminate(root, values)?;
         let g = self.tail.len();
-        Ok(Mat::from_fn(g, g, |i, j| u[i.max(j) + i.min(j) * g]))
+        let s = Mat::from_fn(g, g, |i, j| u[i.max(j) + i.min(j) * g]);
+        give_back(u);
+        Ok(s)
     }
 
     /// Eliminate the subtree of front `k`; returns its update matrix (`b × b`, column-major,
@@ -628,7 +630,9 @@ impl FrontalPlan {
         }
         let buf = &mut sc.front[..m * m];
         self.assemble(front, buf, &updates, values, &mut sc.chain)?;
-        drop(updates);
+        for u in updates {
+            give_back(u);
+        }
         let par = if m >= PARALLEL_MIN_FRONT {
             Par::rayon(0)
         } else {
@@ -641,8 +645,7 @@ impl FrontalPlan {
         };
         partial_llt(buf, m, e, skip, par)?;
         let b = m - e;
-        let mut u = Vec::new();
-        u.try_reserve_exact(b * b).map_err(oom)?;
+        let mut u = take_buffer(b * b)?;
         for j in 0..b {
             u.extend_from_slice(&buf[(e + j) * m + e..(e + j + 1) * m]);
         }
@@ -775,6 +778,49 @@ thread_local! {
 struct Scratch {
     front: Vec<f64>,
     chain: Vec<f64>,
+}
+
+thread_local! {
+    /// Spare update-matrix buffers of this thread: update matrices are made and consumed at
+    /// every front, and fresh large allocations cost page faults each time.
+    static SPARE: std::cell::RefCell<Vec<Vec<f64>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Spare buffers kept per thread, and the largest kept (bytes).
+const SPARE_COUNT: usize = 16;
+const SPARE_MAX_BYTES: usize = 8 << 20;
+
+/// An empty buffer with room for `len` values (a spare one when there is one).
+fn take_buffer(len: usize) -> Result<Vec<f64>, XbarError> {
+    let spare = SPARE.with(|cell| {
+        let mut spare = cell.borrow_mut();
+        // the smallest that fits
+        let at = (0..spare.len())
+            .filter(|&k| spare[k].capacity() >= len)
+            .min_by_key(|&k| spare[k].capacity())?;
+        Some(spare.swap_remove(at))
+    });
+    let mut u = spare.unwrap_or_default();
+    u.clear();
+    u.try_reserve_exact(len).map_err(oom)?;
+    Ok(u)
+}
+
+/// Keep `u` for a later [`take_buffer`] on this thread (within the limits).
+fn give_back(u: Vec<f64>) {
+    if u.capacity() == 0 || u.capacity() * 8 > SPARE_MAX_BYTES {
+        return;
+    }
+    SPARE.with(|cell| {
+        let mut spare = cell.borrow_mut();
+        if spare.len() < SPARE_COUNT {
+            spare.push(u);
+        } else if let Some(k) = (0..spare.len()).min_by_key(|&k| spare[k].capacity()) {
+            if spare[k].capacity() < u.capacity() {
+                spare[k] = u;
+            }
+        }
+    });
 }
 
 fn oom<E>(_: E) -> XbarError {

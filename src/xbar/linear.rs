@@ -8,6 +8,8 @@
 //! block of the whole factor (the unknowns tied to sources ordered last: `T = Eᵀ·S⁻¹·O` there),
 //! or from min(R, C) solves.
 
+use std::sync::Arc;
+
 use faer::{Mat, MatRef, Par};
 
 use super::array::Crossbar;
@@ -21,7 +23,8 @@ const RHS_BLOCK_BYTES: usize = 256 << 20;
 
 /// A linear network (cells replaced by conductances) with its factorization.
 pub struct LinearSystem {
-    pub net: Network,
+    /// The network (shared with the engine that built it).
+    pub net: Arc<Network>,
     /// Conductance of each cell (S), row-major.
     pub cell_g: Vec<f64>,
     /// Matrix values over `net.pattern`.
@@ -116,7 +119,7 @@ impl LinearSystem {
     /// Assemble and factor. `tia_g` is the linear conductance from each TIA sense node to ground
     /// (`(1 + A)/R_f` for the small-signal amplifier); `gmin` goes from every unknown to ground.
     pub fn new(
-        net: Network,
+        net: impl Into<Arc<Network>>,
         cell_g: Vec<f64>,
         tia_g: f64,
         gmin: f64,
@@ -128,7 +131,13 @@ impl LinearSystem {
     }
 
     /// Assemble the matrix and source couplings without factoring (for the iterative solver).
-    pub fn assemble(net: Network, cell_g: Vec<f64>, tia_g: f64, gmin: f64) -> LinearSystem {
+    pub fn assemble(
+        net: impl Into<Arc<Network>>,
+        cell_g: Vec<f64>,
+        tia_g: f64,
+        gmin: f64,
+    ) -> LinearSystem {
+        let net = net.into();
         let (values, src) = Self::stamp(&net, &cell_g, tia_g, gmin);
         LinearSystem {
             net,
@@ -257,7 +266,12 @@ impl LinearSystem {
     }
 
     /// The array's linear system for its own (linear) cells and sensing.
-    pub fn for_array(xb: &Crossbar, net: Network, gmin: f64, par: Par) -> Result<Self, XbarError> {
+    pub fn for_array(
+        xb: &Crossbar,
+        net: impl Into<Arc<Network>>,
+        gmin: f64,
+        par: Par,
+    ) -> Result<Self, XbarError> {
         if !xb.cell.is_linear() {
             return Err(XbarError::Invalid(
                 "the linear solver needs linear cells; use the Newton solver".into(),

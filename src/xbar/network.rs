@@ -126,7 +126,8 @@ impl Network {
             Node::Free(k)
         };
         let mut w = Vec::with_capacity(r * c);
-        let mut wires = Vec::new();
+        // (sized up front: regrowing large arrays costs copies and fresh pages)
+        let mut wires = Vec::with_capacity(2 * r * c + r + c);
         let series = |a: f64, b: f64| a + b;
         // Word lines.
         for i in 0..r {
@@ -268,9 +269,15 @@ impl Network {
         let lo = cp[col as usize] as usize;
         let hi = cp[col as usize + 1] as usize;
         let ri = &self.pattern.row_idx()[lo..hi];
-        match ri.binary_search(&row) {
-            Ok(k) => lo + k,
-            Err(_) => unreachable!("entry ({row}, {col}) is not in the pattern"),
+        // line nodes hold a handful of entries: a scan beats a binary search there
+        let at = if ri.len() <= 8 {
+            ri.iter().position(|&q| q == row)
+        } else {
+            ri.binary_search(&row).ok()
+        };
+        match at {
+            Some(k) => lo + k,
+            None => unreachable!("entry ({row}, {col}) is not in the pattern"),
         }
     }
 
@@ -426,7 +433,7 @@ fn build_pattern(
     b: &[Node],
     wires: &[Conductance],
 ) -> Result<SymbolicSparseColMat<u32>, XbarError> {
-    let mut pairs: Vec<(u32, u32)> = Vec::new();
+    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(wires.len() + w.len());
     let mut push = |a: Node, bb: Node| {
         if let (Node::Free(p), Node::Free(q)) = (a, bb) {
             if p != q {
@@ -488,7 +495,6 @@ fn build_pattern(
     }
     out_ptr[n] = dst as u32;
     row_idx.truncate(dst);
-    row_idx.shrink_to_fit();
     Ok(SymbolicSparseColMat::new_checked(
         n, n, out_ptr, None, row_idx,
     ))

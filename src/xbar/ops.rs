@@ -1,6 +1,8 @@
 //! The three array operations: inference (many input vectors), single-cell read with a biasing
 //! scheme for the unselected lines, and a programming pulse (half-select disturb map).
 
+use std::sync::Arc;
+
 use faer::{Mat, MatRef, Par};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -52,7 +54,7 @@ pub struct Engine {
     pub xb: Crossbar,
     /// The nodal network (direct and Newton solvers; `None` for the iterative solver, which works
     /// on the array's stencil).
-    pub net: Option<Network>,
+    pub net: Option<Arc<Network>>,
     stencil: Option<Stencil>,
     pub opts: SolveOptions,
     lin: Option<LinearSystem>,
@@ -91,7 +93,7 @@ impl Engine {
             }
             return Ok(e);
         }
-        e.net = Some(Network::new(xb, &Topology::inference(xb))?);
+        e.net = Some(Arc::new(Network::new(xb, &Topology::inference(xb))?));
         if trace {
             eprintln!("xbar: network {:.3} s", t0.elapsed().as_secs_f64());
         }
@@ -101,7 +103,7 @@ impl Engine {
 
     fn network(&self) -> Result<&Network, XbarError> {
         self.net
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| XbarError::Invalid("this engine uses the iterative solver".into()))
     }
 
@@ -138,18 +140,19 @@ impl Engine {
     fn prepare_linear(&mut self) -> Result<(), XbarError> {
         let tia_g = self.xb.sense.small_signal_g_siemens();
         let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
-        let net = self.network()?;
+        self.network()?;
+        let net = self.net.as_ref().expect("checked");
         let gmin = self.opts.gmin_siemens;
         // the effective-weight plan depends on the geometry only: built alongside the stamping
         let (mut lin, plan) = if is_linear(&self.xb) {
             let (lin, plan) = rayon::join(
-                || LinearSystem::assemble(net.clone(), cell_g, tia_g, gmin),
+                || LinearSystem::assemble(Arc::clone(net), cell_g, tia_g, gmin),
                 || FrontalPlan::new(net),
             );
             (lin, Some(plan))
         } else {
             (
-                LinearSystem::assemble(net.clone(), cell_g, tia_g, gmin),
+                LinearSystem::assemble(Arc::clone(net), cell_g, tia_g, gmin),
                 None,
             )
         };
