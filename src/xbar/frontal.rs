@@ -124,6 +124,103 @@ pub struct FrontalPlan {
     nnz: usize,
 }
 
+/// The (unknown, terminal) couplings of a network: the sources' nodes are the terminals,
+/// numbered after the unknowns (row i: `n + i`, column j: `n + R + j`).
+fn terminal_pairs(net: &Network) -> Vec<(u32, u32)> {
+    let (n, r) = (net.n_free, net.rows);
+    let terminal = |k: Node| match k {
+        Node::Row(i) => Some((n + i as usize) as u32),
+        Node::Col(j) => Some((n + r + j as usize) as u32),
+        _ => None,
+    };
+    let mut pairs = Vec::new();
+    let ends = net.wires.iter().map(|e| (e.a, e.b));
+    for (a, b) in ends.chain(net.w.iter().copied().zip(net.b.iter().copied())) {
+        match (a, b) {
+            (Node::Free(p), k) | (k, Node::Free(p)) => {
+                if let Some(t) = terminal(k) {
+                    pairs.push((p, t));
+                }
+            }
+            _ => {}
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
+/// The nodal pattern and terminal couplings of a structured `r × c` array, from the geometry:
+/// word-line node (i, j) couples to its line neighbours and its cell's bit-line node, bit-line
+/// node (i, j) to its line neighbours and its cell's word-line node; row i's source to the
+/// first word-line node when driven, column j's ground to the last bit-line node.
+pub struct GridStructure {
+    col_ptr: Vec<u32>,
+    row_idx: Vec<u32>,
+    term_pairs: Vec<(u32, u32)>,
+}
+
+impl GridStructure {
+    fn new(r: usize, c: usize, driven: &[bool]) -> GridStructure {
+        let rc = r * c;
+        let (w, b) = (
+            |i: usize, j: usize| (i * c + j) as u32,
+            |i: usize, j: usize| (rc + i * c + j) as u32,
+        );
+        let mut col_ptr = Vec::with_capacity(2 * rc + 1);
+        let mut row_idx = Vec::with_capacity(8 * rc);
+        col_ptr.push(0);
+        for i in 0..r {
+            for j in 0..c {
+                if j > 0 {
+                    row_idx.push(w(i, j - 1));
+                }
+                row_idx.push(w(i, j));
+                if j + 1 < c {
+                    row_idx.push(w(i, j + 1));
+                }
+                row_idx.push(b(i, j));
+                col_ptr.push(row_idx.len() as u32);
+            }
+        }
+        for i in 0..r {
+            for j in 0..c {
+                row_idx.push(w(i, j));
+                if i > 0 {
+                    row_idx.push(b(i - 1, j));
+                }
+                row_idx.push(b(i, j));
+                if i + 1 < r {
+                    row_idx.push(b(i + 1, j));
+                }
+                col_ptr.push(row_idx.len() as u32);
+            }
+        }
+        let n = 2 * rc;
+        let mut term_pairs: Vec<(u32, u32)> = (0..r)
+            .filter(|&i| driven[i])
+            .map(|i| (w(i, 0), (n + i) as u32))
+            .collect();
+        term_pairs.extend((0..c).map(|j| (b(r - 1, j), (n + r + j) as u32)));
+        term_pairs.sort_unstable();
+        GridStructure {
+            col_ptr,
+            row_idx,
+            term_pairs,
+        }
+    }
+
+    /// True when `net` has exactly this structure (same unknowns, pattern and terminals).
+    pub fn matches(&self, net: &Network) -> bool {
+        net.structured
+            && net.tia.is_empty()
+            && net.n_free + 1 == self.col_ptr.len()
+            && net.pattern.col_ptr() == &self.col_ptr[..]
+            && net.pattern.row_idx() == &self.row_idx[..]
+            && terminal_pairs(net) == self.term_pairs
+    }
+}
+
 /// Neighbours of an unknown while the plan is built: the pattern's, then its terminals.
 struct Adjacency<'a> {
     cp: &'a [u32],
@@ -281,27 +378,39 @@ impl FrontalPlan {
         if !net.structured || !net.tia.is_empty() || net.n_free != 2 * r * c || r * c == 0 {
             return None;
         }
-        let n = net.n_free;
         let (cp, ri) = (net.pattern.col_ptr(), net.pattern.row_idx());
-        let nnz = ri.len();
-        // the sources' nodes are the terminals, numbered after the unknowns: rows, then columns
-        let terminal = |k: Node| match k {
-            Node::Row(i) => Some((n + i as usize) as u32),
-            Node::Col(j) => Some((n + r + j as usize) as u32),
-            _ => None,
-        };
-        let mut term_pairs: Vec<(u32, u32)> = Vec::new();
-        let ends = net.wires.iter().map(|e| (e.a, e.b));
-        for (a, b) in ends.chain(net.w.iter().copied().zip(net.b.iter().copied())) {
-            match (a, b) {
-                (Node::Free(p), k) | (k, Node::Free(p)) => {
-                    if let Some(t) = terminal(k) {
-                        term_pairs.push((p, t));
-                    }
-                }
-                _ => {}
-            }
+        Self::build(r, c, cp, ri, terminal_pairs(net))
+    }
+
+    /// The plan of the structured network an `r × c` array with every word- and bit-line
+    /// segment resistive and virtual-ground sensing has, built from the geometry alone (so that
+    /// it can be made while the network itself is): rows `driven[i]` have a driver, every column
+    /// a ground. Its structure comes along: use the plan for a network only if
+    /// [`GridStructure::matches`] it.
+    pub fn for_grid(r: usize, c: usize, driven: &[bool]) -> Option<(FrontalPlan, GridStructure)> {
+        if r * c == 0 || driven.len() != r || 2 * r * c + r + c >= u32::MAX as usize / 4 {
+            return None;
         }
+        let g = GridStructure::new(r, c, driven);
+        let plan = Self::build(r, c, &g.col_ptr, &g.row_idx, g.term_pairs.clone())?;
+        Some((plan, g))
+    }
+
+    /// Plan the elimination of the `2·r·c` unknowns of a structured array (word-line node of
+    /// (i, j) is `i·c + j`, bit-line node `r·c + i·c + j`) with pattern `cp`, `ri` and terminal
+    /// couplings `term_pairs` onto the terminals.
+    fn build(
+        r: usize,
+        c: usize,
+        cp: &[u32],
+        ri: &[u32],
+        mut term_pairs: Vec<(u32, u32)>,
+    ) -> Option<FrontalPlan> {
+        let n = 2 * r * c;
+        if cp.len() != n + 1 {
+            return None;
+        }
+        let nnz = ri.len();
         term_pairs.sort_unstable();
         term_pairs.dedup();
         let mut tail: Vec<u32> = term_pairs.iter().map(|&(_, t)| t).collect();
@@ -1070,6 +1179,49 @@ mod tests {
         for (p, &k) in count.iter().enumerate() {
             assert_eq!(k, 1, "unknown {p}");
         }
+    }
+
+    #[test]
+    fn the_grid_plan_is_the_network_plan() {
+        for (r, c) in [(1, 1), (1, 6), (7, 1), (5, 8), (12, 9), (33, 17)] {
+            let g: Vec<f64> = (0..r * c).map(|k| 1e-6 * (1 + k % 7) as f64).collect();
+            let mut xb = Crossbar::passive(r, c, g, 2.5).unwrap();
+            xb.r_bit_ohm = 1.5;
+            xb.r_driver_ohm = 10.0;
+            xb.r_sense_ohm = 3.0;
+            let n = net(&xb);
+            let (grid_plan, structure) = FrontalPlan::for_grid(r, c, &vec![true; r]).unwrap();
+            assert!(structure.matches(&n), "{r}×{c}");
+            let plan = FrontalPlan::new(&n).unwrap();
+            // the same elimination, value slot for value slot
+            assert_eq!(plan.entries, grid_plan.entries, "{r}×{c}");
+            assert_eq!(plan.nodes, grid_plan.nodes, "{r}×{c}");
+            assert_eq!(plan.maps, grid_plan.maps, "{r}×{c}");
+            assert_eq!(plan.slots, grid_plan.slots, "{r}×{c}");
+            assert_eq!(plan.couple, grid_plan.couple, "{r}×{c}");
+            assert_eq!(plan.term_pairs, grid_plan.term_pairs, "{r}×{c}");
+        }
+        // other structures are told apart: an open row, merged word lines, an amplifier
+        let xb = Crossbar::passive(6, 5, vec![1e-5; 30], 2.5).unwrap();
+        let mut topo = Topology::inference(&xb);
+        topo.rows[2] = crate::xbar::network::RowEnd::Open;
+        let open = Network::new(&xb, &topo).unwrap();
+        let (_, structure) = FrontalPlan::for_grid(6, 5, &[true; 6]).unwrap();
+        assert!(!structure.matches(&open));
+        let mut driven = [true; 6];
+        driven[2] = false;
+        let (_, structure_open) = FrontalPlan::for_grid(6, 5, &driven).unwrap();
+        assert!(structure_open.matches(&open));
+        let mut merged = xb.clone();
+        merged.r_word_ohm = 0.0;
+        assert!(!structure.matches(&net(&merged)));
+        let mut tia = xb.clone();
+        tia.sense = SenseKind::Tia {
+            gain: 1e4,
+            r_f_ohm: 1e4,
+            vsat_v: 1.0,
+        };
+        assert!(!structure.matches(&net(&tia)));
     }
 
     #[test]

@@ -93,11 +93,47 @@ impl Engine {
             }
             return Ok(e);
         }
-        e.net = Some(Arc::new(Network::new(xb, &Topology::inference(xb))?));
+        let tia_g = xb.sense.small_signal_g_siemens();
+        let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_S);
+        let gmin = opts.gmin_siemens;
+        let build = || -> Result<(Arc<Network>, LinearSystem), XbarError> {
+            let net = Arc::new(Network::new(xb, &Topology::inference(xb))?);
+            let lin = LinearSystem::assemble(Arc::clone(&net), cell_g, tia_g, gmin);
+            Ok((net, lin))
+        };
+        // a linear array's effective-weight plan depends on the geometry only: made while the
+        // network is built and stamped, used if the network has the structure it assumed
+        let (built, plan) = if is_linear(xb) && xb.r_word_ohm > 0.0 && xb.r_bit_ohm > 0.0 {
+            let (built, grid) = rayon::join(build, || {
+                FrontalPlan::for_grid(xb.rows, xb.cols, &vec![true; xb.rows])
+            });
+            let (net, lin) = built?;
+            let plan = match grid {
+                Some((plan, g)) if g.matches(&net) => Some(plan),
+                _ => FrontalPlan::new(&net),
+            };
+            ((net, lin), Some(plan))
+        } else if is_linear(xb) {
+            let (net, lin) = build()?;
+            let plan = FrontalPlan::new(&net);
+            ((net, lin), Some(plan))
+        } else {
+            (build()?, None)
+        };
+        let (net, mut lin) = built;
         if trace {
-            eprintln!("xbar: network {:.3} s", t0.elapsed().as_secs_f64());
+            eprintln!(
+                "xbar: network, stamping and plan {:.3} s",
+                t0.elapsed().as_secs_f64()
+            );
         }
-        e.prepare_linear()?;
+        if let Some(plan) = plan {
+            lin.set_frontal_plan(plan);
+        }
+        // factored on first use: effective weights may not need a factor of the whole array
+        lin.par = par_for(net.n_free);
+        e.net = Some(net);
+        e.lin = Some(lin);
         Ok(e)
     }
 
@@ -134,34 +170,6 @@ impl Engine {
             let gmin = self.opts.gmin_siemens;
             self.lin().update_cells(&cell_g, tia_g, gmin)?;
         }
-        Ok(())
-    }
-
-    fn prepare_linear(&mut self) -> Result<(), XbarError> {
-        let tia_g = self.xb.sense.small_signal_g_siemens();
-        let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
-        self.network()?;
-        let net = self.net.as_ref().expect("checked");
-        let gmin = self.opts.gmin_siemens;
-        // the effective-weight plan depends on the geometry only: built alongside the stamping
-        let (mut lin, plan) = if is_linear(&self.xb) {
-            let (lin, plan) = rayon::join(
-                || LinearSystem::assemble(Arc::clone(net), cell_g, tia_g, gmin),
-                || FrontalPlan::new(net),
-            );
-            (lin, Some(plan))
-        } else {
-            (
-                LinearSystem::assemble(Arc::clone(net), cell_g, tia_g, gmin),
-                None,
-            )
-        };
-        if let Some(plan) = plan {
-            lin.set_frontal_plan(plan);
-        }
-        // factored on first use: effective weights may not need a factor of the whole array
-        lin.par = par_for(self.network()?.n_free);
-        self.lin = Some(lin);
         Ok(())
     }
 
