@@ -1,6 +1,6 @@
 //! 10,000 input vectors through a 128×64 array (2.5 Ω segments) against the ideal dense product
 //! `X·G` on the same data (faer matmul), measured in the same run:
-//! - passive array: network, the exact `T` from the boundary Schur complement (multifrontal
+//! - passive array: network, the exact `T` from the Schur complement onto the sources (multifrontal
 //!   elimination along the array's geometry), then one product (target ≤ 3× the ideal time);
 //!   also a new conductance state of an existing engine (numeric refactor only);
 //! - 1T1R array (level-1 access transistors): Newton per vector in parallel (ratio reported).
@@ -115,7 +115,7 @@ fn main() {
         verdict(state_s / ideal_s)
     );
     println!(
-        "  the exact T (multifrontal boundary Schur complement): {:.4} s for a new state, {:.4} s on a fresh engine;\n  product with T alone: {:.4} s ({:.2}× ideal)",
+        "  the exact T (multifrontal Schur complement onto the sources): {:.4} s for a new state, {:.4} s on a fresh engine;\n  product with T alone: {:.4} s ({:.2}× ideal)",
         state_tt_s,
         t_build_s,
         prod_s,
