@@ -2,7 +2,7 @@
 //! `X·G` on the same data (faer matmul), measured in the same run:
 //! - passive array: network, the exact `T` from the Schur complement onto the sources (multifrontal
 //!   elimination along the array's geometry), then one product (target ≤ 3× the ideal time);
-//!   also a new conductance state of an existing engine (numeric refactor only);
+//!   also a new conductance state of an existing engine (restamp and T only);
 //! - 1T1R array (level-1 access transistors): Newton per vector in parallel (ratio reported).
 //!
 //! `cargo bench --bench xbar_throughput` — env `XBAR_VECTORS` (default 10000),
@@ -36,7 +36,7 @@ fn main() {
     let gmat = Mat::from_fn(r, c, |i, j| g[i * c + j]);
     let xb = Crossbar::passive(r, c, g.clone(), 2.5).expect("array");
 
-    // Ideal product and the whole passive pipeline (network, ordering, factor, T, product),
+    // Ideal product and the whole passive pipeline (network, plan, T, product),
     // interleaved so warm-up and machine load fall on both alike; medians of 21 rounds.
     let mut ideal_t = Vec::new();
     let mut pass_t = Vec::new();
@@ -57,7 +57,7 @@ fn main() {
     let ideal_s = median(ideal_t);
     let pass_s = median(pass_t);
     // A new conductance state of an existing engine (what training does after every step):
-    // numeric refactor over the kept network and ordering, T, product.
+    // restamp over the kept network and plan, T, product.
     let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
     let g2: Vec<f64> = g.iter().map(|v| v * 1.01).collect();
     let mut state_t = Vec::new();
@@ -103,13 +103,13 @@ fn main() {
     println!("ideal dense product X·G:                 {:.4} s", ideal_s);
     let verdict = |x: f64| if x <= 3.0 { "met" } else { "NOT met" };
     println!(
-        "passive, exact, new engine from scratch (network + ordering + factor + T + product): {:.4} s → {:.2}× the ideal time (target ≤ 3×: {})",
+        "passive, exact, new engine from scratch (network + plan + T + product): {:.4} s → {:.2}× the ideal time (target ≤ 3×: {})",
         pass_s,
         pass_s / ideal_s,
         verdict(pass_s / ideal_s)
     );
     println!(
-        "passive, exact, new conductance state of an engine (factor + T + product):          {:.4} s → {:.2}× the ideal time (target ≤ 3×: {})",
+        "passive, exact, new conductance state of an engine (restamp + T + product):         {:.4} s → {:.2}× the ideal time (target ≤ 3×: {})",
         state_s,
         state_s / ideal_s,
         verdict(state_s / ideal_s)

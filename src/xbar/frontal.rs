@@ -34,7 +34,7 @@ use faer::{Accum, Mat, MatMut, Par};
 use super::network::{Network, Node};
 use super::XbarError;
 
-/// Largest tail (boundary unknowns) handled densely.
+/// Most terminals (sources coupled to the array) handled densely.
 pub const MAX_TAIL: usize = 1024;
 
 /// Leaves of the dissection: rectangles of at most this many crosspoints.
@@ -42,10 +42,6 @@ const LEAF_CROSSPOINTS: usize = 16;
 
 /// Fronts at least this large use blocked (faer) dense kernels; smaller ones plain loops.
 const BLOCKED_MIN_FRONT: usize = 64;
-
-/// Fronts at least this large use both threads' worth of parallel dense kernels (the top of the
-/// tree, where the other halves are done).
-const PARALLEL_MIN_FRONT: usize = 160;
 
 /// Subtrees with more estimated work (multiply-adds) than this run their halves in parallel.
 const PARALLEL_MIN_WORK: f64 = 2e5;
@@ -127,27 +123,22 @@ pub struct FrontalPlan {
 /// The (unknown, terminal) couplings of a network: the sources' nodes are the terminals,
 /// numbered after the unknowns (row i: `n + i`, column j: `n + R + j`).
 fn terminal_pairs(net: &Network) -> Vec<(u32, u32)> {
-    let (n, r) = (net.n_free, net.rows);
-    let terminal = |k: Node| match k {
-        Node::Row(i) => Some((n + i as usize) as u32),
-        Node::Col(j) => Some((n + r + j as usize) as u32),
-        _ => None,
-    };
-    let mut pairs = Vec::new();
-    let ends = net.wires.iter().map(|e| (e.a, e.b));
-    for (a, b) in ends.chain(net.w.iter().copied().zip(net.b.iter().copied())) {
-        match (a, b) {
-            (Node::Free(p), k) | (k, Node::Free(p)) => {
-                if let Some(t) = terminal(k) {
-                    pairs.push((p, t));
-                }
-            }
-            _ => {}
-        }
-    }
+    let mut pairs: Vec<(u32, u32)> = net
+        .source_couplings()
+        .filter_map(|(p, k)| Some((p, terminal_id(k, net.n_free, net.rows)?)))
+        .collect();
     pairs.sort_unstable();
     pairs.dedup();
     pairs
+}
+
+/// The terminal id of a source node in a network with `n` unknowns and `r` rows.
+fn terminal_id(k: Node, n: usize, r: usize) -> Option<u32> {
+    match k {
+        Node::Row(i) => Some((n + i as usize) as u32),
+        Node::Col(j) => Some((n + r + j as usize) as u32),
+        _ => None,
+    }
 }
 
 /// The nodal pattern and terminal couplings of a structured `r × c` array, from the geometry:
@@ -371,8 +362,8 @@ fn push_spec(out: &mut Vec<Spec>, e0: u32, e1: u32, c1: u32, a: Option<u32>, b: 
 }
 
 impl FrontalPlan {
-    /// Plan the elimination of `net` onto its source-coupled unknowns (`None` when the network
-    /// has no line structure, has amplifier nodes, or its tail is too large).
+    /// Plan the elimination of `net`'s unknowns onto its sources (`None` when the network has no
+    /// line structure, has amplifier nodes, or too many sources).
     pub fn new(net: &Network) -> Option<FrontalPlan> {
         let (r, c) = (net.rows, net.cols);
         if !net.structured || !net.tia.is_empty() || net.n_free != 2 * r * c || r * c == 0 {
@@ -467,18 +458,14 @@ impl FrontalPlan {
             };
             n + r + c
         ];
-        let mut own: Vec<u32> = Vec::new();
-        let mut path: Vec<u32> = Vec::new();
         let mut bound: Vec<u32> = Vec::new();
         let mut pairs: Vec<(u32, u32, u32)> = Vec::new();
         let root = specs.len() - 1;
         for (k, spec) in specs.iter().enumerate() {
             let kk = k as u32;
-            own.clear();
-            own.extend_from_slice(&elim[spec.e0 as usize..spec.e1 as usize]);
-            path.clear();
-            path.extend_from_slice(&elim[spec.e1 as usize..spec.c1 as usize]);
-            for &p in own.iter().chain(&path) {
+            let own = &elim[spec.e0 as usize..spec.e1 as usize];
+            let path = &elim[spec.e1 as usize..spec.c1 as usize];
+            for &p in own.iter().chain(path) {
                 mk[p as usize].front = kk;
             }
             let kids = &spec.kids[..spec.n_kids as usize];
@@ -501,7 +488,7 @@ impl FrontalPlan {
                     }
                 }
             }
-            for &p in own.iter().chain(&path) {
+            for &p in own.iter().chain(path) {
                 for (q, _) in adj.neighbours(p) {
                     let fq = mk[q as usize].front;
                     if fq == NONE {
@@ -532,7 +519,7 @@ impl FrontalPlan {
                 .filter(|&&p| (n..n + r).contains(&(p as usize)))
                 .count() as u32;
             let n0 = plan.nodes.len() as u32;
-            plan.nodes.extend_from_slice(&own);
+            plan.nodes.extend_from_slice(own);
             plan.nodes.extend_from_slice(&bound);
             let n1 = plan.nodes.len() as u32;
             for (q, &p) in plan.nodes[n0 as usize..].iter().enumerate() {
@@ -549,7 +536,7 @@ impl FrontalPlan {
             }
             // matrix entries: every pair is assembled where its first unknown is eliminated
             let e0 = plan.entries.len() as u32;
-            for &p in &own {
+            for &p in own {
                 let lp = mk[p as usize].loc;
                 for (q, s) in adj.neighbours(p) {
                     let fq = mk[q as usize].front;
@@ -564,8 +551,8 @@ impl FrontalPlan {
             let chain = if path.is_empty() {
                 None
             } else {
-                let ch = plan.chain(&path, &adj, &mk, kk, &mut pairs)?;
-                for &p in &path {
+                let ch = plan.chain(path, &adj, &mk, kk, &mut pairs)?;
+                for &p in path {
                     mk[p as usize].chain = NONE;
                 }
                 Some(ch)
@@ -677,22 +664,19 @@ impl FrontalPlan {
     ) -> Option<Vec<f64>> {
         let mut tv = vec![0.0; self.term_pairs.len()];
         for &(p, k, g) in src {
-            let t = match k {
-                Node::Row(i) => n + i as usize,
-                Node::Col(j) => n + r + j as usize,
-                _ => return None,
-            } as u32;
+            let t = terminal_id(k, n, r)?;
             let at = self.term_pairs.binary_search(&(p, t)).ok()?;
             tv[at] -= g;
         }
         Some(tv)
     }
 
-    /// The Schur complement `S` of the unknowns onto the terminals (dense, |tail|², in `tail`
-    /// order; only the block between row and column terminals is computed, see
-    /// [`TerminalBlocks`]) of the matrix with values `values` over `net.pattern` and
-    /// terminal couplings `terminal` (see [`Self::terminal_values`]).
-    pub fn schur(&self, values: &[f64], terminal: &[f64]) -> Result<Mat<f64>, XbarError> {
+    /// The row-to-column block `S[col, row]` of the Schur complement of the unknowns onto the
+    /// terminals (the only block computed, see [`TerminalBlocks`]), for the matrix with values
+    /// `values` over `net.pattern` and terminal couplings `terminal` (see
+    /// [`Self::terminal_values`]): rows are the column terminals, columns the row terminals, each
+    /// in `tail` order.
+    pub fn row_col_block(&self, values: &[f64], terminal: &[f64]) -> Result<Mat<f64>, XbarError> {
         if values.len() != self.nnz || terminal.len() != self.term_pairs.len() {
             return Err(XbarError::Invalid(
                 "matrix values do not match the elimination plan".into(),
@@ -705,9 +689,16 @@ impl FrontalPlan {
         let root = self.fronts.len() - 1;
         let u = self.eliminate(root, values)?;
         let g = self.tail.len();
-        let s = Mat::from_fn(g, g, |i, j| u[i.max(j) + i.min(j) * g]);
+        let n_rows = self.root_row_terminals();
+        // (column terminals come after the row terminals: the lower triangle holds the block)
+        let s = Mat::from_fn(g - n_rows, n_rows, |i, j| u[n_rows + i + j * g]);
         give_back(u);
         Ok(s)
+    }
+
+    /// Number of row terminals (the first ones of `tail`).
+    pub fn root_row_terminals(&self) -> usize {
+        self.fronts.last().map_or(0, |f| f.n_row_term as usize)
     }
 
     /// Eliminate the subtree of front `k`; returns its update matrix (`b × b`, column-major,
@@ -729,8 +720,8 @@ impl FrontalPlan {
         }
         let m = front.size();
         let e = front.n_elim as usize;
-        // the thread's buffers are taken out while in use: a large front's parallel kernels may
-        // run another subtree on this thread meanwhile (which then uses buffers of its own)
+        // the thread's buffers are taken out while in use (nothing here re-enters them now, but
+        // a borrow held across dense kernels would be one rayon change away from a panic)
         let mut sc = SCRATCH.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
         if sc.front.len() < m * m {
             sc.front.clear();
@@ -742,17 +733,12 @@ impl FrontalPlan {
         for u in updates {
             give_back(u);
         }
-        let par = if m >= PARALLEL_MIN_FRONT {
-            Par::rayon(0)
-        } else {
-            Par::Seq
-        };
         let rt0 = e + front.n_free_upd as usize;
         let skip = TerminalBlocks {
             rt0,
             ct0: rt0 + front.n_row_term as usize,
         };
-        partial_llt(buf, m, e, skip, par)?;
+        partial_llt(buf, m, e, skip)?;
         let b = m - e;
         let mut u = take_buffer(b * b)?;
         for j in 0..b {
@@ -966,32 +952,29 @@ impl TerminalBlocks {
 /// Eliminate the first `e` unknowns of the dense front (`m × m`, lower triangle, column-major):
 /// `F₁₁ = L₁₁·L₁₁ᵀ`, `L₂₁ = F₂₁·L₁₁⁻ᵀ`, `F₂₂ −= L₂₁·L₂₁ᵀ` (the update matrix, in place; the
 /// blocks `skip` leaves out are not updated).
-fn partial_llt(
-    buf: &mut [f64],
-    m: usize,
-    e: usize,
-    skip: TerminalBlocks,
-    par: Par,
-) -> Result<(), XbarError> {
+fn partial_llt(buf: &mut [f64], m: usize, e: usize, skip: TerminalBlocks) -> Result<(), XbarError> {
     if e == 0 {
         return Ok(());
     }
     if m >= BLOCKED_MIN_FRONT && e >= 8 {
         let mat = MatMut::from_column_major_slice_mut(buf, m, m);
         let (f11, _, mut f21, f22) = mat.split_at_mut(e, e);
-        let mut mem =
-            MemBuffer::try_new(cholesky_in_place_scratch::<f64>(e, par, Default::default()))
-                .map_err(|_| XbarError::Numeric("out of memory for a front".into()))?;
+        let mut mem = MemBuffer::try_new(cholesky_in_place_scratch::<f64>(
+            e,
+            Par::Seq,
+            Default::default(),
+        ))
+        .map_err(|_| XbarError::Numeric("out of memory for a front".into()))?;
         let mut f11 = f11;
         cholesky_in_place(
             f11.rb_mut(),
             Default::default(),
-            par,
+            Par::Seq,
             MemStack::new(&mut mem),
             Default::default(),
         )
         .map_err(|_| not_pd())?;
-        solve_lower_triangular_in_place(f11.rb(), f21.rb_mut().transpose_mut(), par);
+        solve_lower_triangular_in_place(f11.rb(), f21.rb_mut().transpose_mut(), Par::Seq);
         // F₂₂ in blocks: unknowns (f), row terminals (t), column terminals
         let (f, t) = (skip.rt0 - e, skip.ct0 - skip.rt0);
         let b = m - e;
@@ -1006,7 +989,7 @@ fn partial_llt(
             l_f.transpose(),
             BlockStructure::Rectangular,
             -1.0,
-            par,
+            Par::Seq,
         );
         matmul(
             term_f,
@@ -1014,7 +997,7 @@ fn partial_llt(
             f21.rb().subrows(f, b - f),
             l_f.transpose(),
             -1.0,
-            par,
+            Par::Seq,
         );
         let (_, _, col_row, _) = term_term.split_at_mut(t, t);
         matmul(
@@ -1023,7 +1006,7 @@ fn partial_llt(
             f21.rb().subrows(f + t, b - f - t),
             f21.rb().subrows(f, t).transpose(),
             -1.0,
-            par,
+            Par::Seq,
         );
         return Ok(());
     }
@@ -1139,6 +1122,12 @@ mod tests {
     use crate::xbar::array::{Crossbar, SenseKind};
     use crate::xbar::network::Topology;
 
+    const AMPLIFIER: SenseKind = SenseKind::Tia {
+        gain: 1e4,
+        r_f_ohm: 1e4,
+        vsat_v: 1.0,
+    };
+
     fn net(xb: &Crossbar) -> Network {
         Network::new(xb, &Topology::inference(xb)).unwrap()
     }
@@ -1216,22 +1205,14 @@ mod tests {
         merged.r_word_ohm = 0.0;
         assert!(!structure.matches(&net(&merged)));
         let mut tia = xb.clone();
-        tia.sense = SenseKind::Tia {
-            gain: 1e4,
-            r_f_ohm: 1e4,
-            vsat_v: 1.0,
-        };
+        tia.sense = AMPLIFIER;
         assert!(!structure.matches(&net(&tia)));
     }
 
     #[test]
     fn amplifier_nodes_and_merged_lines_are_not_planned() {
         let mut xb = Crossbar::passive(6, 5, vec![1e-5; 30], 2.5).unwrap();
-        xb.sense = SenseKind::Tia {
-            gain: 1e4,
-            r_f_ohm: 1e4,
-            vsat_v: 1.0,
-        };
+        xb.sense = AMPLIFIER;
         assert!(FrontalPlan::new(&net(&xb)).is_none());
         let mut xb = Crossbar::passive(6, 5, vec![1e-5; 30], 2.5).unwrap();
         xb.r_word_ohm = 0.0;

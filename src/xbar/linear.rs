@@ -153,10 +153,10 @@ impl LinearSystem {
         }
     }
 
-    /// Use `plan` (built for this system's network, `None`: not applicable) for effective
-    /// weights instead of building it on first use.
-    pub fn set_frontal_plan(&mut self, plan: Option<FrontalPlan>) {
-        self.frontal = Some(plan);
+    /// Use `plan` (built for this system's network) for effective weights instead of planning
+    /// on first use.
+    pub fn set_frontal_plan(&mut self, plan: FrontalPlan) {
+        self.frontal = Some(Some(plan));
     }
 
     /// A new conductance state of the same network: restamp; the factor is redone on the next
@@ -367,8 +367,10 @@ impl LinearSystem {
         self.weights(combos, false)
     }
 
-    /// [`Self::combined_weights`]; without a boundary Schur complement, one direct solve per
-    /// row source instead of one adjoint solve per combination when `direct`.
+    /// [`Self::combined_weights`]: from the multifrontal Schur complement onto the sources when
+    /// no factor of the whole exists yet ([`Self::frontal_weights`]), else from the trailing block
+    /// of the whole factor ([`Self::tail_weights`]), else by solves: one direct solve per row
+    /// source when `direct`, one adjoint solve per combination otherwise.
     fn weights(
         &mut self,
         combos: &[Vec<(usize, f64)>],
@@ -396,6 +398,11 @@ impl LinearSystem {
         if n == 0 || k == 0 {
             return Ok(m);
         }
+        if !self.numeric_ready() {
+            if let Some(tw) = self.frontal_weights(combos, &by_col)? {
+                return Ok(m + tw);
+            }
+        }
         let outs: Vec<Vec<(u32, f64)>> = combos
             .iter()
             .map(|combo| {
@@ -410,7 +417,8 @@ impl LinearSystem {
                 o
             })
             .collect();
-        if let Some(tw) = self.boundary_weights(combos, &by_col, &outs)? {
+        self.numeric()?;
+        if let Some(tw) = self.tail_weights(&outs)? {
             return Ok(m + tw);
         }
         if direct {
@@ -485,24 +493,6 @@ impl LinearSystem {
         Ok(())
     }
 
-    /// `e_iᵀ·A⁻¹·o_k` without one sparse solve per output: from the multifrontal Schur
-    /// complement onto the sources when no factor of the whole exists yet ([`FrontalPlan`]),
-    /// else from the trailing block of the whole factor; `None` when neither applies.
-    fn boundary_weights(
-        &mut self,
-        combos: &[Vec<(usize, f64)>],
-        by_col: &[Vec<(Node, f64)>],
-        outs: &[Vec<(u32, f64)>],
-    ) -> Result<Option<Mat<f64>>, XbarError> {
-        if !self.numeric_ready() {
-            if let Some(w) = self.frontal_weights(combos, by_col)? {
-                return Ok(Some(w));
-            }
-        }
-        self.numeric()?;
-        self.tail_weights(outs)
-    }
-
     /// The source-to-source Schur complement `S` (the sources as terminals, every unknown
     /// eliminated): with `B` the couplings of the unknowns to the sources, `S = −Bᵀ·A⁻¹·B` off
     /// its diagonal, and the current into column source j for unit volts on row source i is
@@ -527,6 +517,12 @@ impl LinearSystem {
             return Ok(None);
         };
         // each column's output functional must be minus its source coupling
+        let mut couplings_of_col = vec![0usize; by_col.len()];
+        for &(_, t) in &plan.term_pairs {
+            if let Some(j) = (t as usize).checked_sub(n + r) {
+                couplings_of_col[j] += 1;
+            }
+        }
         for (j, terms) in by_col.iter().enumerate() {
             let t = (n + r + j) as u32;
             let mut count = 0;
@@ -540,23 +536,24 @@ impl LinearSystem {
                 }
                 count += 1;
             }
-            if plan.term_pairs.iter().filter(|&&(_, tt)| tt == t).count() != count {
+            if couplings_of_col[j] != count {
                 return Ok(None);
             }
         }
         let t1 = std::time::Instant::now();
-        let s = plan.schur(&self.values, &tv)?;
-        let pos = |t: usize| plan.tail_pos[t - n] as usize;
+        let s = plan.row_col_block(&self.values, &tv)?;
+        let n_rows = plan.root_row_terminals();
         let mut w = Mat::<f64>::zeros(r, combos.len());
         for (k, combo) in combos.iter().enumerate() {
             for &(j, tau) in combo {
-                if plan.tail_pos[r + j] == u32::MAX {
+                let cj = plan.tail_pos[r + j];
+                if cj == u32::MAX {
                     continue; // a column coupled to nothing reads no current
                 }
-                let cj = pos(n + r + j);
                 for i in 0..r {
-                    if plan.tail_pos[i] != u32::MAX {
-                        w[(i, k)] -= tau * s[(cj, pos(n + i))];
+                    let ri = plan.tail_pos[i];
+                    if ri != u32::MAX {
+                        w[(i, k)] -= tau * s[(cj as usize - n_rows, ri as usize)];
                     }
                 }
             }

@@ -307,22 +307,22 @@ impl Network {
         }
     }
 
-    /// The unknowns tied to a source (a row driver or a column's bottom source) by a wire or a
-    /// cell, sorted: where the inputs enter and the virtual-ground outputs are read.
+    /// Every (unknown, source node) pair joined by a wire or a cell: where a row driver or a
+    /// column's bottom source meets the unknowns (repeats possible, in wire then cell order).
+    pub fn source_couplings(&self) -> impl Iterator<Item = (u32, Node)> + '_ {
+        let ends = self.wires.iter().map(|e| (e.a, e.b));
+        ends.chain(self.w.iter().copied().zip(self.b.iter().copied()))
+            .filter_map(|pair| match pair {
+                (Node::Free(p), k @ (Node::Row(_) | Node::Col(_)))
+                | (k @ (Node::Row(_) | Node::Col(_)), Node::Free(p)) => Some((p, k)),
+                _ => None,
+            })
+    }
+
+    /// The unknowns tied to a source (see [`Self::source_couplings`]), sorted: where the inputs
+    /// enter and the virtual-ground outputs are read.
     pub fn source_coupled(&self) -> Vec<u32> {
-        let known = |n: Node| matches!(n, Node::Row(_) | Node::Col(_));
-        let mut out = Vec::new();
-        let pairs = self
-            .wires
-            .iter()
-            .map(|e| (e.a, e.b))
-            .chain(self.w.iter().copied().zip(self.b.iter().copied()));
-        for (a, b) in pairs {
-            match (a, b) {
-                (Node::Free(p), k) | (k, Node::Free(p)) if known(k) => out.push(p),
-                _ => {}
-            }
-        }
+        let mut out: Vec<u32> = self.source_couplings().map(|(p, _)| p).collect();
         out.sort_unstable();
         out.dedup();
         out

@@ -102,33 +102,26 @@ impl Engine {
             Ok((net, lin))
         };
         // a linear array's effective-weight plan depends on the geometry only: made while the
-        // network is built and stamped, used if the network has the structure it assumed
-        let (built, plan) = if is_linear(xb) && xb.r_word_ohm > 0.0 && xb.r_bit_ohm > 0.0 {
-            let (built, grid) = rayon::join(build, || {
+        // network is built and stamped, used if the network has the structure it assumed (else
+        // the linear system plans from the network when first asked for effective weights)
+        let (built, grid) = if is_linear(xb) && xb.r_word_ohm > 0.0 && xb.r_bit_ohm > 0.0 {
+            rayon::join(build, || {
                 FrontalPlan::for_grid(xb.rows, xb.cols, &vec![true; xb.rows])
-            });
-            let (net, lin) = built?;
-            let plan = match grid {
-                Some((plan, g)) if g.matches(&net) => Some(plan),
-                _ => FrontalPlan::new(&net),
-            };
-            ((net, lin), Some(plan))
-        } else if is_linear(xb) {
-            let (net, lin) = build()?;
-            let plan = FrontalPlan::new(&net);
-            ((net, lin), Some(plan))
+            })
         } else {
-            (build()?, None)
+            (build(), None)
         };
-        let (net, mut lin) = built;
+        let (net, mut lin) = built?;
+        if let Some((plan, structure)) = grid {
+            if structure.matches(&net) {
+                lin.set_frontal_plan(plan);
+            }
+        }
         if trace {
             eprintln!(
                 "xbar: network, stamping and plan {:.3} s",
                 t0.elapsed().as_secs_f64()
             );
-        }
-        if let Some(plan) = plan {
-            lin.set_frontal_plan(plan);
         }
         // factored on first use: effective weights may not need a factor of the whole array
         lin.par = par_for(net.n_free);
