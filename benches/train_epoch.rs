@@ -15,6 +15,8 @@ use netc::nn::model::Model;
 use netc::nn::train::{train, TrainOptions};
 
 fn main() {
+    // freed memory stays with the process for reuse (see the function's docs)
+    netc::retain_freed_memory();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
     let (p, ir) = recipe(&dir.join("lenet.net")).expect("lenet.net");
     let split = p.data.load().expect("bundled data");

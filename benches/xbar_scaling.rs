@@ -113,6 +113,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 fn main() {
+    // freed memory stays with the process for reuse (see the function's docs)
+    netc::retain_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if let Some(p) = args.iter().position(|a| a == "--one") {
         let n: usize = args[p + 1].parse().expect("size");

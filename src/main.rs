@@ -38,6 +38,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() {
+    // freed memory stays with the process for reuse (see the function's docs)
+    netc::retain_freed_memory();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

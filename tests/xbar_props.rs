@@ -126,10 +126,14 @@ fn t_matrix_product_equals_the_direct_solve() {
         let t = eng.effective_weights().unwrap().clone();
         let via_t = &x * &t;
         let big = eng.infer(x.as_ref()).unwrap(); // now through T
+                                                  // into a caller's buffer holding stale values: overwritten, not accumulated
+        let mut into = Mat::from_fn(4, c, |_, _| 1e3);
+        eng.infer_into(x.as_ref(), into.as_mut()).unwrap();
         for tt in 0..4 {
             for j in 0..c {
                 assert!(rel_err(direct[(tt, j)], via_t[(tt, j)]) < 1e-10);
                 assert!(rel_err(direct[(tt, j)], big[(tt, j)]) < 1e-10);
+                assert!(rel_err(direct[(tt, j)], into[(tt, j)]) < 1e-10);
             }
         }
         // Wire resistance only ever lowers the weights.
@@ -294,6 +298,13 @@ fn bad_input_is_an_error_not_a_panic() {
     let xb = Crossbar::passive(2, 2, vec![1e-3; 4], 1.0).unwrap();
     let mut eng = Engine::new(&xb, SolveOptions::default()).unwrap();
     assert!(eng.infer(Mat::<f64>::zeros(1, 3).as_ref()).is_err());
+    let x = Mat::<f64>::zeros(3, 2);
+    assert!(eng
+        .infer_into(x.as_ref(), Mat::zeros(2, 2).as_mut())
+        .is_err());
+    assert!(eng
+        .infer_into(x.as_ref(), Mat::zeros(3, 3).as_mut())
+        .is_err());
     assert!(read(&xb, 2, 0, 0.1, Scheme::Half, &SolveOptions::default()).is_err());
     assert!(program(&xb, 0, 0, 1.0, Scheme::Floating, &SolveOptions::default()).is_err());
     // A zero-conductance cell on a floating line: gmin keeps the matrix definite.
@@ -324,6 +335,9 @@ fn new_conductance_state_equals_a_fresh_engine() {
         let before = eng.infer(inputs.as_ref()).unwrap();
         eng.set_conductances(g_new).unwrap();
         let after = eng.infer(inputs.as_ref()).unwrap();
+        let mut into = Mat::from_fn(inputs.nrows(), xb.cols, |_, _| -1.0);
+        eng.infer_into(inputs.as_ref(), into.as_mut()).unwrap();
+        assert_eq!(into, after, "infer_into answers as infer");
         let mut fresh_xb = xb.clone();
         fresh_xb.g_siemens = g_new.clone();
         let want = Engine::new(&fresh_xb, SolveOptions::default())

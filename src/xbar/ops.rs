@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use faer::{Mat, MatRef, Par};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -273,6 +274,43 @@ impl Engine {
             return Ok(out);
         }
         self.infer_nonlinear(inputs)
+    }
+
+    /// [`Engine::infer`] into a caller's buffer `out` (k × C), for streams of batches that reuse
+    /// one output matrix. With an exact `T` (linear cells, virtual grounds) the outputs are one
+    /// matrix product written straight into `out`; other arrays are solved as in `infer` and copied.
+    pub fn infer_into(
+        &mut self,
+        inputs: MatRef<'_, f64>,
+        mut out: MatMut<'_, f64>,
+    ) -> Result<(), XbarError> {
+        let (r, c) = (self.xb.rows, self.xb.cols);
+        if inputs.ncols() != r || out.nrows() != inputs.nrows() || out.ncols() != c {
+            return Err(XbarError::Invalid(format!(
+                "input vectors {}×{} and outputs {}×{} for a {r}×{c} array (want k×{r} and k×{c})",
+                inputs.nrows(),
+                inputs.ncols(),
+                out.nrows(),
+                out.ncols()
+            )));
+        }
+        let k = inputs.nrows();
+        let direct = !matches!(self.opts.method, LinearMethod::Iterative(_));
+        if is_linear(&self.xb) && direct && (self.t.is_some() || k >= r.min(c)) {
+            let t = self.effective_weights()?;
+            matmul(
+                out.as_mut(),
+                Accum::Replace,
+                inputs,
+                t.as_ref(),
+                1.0,
+                faer::get_global_parallelism(),
+            );
+            return Ok(());
+        }
+        let o = self.infer(inputs)?;
+        out.copy_from(&o);
+        Ok(())
     }
 
     fn infer_nonlinear(&mut self, inputs: MatRef<'_, f64>) -> Result<Mat<f64>, XbarError> {
