@@ -653,6 +653,11 @@ impl FrontalPlan {
         self.fronts.len()
     }
 
+    /// Estimated multiply-adds of the dense eliminations (for traces).
+    pub fn work(&self) -> f64 {
+        self.fronts.last().map_or(0.0, |f| f.work)
+    }
+
     /// The coupling entries of the terminals (`term_pairs` order) from the source couplings
     /// (unknown, source node, conductance) of a network with `n` unknowns and `r` rows: minus
     /// the conductance; `None` when a coupling is not one the plan knows.

@@ -562,9 +562,10 @@ impl LinearSystem {
         if trace {
             let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
             eprintln!(
-                "xbar: frontal plan and couplings {:.2} ms ({} fronts), Schur complement onto {} sources and T {:.2} ms",
+                "xbar: frontal plan and couplings {:.2} ms ({} fronts, ~{:.1}M multiply-adds), Schur complement onto {} sources and T {:.2} ms",
                 ms(t0, t1),
                 plan.n_fronts(),
+                plan.work() / 1e6,
                 plan.tail.len(),
                 ms(t1, std::time::Instant::now())
             );
