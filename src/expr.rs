@@ -34,7 +34,11 @@ pub enum Func {
     Abs,
     Min,
     Max,
+    /// `pow(a, b)`: `|a|^b` in B sources and `.param` alike.
     Pow,
+    /// `pwr(a, b)`: in B sources the signed power `sign(a)·|a|^b` (ngspice: `pwr(-2, 2)` = −4);
+    /// in `.param` ngspice evaluates it as `|a|^b`, and so does [`Expr::eval_const`].
+    Pwr,
 }
 
 impl Func {
@@ -54,7 +58,8 @@ impl Func {
             "abs" => Func::Abs,
             "min" => Func::Min,
             "max" => Func::Max,
-            "pow" | "pwr" => Func::Pow,
+            "pow" => Func::Pow,
+            "pwr" => Func::Pwr,
             _ => return None,
         })
     }
@@ -62,7 +67,7 @@ impl Func {
     /// Number of arguments the function takes.
     pub fn arity(self) -> usize {
         match self {
-            Func::Min | Func::Max | Func::Pow => 2,
+            Func::Min | Func::Max | Func::Pow | Func::Pwr => 2,
             _ => 1,
         }
     }
@@ -83,6 +88,7 @@ impl Func {
             Func::Min => "min",
             Func::Max => "max",
             Func::Pow => "pow",
+            Func::Pwr => "pwr",
         }
     }
 }
@@ -190,6 +196,7 @@ pub fn apply(func: Func, a: &[f64]) -> f64 {
         Func::Min => a[0].min(a[1]),
         Func::Max => a[0].max(a[1]),
         Func::Pow => pow(a[0], a[1]),
+        Func::Pwr => a[0].signum() * pow(a[0], a[1]),
     }
 }
 
@@ -230,6 +237,20 @@ pub fn apply_grad(func: Func, a: &[f64], out: &mut [f64]) {
                 a[1] * m.powf(a[1] - 1.0) * a[0].signum()
             };
             out[1] = if m > 0.0 { p * m.ln() } else { 0.0 };
+        }
+        Func::Pwr => {
+            // sign(a)·|a|^b: d/da = b·|a|^(b−1) (the signs cancel); d/db = sign(a)·|a|^b·ln|a|
+            let m = a[0].abs();
+            out[0] = if a[1] == 0.0 {
+                0.0
+            } else {
+                a[1] * m.powf(a[1] - 1.0)
+            };
+            out[1] = if m > 0.0 {
+                a[0].signum() * m.powf(a[1]) * m.ln()
+            } else {
+                0.0
+            };
         }
     }
 }
@@ -280,7 +301,13 @@ impl Expr {
                 for (slot, a) in vals.iter_mut().zip(args) {
                     *slot = a.eval_const(lookup)?;
                 }
-                apply(*func, &vals[..args.len()])
+                match func {
+                    // ngspice's parameter evaluator: pow(-2, 3) = −8, pow(-2, 0.5) an error,
+                    // pwr(-2, 3) = 8
+                    Func::Pow => vals[0].powf(vals[1]),
+                    Func::Pwr => pow(vals[0], vals[1]),
+                    _ => apply(*func, &vals[..args.len()]),
+                }
             }
         };
         if v.is_finite() {
@@ -307,5 +334,61 @@ impl Expr {
         }
         walk(self, &mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(f: Func, a: f64, b: f64) -> Expr {
+        Expr::Call(f, vec![Expr::Num(a), Expr::Num(b)])
+    }
+
+    /// The values ngspice 39 gives (B sources: `V=pwr(V(a),3)` with V(a) = −2 is −8;
+    /// `.param p={pow(-2,3)}` is −8, `{pwr(-2,3)}` is 8, `{pow(-2,0.5)}` an error).
+    #[test]
+    fn powers_as_ngspice_evaluates_them() {
+        let none = |_: &str| None;
+        // .param
+        assert_eq!(call(Func::Pow, -2.0, 3.0).eval_const(&none), Ok(-8.0));
+        assert_eq!(call(Func::Pow, -2.0, 2.0).eval_const(&none), Ok(4.0));
+        assert_eq!(
+            call(Func::Pow, -2.0, 0.5).eval_const(&none),
+            Err(ConstEvalError::NonFinite)
+        );
+        assert_eq!(call(Func::Pwr, -2.0, 3.0).eval_const(&none), Ok(8.0));
+        assert_eq!(
+            call(Func::Pwr, -2.0, 0.5).eval_const(&none),
+            Ok(2f64.sqrt())
+        );
+        // B sources
+        assert_eq!(apply(Func::Pow, &[-2.0, 3.0]), 8.0);
+        assert_eq!(apply(Func::Pwr, &[-2.0, 2.0]), -4.0);
+        assert!((apply(Func::Pwr, &[-2.0, 1.5]) + 2f64.powf(1.5)).abs() < 1e-15);
+        assert_eq!(apply(Func::Pwr, &[0.0, 2.0]), 0.0);
+        assert_eq!(Func::from_name("PWR"), Some(Func::Pwr));
+        assert_eq!(Func::Pwr.name(), "pwr");
+    }
+
+    #[test]
+    fn power_gradients_match_finite_differences() {
+        for f in [Func::Pow, Func::Pwr] {
+            for (a, b) in [(-0.7, 3.0), (-1.3, 1.5), (0.4, 2.5), (2.0, -0.5)] {
+                let mut g = [0.0; 2];
+                apply_grad(f, &[a, b], &mut g);
+                let h = 1e-6;
+                let da = (apply(f, &[a + h, b]) - apply(f, &[a - h, b])) / (2.0 * h);
+                let db = (apply(f, &[a, b + h]) - apply(f, &[a, b - h])) / (2.0 * h);
+                assert!(
+                    (g[0] - da).abs() < 1e-7 * (1.0 + da.abs()),
+                    "{f:?} d/da at {a}, {b}"
+                );
+                assert!(
+                    (g[1] - db).abs() < 1e-7 * (1.0 + db.abs()),
+                    "{f:?} d/db at {a}, {b}"
+                );
+            }
+        }
     }
 }
