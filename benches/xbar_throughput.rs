@@ -49,6 +49,19 @@ fn main() {
     // the target's verdict), and allocating a fresh k × C output each time, whose first touch of
     // fresh memory pages costs either side a varying few milliseconds on this machine.
     let par = faer::get_global_parallelism();
+    // the ideal product into a kept buffer; returns its time (s)
+    let ideal_into = |dst: &mut Mat<f64>| {
+        let t0 = Instant::now();
+        matmul(
+            dst.as_mut(),
+            Accum::Replace,
+            x.as_ref(),
+            gmat.as_ref(),
+            1.0,
+            par,
+        );
+        t0.elapsed().as_secs_f64()
+    };
     let mut ideal_t = Vec::new();
     let mut pass_t = Vec::new();
     let mut ideal_alloc_t = Vec::new();
@@ -58,16 +71,7 @@ fn main() {
     let mut ideal_alloc = Mat::<f64>::zeros(k, c);
     let mut out_alloc = Mat::<f64>::zeros(k, c);
     for _ in 0..21 {
-        let t0 = Instant::now();
-        matmul(
-            ideal.as_mut(),
-            Accum::Replace,
-            x.as_ref(),
-            gmat.as_ref(),
-            1.0,
-            par,
-        );
-        ideal_t.push(t0.elapsed().as_secs_f64());
+        ideal_t.push(ideal_into(&mut ideal));
         let t0 = Instant::now();
         let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
         eng.infer_into(x.as_ref(), out.as_mut()).expect("infer");
@@ -100,16 +104,7 @@ fn main() {
     let mut state_t = Vec::new();
     let mut state_tt = Vec::new();
     for round in 0..21 {
-        let t0 = Instant::now();
-        matmul(
-            ideal.as_mut(),
-            Accum::Replace,
-            x.as_ref(),
-            gmat.as_ref(),
-            1.0,
-            par,
-        );
-        ideal_state_t.push(t0.elapsed().as_secs_f64());
+        ideal_state_t.push(ideal_into(&mut ideal));
         let t0 = Instant::now();
         eng.set_conductances(if round % 2 == 0 { &g2 } else { &g })
             .expect("new state");
@@ -129,16 +124,7 @@ fn main() {
     let mut prod_t = Vec::new();
     let mut ideal_prod_t = Vec::new();
     for _ in 0..11 {
-        let t0 = Instant::now();
-        matmul(
-            ideal.as_mut(),
-            Accum::Replace,
-            x.as_ref(),
-            gmat.as_ref(),
-            1.0,
-            par,
-        );
-        ideal_prod_t.push(t0.elapsed().as_secs_f64());
+        ideal_prod_t.push(ideal_into(&mut ideal));
         let t0 = Instant::now();
         eng.infer_into(x.as_ref(), scratch.as_mut()).expect("infer");
         prod_t.push(t0.elapsed().as_secs_f64());

@@ -34,7 +34,8 @@ pub enum Func {
     Abs,
     Min,
     Max,
-    /// `pow(a, b)`: `|a|^b` in B sources and `.param` alike.
+    /// `pow(a, b)`: `|a|^b` in B sources; in `.param` ngspice evaluates the plain power
+    /// (`pow(-2, 3)` = −8), and so does [`Expr::eval_const`].
     Pow,
     /// `pwr(a, b)`: in B sources the signed power `sign(a)·|a|^b` (ngspice: `pwr(-2, 2)` = −4);
     /// in `.param` ngspice evaluates it as `|a|^b`, and so does [`Expr::eval_const`].

@@ -237,7 +237,7 @@ impl Engine {
                 }
                 return Ok(out);
             }
-            if self.t.is_some() || k >= r.min(c) {
+            if self.through_t(k) {
                 let t0 = std::time::Instant::now();
                 let t = self.effective_weights()?;
                 let t1 = std::time::Instant::now();
@@ -294,9 +294,7 @@ impl Engine {
                 out.ncols()
             )));
         }
-        let k = inputs.nrows();
-        let direct = !matches!(self.opts.method, LinearMethod::Iterative(_));
-        if is_linear(&self.xb) && direct && (self.t.is_some() || k >= r.min(c)) {
+        if is_linear(&self.xb) && self.through_t(inputs.nrows()) {
             let t = self.effective_weights()?;
             matmul(
                 out.as_mut(),
@@ -311,6 +309,14 @@ impl Engine {
         let o = self.infer(inputs)?;
         out.copy_from(&o);
         Ok(())
+    }
+
+    /// Whether `k` input vectors through a linear array go through `T` (one product) rather
+    /// than direct solves: with the direct method, once `T` exists or `k ≥ min(R, C)` (building
+    /// `T` costs about as much as min(R, C) solves).
+    fn through_t(&self, k: usize) -> bool {
+        let direct = !matches!(self.opts.method, LinearMethod::Iterative(_));
+        direct && (self.t.is_some() || k >= self.xb.rows.min(self.xb.cols))
     }
 
     fn infer_nonlinear(&mut self, inputs: MatRef<'_, f64>) -> Result<Mat<f64>, XbarError> {
