@@ -79,3 +79,53 @@ fn compiler_weights_compute_the_same_dense_outputs() {
         );
     }
 }
+
+/// `dataset … { train N; test M; fraction f; }` is honoured: the split the trainer gets has the
+/// counts asked for (it used to train on every sample), and the samples are the data's first ones.
+#[test]
+fn dataset_counts_are_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    std::fs::create_dir(dir.path().join("models")).unwrap();
+    std::fs::copy(
+        models.join("al2o3_tio2_passive.cir"),
+        dir.path().join("models/al2o3_tio2_passive.cir"),
+    )
+    .unwrap();
+    let write = |name: &str, dataset: &str| {
+        let src = format!(
+            "network t {{ input 4x4x1; flatten; dense fc {{ units 4; }} }}\n\
+             hardware {{ arrays 1 x 32x16; cell passive; model \"al2o3_tio2_passive.cir\"; \
+             g_min 10uS; g_max 100uS; }}\n\
+             training {{ loss mse; {dataset} preprocess {{ scale -0.2V .. 0.2V; }} }}\n"
+        );
+        let p = dir.path().join(name);
+        std::fs::write(&p, src).unwrap();
+        recipe(&p).unwrap().0
+    };
+    let all = write("all.net", "dataset letters4x4;");
+    let full = all.data.load().unwrap();
+    let mut warnings = vec![];
+    let same = all.samples.apply(full.clone(), &mut warnings).unwrap();
+    assert_eq!(same, full);
+    assert!(warnings.is_empty());
+
+    let p = write("cut.net", "dataset letters4x4 { train 7; test 100; }");
+    let s = p.samples.apply(full.clone(), &mut warnings).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (7, 100));
+    assert_eq!(s.train, full.train.take(7));
+    assert_eq!(s.test, full.test.take(100));
+    assert!(warnings.is_empty());
+
+    // fraction applies to the training split after `train`: round(0.5 · 7) = 4 (half away from 0)
+    let p = write("frac.net", "dataset letters4x4 { train 7; fraction 0.5; }");
+    let s = p.samples.apply(full.clone(), &mut warnings).unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (4, full.test.len()));
+
+    // More than the data has: all of it, with a warning that says so.
+    let p = write("more.net", "dataset letters4x4 { train 1000; }");
+    let s = p.samples.apply(full.clone(), &mut warnings).unwrap();
+    assert_eq!(s.train.len(), full.train.len());
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("train 1000"), "{warnings:?}");
+}

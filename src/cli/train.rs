@@ -96,8 +96,13 @@ impl NetArgs {
         Ok(self.recipe_ir()?.0)
     }
 
+    /// The recipe's data with its sample counts applied, then `--limit-train` / `--limit-test`.
     pub fn split(&self, p: &Preset) -> Result<crate::data::Split, NnError> {
-        let mut s = p.data.load()?;
+        let mut warnings = Vec::new();
+        let mut s = p.samples.apply(p.data.load()?, &mut warnings)?;
+        for w in warnings {
+            eprintln!("{w}");
+        }
         if let Some(n) = self.limit_train {
             s.train = s.train.take(n);
         }
@@ -176,6 +181,9 @@ pub struct Args {
 
 pub fn run(a: &Args) -> Result<(), NnError> {
     let (p, ir) = a.net.recipe_ir()?;
+    for w in &p.not_applied {
+        eprintln!("{w}");
+    }
     let mut cfg = p.train.clone();
     if let Some(e) = a.epochs {
         cfg.epochs = e;

@@ -359,6 +359,12 @@ pub struct TrainingSpec {
     /// Write-verify relative tolerance (S4: 0.05); 0 = none.
     pub write_tolerance: f64,
     pub seed: u64,
+    /// Located warnings (`file:line:col` + caret) for keys that are accepted but not applied yet:
+    /// the in-situ training keys (`mode insitu|hybrid`, `noise`, `write_tolerance`, `trainable`)
+    /// belong to the in-situ training work; until it lands, training runs in software (ex-situ)
+    /// and `netc train` prints these so that nothing is silently ignored.
+    #[serde(skip)]
+    pub not_applied: Vec<String>,
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -1494,7 +1500,9 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
         noise_s: 0.0,
         write_tolerance: 0.0,
         seed: 1,
+        not_applied: vec![],
     };
+    let mut binarize_span = None;
     for st in body(s) {
         if !TRAIN_KEYS.contains(&st.key.as_str()) {
             return Err(unknown_key(st, "training", TRAIN_KEYS));
@@ -1505,10 +1513,17 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
         }
         match st.key.as_str() {
             "mode" => {
-                t.mode = match choice(st, &["exsitu", "insitu", "hybrid"])?.0.as_str() {
+                let (w, sp) = choice(st, &["exsitu", "insitu", "hybrid"])?;
+                t.mode = match w.as_str() {
                     "insitu" => TrainMode::Insitu,
                     "hybrid" => TrainMode::Hybrid,
                     _ => TrainMode::Exsitu,
+                };
+                if t.mode != TrainMode::Exsitu {
+                    t.not_applied.push(sp.render(&format!(
+                        "warning: `mode {w}` is not implemented yet: training runs ex-situ \
+                         (in software, then mapped to conductances)"
+                    )));
                 }
             }
             "optimizer" => t.optimizer = optimizer(st)?,
@@ -1558,7 +1573,10 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
                         "crop" => t.preprocess.crop = Some(count_pos(b)?),
                         "resize" => t.preprocess.resize = Some(size2(b)?),
                         "scale" => t.preprocess.scale_v = Some(range_of(b, "v")?),
-                        "binarize" => t.preprocess.binarize = on_off(b)?,
+                        "binarize" => {
+                            t.preprocess.binarize = on_off(b)?;
+                            binarize_span = Some(b.values[0].span.clone());
+                        }
                         _ => {
                             return Err(unknown_key(
                                 b,
@@ -1582,12 +1600,44 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
                         _ => return Err(invalid(&v.span, "`trainable` takes layer names")),
                     }
                 }
+                t.not_applied.push(st.key_span.render(
+                    "warning: `trainable` is not applied yet (it selects the layers trained in \
+                     situ): every weighted layer is trained in software",
+                ));
             }
-            "noise" => t.noise_s = non_negative(st, "s")?,
+            "noise" => {
+                t.noise_s = non_negative(st, "s")?;
+                if t.noise_s > 0.0 {
+                    t.not_applied.push(st.key_span.render(
+                        "warning: `noise` (programming noise of in-situ updates) is not applied \
+                         yet: training runs in software without it",
+                    ));
+                }
+            }
             "write_tolerance" => {
                 t.write_tolerance = non_negative(st, "")?;
+                if t.write_tolerance > 0.0 {
+                    t.not_applied.push(st.key_span.render(
+                        "warning: `write_tolerance` (write-verify) is not applied yet: \
+                         conductances are taken as programmed exactly",
+                    ));
+                }
             }
             _ => t.seed = count(st)? as u64,
+        }
+    }
+    // Binarising is only honoured where the data is binary already (the letters are ±on/off);
+    // thresholding grey images is not implemented, so asking for it is an error, not a no-op.
+    if let Some(sp) = binarize_span {
+        if t.preprocess.binarize && t.dataset.name != "letters4x4" {
+            return Err(invalid(
+                &sp,
+                format!(
+                    "`binarize on` is not supported for dataset `{}` (only `letters4x4`, \
+                     which is binary already)",
+                    t.dataset.name
+                ),
+            ));
         }
     }
     Ok((t, spans))
@@ -1632,6 +1682,16 @@ fn optimizer(s: &Stmt) -> Result<Optimizer, NetError> {
     Ok(match w.as_str() {
         "sgd" => Optimizer::Sgd { lr, momentum },
         "rmsprop" => {
+            // The trainer's RMSprop has no momentum term: accept only the value it runs with.
+            if let Some((m, sp)) = vals.get("momentum") {
+                if *m != 0.0 {
+                    return Err(invalid(
+                        sp,
+                        "`momentum` other than 0 is not supported with `rmsprop` (the trainer's \
+                         RMSprop has no momentum term; use `sgd` for momentum)",
+                    ));
+                }
+            }
             let decay = get("decay", 0.9);
             check("decay", (0.0..1.0).contains(&decay), "in [0, 1)")?;
             let eps = get("eps", 1e-8);

@@ -6,7 +6,7 @@ use super::loss::LossSpec;
 use super::matrix::Matrix;
 use super::model::{Model, ModelSpec};
 use super::optim::OptimizerSpec;
-use super::presets::{DataSpec, ImageSource, Preset, TrainConfig};
+use super::presets::{DataSpec, ImageSource, Preset, Samples, TrainConfig};
 use super::NnError;
 use crate::data::preprocess::Preprocess;
 use crate::mapping::weights::{LayerWeights, WeightsFile as CompilerWeights, FORMAT};
@@ -217,6 +217,12 @@ pub fn recipe(path: &Path) -> Result<(Preset, NetworkIr), NnError> {
             model,
             data,
             train,
+            samples: Samples {
+                train: t.dataset.train,
+                test: t.dataset.test,
+                fraction: t.dataset.fraction,
+            },
+            not_applied: t.not_applied.clone(),
         },
         ir,
     ))

@@ -12,7 +12,9 @@
 //!   the calling instance, …, then the globals. An instance value for a parameter the subcircuit
 //!   does not declare is an error. A parameter defined twice in one scope: the last one wins (with a
 //!   warning).
-//! - Numbers: `{expr}`, `'expr'` and a bare parameter name are accepted wherever a number goes.
+//! - Numbers: `{expr}`, `'expr'` and a bare parameter name are accepted wherever a number goes;
+//!   inside an expression (`V={vs}*tanh({a}*V(in))`) a brace is a parenthesised sub-expression,
+//!   which is what ngspice's substitution of its value amounts to.
 //!   `^`/`**` evaluate as `|a|^b` (ngspice), see [`Expr::eval_const`].
 //! - B sources: bare parameter names in the expression are replaced by their values; `V(n)` nodes
 //!   and `I(v)` sources are renamed like the element's own nodes.

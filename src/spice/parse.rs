@@ -739,6 +739,45 @@ mod tests {
     }
 
     #[test]
+    fn braces_inside_expressions() {
+        use Expr::*;
+        // ngspice replaces `{expr}` by its value anywhere on the line, so inside an expression a
+        // brace is a parenthesised sub-expression.
+        let (_, items) = parse_card("bo out 0 v={vs}*tanh({a}*(v(inp)-v(inn))/{vs})", &sp).unwrap();
+        assert_eq!(items.len(), 3);
+        let Item::Kv(k, v) = &items[2] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(&*k.text, "v");
+        let Item::Expr(_, got) = &**v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            *got,
+            e("vs*tanh((a)*(v(inp)-v(inn))/(vs))"),
+            "same tree as with parentheses"
+        );
+        // spaces around the `=` and the operators, and a current B source
+        let (_, items) = parse_card("b2 o 0 i = {g} * v(a) + {i0}*1e-6", &sp).unwrap();
+        assert!(
+            matches!(&items[2], Item::Kv(k, v) if &*k.text == "i" && matches!(&**v, Item::Expr(_, x) if *x == e("g*v(a)+i0*1e-6")))
+        );
+        // a value that is only `{…}` is unchanged, also in instance and model parameters
+        let (_, items) = parse_card("x1 a b sub r={rbase/10} k={-1*1}", &sp).unwrap();
+        assert!(
+            matches!(&items[3], Item::Kv(_, v) if matches!(&**v, Item::Expr(_, x) if *x == Expr::bin(BinOp::Div, Param("rbase".into()), Num(10.0))))
+        );
+        let (_, items) = parse_card(".model m nmos (level=1 vto={vt} kp={kp*2})", &sp).unwrap();
+        let Item::Group(_, g) = &items[2] else {
+            panic!("{items:?}")
+        };
+        assert!(
+            matches!(&g[1], Item::Kv(_, v) if matches!(&**v, Item::Expr(_, Param(n)) if n == "vt"))
+        );
+        assert!(parse_expr_str("{a}*{b").is_err());
+    }
+
+    #[test]
     fn card_items() {
         let (h, items) = parse_card(".model nch nmos (level=1, vto={a*2} kp='1u')", &sp).unwrap();
         assert_eq!(&*h.text, ".model");
