@@ -1,7 +1,6 @@
 //! `netc xbar` end to end on small arrays.
 
-mod common;
-use common::netc;
+use crate::common::netc;
 
 #[test]
 fn infer_json_matches_the_ideal_product_without_wires() {

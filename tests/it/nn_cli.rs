@@ -1,7 +1,6 @@
 //! `netc train` / `netc eval` / `netc data info` end to end on tiny runs.
 
-mod common;
-use common::netc;
+use crate::common::netc;
 
 #[test]
 fn train_then_eval_and_compare() {
