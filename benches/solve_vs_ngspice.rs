@@ -27,6 +27,7 @@ fn crossbar(n: usize, seed: u64) -> String {
     netc::xbar::Crossbar::passive(n, n, g, 2.5)
         .expect("valid array")
         .emit(&v)
+        .expect("emit")
 }
 
 /// Run a command under `/usr/bin/time -v`; returns (wall seconds, peak RSS in MiB).

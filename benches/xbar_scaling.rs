@@ -170,7 +170,7 @@ fn main() {
         let ng = if have_ng && n <= ng_max {
             let dir = tempfile::tempdir().expect("tmp");
             let path = dir.path().join("x.cir");
-            std::fs::write(&path, xb.emit(&v)).expect("write netlist");
+            std::fs::write(&path, xb.emit(&v).expect("emit")).expect("write netlist");
             timed("ngspice", &["-b".into(), path.display().to_string()])
         } else {
             None

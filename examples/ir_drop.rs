@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
     let ideal = xb.ideal_currents(&v);
 
     // the same circuit through the netlist writer, the SPICE front end and the sparse MNA solver
-    let netlist = netc::spice::parse_str(&xb.emit(&v), "ir_drop.cir")?;
+    let netlist = netc::spice::parse_str(&xb.emit(&v)?, "ir_drop.cir")?;
     let res = solver::run(&netlist)?;
     let AnalysisResult::Op { values } = &res[0] else {
         anyhow::bail!("expected an operating point");

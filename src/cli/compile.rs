@@ -103,7 +103,7 @@ pub fn compile(args: &CompileArgs) -> Result<Compiled, MappingError> {
     let mut netlists = Vec::new();
     let rows = emit::demo_rows(&lowering, &file.hardware, file.mapping.seed);
     for a in lowering.arrays_used() {
-        let text = emit::array_netlist(&file, &programmed.arrays[a], &rows[a]);
+        let text = emit::array_netlist(&file, &programmed.arrays[a], &rows[a])?;
         let p = out_dir.join(format!("array{a}.cir"));
         mapping::write_atomic(&p, text.as_bytes())?;
         netlists.push(p);

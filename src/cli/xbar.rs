@@ -411,7 +411,7 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
         }
     }
     if let Some(p) = &a.emit {
-        write_atomic(p, &xb.emit(&v0))?;
+        write_atomic(p, &xb.emit(&v0)?)?;
     }
     let solver = solver_name(xb, opts);
     let json = json!({
@@ -642,7 +642,7 @@ fn run_cell_op(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Repor
     }
     if let Some(p) = &a.emit {
         let (topo, vr, vc): (Topology, Vec<f64>, Vec<f64>) = select_bias(xb, i, j, v, scheme);
-        write_atomic(p, &emit_with(xb, &topo, &vr, &vc))?;
+        write_atomic(p, &emit_with(xb, &topo, &vr, &vc)?)?;
     }
     let mut json = json!({
         "op": if is_read { "read" } else { "program" }, "array": describe(xb),

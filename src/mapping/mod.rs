@@ -2,6 +2,7 @@
 //! encoding ([`encode`]), weights file and programming ([`weights`]), the mapping report
 //! ([`report`]), the floorplan picture ([`floorplan`]) and SPICE netlist emission ([`emit`]).
 
+pub mod array;
 pub mod emit;
 pub mod encode;
 pub mod floorplan;
@@ -9,6 +10,7 @@ pub mod lower;
 pub mod report;
 pub mod weights;
 
+pub use array::{crossbar, crossbar_of};
 pub use encode::{Encoder, Pair};
 pub use lower::{lower, Lowering, MappedMatrix, Tile};
 pub use report::MappingReport;
@@ -34,6 +36,8 @@ pub enum MappingError {
     Io { path: String, message: String },
     #[error("{}", .span.render(&format!("cannot emit: {message}")))]
     Emit { span: Span, message: String },
+    #[error("{}", .span.render(&format!("cannot build the array: {message}")))]
+    Lower { span: Span, message: String },
     #[error("floorplan: {0}")]
     Plot(String),
 }

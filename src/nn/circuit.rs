@@ -32,9 +32,9 @@ use super::from_net::{weights_from_slots, SlotRows};
 use super::matrix::Matrix;
 use crate::mapping::weights::{program, Programmed};
 use crate::mapping::Lowering;
-use crate::net::spec::{CellKind as NetCell, HardwareSpec, SenseSpec, WeightScale};
+use crate::net::spec::{HardwareSpec, SenseSpec, WeightScale};
 use crate::net::NetFile;
-use crate::xbar::{CellKind, Crossbar, Engine, SenseKind, SolveOptions};
+use crate::xbar::{Crossbar, Engine, SenseKind, SolveOptions};
 
 /// Overrides of the declared hardware, for "what if" evaluations.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -76,54 +76,6 @@ fn other(e: impl std::fmt::Display) -> BackendError {
     BackendError::Other(e.to_string())
 }
 
-/// The crossbar-engine array of physical array `a` under hardware `hw`.
-pub fn crossbar_for(hw: &HardwareSpec, rows: usize, cols: usize, g_s: &[f64]) -> Crossbar {
-    let cell = match hw.cell {
-        NetCell::Passive if hw.nl_k_per_v() > 0.0 => CellKind::Sinh {
-            k_per_v: hw.nl_k_per_v(),
-        },
-        NetCell::Passive => CellKind::Linear,
-        NetCell::OneT1R => {
-            let t = hw.transistor.as_ref();
-            let mos = match t {
-                Some(t) => crate::circuit::mos1::Mos1 {
-                    model: t.model.clone(),
-                    w_m: t.w_m,
-                    l_m: t.l_m,
-                },
-                None => crate::xbar::default_access_mos(),
-            };
-            CellKind::OneT1R {
-                mos,
-                v_gate_v: vec![hw.v_gate_v; rows],
-            }
-        }
-    };
-    let sense = match hw.sense {
-        SenseSpec::Ideal => SenseKind::VirtualGround,
-        SenseSpec::Opamp {
-            gain,
-            vsat_v,
-            r_feedback_ohm,
-        } => SenseKind::Tia {
-            gain,
-            r_f_ohm: r_feedback_ohm,
-            vsat_v,
-        },
-    };
-    Crossbar {
-        rows,
-        cols,
-        g_siemens: g_s.to_vec(),
-        cell,
-        r_word_ohm: hw.r_wire_ohm,
-        r_bit_ohm: hw.r_wire_ohm,
-        r_driver_ohm: hw.r_driver_ohm,
-        r_sense_ohm: hw.r_sense_ohm,
-        sense,
-    }
-}
-
 impl CircuitBackend {
     /// A backend for the arrays of `file`; `slots` maps the model's matmul slots onto the
     /// compiler's matrices (see [`super::from_net::slot_rows`]).
@@ -140,7 +92,9 @@ impl CircuitBackend {
             }
             hw.r_wire_ohm = r;
         }
-        let linear = crate::xbar::ops::is_linear(&crossbar_for(&hw, 1, 1, &[1e-5]));
+        let linear = crate::xbar::ops::is_linear(
+            &crate::mapping::crossbar(&hw, 1, 1, &[1e-5]).map_err(other)?,
+        );
         Ok(CircuitBackend {
             linear,
             hw,
@@ -165,6 +119,18 @@ impl CircuitBackend {
         let lowering = crate::mapping::lower(file, ir).map_err(other)?;
         let slots = super::from_net::slot_rows(model, ir).map_err(other)?;
         CircuitBackend::new(file, lowering, slots, overrides)
+    }
+
+    /// The structured arrays of the current conductance state, as the backend lowers them from
+    /// the hardware ([`crate::mapping::crossbar`]; index = physical array). The backend solves
+    /// these (or, for nonlinear arrays by default, their [`Crossbar::small_signal`] versions).
+    pub fn arrays(&self) -> Result<Vec<Crossbar>, BackendError> {
+        let st = self.solve_state()?;
+        st.programmed
+            .arrays
+            .iter()
+            .map(|a| crate::mapping::crossbar_of(&self.hw, a).map_err(other))
+            .collect()
     }
 
     /// True when every array is linear (products are exact dense products of `W_eff`).
@@ -212,35 +178,15 @@ impl CircuitBackend {
             .zip(&combos)
             .zip(lin_engines.iter_mut())
         {
-            let xb = crossbar_for(&self.hw, a.rows, a.cols, &a.g_s);
+            let xb = crate::mapping::crossbar_of(&self.hw, a).map_err(other)?;
             // every row is driven and every column held by its sense amplifier: no node floats,
             // so no gmin is added (the answers are those of the bare circuit)
             let opts = SolveOptions::default();
-            // small-signal array at 0 V: sinh cells have slope g; a 1T1R cell is its memristor in
-            // series with the access transistor's channel conductance β·(V_G − V_T) at V_DS = 0
-            let g_small: Vec<f64> = match &xb.cell {
-                CellKind::OneT1R { mos, v_gate_v } => {
-                    let vt = mos.model.vto_v.abs();
-                    a.g_s
-                        .iter()
-                        .enumerate()
-                        .map(|(k, &g)| {
-                            let g_on = mos.beta() * (v_gate_v[k / a.cols] - vt).max(0.0);
-                            if g_on > 0.0 {
-                                g * g_on / (g + g_on)
-                            } else {
-                                1e-15
-                            }
-                        })
-                        .collect()
-                }
-                _ => a.g_s.clone(),
-            };
+            // the small-signal array at 0 V read through ideal virtual grounds (the decoded
+            // weights are currents per volt)
             let lin_xb = Crossbar {
-                cell: CellKind::Linear,
                 sense: SenseKind::VirtualGround,
-                g_siemens: g_small,
-                ..xb.clone()
+                ..xb.small_signal()
             };
             let t1 = std::time::Instant::now();
             let e = match cached {

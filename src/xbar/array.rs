@@ -221,6 +221,18 @@ impl Crossbar {
         Ok(())
     }
 
+    /// The linear array that has, at 0 V, the slope of this one: every cell becomes its
+    /// small-signal conductance ([`super::network::linearized_cell_g`]: `g` for sinh cells, the
+    /// memristor in series with the access transistor's channel for 1T1R); wires and sensing
+    /// are kept.
+    pub fn small_signal(&self) -> Crossbar {
+        Crossbar {
+            g_siemens: super::network::linearized_cell_g(self, 0.0),
+            cell: CellKind::Linear,
+            ..self.clone()
+        }
+    }
+
     /// Conductance of cell (i, j) (S).
     #[inline]
     pub fn g(&self, i: usize, j: usize) -> f64 {

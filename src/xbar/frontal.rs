@@ -1028,6 +1028,8 @@ fn small_llt(buf: &mut [f64], m: usize, e: usize, skip: TerminalBlocks) -> Resul
     small_llt_body::<false>(buf, m, e, skip)
 }
 
+/// # Safety
+/// Only call on a CPU with AVX2 and FMA (checked by `small_llt` before the call).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn small_llt_avx2(

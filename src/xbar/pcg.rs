@@ -238,30 +238,39 @@ impl Stencil {
         {
             let nblk = rayon::current_num_threads().max(1) * 2;
             let cb = c.div_ceil(nblk).max(64).min(c);
+            // the raw writes below rely on it (the reads of rb, g, inv are bounds-checked)
+            assert!(zb.len() >= n, "preconditioner output too short");
+            // Column blocks of a row-major vector are not contiguous, so no safe split hands
+            // each task its block. The tasks write through a raw pointer instead and never form
+            // a reference into `zb` while they run (`zb` itself is not used until the loop ends).
+            let (inv, g, zw) = (&self.b_inv, &self.g, &*zw);
             let zp = SendPtr(zb.as_mut_ptr());
-            let inv = &self.b_inv;
-            let g = &self.g;
-            let zw = &*zw;
             (0..c.div_ceil(cb)).into_par_iter().for_each(|blk| {
                 let zp = &zp;
                 let j0 = blk * cb;
                 let j1 = (j0 + cb).min(c);
-                // SAFETY: every task writes only columns j0..j1 of each row: disjoint.
-                let z = unsafe { std::slice::from_raw_parts_mut(zp.0, n) };
+                // SAFETY (both helpers): `zp.0` points at `zb`, `n = nr·c` elements, alive and
+                // not otherwise accessed during the loop. Every index passed below is `i·c + j`
+                // with `i < nr` and `j0 ≤ j < j1 ≤ c`, so it is in bounds, and the blocks
+                // `j0..j1` of different tasks are disjoint: no element is touched by two tasks,
+                // so there is no data race and no aliasing reference.
+                let get = |k: usize| unsafe { zp.0.add(k).read() };
+                let set = |k: usize, v: f64| unsafe { zp.0.add(k).write(v) };
                 for j in j0..j1 {
-                    z[j] = (rb[j] + g[j] * zw[j]) * inv[j];
+                    set(j, (rb[j] + g[j] * zw[j]) * inv[j]);
                 }
                 for i in 1..nr {
                     let (cur, prev) = (i * c, (i - 1) * c);
                     for j in j0..j1 {
                         let k = cur + j;
-                        z[k] = (rb[k] + g[k] * zw[k] + gb * z[prev + j]) * inv[k];
+                        set(k, (rb[k] + g[k] * zw[k] + gb * get(prev + j)) * inv[k]);
                     }
                 }
                 for i in (0..nr - 1).rev() {
                     let (cur, next) = (i * c, (i + 1) * c);
                     for j in j0..j1 {
-                        z[cur + j] += gb * inv[cur + j] * z[next + j];
+                        let k = cur + j;
+                        set(k, get(k) + gb * inv[k] * get(next + j));
                     }
                 }
             });
@@ -370,8 +379,13 @@ impl Stencil {
 
 const CHUNK: usize = 8192;
 
+/// A pointer shared by rayon tasks that write disjoint elements through it.
 struct SendPtr(*mut f64);
+// SAFETY: the pointer is only dereferenced in `precondition`, where every task reads and writes
+// a set of elements disjoint from every other task's (column blocks), so sharing it between
+// threads cannot create a data race.
 unsafe impl Sync for SendPtr {}
+// SAFETY: as for `Sync`: moving the pointer to another thread is harmless for the same reason.
 unsafe impl Send for SendPtr {}
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {

@@ -118,7 +118,7 @@ fn check_products(
         let mut layer_sum = vec![0.0; m.cols];
         for (ti, t) in m.tiles.iter().enumerate() {
             let rows = drive_tile(low, hw, mi, ti, &x);
-            let circuit = array_circuit(file, &prog.arrays[t.array], &rows);
+            let circuit = array_circuit(file, &prog.arrays[t.array], &rows).unwrap();
             let v = if use_ngspice {
                 let ng = ngspice(&circuit.to_spice());
                 agree(&netc_solve(&circuit), &ng, 1e-9, 1e-15);
@@ -126,9 +126,7 @@ fn check_products(
             } else {
                 netc_solve(&circuit)
             };
-            let cols: Vec<f64> = (0..low.cols)
-                .map(|j| v[&format!("i(vsense_{j})")])
-                .collect();
+            let cols: Vec<f64> = (0..low.cols).map(|j| v[&format!("i(vs_{j})")]).collect();
             let got = tile_outputs(low, mi, ti, &cols);
             let from_g = tile_ideal_outputs(low, hw, prog, mi, ti, &x);
             for (jj, j) in (t.out_start..t.out_start + t.out_len).enumerate() {
@@ -250,7 +248,7 @@ fn s4_passive_mlp_netlists_and_whole_circuit_solve_and_agree_with_ngspice() {
         .map(|a| {
             (
                 dir.path().join(format!("array{a}.cir")),
-                array_circuit(&c.file, &c.programmed.arrays[a], &rows[a]),
+                array_circuit(&c.file, &c.programmed.arrays[a], &rows[a]).unwrap(),
             )
         })
         .collect();
@@ -346,7 +344,7 @@ hardware { arrays 1 x 4x6; cell 1t1r; model "MODELS/hfox_1t1r.cir"; g_min 10uS; 
     let prog = program(&low, &file.hardware, file.mapping.weight_scale, &w).unwrap();
     let x = [0.2, 0.1, 0.05, 0.15];
     let rows = drive_tile(&low, &file.hardware, 0, 0, &x);
-    let e = array_circuit(&file, &prog.arrays[0], &rows);
+    let e = array_circuit(&file, &prog.arrays[0], &rows).unwrap();
     assert!(e.to_spice().contains(".model nmos1 nmos (level=1"));
     let v = netc_solve(&e);
     if have_ngspice() {
@@ -357,7 +355,7 @@ hardware { arrays 1 x 4x6; cell 1t1r; model "MODELS/hfox_1t1r.cir"; g_min 10uS; 
     let a = &prog.arrays[0];
     for j in 0..6 {
         let ideal: f64 = (0..4).map(|i| rows[i] * a.g(i, j)).sum();
-        let got = v[&format!("i(vsense_{j})")];
+        let got = v[&format!("i(vs_{j})")];
         assert!(
             (got - ideal).abs() <= 0.05 * ideal.abs() + 1e-9,
             "col {j}: {got} vs {ideal}"
@@ -422,7 +420,7 @@ fn reference_arrays_agree_with_ngspice() {
         let rows =
             netc::mapping::emit::demo_rows(&c.lowering, &c.file.hardware, c.file.mapping.seed);
         for a in c.lowering.arrays_used() {
-            let e = array_circuit(&c.file, &c.programmed.arrays[a], &rows[a]);
+            let e = array_circuit(&c.file, &c.programmed.arrays[a], &rows[a]).unwrap();
             let t0 = std::time::Instant::now();
             let v = netc_solve(&e);
             let t_netc = t0.elapsed().as_secs_f64();

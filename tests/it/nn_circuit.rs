@@ -8,7 +8,7 @@ use std::path::Path;
 use faer::Mat;
 use netc::mapping::weights::{drive_tile, program, tile_outputs};
 use netc::nn::backend::{IdealBackend, MatmulBackend};
-use netc::nn::circuit::{crossbar_for, CircuitBackend, CircuitOverrides};
+use netc::nn::circuit::{CircuitBackend, CircuitOverrides};
 use netc::nn::from_net::{model_spec, slot_rows, weights_from_slots};
 use netc::nn::loss::LossSpec;
 use netc::nn::matrix::Matrix;
@@ -113,7 +113,7 @@ fn circuit_backend_matches_per_vector_array_solves() {
         let mut want = vec![0.0; m.cols];
         for (ti, t) in m.tiles.iter().enumerate().filter(|(_, t)| t.replica == 0) {
             let a = &prog.arrays[t.array];
-            let xb = crossbar_for(&file.hardware, a.rows, a.cols, &a.g_s);
+            let xb = netc::mapping::crossbar_of(&file.hardware, a).unwrap();
             let mut e = Engine::new(&xb, SolveOptions::default()).unwrap();
             let drive = drive_tile(&lowering, &file.hardware, mi, ti, x.row(v));
             let out = e

@@ -136,7 +136,7 @@ fn check_inference(xb: &Crossbar, v: &[f64], rel: f64, what: &str) {
         );
     }
     let topo = Topology::inference(xb);
-    for (peer, ng) in peers(&xb.emit(v)) {
+    for (peer, ng) in peers(&xb.emit(v).unwrap()) {
         compare(xb, &topo, &s, &ng, rel, &format!("{what} vs {peer}"));
     }
 }
@@ -241,7 +241,7 @@ fn reads_in_every_scheme_match_ngspice() {
             let (res, s) = read(&xb, 1, 2, 0.3, scheme, &opts).unwrap();
             assert!((res.measured_a - res.cell_a - res.sneak_a).abs() < 1e-18);
             let (topo, vr, vc) = select_bias(&xb, 1, 2, 0.3, scheme);
-            let mut net = emit_with(&xb, &topo, &vr, &vc);
+            let mut net = emit_with(&xb, &topo, &vr, &vc).unwrap();
             if scheme == Scheme::Floating {
                 // The solver ties floating nodes to ground with gmin = 1e-12 S; so does the netlist.
                 net = add_gmin(&xb, &topo, &net);
@@ -317,7 +317,7 @@ fn program_against_peers(
 ) -> ProgramResult {
     let (res, s) = program(xb, i, j, v, scheme, &SolveOptions::default()).unwrap();
     let (topo, vr, vc) = select_bias(xb, i, j, v, scheme);
-    for (peer, ng) in peers(&emit_with(xb, &topo, &vr, &vc)) {
+    for (peer, ng) in peers(&emit_with(xb, &topo, &vr, &vc).unwrap()) {
         compare(
             xb,
             &topo,
