@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// The N×N passive array of DESIGN.md's conventions as a netlist (the crossbar engine's writer),
+/// The N×N passive array of docs/crossbar.md's conventions as a netlist (the crossbar engine's writer),
 /// conductances uniform in [10 µS, 100 µS] and inputs in [−0.2, 0.2] V from a fixed LCG.
 fn crossbar(n: usize, seed: u64) -> String {
     let mut s = seed;

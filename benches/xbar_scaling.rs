@@ -50,7 +50,7 @@ fn one(n: usize, method: &str) {
         .expect("solve");
     let solve = t1.elapsed().as_secs_f64();
     let sum: f64 = (0..n).map(|j| out[(0, j)]).sum();
-    let iters = eng.last_pcg.map(|s| s.iterations).unwrap_or(0);
+    let iters = eng.last_pcg().map(|s| s.iterations).unwrap_or(0);
     println!("{sum:.17e} {build} {solve} {iters}");
 }
 

@@ -188,7 +188,7 @@ fn main() {
     let mut eng1 = Engine::new(&xb1, SolveOptions::default()).expect("engine");
     let o1 = eng1.infer(x1.as_ref()).expect("1t1r infer");
     let t1_s = t0.elapsed().as_secs_f64();
-    let (sum_it, max_it) = eng1.last_newton.unwrap_or((0, 0));
+    let (sum_it, max_it) = eng1.last_newton().unwrap_or((0, 0));
     let ideal1_s = ideal_s * x1.nrows() as f64 / k as f64;
     println!(
         "1T1R, Newton per vector ({} vectors, {} threads): {:.3} s → {:.0}× the ideal time; {:.2} Newton iterations per vector (max {max_it})",

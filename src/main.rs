@@ -17,7 +17,7 @@ enum Command {
     Compile(cli::compile::CompileArgs),
     /// Solve a crossbar array: inference, single-cell read (sneak paths), programming pulse.
     Xbar(Box<cli::xbar::XbarArgs>),
-    /// Train a network (ideal or encoded backend).
+    /// Train a network (ideal, encoded or circuit backend); metrics.csv, weights, checkpoint.
     Train(cli::train::Args),
     /// Evaluate trained weights; compare backends.
     Eval(cli::eval::Args),

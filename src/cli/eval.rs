@@ -98,10 +98,11 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         );
         print_confusion(&r.confusion);
     } else {
-        println!("{:<12}{:>12}{:>12}", "backend", "accuracy", "loss");
-        for (name, r) in &results {
-            println!("{:<12}{:>11.2}%{:>12.4}", name, 100.0 * r.accuracy, r.loss);
-        }
+        let rows: Vec<(&str, f64, f64)> = results
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.accuracy, r.loss))
+            .collect();
+        print!("{}", compare_table(&rows));
         let agree = results[0]
             .1
             .predictions
@@ -128,4 +129,48 @@ pub fn run(a: &Args) -> Result<(), NnError> {
     let summary: Vec<_> = results.iter().map(|(n, r)| serde_json::json!({"backend": n, "accuracy": r.accuracy, "loss": r.loss, "samples": r.samples, "confusion": r.confusion})).collect();
     write_json(&out.join("eval.json"), &summary)?;
     Ok(())
+}
+
+/// The `--compare` table: one row per backend `(name, accuracy, loss)`; the name column is as
+/// wide as the longest name, so the numbers line up whatever the backend names.
+pub fn compare_table(rows: &[(&str, f64, f64)]) -> String {
+    let w = rows
+        .iter()
+        .map(|(n, _, _)| n.chars().count())
+        .chain(std::iter::once("backend".len()))
+        .max()
+        .unwrap_or(0)
+        + 2;
+    let mut s = format!("{:<w$}{:>12}{:>12}\n", "backend", "accuracy", "loss");
+    for (name, acc, loss) in rows {
+        s += &format!("{:<w$}{:>11.2}%{:>12.4}\n", name, 100.0 * acc, loss);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compare_table;
+
+    /// Every line of the table has the same width and its columns end at the same places,
+    /// however long a backend name is.
+    #[test]
+    fn compare_table_aligns_long_names() {
+        let t = compare_table(&[
+            ("ideal", 0.9712, 0.1),
+            ("circuit-small-signal", 0.9534, 0.25),
+            ("encoded", 0.5, 12.5),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4);
+        let width = lines[0].chars().count();
+        for l in &lines {
+            assert_eq!(l.chars().count(), width, "{t}");
+        }
+        // the accuracy column (ends in `%` on data rows) ends 12 characters before the line end
+        for l in &lines[1..] {
+            assert_eq!(l.chars().nth(width - 13), Some('%'), "{t}");
+        }
+        assert!(lines[2].starts_with("circuit-small-signal  "));
+    }
 }

@@ -11,7 +11,7 @@ use crate::spice::{self, SpiceError};
 pub struct SolveArgs {
     /// Netlist in netc's SPICE dialect.
     pub file: PathBuf,
-    /// Print one JSON object (see DESIGN.md: analyses in file order, `v(node)`, `i(vname)`).
+    /// Print one JSON object (docs/spice-dialect.md: analyses in file order, `v(node)`, `i(vname)`).
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
     /// Print CSV in long form: analysis,type,sweep,point,name,value.

@@ -1,4 +1,4 @@
-//! `netc train (NET | --preset P) [--backend ideal|encoded] [--epochs N] [--seed S] [--out DIR] [--resume]`
+//! `netc train (NET | --preset P) [--backend ideal|encoded|circuit] [--epochs N] [--seed S] [--out DIR] [--resume]`
 
 use crate::nn::backend::{EncodedBackend, IdealBackend, LinearCodec, MatmulBackend};
 use crate::nn::model::Model;
@@ -25,7 +25,7 @@ pub struct NetArgs {
     /// Recipe file: a JSON preset (network + data + training defaults);
     /// `.net` files are read once the network language lands.
     pub net: Option<PathBuf>,
-    /// Built-in network: s1 | s2 | s3 | s4 | s5 (see REFERENCE.md).
+    /// Built-in network: s1 | s2 | s3 | s4 | s5 (docs/architecture.md, "Reference systems").
     #[arg(long, conflicts_with = "net")]
     pub preset: Option<String>,
     /// Read images from a directory of standard IDX files instead of the bundled subset.

@@ -323,7 +323,7 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
     let mut eng = Engine::new(xb, *opts)?;
     let out = eng.infer(x.as_ref())?;
     let solve_s = t0.elapsed().as_secs_f64();
-    let (pcg_stats, newton_stats) = (eng.last_pcg, eng.last_newton);
+    let (pcg_stats, newton_stats) = (eng.last_pcg(), eng.last_newton());
     let t_detail = Instant::now();
     let v0: Vec<f64> = (0..r).map(|i| x[(0, i)]).collect();
     let detail = eng.solve_detailed(&v0)?;

@@ -6,6 +6,7 @@
 //! [`ir`] (shape inference, parameter and MAC counts). [`load`] runs them all.
 
 pub mod ast;
+pub mod card;
 pub mod ir;
 pub mod parse;
 pub mod spec;
@@ -14,11 +15,12 @@ pub mod units;
 use crate::span::Span;
 use std::path::Path;
 
+pub use card::{CardError, MemristorCard, MosCard};
 pub use ir::{LayerIr, MatrixShape, NetworkIr, Shape};
 pub use spec::{
-    CellKind, DeviceModel, HardwareSpec, LayerKind, LayerMapping, LayerSpec, MappingSpec, NetFile,
-    NetworkSpec, Optimizer, Orientation, Padding, Placement, SenseSpec, TrainMode, TrainingSpec,
-    TransistorSpec, WeightScale,
+    CellKind, HardwareSpec, LayerKind, LayerMapping, LayerSpec, MappingSpec, NetFile, NetworkSpec,
+    Optimizer, Orientation, Padding, Placement, SenseSpec, TrainMode, TrainingSpec, TransistorSpec,
+    WeightScale,
 };
 
 /// Every error of the language front end. Variants with a span render as
@@ -67,6 +69,12 @@ pub enum NetError {
     },
     #[error("{}", .span.render(&format!("impossible conductance window: {message}")))]
     Window { span: Span, message: String },
+    #[error("{}\n{source}", .span.render(&format!("model card `{card}`")))]
+    Card {
+        span: Span,
+        card: String,
+        source: Box<card::CardError>,
+    },
 }
 
 impl NetError {
@@ -83,7 +91,8 @@ impl NetError {
             | NetError::UnknownName { span, .. }
             | NetError::Unused { span, .. }
             | NetError::UnknownModel { span, .. }
-            | NetError::Window { span, .. } => Some(span),
+            | NetError::Window { span, .. }
+            | NetError::Card { span, .. } => Some(span),
         }
     }
 }

@@ -39,11 +39,12 @@
 //! ```
 
 use super::ast::{Stmt, Value, ValueKind};
+use super::card::{CardError, MemristorCard, MosCard};
 use super::units::unit_name;
 use super::NetError;
 use crate::span::Span;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// A whole checked `.net` file.
@@ -153,19 +154,6 @@ pub enum CellKind {
     OneT1R,
 }
 
-/// A device model card from `models/`: SPICE text with `.param` lines netc reads.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeviceModel {
-    pub path: PathBuf,
-    /// `.param` values of the card (lower-case names).
-    pub params: BTreeMap<String, f64>,
-    /// sinh nonlinearity `I = g·sinh(k·v)/k` (1/V); 0 = linear (`R` cells).
-    pub nl_k_per_v: f64,
-    /// Physical window of the device, when the card states it.
-    pub g_lo_s: Option<f64>,
-    pub g_hi_s: Option<f64>,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct TransistorSpec {
     pub path: PathBuf,
@@ -199,7 +187,7 @@ pub struct HardwareSpec {
     pub rows: usize,
     pub cols: usize,
     pub cell: CellKind,
-    pub model: Option<DeviceModel>,
+    pub model: Option<MemristorCard>,
     pub g_min_s: f64,
     pub g_max_s: f64,
     /// Device conductance states, evenly spaced in [g_min, g_max]; 0 = analogue.
@@ -974,115 +962,13 @@ fn find_model(rel: &str, base: &Path) -> Result<PathBuf, String> {
         .join(", "))
 }
 
-/// Read the `.param name=value …` lines and `.model` lines of a card.
-fn read_card(path: &Path) -> Result<(BTreeMap<String, f64>, Vec<String>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let mut params = BTreeMap::new();
-    let mut models = Vec::new();
-    let mut lines: Vec<String> = Vec::new();
-    for raw in text.lines() {
-        let l = raw.trim();
-        if let Some(rest) = l.strip_prefix('+') {
-            if let Some(last) = lines.last_mut() {
-                last.push(' ');
-                last.push_str(rest);
-                continue;
-            }
-        }
-        lines.push(l.to_string());
+/// A card error located at the `.net` statement that names the card.
+fn card_error(span: &Span, rel: &str, e: CardError) -> NetError {
+    NetError::Card {
+        span: span.clone(),
+        card: rel.to_string(),
+        source: Box::new(e),
     }
-    for l in &lines {
-        let lower = l.to_ascii_lowercase();
-        if let Some(rest) = lower.strip_prefix(".param") {
-            for item in rest.split_whitespace() {
-                let Some((k, v)) = item.split_once('=') else {
-                    return Err(format!("bad .param item `{item}`"));
-                };
-                params.insert(k.trim().to_string(), parse_spice_number(v.trim())?);
-            }
-        } else if lower.starts_with(".model") {
-            models.push(l.clone());
-        }
-    }
-    Ok((params, models))
-}
-
-/// Parse a level-1 `.model NAME nmos|pmos (level=1 vto=… kp=… …)` line.
-pub fn parse_mos_model(line: &str) -> Result<crate::netlist::MosModel, String> {
-    let norm = line
-        .replace(['(', ')', ','], " ")
-        .replace(" =", "=")
-        .replace("= ", "=");
-    let mut it = norm.split_whitespace();
-    let _ = it.next(); // .model
-    let name = it
-        .next()
-        .ok_or("`.model` without a name")?
-        .to_ascii_lowercase();
-    let kind = it
-        .next()
-        .ok_or("`.model` without a type")?
-        .to_ascii_lowercase();
-    let mut m = crate::netlist::MosModel {
-        name,
-        nmos: match kind.as_str() {
-            "nmos" => true,
-            "pmos" => false,
-            k => return Err(format!("model type `{k}` is not nmos or pmos")),
-        },
-        ..Default::default()
-    };
-    for item in it {
-        let (k, v) = item
-            .split_once('=')
-            .ok_or_else(|| format!("bad model parameter `{item}`"))?;
-        let x = parse_spice_number(v)?;
-        match k.to_ascii_lowercase().as_str() {
-            "level" if x == 1.0 => {}
-            "level" => return Err(format!("only level=1 MOSFETs are supported, not level={v}")),
-            "vto" => m.vto_v = x,
-            "kp" => m.kp_a_per_v2 = x,
-            "lambda" => m.lambda_per_v = x,
-            "gamma" => m.gamma_sqrt_v = x,
-            "phi" => m.phi_v = x,
-            "is" => m.is_a = x,
-            "ld" => m.ld_m = x,
-            other => return Err(format!("unsupported level-1 parameter `{other}`")),
-        }
-    }
-    Ok(m)
-}
-
-/// A SPICE number (`1.5e-4`, `10u`, `2.5k`, `1meg`).
-pub fn parse_spice_number(s: &str) -> Result<f64, String> {
-    let bad = || format!("bad number `{s}`");
-    let b = s.as_bytes();
-    let mut i = 0;
-    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-        i += 1;
-    }
-    while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
-        i += 1;
-    }
-    let mantissa = &s[..i];
-    let mut exp = 0i32;
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        let mut j = i + 1;
-        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
-            j += 1;
-        }
-        let k0 = j;
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        if j > k0 {
-            exp = s[i + 1..j].parse().map_err(|_| bad())?;
-            i = j;
-        }
-    }
-    let (power, _) =
-        super::units::split_suffix(&s[i..]).ok_or_else(|| format!("bad suffix in `{s}`"))?;
-    super::units::scaled(mantissa, exp, power).ok_or_else(bad)
 }
 
 const HW_KEYS: &[&str] = &[
@@ -1174,15 +1060,8 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
                     path: rel.clone(),
                     searched,
                 })?;
-                let (params, _) = read_card(&path)
-                    .map_err(|m| invalid(&sp, format!("model card `{rel}`: {m}")))?;
-                hw.model = Some(DeviceModel {
-                    path,
-                    nl_k_per_v: params.get("nl_k").copied().unwrap_or(0.0),
-                    g_lo_s: params.get("g_lo").copied(),
-                    g_hi_s: params.get("g_hi").copied(),
-                    params,
-                });
+                let card = MemristorCard::load(&path).map_err(|e| card_error(&sp, &rel, e))?;
+                hw.model = Some(card);
                 model_span = Some(sp);
             }
             "g_min" => {
@@ -1229,19 +1108,13 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
                     path: rel.clone(),
                     searched,
                 })?;
-                let (params, models) = read_card(&path)
-                    .map_err(|m| invalid(&sp, format!("transistor card `{rel}`: {m}")))?;
-                let first = models.first().ok_or_else(|| {
-                    invalid(&sp, format!("transistor card `{rel}` has no `.model` line"))
-                })?;
-                let model = parse_mos_model(first)
-                    .map_err(|m| invalid(&sp, format!("transistor card `{rel}`: {m}")))?;
+                let card = MosCard::load(&path).map_err(|e| card_error(&sp, &rel, e))?;
                 let mut t = TransistorSpec {
                     path,
-                    model_name: model.name.clone(),
-                    model,
-                    w_m: params.get("w").copied().unwrap_or(1e-6),
-                    l_m: params.get("l").copied().unwrap_or(1e-6),
+                    model_name: card.model.name.clone(),
+                    model: card.model,
+                    w_m: card.w_m.unwrap_or(1e-6),
+                    l_m: card.l_m.unwrap_or(1e-6),
                 };
                 let mut seen_t = Seen::new();
                 for b in body(st) {

@@ -190,7 +190,7 @@ impl CircuitBackend {
             };
             let t1 = std::time::Instant::now();
             let e = match cached {
-                Some(e) if e.xb.rows == a.rows && e.xb.cols == a.cols => {
+                Some(e) if e.crossbar().rows == a.rows && e.crossbar().cols == a.cols => {
                     e.set_conductances(&lin_xb.g_siemens).map_err(other)?;
                     e
                 }

@@ -1,5 +1,6 @@
-//! Built-in networks mirroring REFERENCE.md (S1–S5), with their data and
-//! training defaults (the accuracies in README were measured with these).
+//! Built-in networks mirroring the five reference systems S1–S5 (docs/architecture.md,
+//! "Reference systems"), with their data and training defaults (the accuracies in README were
+//! measured with these).
 
 use super::layers::Pad;
 use super::loss::LossSpec;

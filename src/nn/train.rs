@@ -165,26 +165,29 @@ pub fn train(
     model.prepare_backend(backend)?;
     let n = split.train.len();
     let batches = n.div_ceil(config.batch_size);
+    // one bar over all epochs (batches of the current one in its message) and a line every
+    // `line_every` epochs: long runs (hundreds of epochs) print tens of lines, not hundreds
+    let pb = if opts.progress {
+        ProgressBar::new(config.epochs as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(st) =
+        ProgressStyle::with_template("epoch {pos}/{len} [{bar:30}] {msg} {elapsed} eta {eta}")
+    {
+        pb.set_style(st.progress_chars("=> "));
+    }
+    pb.set_position(start as u64);
     for (done_now, epoch) in (start..config.epochs).enumerate() {
         if opts.stop_after.is_some_and(|s| done_now >= s) {
             break;
         }
         let t0 = Instant::now();
         opt.spec = config.optimizer.scaled(config.lr_decay.powi(epoch as i32));
-        let pb = if opts.progress {
-            ProgressBar::new(batches as u64)
-        } else {
-            ProgressBar::hidden()
-        };
-        if let Ok(st) = ProgressStyle::with_template(
-            "epoch {msg} [{bar:30}] {pos}/{len} batches {elapsed} eta {eta}",
-        ) {
-            pb.set_style(st.progress_chars("=> "));
-        }
-        pb.set_message(format!("{}/{}", epoch + 1, config.epochs));
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
         let (mut loss_sum, mut correct) = (0.0, 0usize);
+        let mut batch_no = 0usize;
         for idx in order.chunks(config.batch_size) {
             let x = batch_matrix(&split.train, idx);
             let labels: Vec<usize> = idx.iter().map(|&i| split.train.labels[i]).collect();
@@ -205,9 +208,11 @@ pub fn train(
             if opts.readback {
                 model.weights = realised;
             }
-            pb.inc(1);
+            batch_no += 1;
+            if batch_no % 16 == 0 || batch_no == batches {
+                pb.set_message(format!("batch {batch_no}/{batches}"));
+            }
         }
-        pb.finish_and_clear();
         let test = evaluate(model, backend, &split.test, 500)?;
         let m = EpochMetrics {
             epoch: epoch + 1,
@@ -216,16 +221,19 @@ pub fn train(
             test_acc: test.accuracy,
             seconds: t0.elapsed().as_secs_f64(),
         };
-        if opts.progress {
-            eprintln!(
-                "epoch {:>3}: loss {:.4}  train {:.2}%  test {:.2}%  {:.1} s",
-                m.epoch,
-                m.loss,
-                100.0 * m.train_acc,
-                100.0 * m.test_acc,
-                m.seconds
-            );
+        if opts.progress && report_epoch(m.epoch, config.epochs) {
+            pb.suspend(|| {
+                eprintln!(
+                    "epoch {:>3}: loss {:.4}  train {:.2}%  test {:.2}%  {:.1} s",
+                    m.epoch,
+                    m.loss,
+                    100.0 * m.train_acc,
+                    100.0 * m.test_acc,
+                    m.seconds
+                )
+            });
         }
+        pb.inc(1);
         metrics.push(m);
         if let Some(dir) = &opts.out_dir {
             let ck = Checkpoint {
@@ -240,8 +248,16 @@ pub fn train(
             write_outputs(dir, model, &metrics)?;
         }
     }
+    pb.finish_and_clear();
     let finished = metrics.len() >= config.epochs;
     Ok(TrainReport { metrics, finished })
+}
+
+/// Whether epoch `epoch` (1-based) of `total` gets a printed line: the first, the last and every
+/// `⌈total/20⌉`-th, so a run prints at most about 22 lines (every epoch is in `metrics.csv`).
+pub fn report_epoch(epoch: usize, total: usize) -> bool {
+    let every = total.div_ceil(20).max(1);
+    epoch == 1 || epoch == total || epoch % every == 0
 }
 
 /// Write `model.json`, `metrics.json`, `metrics.csv` and the training curve.
@@ -335,4 +351,19 @@ pub fn layer_errors(
         (xa, xb) = (ya, yb);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod report_tests {
+    use super::report_epoch;
+
+    #[test]
+    fn long_runs_print_a_few_lines_and_short_runs_every_epoch() {
+        let lines: Vec<usize> = (1..=500).filter(|&e| report_epoch(e, 500)).collect();
+        assert!(lines.len() <= 22, "{}", lines.len());
+        assert_eq!((lines[0], *lines.last().unwrap()), (1, 500));
+        // evenly spread: no gap longer than ⌈500/20⌉
+        assert!(lines.windows(2).all(|w| w[1] - w[0] <= 25));
+        assert_eq!((1..=10).filter(|&e| report_epoch(e, 10)).count(), 10);
+    }
 }

@@ -400,7 +400,7 @@ pub fn run(netlist: &Netlist) -> Result<Vec<AnalysisResult>, SolveError> {
     Ok(out)
 }
 
-/// The `--json` form of DESIGN.md.
+/// The `--json` form (docs/spice-dialect.md, "Output"): analyses in file order, `v(node)`, `i(vname)`.
 pub fn to_json(results: &[AnalysisResult]) -> serde_json::Value {
     use serde_json::{json, Map, Value};
     let obj = |m: &BTreeMap<String, f64>| {

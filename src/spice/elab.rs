@@ -244,6 +244,87 @@ pub fn elaborate(ld: Loaded) -> Result<Netlist, SpiceError> {
     })
 }
 
+/// What a device model card holds, read by the same front end as netlists: its global `.param`
+/// values (each with the span of its name) and its `.model` cards (level-1 MOSFETs, each with the
+/// span of its name). A card has no elements, subcircuits or analyses.
+#[derive(Debug, Clone, Default)]
+pub struct CardContents {
+    pub params: std::collections::BTreeMap<String, (f64, Span)>,
+    pub models: Vec<(MosModel, Span)>,
+}
+
+/// Phases 4–5 for a model card (see [`CardContents`]).
+pub fn elaborate_card(ld: Loaded) -> Result<CardContents, SpiceError> {
+    let mut e = Elab {
+        ld: &ld,
+        defs: vec![Def::new("", None, None)],
+        globals: HashSet::new(),
+        elements: Vec::new(),
+        warnings: Vec::new(),
+        global_models: HashMap::new(),
+        warned_models: HashSet::new(),
+        vsrc_refs: Vec::new(),
+        defw_m: DEFAULT_W_M,
+        defl_m: DEFAULT_L_M,
+    };
+    let top = e.collect_defs()?;
+    let not_in_card = |st: &Stmt, what: &str| SpiceError::Unsupported {
+        what: format!("{what} in a device model card (only `.param` and `.model`)"),
+        span: ld.span(st.line, 0, 1),
+    };
+    if let Some(&i) = e.defs[0]
+        .cards
+        .iter()
+        .find(|&&i| matches!(ld.stmts[i].kind, StmtKind::Element))
+    {
+        return Err(not_in_card(&ld.stmts[i], "an element"));
+    }
+    if e.defs.len() > 1 {
+        let st = e.defs[1].stmt.map(|i| &ld.stmts[i]);
+        return Err(match st {
+            Some(st) => not_in_card(st, "a `.subckt`"),
+            None => SpiceError::Syntax {
+                msg: "a device model card has no subcircuits".into(),
+                span: Span::default(),
+            },
+        });
+    }
+    if let Some(&i) = top.first() {
+        return Err(not_in_card(&ld.stmts[i], "an analysis or `.options`"));
+    }
+    let empty = Scope {
+        vals: HashMap::new(),
+        parent: None,
+    };
+    let vals = e.eval_params(&e.defs[0].params, HashMap::new(), &empty)?;
+    let mut params = std::collections::BTreeMap::new();
+    for d in &e.defs[0].params {
+        if let Some(v) = vals.get(d.name) {
+            params.insert(
+                d.name.to_string(),
+                (*v, ld.span(d.line, d.key_tok.off, d.key_tok.len)),
+            );
+        }
+    }
+    let global = Scope { vals, parent: None };
+    let mut stmts: Vec<usize> = e.defs[0].models.values().copied().collect();
+    stmts.sort_unstable();
+    let mut models = Vec::with_capacity(stmts.len());
+    for i in stmts {
+        let st = &ld.stmts[i];
+        let Some((head, items)) = card(st) else {
+            continue;
+        };
+        let m = e.eval_model(i, &global, "", st, head)?;
+        let span = match items.first() {
+            Some(it) => e.span(st, it.tok()),
+            None => e.span(st, head),
+        };
+        models.push((m, span));
+    }
+    Ok(CardContents { params, models })
+}
+
 impl<'a> Elab<'a> {
     fn span(&self, st: &Stmt, t: &Tok) -> Span {
         self.ld.span(st.line, t.off, t.len)

@@ -42,6 +42,26 @@ struct Loader {
 
 /// Read the main file (its first line is the title) with every include resolved.
 pub fn load_main(name: &str, text: String, dir: &Path, key: PathBuf) -> Result<Loaded, SpiceError> {
+    load(name, text, dir, key, true)
+}
+
+/// Read a file that has no title line (a model card, included text) with every include resolved.
+pub fn load_untitled(
+    name: &str,
+    text: String,
+    dir: &Path,
+    key: PathBuf,
+) -> Result<Loaded, SpiceError> {
+    load(name, text, dir, key, false)
+}
+
+fn load(
+    name: &str,
+    text: String,
+    dir: &Path,
+    key: PathBuf,
+    has_title: bool,
+) -> Result<Loaded, SpiceError> {
     let mut l = Loader {
         map: SourceMap::default(),
         lines: Vec::new(),
@@ -49,7 +69,7 @@ pub fn load_main(name: &str, text: String, dir: &Path, key: PathBuf) -> Result<L
         stack: vec![(key, None)],
     };
     let fid = l.map.add(SourceFile::new(Arc::from(name), text));
-    let (title, raw) = l.read_file(fid, true)?;
+    let (title, raw) = l.read_file(fid, has_title)?;
     let mut stmts = Vec::new();
     l.expand(raw, dir, &mut stmts)?;
     Ok(Loaded {

@@ -11,7 +11,7 @@
 //!    expressions, bare parameter names in B-source expressions;
 //! 6. elaboration: instances flattened with hierarchical names (`x1.x2.mid`, `x1.r1`).
 //!
-//! The dialect is described in DESIGN.md ("The SPICE dialect netc reads and writes"); the decisions
+//! The dialect is described in docs/spice-dialect.md; the decisions
 //! the description leaves open are listed in the module documentation of [`elab`] and [`write`].
 
 pub mod elab;
@@ -145,6 +145,20 @@ pub fn parse_file(path: &Path) -> Result<Netlist, SpiceError> {
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let loaded = include::load_main(&path.display().to_string(), text, &dir, key)?;
     elab::elaborate(loaded)
+}
+
+/// Read a device model card (`models/*.cir`: `.param` and `.model` lines, no title line) with
+/// this front end: its number syntax, `.param` expressions and `.model` handling, errors located
+/// in the card (`file:line:col`).
+pub fn read_card(path: &Path) -> Result<elab::CardContents, SpiceError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SpiceError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let loaded = include::load_untitled(&path.display().to_string(), text, &dir, key)?;
+    elab::elaborate_card(loaded)
 }
 
 /// Elaborate netlist text; `file_name` names it in messages. `.include` paths are relative to the

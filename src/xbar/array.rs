@@ -1,6 +1,6 @@
 //! The structured crossbar array model (built in code, not parsed from text).
 //!
-//! Conventions (DESIGN.md, "Crossbar conventions", the same circuit badcrossbar solves): R rows (word
+//! Conventions (docs/crossbar.md; the same circuit badcrossbar solves): R rows (word
 //! lines, inputs) and C columns (bit lines, outputs); row i is driven at its left end, column j leaves
 //! at its bottom end (row R−1) into a sense amplifier. Cell (i, j) joins word-line node (i, j) to
 //! bit-line node (i, j). A segment of `r_word_ohm` joins consecutive word-line nodes, plus one

@@ -49,50 +49,34 @@ impl Default for SolveOptions {
     }
 }
 
-/// An array ready for inference: linear arrays are factored once; nonlinear ones keep the shared
-/// symbolic analysis and the factored linearized array (Newton's start).
-pub struct Engine {
-    pub xb: Crossbar,
-    /// The nodal network (direct and Newton solvers; `None` for the iterative solver, which works
-    /// on the array's stencil).
-    pub net: Option<Arc<Network>>,
-    stencil: Option<Stencil>,
-    pub opts: SolveOptions,
-    lin: Option<LinearSystem>,
-    newton_symbolic: Option<Symbolic>,
-    t: Option<Mat<f64>>,
-    /// Statistics of the last iterative solve.
-    pub last_pcg: Option<PcgStats>,
-    /// Newton iterations of the last nonlinear inference (sum, max).
-    pub last_newton: Option<(usize, usize)>,
+/// The solver an engine uses, with the data it prepared for its array. Which variant exists is
+/// decided by [`SolveOptions::method`] in [`Engine::new`] / [`Engine::set_options`] only, so the
+/// prepared data always matches the declared method.
+enum Solver {
+    /// Sparse Cholesky on the nodal network. Linear arrays are factored (on first use); for
+    /// nonlinear ones the factored linearised array is Newton's start, and Newton shares the
+    /// symbolic analysis.
+    Direct {
+        net: Arc<Network>,
+        lin: Box<LinearSystem>,
+        newton_symbolic: Option<Symbolic>,
+        /// The effective weight matrix `T`, once built (cleared by every conductance change).
+        t: Option<Mat<f64>>,
+    },
+    /// Conjugate gradients on the array's stencil (structured linear arrays).
+    Iterative { stencil: Stencil, pcg: PcgOptions },
 }
 
-/// True when the array is linear end to end (linear cells and ideal virtual grounds).
-pub fn is_linear(xb: &Crossbar) -> bool {
-    xb.cell.is_linear() && matches!(xb.sense, SenseKind::VirtualGround)
-}
-
-impl Engine {
-    pub fn new(xb: &Crossbar, opts: SolveOptions) -> Result<Engine, XbarError> {
+impl Solver {
+    fn prepare(xb: &Crossbar, opts: &SolveOptions) -> Result<Solver, XbarError> {
         let trace = super::trace();
         let t0 = std::time::Instant::now();
-        let mut e = Engine {
-            xb: xb.clone(),
-            net: None,
-            stencil: None,
-            opts,
-            lin: None,
-            newton_symbolic: None,
-            t: None,
-            last_pcg: None,
-            last_newton: None,
-        };
-        if let LinearMethod::Iterative(_) = opts.method {
-            e.stencil = Some(Stencil::new(xb)?);
+        if let LinearMethod::Iterative(pcg) = opts.method {
+            let stencil = Stencil::new(xb)?;
             if trace {
                 eprintln!("xbar: stencil {:.3} s", t0.elapsed().as_secs_f64());
             }
-            return Ok(e);
+            return Ok(Solver::Iterative { stencil, pcg });
         }
         let tia_g = xb.sense.small_signal_g_siemens();
         let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_S);
@@ -126,20 +110,101 @@ impl Engine {
         }
         // factored on first use: effective weights may not need a factor of the whole array
         lin.par = par_for(net.n_free);
-        e.net = Some(net);
-        e.lin = Some(lin);
-        Ok(e)
+        Ok(Solver::Direct {
+            net,
+            lin: Box::new(lin),
+            newton_symbolic: None,
+            t: None,
+        })
+    }
+}
+
+fn needs_direct() -> XbarError {
+    XbarError::Invalid(
+        "this operation needs the direct solver (the engine was built with the iterative one)"
+            .into(),
+    )
+}
+
+/// An array ready for inference: linear arrays are factored once; nonlinear ones keep the shared
+/// symbolic analysis and the factored linearized array (Newton's start). The state is private:
+/// the array changes only through [`Engine::set_conductances`] and the solver only through
+/// [`Engine::set_options`], which keep the prepared data (factor, `T`) consistent.
+pub struct Engine {
+    xb: Crossbar,
+    opts: SolveOptions,
+    solver: Solver,
+    last_pcg: Option<PcgStats>,
+    last_newton: Option<(usize, usize)>,
+}
+
+/// True when the array is linear end to end (linear cells and ideal virtual grounds).
+pub fn is_linear(xb: &Crossbar) -> bool {
+    xb.cell.is_linear() && matches!(xb.sense, SenseKind::VirtualGround)
+}
+
+impl Engine {
+    pub fn new(xb: &Crossbar, opts: SolveOptions) -> Result<Engine, XbarError> {
+        xb.validate()?;
+        Ok(Engine {
+            solver: Solver::prepare(xb, &opts)?,
+            xb: xb.clone(),
+            opts,
+            last_pcg: None,
+            last_newton: None,
+        })
     }
 
-    fn network(&self) -> Result<&Network, XbarError> {
-        self.net
-            .as_deref()
-            .ok_or_else(|| XbarError::Invalid("this engine uses the iterative solver".into()))
+    /// The array this engine solves.
+    pub fn crossbar(&self) -> &Crossbar {
+        &self.xb
+    }
+
+    /// The options it was prepared with.
+    pub fn options(&self) -> &SolveOptions {
+        &self.opts
+    }
+
+    /// The nodal network (direct solver only; the iterative one works on the array's stencil).
+    pub fn network(&self) -> Option<&Network> {
+        match &self.solver {
+            Solver::Direct { net, .. } => Some(net),
+            Solver::Iterative { .. } => None,
+        }
+    }
+
+    /// Statistics of the last iterative solve.
+    pub fn last_pcg(&self) -> Option<PcgStats> {
+        self.last_pcg
+    }
+
+    /// Newton iterations of the last nonlinear inference (sum, max).
+    pub fn last_newton(&self) -> Option<(usize, usize)> {
+        self.last_newton
+    }
+
+    /// New solver options. A different method or `gmin` prepares the solver again (on error the
+    /// engine keeps its previous options and data); Newton, block and PCG settings apply directly.
+    pub fn set_options(&mut self, opts: SolveOptions) -> Result<(), XbarError> {
+        let same_kind = matches!(
+            (&self.solver, opts.method),
+            (Solver::Direct { .. }, LinearMethod::Direct)
+                | (Solver::Iterative { .. }, LinearMethod::Iterative(_))
+        );
+        if !same_kind || opts.gmin_siemens != self.opts.gmin_siemens {
+            self.solver = Solver::prepare(&self.xb, &opts)?;
+        } else if let (Solver::Iterative { pcg, .. }, LinearMethod::Iterative(p)) =
+            (&mut self.solver, opts.method)
+        {
+            *pcg = p;
+        }
+        self.opts = opts;
+        Ok(())
     }
 
     /// A new conductance state (`g_siemens`, row-major, one per cell) of the same array: the
     /// network and its symbolic analysis are kept, only the numeric factor is redone (and `T`
-    /// rebuilt when next asked for).
+    /// rebuilt when next asked for). On error the engine keeps its previous state.
     pub fn set_conductances(&mut self, g_siemens: &[f64]) -> Result<(), XbarError> {
         if g_siemens.len() != self.xb.g_siemens.len() {
             return Err(XbarError::Invalid(format!(
@@ -154,25 +219,27 @@ impl Engine {
             self.xb.g_siemens = old;
             return Err(e);
         }
-        self.t = None;
-        if self.stencil.is_some() {
-            self.stencil = Some(Stencil::new(&self.xb)?);
-        }
-        if self.lin.is_some() {
-            let tia_g = self.xb.sense.small_signal_g_siemens();
-            let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
-            let gmin = self.opts.gmin_siemens;
-            self.lin().update_cells(&cell_g, tia_g, gmin)?;
+        let tia_g = self.xb.sense.small_signal_g_siemens();
+        let gmin = self.opts.gmin_siemens;
+        let updated = match &mut self.solver {
+            Solver::Iterative { stencil, .. } => Stencil::new(&self.xb).map(|s| *stencil = s),
+            Solver::Direct { lin, t, .. } => {
+                *t = None;
+                let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
+                lin.update_cells(&cell_g, tia_g, gmin)
+            }
+        };
+        if let Err(e) = updated {
+            // back to the previous state, prepared afresh (its factor is known to exist)
+            self.xb.g_siemens = old;
+            self.solver = Solver::prepare(&self.xb, &self.opts)?;
+            return Err(e);
         }
         Ok(())
     }
 
-    fn lin(&mut self) -> &mut LinearSystem {
-        self.lin.as_mut().expect("prepared in new")
-    }
-
     /// The exact effective weight matrix `T` (R × C): `I = Tᵀ·V` for the column currents. Only for
-    /// linear arrays with virtual-ground sensing.
+    /// linear arrays with virtual-ground sensing, with the direct solver.
     pub fn effective_weights(&mut self) -> Result<&Mat<f64>, XbarError> {
         if !is_linear(&self.xb) {
             return Err(XbarError::Invalid(
@@ -180,15 +247,18 @@ impl Engine {
                     .into(),
             ));
         }
-        if self.t.is_none() {
-            let t = self.lin().effective_weights()?;
-            self.t = Some(t);
-        }
-        Ok(self.t.as_ref().expect("just built"))
+        let Solver::Direct { lin, t, .. } = &mut self.solver else {
+            return Err(needs_direct());
+        };
+        let m = match t.take() {
+            Some(m) => m,
+            None => lin.effective_weights()?,
+        };
+        Ok(t.insert(m))
     }
 
     /// Signed combinations of the columns of `T` (see [`LinearSystem::combined_weights`]); only for
-    /// linear arrays with virtual-ground sensing.
+    /// linear arrays with virtual-ground sensing, with the direct solver.
     pub fn combined_weights(
         &mut self,
         combos: &[Vec<(usize, f64)>],
@@ -198,7 +268,10 @@ impl Engine {
                 "effective weights exist only for linear cells with virtual grounds".into(),
             ));
         }
-        if let Some(t) = &self.t {
+        let Solver::Direct { lin, t, .. } = &mut self.solver else {
+            return Err(needs_direct());
+        };
+        if let Some(t) = t {
             let mut m = Mat::<f64>::zeros(self.xb.rows, combos.len());
             for (k, combo) in combos.iter().enumerate() {
                 for &(j, tau) in combo {
@@ -209,7 +282,7 @@ impl Engine {
             }
             return Ok(m);
         }
-        self.lin().combined_weights(combos)
+        lin.combined_weights(combos)
     }
 
     /// Outputs (k × C: currents for virtual grounds, volts for amplifiers) for the input vectors in
@@ -223,57 +296,60 @@ impl Engine {
             )));
         }
         let k = inputs.nrows();
-        if is_linear(&self.xb) {
-            if let LinearMethod::Iterative(po) = self.opts.method {
-                let mut out = Mat::<f64>::zeros(k, c);
-                for t in 0..k {
-                    let v: Vec<f64> = (0..r).map(|i| inputs[(t, i)]).collect();
-                    let (x, stats) = self.solve_stencil(&v, &po)?;
-                    self.last_pcg = Some(stats);
-                    let st = self.stencil.as_ref().expect("iterative engine");
-                    for (j, o) in st.outputs(&x).iter().enumerate() {
-                        out[(t, j)] = *o;
-                    }
-                }
-                return Ok(out);
-            }
-            if self.through_t(k) {
-                let t0 = std::time::Instant::now();
-                let t = self.effective_weights()?;
-                let t1 = std::time::Instant::now();
-                let out = inputs * t;
-                if super::trace() {
-                    eprintln!(
-                        "xbar: T {:.2} ms, product of {k} vectors {:.2} ms",
-                        (t1 - t0).as_secs_f64() * 1e3,
-                        t1.elapsed().as_secs_f64() * 1e3
-                    );
-                }
-                return Ok(out);
-            }
-            let v_col = vec![0.0; c];
-            let lin = self.lin();
-            let x = lin.solve_rows(inputs.transpose(), &v_col)?;
+        if !is_linear(&self.xb) {
+            return self.infer_nonlinear(inputs);
+        }
+        if let Solver::Iterative { stencil, pcg } = &self.solver {
             let mut out = Mat::<f64>::zeros(k, c);
-            let terms = lin.output_terms();
-            for &(j, node, g) in &terms {
-                match node {
-                    Node::Free(p) => {
-                        for t in 0..k {
-                            out[(t, j)] += g * x[(p as usize, t)];
-                        }
-                    }
-                    Node::Row(i) => {
-                        for t in 0..k {
-                            out[(t, j)] += g * inputs[(t, i as usize)];
-                        }
-                    }
-                    _ => {}
+            let mut last = None;
+            for t in 0..k {
+                let v: Vec<f64> = (0..r).map(|i| inputs[(t, i)]).collect();
+                let (x, stats) = stencil.solve(&stencil.rhs(&v), pcg)?;
+                last = Some(stats);
+                for (j, o) in stencil.outputs(&x).iter().enumerate() {
+                    out[(t, j)] = *o;
                 }
+            }
+            self.last_pcg = last;
+            return Ok(out);
+        }
+        if self.through_t(k) {
+            let t0 = std::time::Instant::now();
+            let t = self.effective_weights()?;
+            let t1 = std::time::Instant::now();
+            let out = inputs * t;
+            if super::trace() {
+                eprintln!(
+                    "xbar: T {:.2} ms, product of {k} vectors {:.2} ms",
+                    (t1 - t0).as_secs_f64() * 1e3,
+                    t1.elapsed().as_secs_f64() * 1e3
+                );
             }
             return Ok(out);
         }
-        self.infer_nonlinear(inputs)
+        let Solver::Direct { lin, .. } = &mut self.solver else {
+            return Err(needs_direct());
+        };
+        let v_col = vec![0.0; c];
+        let x = lin.solve_rows(inputs.transpose(), &v_col)?;
+        let mut out = Mat::<f64>::zeros(k, c);
+        let terms = lin.output_terms();
+        for &(j, node, g) in &terms {
+            match node {
+                Node::Free(p) => {
+                    for t in 0..k {
+                        out[(t, j)] += g * x[(p as usize, t)];
+                    }
+                }
+                Node::Row(i) => {
+                    for t in 0..k {
+                        out[(t, j)] += g * inputs[(t, i as usize)];
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
     }
 
     /// [`Engine::infer`] into a caller's buffer `out` (k × C), for streams of batches that reuse
@@ -315,38 +391,42 @@ impl Engine {
     /// than direct solves: with the direct method, once `T` exists or `k ≥ min(R, C)` (building
     /// `T` costs about as much as min(R, C) solves).
     fn through_t(&self, k: usize) -> bool {
-        let direct = !matches!(self.opts.method, LinearMethod::Iterative(_));
-        direct && (self.t.is_some() || k >= self.xb.rows.min(self.xb.cols))
+        match &self.solver {
+            Solver::Direct { t, .. } => t.is_some() || k >= self.xb.rows.min(self.xb.cols),
+            Solver::Iterative { .. } => false,
+        }
     }
 
     fn infer_nonlinear(&mut self, inputs: MatRef<'_, f64>) -> Result<Mat<f64>, XbarError> {
         let (r, c) = (self.xb.rows, self.xb.cols);
         let k = inputs.nrows();
         let v_col = vec![0.0; c];
-        let net = self.network()?;
-        if self.newton_symbolic.is_none() {
-            self.newton_symbolic = Some(Symbolic::new(net, NewtonProblem::factor_kind(&self.xb))?);
+        let xb = &self.xb;
+        let Solver::Direct {
+            net,
+            lin,
+            newton_symbolic,
+            ..
+        } = &mut self.solver
+        else {
+            return Err(needs_direct());
+        };
+        if newton_symbolic.is_none() {
+            *newton_symbolic = Some(Symbolic::new(net, NewtonProblem::factor_kind(xb))?);
         }
         let mut out = Mat::<f64>::zeros(k, c);
         let mut iters_sum = 0usize;
         let mut iters_max = 0usize;
         let block = self.opts.block.max(1);
+        let nopts = self.opts.newton;
         let mut t0 = 0;
         while t0 < k {
             let nb = block.min(k - t0);
             let rows = inputs.subrows(t0, nb);
-            let x0 = {
-                let lin = self.lin.as_mut().expect("prepared");
-                lin.solve_rows(rows.transpose(), &v_col)?
-            };
-            let net = self.net.as_ref().expect("checked above");
-            let problem = NewtonProblem::new(
-                &self.xb,
-                net,
-                self.newton_symbolic.clone(),
-                self.opts.gmin_siemens,
-            )?;
-            let nopts = self.opts.newton;
+            let x0 = lin.solve_rows(rows.transpose(), &v_col)?;
+            let problem =
+                NewtonProblem::new(xb, net, newton_symbolic.clone(), self.opts.gmin_siemens)?;
+            let net = &**net;
             let results: Vec<Result<(Vec<f64>, NewtonStats), XbarError>> = (0..nb)
                 .into_par_iter()
                 .map_init(
@@ -356,7 +436,7 @@ impl Engine {
                         let v_row: Vec<f64> = (0..r).map(|i| rows[(t, i)]).collect();
                         let mut x: Vec<f64> = (0..x0.nrows()).map(|p| x0[(p, t)]).collect();
                         let stats = problem.solve(ws, &mut x, &v_row, &v_col, &nopts)?;
-                        let o = column_outputs(&self.xb, net, &x, &v_row, &v_col);
+                        let o = column_outputs(xb, net, &x, &v_row, &v_col);
                         Ok((o, stats))
                     },
                 )
@@ -385,31 +465,34 @@ impl Engine {
             )));
         }
         let v_col = vec![0.0; self.xb.cols];
-        if let LinearMethod::Iterative(po) = self.opts.method {
-            let (x, stats) = self.solve_stencil(v_in, &po)?;
-            self.last_pcg = Some(stats);
-            return Ok(self.stencil_solved(&x, v_in));
-        }
+        let xb = &self.xb;
+        let (net, lin, newton_symbolic) = match &mut self.solver {
+            Solver::Iterative { stencil, pcg } => {
+                let (x, stats) = stencil.solve(&stencil.rhs(v_in), pcg)?;
+                let solved = stencil_solved(xb, stencil, &x, v_in);
+                self.last_pcg = Some(stats);
+                return Ok(solved);
+            }
+            Solver::Direct {
+                net,
+                lin,
+                newton_symbolic,
+                ..
+            } => (net, lin, newton_symbolic),
+        };
         let x = {
-            let lin = self.lin();
             let x = lin.solve_rows(MatRef::from_column_major_slice(v_in, v_in.len(), 1), &v_col)?;
             x.col(0).iter().copied().collect::<Vec<f64>>()
         };
-        if is_linear(&self.xb) {
-            return Ok(evaluate(&self.xb, self.network()?, &x, v_in, &v_col, None));
+        if is_linear(xb) {
+            return Ok(evaluate(xb, net, &x, v_in, &v_col, None));
         }
-        let net = self.network()?;
-        let problem = NewtonProblem::new(
-            &self.xb,
-            net,
-            self.newton_symbolic.clone(),
-            self.opts.gmin_siemens,
-        )?;
+        let problem = NewtonProblem::new(xb, net, newton_symbolic.clone(), self.opts.gmin_siemens)?;
         let mut ws = problem.workspace()?;
         let mut x = x;
         let st = problem.solve(&mut ws, &mut x, v_in, &v_col, &self.opts.newton)?;
         let solved = evaluate(
-            &self.xb,
+            xb,
             net,
             &x,
             v_in,
@@ -419,39 +502,26 @@ impl Engine {
         self.last_newton = Some((st.iterations, st.iterations));
         Ok(solved)
     }
+}
 
-    fn solve_stencil(
-        &self,
-        v_in: &[f64],
-        po: &PcgOptions,
-    ) -> Result<(Vec<f64>, PcgStats), XbarError> {
-        let st = self
-            .stencil
-            .as_ref()
-            .ok_or_else(|| XbarError::Invalid("this engine uses the direct solver".into()))?;
-        st.solve(&st.rhs(v_in), po)
-    }
-
-    /// A full report of a stencil solution.
-    fn stencil_solved(&self, x: &[f64], v_in: &[f64]) -> Solved {
-        let st = self.stencil.as_ref().expect("iterative engine");
-        let (c, r) = (self.xb.cols, self.xb.rows);
-        let (w, b) = st.split(x);
-        let i_cell: Vec<f64> = (0..r * c)
-            .map(|k| self.xb.g_siemens[k] * (w[k] - b[k]))
-            .collect();
-        Solved {
-            v_word: w.to_vec(),
-            v_bit: b.to_vec(),
-            i_cell,
-            v_internal: Vec::new(),
-            i_col: st.outputs(x).into_iter().map(Some).collect(),
-            i_row: (0..r)
-                .map(|i| Some(st.g_drv * (v_in[i] - w[i * c])))
-                .collect(),
-            v_tia_out: vec![None; c],
-            v_tia_sense: vec![None; c],
-        }
+/// A full report of a stencil solution.
+fn stencil_solved(xb: &Crossbar, st: &Stencil, x: &[f64], v_in: &[f64]) -> Solved {
+    let (c, r) = (xb.cols, xb.rows);
+    let (w, b) = st.split(x);
+    let i_cell: Vec<f64> = (0..r * c)
+        .map(|k| xb.g_siemens[k] * (w[k] - b[k]))
+        .collect();
+    Solved {
+        v_word: w.to_vec(),
+        v_bit: b.to_vec(),
+        i_cell,
+        v_internal: Vec::new(),
+        i_col: st.outputs(x).into_iter().map(Some).collect(),
+        i_row: (0..r)
+            .map(|i| Some(st.g_drv * (v_in[i] - w[i * c])))
+            .collect(),
+        v_tia_out: vec![None; c],
+        v_tia_sense: vec![None; c],
     }
 }
 

@@ -276,7 +276,7 @@ fn ngspice_agrees_on_original_and_written_netlist() {
     }
 }
 
-/// A passive N×N crossbar netlist with 2.5 Ω wire segments (the layout of DESIGN.md): drivers
+/// A passive N×N crossbar netlist with 2.5 Ω wire segments (the layout of docs/crossbar.md): drivers
 /// `vin{i}`, word-line segments `rd{i}`/`rw{i}_{j}`, bit-line segments `rb{i}_{j}`/`rs{j}`, sense
 /// sources `vs{j}`, cells `rc{i}_{j}`. 3N² + 2N elements.
 fn crossbar_netlist(n: usize) -> String {

@@ -164,7 +164,7 @@ fn iterative_solver_agrees_with_direct_to_its_tolerance() {
         };
         let mut it = Engine::new(&xb, opts).unwrap();
         let si = it.solve_detailed(&v).unwrap();
-        let stats = it.last_pcg.unwrap();
+        let stats = it.last_pcg().unwrap();
         assert!(stats.rel_residual <= tol);
         let imax = sd
             .i_col
