@@ -17,7 +17,7 @@ pub struct Args {
     pub weights: PathBuf,
     #[arg(long, value_enum, default_value_t = BackendKind::Ideal)]
     pub backend: BackendKind,
-    /// Evaluate with two backends and print them side by side, e.g. `ideal,encoded`.
+    /// Evaluate with two backends and print them side by side, e.g. `ideal,circuit`.
     #[arg(long, value_delimiter = ',')]
     pub compare: Vec<String>,
     /// Directory for eval.json and the confusion-matrix pictures (default: next to the weights).

@@ -22,8 +22,8 @@ pub enum BackendKind {
 /// Options shared by `train` and `eval` to pick the network, data and backend.
 #[derive(Debug, Clone, ClapArgs)]
 pub struct NetArgs {
-    /// Recipe file: a JSON preset (network + data + training defaults);
-    /// `.net` files are read once the network language lands.
+    /// Network file: a `.net` description (network, hardware, training) or a JSON preset
+    /// (network + data + training defaults).
     pub net: Option<PathBuf>,
     /// Built-in network: s1 | s2 | s3 | s4 | s5 (docs/architecture.md, "Reference systems").
     #[arg(long, conflicts_with = "net")]

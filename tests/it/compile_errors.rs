@@ -342,3 +342,116 @@ fn insitu_keys_carry_located_not_applied_warnings() {
     let (file, _) = load_str(&with_training("mode exsitu;"), "t.net", &models_dir()).unwrap();
     assert!(file.training.unwrap().not_applied.is_empty());
 }
+
+/// A card in a temporary directory next to a `.net` that names it; the load's result.
+fn with_card(card: &str, hw_line: &str) -> Result<netc::net::NetFile, NetError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dev.cir"), card).unwrap();
+    std::fs::copy(
+        models_dir().join("../models/nmos_level1.cir"),
+        dir.path().join("nmos.cir"),
+    )
+    .unwrap();
+    let src = format!(
+        "network t {{ input 4; dense a {{ units 2; }} }}\nhardware {{ arrays 1 x 8x4; {hw_line} g_min 10uS; g_max 100uS; }}\n"
+    );
+    std::fs::write(dir.path().join("t.net"), &src).unwrap();
+    netc::net::load(&dir.path().join("t.net")).map(|(f, _)| f)
+}
+
+#[test]
+fn model_cards_go_through_the_spice_front_end_with_their_own_locations() {
+    // SPICE numbers, `.param` expressions and continuation lines as in netlists
+    let f = with_card(
+        "* a device\n.param nl_k=2 g_lo=5u\n+ g_hi={g_lo*30} v_set=2.5 vg_min=0.5 vg_max=2.5 r_vg=1.5e4\n",
+        "cell passive; model \"dev.cir\";",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let m = f.hardware.model.as_ref().unwrap();
+    assert_eq!(m.nl_k_per_v, 2.0);
+    assert!((m.g_hi_s.unwrap() - 150e-6).abs() < 1e-18);
+    assert_eq!(m.program.v_set_v, Some(2.5));
+    assert_eq!(m.program.r_vg_v_per_s, Some(1.5e4));
+    assert_eq!(m.need("vg_max", "SET").unwrap(), 2.5);
+    let missing = m.need("v_reset", "RESET pulses").unwrap_err().to_string();
+    assert!(
+        missing.contains("v_reset") && missing.contains("dev.cir"),
+        "{missing}"
+    );
+
+    // a syntax error is located in the card (line 3) and in the .net (as in ngspice, `5x` would
+    // be 5: unknown letters after a number are ignored)
+    let e = with_card(
+        "* a device\n.param nl_k=2\n.param g_lo=5u*\n",
+        "cell passive; model \"dev.cir\";",
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("t.net:2:"), "{msg}");
+    assert!(msg.contains("dev.cir:3:"), "{msg}");
+
+    // a typed parameter out of range points at its name in the card
+    let e = with_card(
+        "* a device\n.param g_lo=5u\n.param nl_k=-1\n",
+        "cell passive; model \"dev.cir\";",
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("dev.cir:3:8") && msg.contains("nl_k"), "{msg}");
+}
+
+#[test]
+fn transistor_cards_read_vt0_like_netlists() {
+    // `vt0` is ngspice's alias of `vto`: the card and a netlist read it alike
+    let card = "* device\n.param nl_k=0\n";
+    let f = with_card(
+        card,
+        "cell 1t1r; model \"dev.cir\"; transistor \"nmos.cir\"; v_gate 5V;",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let t = f.hardware.transistor.as_ref().unwrap();
+    assert_eq!(t.model.vto_v, 0.5);
+    assert_eq!((t.w_m, t.l_m), (10e-6, 1e-6));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dev.cir"), card).unwrap();
+    std::fs::write(
+        dir.path().join("nmos.cir"),
+        "* mos\n.model nacc nmos (level=1 vt0=0.7 kp=2e-4)\n.param w=2u l=1u\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("t.net"),
+        "network t { input 4; dense a { units 2; } }\nhardware { arrays 1 x 8x4; cell 1t1r; model \"dev.cir\"; transistor \"nmos.cir\"; v_gate 5V; g_min 10uS; g_max 100uS; }\n",
+    )
+    .unwrap();
+    let (f, _) = netc::net::load(&dir.path().join("t.net")).unwrap_or_else(|e| panic!("{e}"));
+    let t = f.hardware.transistor.as_ref().unwrap();
+    let nl = netc::spice::parse_str(
+        "t\n.model nacc nmos (level=1 vt0=0.7 kp=2e-4)\nm1 d g 0 0 nacc\nvd d 0 1\nvg g 0 1\n.op\n",
+        "t.cir",
+    )
+    .unwrap();
+    let from_netlist = nl
+        .elements
+        .iter()
+        .find_map(|e| match &e.kind {
+            netc::netlist::ElementKind::Mosfet { model, .. } => Some(model.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(t.model, from_netlist);
+    assert_eq!((t.w_m, t.l_m), (2e-6, 1e-6));
+    // an unsupported model parameter is located in the card
+    std::fs::write(
+        dir.path().join("nmos.cir"),
+        "* mos\n.model nacc nmos (level=1 vto=0.7 bogus=1)\n",
+    )
+    .unwrap();
+    let msg = netc::net::load(&dir.path().join("t.net"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("nmos.cir:2:") && msg.contains("bogus"),
+        "{msg}"
+    );
+}
