@@ -209,7 +209,7 @@ pub fn train(
                 model.weights = realised;
             }
             batch_no += 1;
-            if batch_no % 16 == 0 || batch_no == batches {
+            if batch_no.is_multiple_of(16) || batch_no == batches {
                 pb.set_message(format!("batch {batch_no}/{batches}"));
             }
         }
@@ -257,7 +257,7 @@ pub fn train(
 /// `⌈total/20⌉`-th, so a run prints at most about 22 lines (every epoch is in `metrics.csv`).
 pub fn report_epoch(epoch: usize, total: usize) -> bool {
     let every = total.div_ceil(20).max(1);
-    epoch == 1 || epoch == total || epoch % every == 0
+    epoch == 1 || epoch == total || epoch.is_multiple_of(every)
 }
 
 /// Write `model.json`, `metrics.json`, `metrics.csv` and the training curve.
