@@ -3,6 +3,7 @@ pub mod circuit;
 pub mod cli;
 pub mod data;
 pub mod expr;
+pub mod limits;
 pub mod mapping;
 pub mod net;
 pub mod netlist;

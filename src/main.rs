@@ -5,6 +5,10 @@ use netc::cli;
 #[derive(Parser)]
 #[command(name = "netc", version, about)]
 struct Cli {
+    /// Memory netc may plan to use (e.g. 512M, 8G); requests estimated above it are refused
+    /// before anything is allocated. Default: the memory the system reports as available.
+    #[arg(long, global = true, value_parser = parse_max_memory)]
+    max_memory: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,7 +29,14 @@ enum Command {
     Data(cli::data::Args),
 }
 
+fn parse_max_memory(s: &str) -> Result<u64, String> {
+    netc::limits::parse_size(s).map_err(|e| e.to_string())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(b) = cli.max_memory {
+        netc::limits::set_max_memory(b);
+    }
     match cli.command {
         Command::Solve(a) => cli::solve::run(&a)?,
         Command::Compile(a) => cli::compile::run(&a)?,
@@ -38,10 +49,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() {
+    // A closed pipe (`netc eval … | head -1`) ends the process quietly, as it does any Unix tool:
+    // Rust ignores SIGPIPE by default, which turns every later write into an EPIPE error.
+    netc::cli::restore_sigpipe();
     // freed memory stays with the process for reuse (see the function's docs)
     netc::retain_freed_memory();
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", netc::cli::error_chain(e.as_ref()));
         std::process::exit(1);
     }
 }

@@ -109,6 +109,9 @@ struct Isrc {
 
 #[derive(Debug, Clone)]
 struct Bsrc {
+    /// Element name and card, for messages.
+    name: String,
+    span: Span,
     a: usize,
     b: usize,
     /// Branch row for a voltage source; `None` for a current source.
@@ -331,6 +334,16 @@ impl Circuit {
         for (e, tape) in nl.elements.iter().zip(tapes) {
             match &e.kind {
                 ElementKind::Resistor { n: nn, r_ohm } => {
+                    if !(1.0 / r_ohm).is_finite() {
+                        return Err(CircuitError::Element {
+                            name: e.name.clone(),
+                            msg: format!(
+                                "resistance {r_ohm:e} Ω is too small: its conductance 1/R \
+                                 overflows to infinity"
+                            ),
+                            span: e.span.clone(),
+                        });
+                    }
                     let (a, b) = (ni(&nn[0]), ni(&nn[1]));
                     c.res.push(Res {
                         g: 1.0 / r_ohm,
@@ -409,6 +422,8 @@ impl Circuit {
                         .collect();
                     let nd = tape.deps.len();
                     c.bsrc.push(Bsrc {
+                        name: e.name.clone(),
+                        span: e.span.clone(),
                         a,
                         b,
                         k: Some(k),
@@ -425,6 +440,8 @@ impl Circuit {
                     let nd = tape.deps.len();
                     let scratch = pattern.nnz();
                     c.bsrc.push(Bsrc {
+                        name: e.name.clone(),
+                        span: e.span.clone(),
                         a,
                         b,
                         k: None,
@@ -564,6 +581,41 @@ impl Circuit {
         for &s in &self.diag {
             vals[s] += g_siemens;
         }
+    }
+
+    /// The first behavioural source whose value or derivative is not finite at `x` (a
+    /// division by zero, an overflow in `exp`, …), as a located error naming the unknowns its
+    /// expression reads and their values there.
+    pub fn non_finite_device(&mut self, x: &[f64]) -> Option<CircuitError> {
+        let names: Vec<String> = (0..self.n).map(|i| self.unknown_name(i)).collect();
+        for b in &mut self.bsrc {
+            b.tape.eval(x, &mut b.grad, false);
+            let Some(f) = b.tape.out_of_domain else {
+                continue;
+            };
+            let what = if f.is_finite() {
+                "its derivative".to_string()
+            } else {
+                format!("its value ({f})")
+            };
+            let at: Vec<String> = b
+                .tape
+                .deps
+                .iter()
+                .map(|&d| format!("{} = {:e}", names.get(d).map_or("?", |s| s), x[d]))
+                .collect();
+            return Some(CircuitError::Element {
+                name: b.name.clone(),
+                msg: format!(
+                    "{what} is not finite at the operating point being solved ({}): a division \
+                     by zero, a function outside its domain (ln, sqrt of a value ≤ 0) or an \
+                     overflow (exp, sinh, cosh, pow of a large argument)",
+                    at.join(", ")
+                ),
+                span: b.span.clone(),
+            });
+        }
+        None
     }
 
     /// Forget all Newton limiting history.

@@ -41,6 +41,9 @@ pub struct Tape {
     /// Previous (limited) argument of each limited call op, by op index.
     prev_arg: Vec<f64>,
     scratch: Vec<f64>,
+    /// The last evaluation was outside the expression's domain (a non-finite value or
+    /// derivative, linearised as a constant): the raw value, for messages.
+    pub out_of_domain: Option<f64>,
 }
 
 /// Largest change of an `exp`/`sinh`/`cosh` argument taken in one Newton step before limiting.
@@ -78,6 +81,7 @@ impl Tape {
             adj: vec![0.0; n],
             prev_arg: vec![f64::NAN; n],
             scratch: Vec::with_capacity(n),
+            out_of_domain: None,
         })
     }
 
@@ -197,7 +201,9 @@ impl Tape {
         // linearise as a constant there and refuse convergence at this point; a solution that
         // is itself outside the domain then ends in a non-convergence report.
         let mut out = out;
+        self.out_of_domain = None;
         if !out.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            self.out_of_domain = Some(out);
             if !out.is_finite() {
                 out = 0.0;
             }

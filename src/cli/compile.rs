@@ -100,21 +100,20 @@ pub fn compile(args: &CompileArgs) -> Result<Compiled, MappingError> {
         path: out_dir.display().to_string(),
         message: e.to_string(),
     })?;
-    let mut netlists = Vec::new();
+    // Everything is rendered in memory first: a step that fails (a `--whole` network that is
+    // not an MLP, …) fails before any file is written.
+    let mut texts: Vec<(PathBuf, String)> = Vec::new();
     let rows = emit::demo_rows(&lowering, &file.hardware, file.mapping.seed);
     for a in lowering.arrays_used() {
         let text = emit::array_netlist(&file, &programmed.arrays[a], &rows[a])?;
-        let p = out_dir.join(format!("array{a}.cir"));
-        mapping::write_atomic(&p, text.as_bytes())?;
-        netlists.push(p);
+        texts.push((out_dir.join(format!("array{a}.cir")), text));
     }
     if args.whole {
         let x = whole_inputs(&file, &ir);
         let text = emit::whole_netlist(&file, &ir, &lowering, &programmed, &x)?;
-        let p = out_dir.join("network.cir");
-        mapping::write_atomic(&p, text.as_bytes())?;
-        netlists.push(p);
+        texts.push((out_dir.join("network.cir"), text));
     }
+    let netlists: Vec<PathBuf> = texts.iter().map(|(p, _)| p.clone()).collect();
     let json = MappingJson {
         report: &report,
         network: &ir,
@@ -137,6 +136,11 @@ pub fn compile(args: &CompileArgs) -> Result<Compiled, MappingError> {
         path: "mapping.json".into(),
         message: e.to_string(),
     })?;
+    crate::data::remove_stale_temps(&out_dir);
+    remove_stale_netlists(&out_dir, &netlists);
+    for (p, t) in &texts {
+        mapping::write_atomic(p, t.as_bytes())?;
+    }
     mapping::write_atomic(&out_dir.join("mapping.json"), text.as_bytes())?;
     floorplan::write(
         &lowering,
@@ -158,26 +162,55 @@ pub fn compile(args: &CompileArgs) -> Result<Compiled, MappingError> {
     })
 }
 
+/// Remove the netlists (`array<N>.cir`, `network.cir`) a previous compile left in `dir` that
+/// this one does not write: the directory then describes the current network only.
+fn remove_stale_netlists(dir: &Path, keep: &[PathBuf]) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let ours = name == "network.cir"
+            || name
+                .strip_prefix("array")
+                .and_then(|r| r.strip_suffix(".cir"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if ours && !keep.iter().any(|k| k.file_name() == Some(&e.file_name())) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// The command: compile, print the report table and where things went.
 pub fn run(args: &CompileArgs) -> Result<(), MappingError> {
     let c = compile(args)?;
     if !args.quiet {
-        print!("{}", c.report.table());
-        if c.programmed.clipped > 0 {
-            println!(
-                "warning: {} weight(s) clipped to the conductance window",
-                c.programmed.clipped
-            );
-        }
-        println!(
-            "wrote {}: mapping.json, floorplan.png, floorplan.svg, {}",
-            c.out_dir.display(),
-            c.netlists
-                .iter()
-                .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let io = |e: std::io::Error| MappingError::Io {
+            path: "<stdout>".into(),
+            message: e.to_string(),
+        };
+        super::with_stdout(|o| {
+            write!(o, "{}", c.report.table())?;
+            if c.programmed.clipped > 0 {
+                writeln!(
+                    o,
+                    "warning: {} weight(s) clipped to the conductance window",
+                    c.programmed.clipped
+                )?;
+            }
+            writeln!(
+                o,
+                "wrote {}: mapping.json, floorplan.png, floorplan.svg, {}",
+                c.out_dir.display(),
+                c.netlists
+                    .iter()
+                    .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .map_err(io)?;
     }
     Ok(())
 }

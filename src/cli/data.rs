@@ -36,7 +36,7 @@ pub fn run(a: &Args) -> Result<(), DataError> {
             }
             let dir = dir.clone().unwrap_or_else(default_cache_dir);
             fetch_mnist(&dir, |l| eprintln!("{l}"))?;
-            println!("{}", dir.display());
+            super::with_stdout(|o| writeln!(o, "{}", dir.display())).map_err(stdout_err)?;
         }
         DataCmd::Info { dir } => {
             let (tr, te) = match dir {
@@ -52,15 +52,26 @@ pub fn run(a: &Args) -> Result<(), DataError> {
                     .filter(|(_, &c)| c > 0)
                     .map(|(l, c)| format!("{l}:{c}"))
                     .collect();
-                println!(
-                    "{name}: {} images {}x{}; labels {}",
-                    s.len(),
-                    s.rows,
-                    s.cols,
-                    per.join(" ")
-                );
+                super::with_stdout(|o| {
+                    writeln!(
+                        o,
+                        "{name}: {} images {}x{}; labels {}",
+                        s.len(),
+                        s.rows,
+                        s.cols,
+                        per.join(" ")
+                    )
+                })
+                .map_err(stdout_err)?;
             }
         }
     }
     Ok(())
+}
+
+fn stdout_err(source: std::io::Error) -> DataError {
+    DataError::Io {
+        path: PathBuf::from("<stdout>"),
+        source,
+    }
 }

@@ -6,6 +6,7 @@ use crate::nn::plot::confusion_heatmap;
 use crate::nn::train::{evaluate, layer_errors, read_json, write_json, EvalResult};
 use crate::nn::NnError;
 use clap::{Args as ClapArgs, ValueEnum};
+use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, ClapArgs)]
@@ -30,25 +31,34 @@ fn kind(s: &str) -> Result<BackendKind, NnError> {
         .map_err(|_| NnError::Format(format!("unknown backend {s:?} (ideal, encoded, circuit)")))
 }
 
-fn print_confusion(cm: &[Vec<usize>]) {
-    print!("true\\pred");
+fn print_confusion(out: &mut dyn Write, cm: &[Vec<usize>]) -> std::io::Result<()> {
+    write!(out, "true\\pred")?;
     for p in 0..cm.len() {
-        print!("{p:>6}");
+        write!(out, "{p:>6}")?;
     }
-    println!();
+    writeln!(out)?;
     for (t, row) in cm.iter().enumerate() {
-        print!("{t:>9}");
+        write!(out, "{t:>9}")?;
         for v in row {
-            print!("{v:>6}");
+            write!(out, "{v:>6}")?;
         }
-        println!();
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn stdout_err(source: std::io::Error) -> NnError {
+    NnError::Io {
+        path: PathBuf::from("<stdout>"),
+        source,
     }
 }
 
 pub fn run(a: &Args) -> Result<(), NnError> {
     let p = a.net.recipe()?;
     let wf: WeightsFile = read_json(&a.weights)?;
-    let model = Model::from_weights_file(&wf)?;
+    let model = Model::from_weights_file(&wf)
+        .map_err(|e| NnError::Format(format!("{}: {e}", a.weights.display())))?;
     if model.spec != p.model {
         return Err(NnError::Format(format!(
             "{}: weights belong to a different network than {}",
@@ -75,7 +85,58 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         let mut b = a.net.backend(k, &model)?;
         model.prepare_backend(b.as_mut())?;
         let r = evaluate(&model, b.as_ref(), &split.test, 500)?;
-        let name = b.name();
+        results.push((b.name(), r));
+        backends.push(b);
+    }
+    let stdout = std::io::stdout();
+    let mut o = std::io::BufWriter::new(stdout.lock());
+    if results.len() == 1 {
+        let (name, r) = &results[0];
+        writeln!(
+            o,
+            "{} test accuracy ({name}): {:.2}% ({} samples), loss {:.4}",
+            p.name,
+            100.0 * r.accuracy,
+            r.samples,
+            r.loss
+        )
+        .map_err(stdout_err)?;
+        print_confusion(&mut o, &r.confusion).map_err(stdout_err)?;
+    } else {
+        let rows: Vec<(&str, f64, f64)> = results
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.accuracy, r.loss))
+            .collect();
+        write!(o, "{}", compare_table(&rows)).map_err(stdout_err)?;
+        let agree = results[0]
+            .1
+            .predictions
+            .iter()
+            .zip(&results[1].1.predictions)
+            .filter(|(x, y)| x == y)
+            .count();
+        writeln!(o, "identical predictions: {agree}/{}", results[0].1.samples)
+            .map_err(stdout_err)?;
+        let errs = layer_errors(
+            &model,
+            backends[0].as_ref(),
+            backends[1].as_ref(),
+            &split.test,
+            200,
+        )?;
+        writeln!(
+            o,
+            "per-layer relative RMS difference of outputs ({} vs {}):",
+            results[1].0, results[0].0
+        )
+        .map_err(stdout_err)?;
+        for (li, e) in errs.iter().enumerate() {
+            writeln!(o, "  layer {li:>2}: {e:.3e}").map_err(stdout_err)?;
+        }
+    }
+    o.flush().map_err(stdout_err)?;
+    // written once every backend and the comparison have run: a failure leaves no partial output
+    for (name, r) in &results {
         let stem = format!("confusion_{name}");
         write_json(&out.join(format!("{stem}.json")), &r.confusion)?;
         confusion_heatmap(
@@ -84,47 +145,6 @@ pub fn run(a: &Args) -> Result<(), NnError> {
             &format!("{} test, {name}: {:.2}%", p.name, 100.0 * r.accuracy),
             &r.confusion,
         )?;
-        results.push((name, r));
-        backends.push(b);
-    }
-    if results.len() == 1 {
-        let (name, r) = &results[0];
-        println!(
-            "{} test accuracy ({name}): {:.2}% ({} samples), loss {:.4}",
-            p.name,
-            100.0 * r.accuracy,
-            r.samples,
-            r.loss
-        );
-        print_confusion(&r.confusion);
-    } else {
-        let rows: Vec<(&str, f64, f64)> = results
-            .iter()
-            .map(|(n, r)| (n.as_str(), r.accuracy, r.loss))
-            .collect();
-        print!("{}", compare_table(&rows));
-        let agree = results[0]
-            .1
-            .predictions
-            .iter()
-            .zip(&results[1].1.predictions)
-            .filter(|(x, y)| x == y)
-            .count();
-        println!("identical predictions: {agree}/{}", results[0].1.samples);
-        let errs = layer_errors(
-            &model,
-            backends[0].as_ref(),
-            backends[1].as_ref(),
-            &split.test,
-            200,
-        )?;
-        println!(
-            "per-layer relative RMS difference of outputs ({} vs {}):",
-            results[1].0, results[0].0
-        );
-        for (li, e) in errs.iter().enumerate() {
-            println!("  layer {li:>2}: {e:.3e}");
-        }
     }
     let summary: Vec<_> = results.iter().map(|(n, r)| serde_json::json!({"backend": n, "accuracy": r.accuracy, "loss": r.loss, "samples": r.samples, "confusion": r.confusion})).collect();
     write_json(&out.join("eval.json"), &summary)?;

@@ -23,10 +23,25 @@ pub struct SolveArgs {
 pub enum SolveCmdError {
     #[error(transparent)]
     Parse(Box<SpiceError>),
-    #[error(transparent)]
-    Solve(#[from] SolveError),
+    /// A solver error carries no source line of its own (or names one inside): the file is
+    /// named in front.
+    #[error("{}", with_file(path, source))]
+    Solve {
+        path: String,
+        source: Box<SolveError>,
+    },
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// `path: message`, unless the message is located in the file already.
+fn with_file(path: &str, e: &SolveError) -> String {
+    let m = e.to_string();
+    if m.starts_with(path) {
+        m
+    } else {
+        format!("{path}: {m}")
+    }
 }
 
 pub fn run(args: &SolveArgs) -> Result<(), SolveCmdError> {
@@ -34,7 +49,10 @@ pub fn run(args: &SolveArgs) -> Result<(), SolveCmdError> {
     for w in &netlist.warnings {
         eprintln!("warning: {w}");
     }
-    let results = solver::run(&netlist)?;
+    let results = solver::run(&netlist).map_err(|source| SolveCmdError::Solve {
+        path: args.file.display().to_string(),
+        source: Box::new(source),
+    })?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
@@ -91,9 +109,17 @@ pub fn write_table(
         match r {
             AnalysisResult::Op { values } => {
                 writeln!(out, "\nOperating point")?;
-                let w = values.keys().map(|k| k.len()).max().unwrap_or(4).max(4);
+                // Names are padded to a common column by hand: a `{:<w$}` width above 65535
+                // (a 65k-character node name) panics in `format!`.
+                let w = values
+                    .keys()
+                    .map(|k| k.chars().count())
+                    .max()
+                    .unwrap_or(4)
+                    .max(4);
                 for (n, v) in values {
-                    writeln!(out, "  {n:<w$}  {v:>+.9e} {}", unit(n))?;
+                    let pad = " ".repeat(w - n.chars().count());
+                    writeln!(out, "  {n}{pad}  {v:>+.9e} {}", unit(n))?;
                 }
             }
             AnalysisResult::Dc { sweep, points } => {
@@ -102,9 +128,9 @@ pub fn write_table(
                     continue;
                 };
                 let names: Vec<&String> = first.keys().collect();
-                write!(out, "  {:>16}", sweep)?;
+                write!(out, "  {sweep:>16}")?;
                 for n in &names {
-                    write!(out, "  {:>16}", n)?;
+                    write!(out, "  {n:>16}")?;
                 }
                 writeln!(out)?;
                 for (p, vals) in points {

@@ -20,6 +20,10 @@ pub enum BackendKind {
 }
 
 /// Options shared by `train` and `eval` to pick the network, data and backend.
+/// Samples planned when checking a dataset against the memory budget: the bundled set's 10,000
+/// (a larger directory set is checked by its IDX headers as it is read).
+const MIN_PLANNED_SAMPLES: u128 = 10_000;
+
 #[derive(Debug, Clone, ClapArgs)]
 pub struct NetArgs {
     /// Network file: a `.net` description (network, hardware, training) or a JSON preset
@@ -98,6 +102,22 @@ impl NetArgs {
 
     /// The recipe's data with its sample counts applied, then `--limit-train` / `--limit-test`.
     pub fn split(&self, p: &Preset) -> Result<crate::data::Split, NnError> {
+        // Every sample becomes `input` f64 values (and a preprocessed copy on the way): a
+        // 3000×3000 input over the bundled 10,000 digits is refused before loading.
+        let input_len = p.model.input.iter().fold(1u128, |a, &d| a * d as u128);
+        let samples = (self.limit_train.unwrap_or(usize::MAX) as u128)
+            .saturating_add(self.limit_test.unwrap_or(usize::MAX) as u128)
+            .min(MIN_PLANNED_SAMPLES);
+        crate::limits::check(
+            || {
+                format!(
+                    "the dataset of {} at network input {:?} ({samples} samples of {input_len} values)",
+                    p.name, p.model.input
+                )
+            },
+            samples.saturating_mul(input_len).saturating_mul(16),
+        )
+        .map_err(|e| NnError::Format(e.to_string()))?;
         let mut warnings = Vec::new();
         let mut s = p.samples.apply(p.data.load()?, &mut warnings)?;
         for w in warnings {
@@ -186,6 +206,11 @@ pub fn run(a: &Args) -> Result<(), NnError> {
     }
     let mut cfg = p.train.clone();
     if let Some(e) = a.epochs {
+        if e == 0 {
+            return Err(NnError::Format(
+                "--epochs 0: nothing to train (give at least 1)".into(),
+            ));
+        }
         cfg.epochs = e;
     }
     if let Some(s) = a.seed {
@@ -195,6 +220,11 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         cfg.batch_size = b;
     }
     if let Some(lr) = a.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(NnError::Format(format!(
+                "--lr must be finite and > 0, got {lr}"
+            )));
+        }
         cfg.optimizer = cfg.optimizer.with_lr(lr);
     }
     if let Some(d) = a.lr_decay {
@@ -204,6 +234,21 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&p.name));
+    // temporary files of a killed run are never outputs (outputs are published by rename)
+    let stale = crate::data::remove_stale_temps(&out);
+    if stale > 0 && !a.quiet {
+        eprintln!(
+            "note: removed {stale} temporary file(s) a killed run left in {}",
+            out.display()
+        );
+    }
+    if a.resume && !out.join(crate::nn::train::CHECKPOINT_FILE).is_file() {
+        eprintln!(
+            "warning: --resume: no {} in {}: training from the start",
+            crate::nn::train::CHECKPOINT_FILE,
+            out.display()
+        );
+    }
     let split = a.net.split(&p)?;
     let mut model = Model::new(p.model.clone())?;
     let mut backend = a.net.backend(a.backend, &model)?;
@@ -231,18 +276,32 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         let cw = crate::nn::from_net::compiler_weights(&model, ir)?;
         let path = out.join("weights.json");
         cw.save(&path).map_err(|e| NnError::Format(e.to_string()))?;
-        println!("compiler weights (netc-weights/1) in {}", path.display());
+        super::with_stdout(|o| {
+            writeln!(o, "compiler weights (netc-weights/1) in {}", path.display())
+        })
+        .map_err(stdout_err)?;
     }
     if let Some(m) = rep.metrics.last() {
-        println!(
-            "{}: {} epochs, loss {:.4}, train {:.2}%, test {:.2}%; model in {}",
-            p.name,
-            m.epoch,
-            m.loss,
-            100.0 * m.train_acc,
-            100.0 * m.test_acc,
-            out.join(crate::nn::train::MODEL_FILE).display()
-        );
+        super::with_stdout(|o| {
+            writeln!(
+                o,
+                "{}: {} epochs, loss {:.4}, train {:.2}%, test {:.2}%; model in {}",
+                p.name,
+                m.epoch,
+                m.loss,
+                100.0 * m.train_acc,
+                100.0 * m.test_acc,
+                out.join(crate::nn::train::MODEL_FILE).display()
+            )
+        })
+        .map_err(stdout_err)?;
     }
     Ok(())
+}
+
+fn stdout_err(source: std::io::Error) -> NnError {
+    NnError::Io {
+        path: PathBuf::from("<stdout>"),
+        source,
+    }
 }

@@ -165,12 +165,17 @@ fn write_atomic(p: &Path, text: &str) -> Result<(), XbarCmdError> {
 
 /// The array described by the spec file and flags.
 pub fn build_array(a: &XbarArgs) -> Result<Crossbar, XbarCmdError> {
+    // a malformed file is named in the message (the parsers only know line numbers)
+    let named = |p: &Path| {
+        let p = p.display().to_string();
+        move |e: XbarError| XbarCmdError::Usage(format!("{p}: {e}"))
+    };
     let base = match &a.spec {
-        Some(p) => ArraySpec::from_json(&read_file(p)?)?,
+        Some(p) => ArraySpec::from_json(&read_file(p)?).map_err(named(p))?,
         None => ArraySpec::default(),
     };
     let g = match &a.g {
-        Some(p) => Some(parse_matrix(&read_file(p)?)?),
+        Some(p) => Some(parse_matrix(&read_file(p)?).map_err(named(p))?),
         None => None,
     };
     let over = ArraySpec {
@@ -204,11 +209,23 @@ pub fn build_array(a: &XbarArgs) -> Result<Crossbar, XbarCmdError> {
 
 fn inputs(a: &XbarArgs, rows: usize) -> Result<Mat<f64>, XbarCmdError> {
     if let Some(p) = &a.inputs {
-        let m = parse_matrix(&read_file(p)?)?;
+        let m = parse_matrix(&read_file(p)?)
+            .map_err(|e| XbarCmdError::Usage(format!("{}: {e}", p.display())))?;
         if m.is_empty() || m.iter().any(|v| v.len() != rows) {
             return Err(XbarCmdError::Usage(format!(
                 "{}: every input vector needs {rows} values",
                 p.display()
+            )));
+        }
+        if let Some((t, i)) = (0..m.len())
+            .flat_map(|t| (0..rows).map(move |i| (t, i)))
+            .find(|&(t, i)| !m[t][i].is_finite())
+        {
+            return Err(XbarCmdError::Usage(format!(
+                "{}: input vector {} has a non-finite value ({}) at row {i}",
+                p.display(),
+                t + 1,
+                m[t][i]
             )));
         }
         return Ok(Mat::from_fn(m.len(), rows, |t, i| m[t][i]));
@@ -217,6 +234,11 @@ fn inputs(a: &XbarArgs, rows: usize) -> Result<Mat<f64>, XbarCmdError> {
         return Err(XbarCmdError::Usage("--vectors must be ≥ 1".into()));
     }
     if let Some(v) = a.v_uniform {
+        if !v.is_finite() {
+            return Err(XbarCmdError::Usage(format!(
+                "--v-uniform must be finite, got {v}"
+            )));
+        }
         return Ok(Mat::from_fn(a.vectors, rows, |_, _| v));
     }
     let (lo, hi) = match &a.v_random {
@@ -282,8 +304,17 @@ pub fn run(a: &XbarArgs) -> Result<(), XbarCmdError> {
     check_len("v-random", &a.v_random, 2)?;
     check_len("tia", &a.tia, 3)?;
     check_len("at", &a.at, 2)?;
+    if !(a.tol > 0.0 && a.tol < 1.0) {
+        return Err(XbarCmdError::Usage(format!(
+            "--tol is a relative residual and must be in (0, 1), got {}",
+            a.tol
+        )));
+    }
     let xb = build_array(a)?;
     let opts = options(a, &xb);
+    // inputs from a file are already in memory: only random/uniform vectors are planned here
+    let vectors = if a.inputs.is_some() { 1 } else { a.vectors };
+    crate::xbar::budget::check(&xb, &opts, vectors)?;
     let report = match a.op {
         Op::Infer => run_infer(a, &xb, &opts)?,
         Op::Read | Op::Program => run_cell_op(a, &xb, &opts)?,

@@ -41,20 +41,63 @@ impl RawImages {
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
 pub const LABELS_MAGIC: u32 = 0x0000_0801;
 
-/// Undo gzip if the data starts with the gzip magic `1f 8b`.
+/// Memory planned per byte of IDX data: the byte, and the f64 it becomes in a dataset (with a
+/// preprocessed copy).
+pub const BYTES_PER_IDX_BYTE: u128 = 17;
+
+/// Undo gzip if the data starts with the gzip magic `1f 8b`. The header is inflated first and
+/// the body only up to the size it promises (checked against the memory budget): a small file
+/// that inflates to gigabytes of zeros is refused or cut, never inflated whole.
 pub fn maybe_gunzip(bytes: Vec<u8>, name: &str) -> Result<Vec<u8>, DataError> {
-    if bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Gzip {
-                path: name.into(),
-                msg: e.to_string(),
-            })?;
-        Ok(out)
-    } else {
-        Ok(bytes)
+    if !(bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b) {
+        return Ok(bytes);
     }
+    let gz = |e: std::io::Error| DataError::Gzip {
+        path: name.into(),
+        msg: e.to_string(),
+    };
+    let mut dec = flate2::read::MultiGzDecoder::new(&bytes[..]);
+    let mut out = Vec::new();
+    (&mut dec).take(4).read_to_end(&mut out).map_err(gz)?;
+    if out.len() < 4 {
+        return Ok(out); // the header check reports the truncation
+    }
+    let ndim = out[3] as u64;
+    (&mut dec)
+        .take(4 * ndim)
+        .read_to_end(&mut out)
+        .map_err(gz)?;
+    let hlen = 4 + 4 * ndim as usize;
+    if out.len() < hlen {
+        return Ok(out);
+    }
+    let body = (0..ndim as usize).fold(1u128, |a, d| {
+        a.saturating_mul(be32(&out, 4 + 4 * d) as u128)
+    });
+    let expected = (hlen as u128).saturating_add(body);
+    crate::limits::check(
+        || format!("the {body} bytes of data its IDX header promises (inflated)"),
+        expected.saturating_mul(BYTES_PER_IDX_BYTE),
+    )
+    .map_err(|e| DataError::Header {
+        path: name.into(),
+        msg: e.to_string(),
+    })?;
+    let rest = (expected - hlen as u128) as u64;
+    // one byte more than promised tells a longer stream from an exact one
+    (&mut dec)
+        .take(rest.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(gz)?;
+    if out.len() as u128 > expected {
+        return Err(DataError::Header {
+            path: name.into(),
+            msg: format!(
+                "the inflated data is longer than the {expected} bytes its IDX header promises"
+            ),
+        });
+    }
+    Ok(out)
 }
 
 fn be32(b: &[u8], at: usize) -> u32 {
@@ -161,6 +204,16 @@ pub fn combine(
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, DataError> {
+    if let Ok(m) = std::fs::metadata(path) {
+        crate::limits::check(
+            || format!("the file of {} bytes", m.len()),
+            (m.len() as u128).saturating_mul(BYTES_PER_IDX_BYTE),
+        )
+        .map_err(|e| DataError::Header {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+    }
     std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
@@ -171,7 +224,14 @@ fn read(path: &Path) -> Result<Vec<u8>, DataError> {
 pub fn read_pair(images: &Path, labels: &Path) -> Result<RawImages, DataError> {
     let (r, c, px) = parse_images(read(images)?, &images.display().to_string())?;
     let lb = parse_labels(read(labels)?, &labels.display().to_string())?;
-    combine(r, c, px, lb)
+    // the counts disagree between two files: name both
+    combine(r, c, px, lb).map_err(|e| match e {
+        DataError::Count { .. } => DataError::Header {
+            path: format!("{} and {}", images.display(), labels.display()),
+            msg: e.to_string(),
+        },
+        e => e,
+    })
 }
 
 const BUNDLED_IMAGES: &[u8] = include_bytes!("../../data/mnist10k-images-idx3-ubyte.gz");

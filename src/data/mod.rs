@@ -99,6 +99,30 @@ pub struct Split {
     pub test: Dataset,
 }
 
+/// Remove the temporary files a killed run left in `dir`: the `.tmpXXXXXX` files of
+/// [`write_atomic`] (tempfile's names) and the hidden `.floorplan-PID.png` of the compiler.
+/// Returns how many were removed. Outputs are published by rename, so a temporary file is
+/// never an output; a run owns its output directory while it runs.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let tmp = name.len() == 10 && name.starts_with(".tmp");
+        let plan = name.starts_with(".floorplan-") && name.ends_with(".png");
+        if (tmp || plan)
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Write `bytes` to `path` atomically (temporary file in the same directory,
 /// then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {

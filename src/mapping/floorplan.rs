@@ -10,33 +10,42 @@ use std::path::Path;
 
 const TITLE_H: i32 = 28;
 const MARGIN: i32 = 16;
+/// Tallest picture drawn: a chip of thousands of arrays shows its first arrays only (the title
+/// says how many), so that the bitmap stays a few tens of MB whatever the declaration.
+const MAX_HEIGHT_PX: i32 = 12_000;
 
 struct Geometry {
     cell: i32,
     panel_w: i32,
     panel_h: i32,
     per_row: usize,
+    /// Arrays drawn (the first ones; at most `low.arrays`).
+    drawn: usize,
     width: u32,
     height: u32,
 }
 
 fn geometry(low: &Lowering) -> Geometry {
     let longest = low.rows.max(low.cols).max(1) as i32;
-    let cell = (720 / longest).clamp(2, 24);
+    let cell = (720 / longest).clamp(1, 24);
     let panel_w = low.cols as i32 * cell;
     let panel_h = low.rows as i32 * cell;
     let per_row = ((low.arrays as f64).sqrt().ceil() as usize)
         .max(1)
         .min(((1600 / (panel_w + 2 * MARGIN)).max(1)) as usize)
         .max(1);
-    let n_lines = low.arrays.div_ceil(per_row) as i32;
+    let line_h = panel_h + TITLE_H + 2 * MARGIN;
+    let max_lines = ((MAX_HEIGHT_PX - TITLE_H) / line_h).max(1) as usize;
+    let drawn = low.arrays.min(max_lines.saturating_mul(per_row));
+    let n_lines = drawn.div_ceil(per_row) as i32;
     let width = (per_row as i32 * (panel_w + 2 * MARGIN)).max(320) as u32;
-    let height = (n_lines * (panel_h + TITLE_H + 2 * MARGIN) + TITLE_H) as u32;
+    let height = (n_lines * line_h + TITLE_H) as u32;
     Geometry {
         cell,
         panel_w,
         panel_h,
         per_row,
+        drawn,
         width,
         height,
     }
@@ -51,10 +60,15 @@ fn draw<DB: DrawingBackend>(
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| x.to_string();
     root.fill(&WHITE).map_err(e)?;
     let font = ("sans-serif", 16).into_font();
-    root.draw(&Text::new(title.to_string(), (MARGIN, 6), font.clone()))
+    let title = if g.drawn < low.arrays {
+        format!("{title} (first {} of {} arrays)", g.drawn, low.arrays)
+    } else {
+        title.to_string()
+    };
+    root.draw(&Text::new(title, (MARGIN, 6), font.clone()))
         .map_err(e)?;
     let label_font = ("sans-serif", 13).into_font().color(&BLACK);
-    for a in 0..low.arrays {
+    for a in 0..g.drawn {
         let (gx, gy) = ((a % g.per_row) as i32, (a / g.per_row) as i32);
         let x0 = gx * (g.panel_w + 2 * MARGIN) + MARGIN;
         let y0 = TITLE_H + gy * (g.panel_h + TITLE_H + 2 * MARGIN) + TITLE_H;
@@ -142,9 +156,14 @@ pub fn write(low: &Lowering, title: &str, dir: &Path) -> Result<(), MappingError
     super::write_atomic(&dir.join("floorplan.svg"), text.as_bytes())?;
     let g = geometry(low);
     let tmp = dir.join(format!(".floorplan-{}.png", std::process::id()));
-    {
+    let drawn = {
         let root = BitMapBackend::new(&tmp, (g.width, g.height)).into_drawing_area();
-        draw(&root, low, title, &g).map_err(MappingError::Plot)?;
+        draw(&root, low, title, &g)
+    };
+    if let Err(msg) = drawn {
+        // no half-written hidden picture is left behind
+        let _ = std::fs::remove_file(&tmp);
+        return Err(MappingError::Plot(msg));
     }
     std::fs::rename(&tmp, dir.join("floorplan.png")).map_err(|e| MappingError::Io {
         path: dir.join("floorplan.png").display().to_string(),

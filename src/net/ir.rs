@@ -130,6 +130,14 @@ impl NetworkIr {
                 })
             }
         };
+        // Sizes are checked against the memory budget (in u128, before any usize product that
+        // could overflow) layer by layer: a `units 1000000000` or a `padding 100000` is
+        // refused here, located, instead of aborting whoever allocates the network later.
+        let input_values = budget_values(&net.input.iter().map(|&d| d as u128).collect::<Vec<_>>());
+        let mut planned = input_values.saturating_mul(BYTES_PER_ACTIVATION);
+        check_budget(&net.input_span, planned, || {
+            format!("input {}", dims_text(&net.input))
+        })?;
         let mut cur = input;
         let mut layers = Vec::new();
         for l in &net.layers {
@@ -137,6 +145,14 @@ impl NetworkIr {
                 span: l.span.clone(),
                 message: m,
             };
+            planned = planned.saturating_add(layer_bytes(&l.kind, cur));
+            check_budget(&l.span, planned, || {
+                format!(
+                    "`{}` {} (with the layers before it)",
+                    l.name,
+                    l.kind.keyword()
+                )
+            })?;
             let mut pad = [0; 4];
             let mut pad_recurrent = [0; 4];
             let (out, weights, biases, macs, matrix) = match &l.kind {
@@ -326,6 +342,100 @@ impl NetworkIr {
             input,
             layers,
         })
+    }
+}
+
+/// Bytes planned per trainable parameter: the weight, its gradient and two optimizer moments.
+const BYTES_PER_PARAM: u128 = 32;
+/// Bytes planned per activation value of one sample: the value and its gradient, for a batch
+/// of 16 samples.
+const BYTES_PER_ACTIVATION: u128 = 8 * 2 * 16;
+
+fn budget_values(dims: &[u128]) -> u128 {
+    dims.iter().fold(1u128, |a, &d| a.saturating_mul(d))
+}
+
+fn dims_text(d: &[usize]) -> String {
+    d.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join("x")
+}
+
+fn check_budget(span: &Span, bytes: u128, what: impl FnOnce() -> String) -> Result<(), NetError> {
+    crate::limits::check(what, bytes).map_err(|e| NetError::TooLarge {
+        span: span.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// Memory a layer adds (parameters, and activations with any padding and im2col buffers),
+/// from upper bounds of its shapes in u128 (no overflow whatever the sizes).
+fn layer_bytes(kind: &LayerKind, cur: Shape) -> u128 {
+    let (h, w, c) = match cur {
+        Shape::Map { h, w, c } => (h as u128, w as u128, c as u128),
+        Shape::Vec { n } => (1, 1, n as u128),
+    };
+    let pad_of = |p: &Padding, k: usize| match p {
+        Padding::Explicit(q) => 2 * *q as u128,
+        Padding::Same => k as u128,
+        Padding::Valid => 0,
+    };
+    let conv = |kh: usize, kw: usize, pad: u128, cin: u128, cout: u128, reps: u128| {
+        let (ph, pw) = (h + pad, w + pad);
+        let rows = budget_values(&[cin, kh as u128, kw as u128]);
+        let params = budget_values(&[rows, cout]);
+        // padded input, im2col (out positions × rows), output
+        let acts = budget_values(&[ph, pw, cin])
+            .saturating_add(budget_values(&[ph, pw, rows]))
+            .saturating_add(budget_values(&[ph, pw, cout]))
+            .saturating_mul(reps);
+        params
+            .saturating_mul(BYTES_PER_PARAM)
+            .saturating_add(acts.saturating_mul(BYTES_PER_ACTIVATION))
+    };
+    match kind {
+        LayerKind::Conv2d {
+            kernels,
+            size,
+            padding,
+            ..
+        } => conv(
+            size[0],
+            size[1],
+            pad_of(padding, size[0].max(size[1])),
+            c,
+            *kernels as u128,
+            1,
+        ),
+        LayerKind::Dense { units } => {
+            let n = budget_values(&[h, w, c]);
+            budget_values(&[n, *units as u128])
+                .saturating_mul(BYTES_PER_PARAM)
+                .saturating_add((*units as u128).saturating_mul(BYTES_PER_ACTIVATION))
+        }
+        LayerKind::ConvLstm {
+            hidden,
+            input_kernel,
+            recurrent_kernel,
+            steps,
+            input_padding,
+            ..
+        } => {
+            let k = input_kernel[0]
+                .max(input_kernel[1])
+                .max(recurrent_kernel[0])
+                .max(recurrent_kernel[1]);
+            conv(
+                k,
+                k,
+                pad_of(input_padding, k),
+                c.saturating_add(*hidden as u128),
+                4 * *hidden as u128,
+                (*steps as u128).max(1),
+            )
+        }
+        _ => budget_values(&[h, w, c]).saturating_mul(BYTES_PER_ACTIVATION),
     }
 }
 

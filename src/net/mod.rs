@@ -75,6 +75,9 @@ pub enum NetError {
         card: String,
         source: Box<card::CardError>,
     },
+    /// A size beyond the memory budget (see `crate::limits`).
+    #[error("{}", .span.render(&format!("too large: {message}")))]
+    TooLarge { span: Span, message: String },
 }
 
 impl NetError {
@@ -92,7 +95,8 @@ impl NetError {
             | NetError::Unused { span, .. }
             | NetError::UnknownModel { span, .. }
             | NetError::Window { span, .. }
-            | NetError::Card { span, .. } => Some(span),
+            | NetError::Card { span, .. }
+            | NetError::TooLarge { span, .. } => Some(span),
         }
     }
 }

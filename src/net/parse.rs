@@ -9,6 +9,12 @@ use pest::Parser;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Deepest `{` nesting and `include` chain. The pest parser and the readers after it recurse
+/// once per level; the limits keep them far from the end of the stack (real networks nest 3
+/// levels and include 1 or 2 files).
+pub const MAX_NESTING: usize = 64;
+pub const MAX_INCLUDE_DEPTH: usize = 32;
+
 #[derive(pest_derive::Parser)]
 #[grammar = "../grammar/net.pest"]
 struct NetParser;
@@ -90,6 +96,12 @@ fn parse_source(
         file: Arc::from(name),
         lines: src.lines().map(Arc::from).collect(),
     };
+    if let Some((line, col)) = too_deep(src) {
+        return Err(NetError::Syntax {
+            span: ctx.span_at(line, col, 1),
+            message: format!("`{{` nested deeper than {MAX_NESTING} levels"),
+        });
+    }
     let mut pairs = NetParser::parse(Rule::file, src).map_err(|e| {
         let (line, col) = match e.line_col {
             pest::error::LineColLocation::Pos(p) => p,
@@ -120,6 +132,13 @@ fn parse_source(
                 let rel = s.into_inner().next().map(|p| p.as_str()).unwrap_or("");
                 let path = base.join(rel);
                 let canon = canonical(&path);
+                if stack.len() >= MAX_INCLUDE_DEPTH {
+                    return Err(NetError::Include {
+                        span: sp,
+                        path: rel.to_string(),
+                        message: format!("`include` files nested deeper than {MAX_INCLUDE_DEPTH}"),
+                    });
+                }
                 if stack.contains(&canon) {
                     return Err(NetError::IncludeCycle {
                         span: sp,
@@ -142,6 +161,56 @@ fn parse_source(
         }
     }
     Ok(out)
+}
+
+/// Line and column (1-based) of the first `{` deeper than [`MAX_NESTING`], skipping comments
+/// and strings as the grammar does; checked before the recursive parser runs.
+fn too_deep(src: &str) -> Option<(usize, usize)> {
+    let b = src.as_bytes();
+    let (mut i, mut depth) = (0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 2;
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    let before = &src[..i];
+                    let line = before.matches('\n').count() + 1;
+                    let start = before.rfind('\n').map_or(0, |p| p + 1);
+                    return Some((line, src[start..i].chars().count() + 1));
+                }
+            }
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 fn stmt(ctx: &Ctx, p: Pair<'_, Rule>) -> Result<Stmt, NetError> {

@@ -504,6 +504,10 @@ fn size2(s: &Stmt) -> Result<[usize; 2], NetError> {
     Ok(d)
 }
 
+/// Memory planned per declared crossbar cell when compiling or solving the chip: conductances
+/// of the cell and its pair, the weight it holds and the maps built over it.
+pub const BYTES_PER_DECLARED_CELL: u128 = 32;
+
 fn padding(s: &Stmt) -> Result<Padding, NetError> {
     let v = one_value(s)?;
     match &v.kind {
@@ -1045,6 +1049,19 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
                 if n == 0 || r == 0 || c == 0 {
                     return Err(invalid(&v.span, "array count and size must be ≥ 1"));
                 }
+                // Compiling holds every declared array's conductances, weights and maps (and
+                // the circuit backend solves them): refuse a chip that cannot fit, here, located.
+                let cells = (n as u128)
+                    .saturating_mul(r as u128)
+                    .saturating_mul(c as u128);
+                crate::limits::check(
+                    || format!("`arrays {n} x {r}x{c}` ({cells} cells)"),
+                    cells.saturating_mul(BYTES_PER_DECLARED_CELL),
+                )
+                .map_err(|e| NetError::TooLarge {
+                    span: v.span.clone(),
+                    message: e.to_string(),
+                })?;
                 (hw.arrays, hw.rows, hw.cols) = (n, r, c);
             }
             "cell" => {

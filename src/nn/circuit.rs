@@ -88,7 +88,9 @@ impl CircuitBackend {
         let mut hw = file.hardware.clone();
         if let Some(r) = overrides.r_wire_ohm {
             if !(r >= 0.0 && r.is_finite()) {
-                return Err(other(format!("wire resistance must be ≥ 0, got {r}")));
+                return Err(other(format!(
+                    "wire resistance (--rw) must be finite and ≥ 0 Ω, got {r}"
+                )));
             }
             hw.r_wire_ohm = r;
         }

@@ -118,7 +118,7 @@ pub fn model_spec(ir: &NetworkIr, loss: LossSpec) -> Result<ModelSpec, NnError> 
     })
 }
 
-fn data_spec(t: &TrainingSpec, input: [usize; 3]) -> Result<DataSpec, NnError> {
+fn data_spec(t: &TrainingSpec, input: [usize; 3], net_path: &Path) -> Result<DataSpec, NnError> {
     let p = &t.preprocess;
     let resize = match p.resize {
         Some([h, w]) if h == w => Some(h),
@@ -166,13 +166,25 @@ fn data_spec(t: &TrainingSpec, input: [usize; 3]) -> Result<DataSpec, NnError> {
         }
         other => {
             let path = Path::new(other);
-            if path.is_dir() {
-                DataSpec::Mnist {
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_dir() => DataSpec::Mnist {
                     source: ImageSource::Dir { path: path.into() },
                     preprocess: pre,
+                },
+                // a path that does not lead to a directory: say so (it is not a feature the
+                // trainer lacks)
+                found => {
+                    let why = match found {
+                        Ok(_) => "it is a file, not a directory of IDX files".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(NnError::Format(format!(
+                        "{}: dataset {other:?} is not a known dataset (mnist, fashion_mnist, \
+                         mnist_sequence, letters4x4) and not a readable directory: {why} \
+                         (network input {input:?})",
+                        net_path.display()
+                    )));
                 }
-            } else {
-                return Err(unsupported(format!("dataset {other:?} (input {input:?})")));
             }
         }
     })
@@ -203,7 +215,7 @@ pub fn recipe(path: &Path) -> Result<(Preset, NetworkIr), NnError> {
             threshold: threshold_s,
         },
     };
-    let data = data_spec(&t, model.input)?;
+    let data = data_spec(&t, model.input, path)?;
     let train = TrainConfig {
         epochs: t.epochs,
         batch_size: t.batch,

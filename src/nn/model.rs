@@ -337,16 +337,26 @@ impl Model {
             )));
         }
         for (s, fw) in m.slots.iter().zip(&f.slots) {
-            if fw.slot.rows != s.rows || fw.slot.cols != s.cols || fw.data.len() != s.rows * s.cols
-            {
+            if fw.slot.rows != s.rows || fw.slot.cols != s.cols {
                 return Err(NnError::Format(format!(
-                    "matrix {} should be {}x{}, the file has {}x{} with {} values",
+                    "matrix {} should be {}x{}, the file declares {}x{}",
+                    s.name, s.rows, s.cols, fw.slot.rows, fw.slot.cols
+                )));
+            }
+            if fw.data.len() != s.rows * s.cols {
+                return Err(NnError::Format(format!(
+                    "matrix {} is {}x{} and needs {} values, the file has {}",
                     s.name,
                     s.rows,
                     s.cols,
-                    fw.slot.rows,
-                    fw.slot.cols,
+                    s.rows * s.cols,
                     fw.data.len()
+                )));
+            }
+            if let Some(i) = fw.data.iter().position(|v| !v.is_finite()) {
+                return Err(NnError::Format(format!(
+                    "matrix {} holds a non-finite value ({}) at index {i}",
+                    s.name, fw.data[i]
                 )));
             }
             m.weights[s.id].data.clone_from(&fw.data);

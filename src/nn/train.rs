@@ -141,19 +141,31 @@ pub fn train(
             )));
         }
     }
+    if split.train.is_empty() {
+        return Err(NnError::Format(
+            "the training set is empty (0 samples): nothing to train on".into(),
+        ));
+    }
     let ckpt_path = opts.out_dir.as_ref().map(|d| d.join(CHECKPOINT_FILE));
     let resumed = match &ckpt_path {
-        Some(p) if opts.resume && p.is_file() => Some(read_json::<Checkpoint>(p)?),
+        Some(p) if opts.resume && p.is_file() => Some((read_json::<Checkpoint>(p)?, p)),
         _ => None,
     };
     let (mut rng, mut opt, mut metrics, start) = match resumed {
-        Some(c) => {
+        Some((c, p)) => {
             if c.weights.model != model.spec {
-                return Err(NnError::Format(
-                    "checkpoint belongs to a different network".into(),
-                ));
+                return Err(NnError::Format(format!(
+                    "{}: the checkpoint belongs to a different network",
+                    p.display()
+                )));
             }
-            *model = Model::from_weights_file(&c.weights)?;
+            *model = Model::from_weights_file(&c.weights)
+                .map_err(|e| NnError::Format(format!("{}: {e}", p.display())))?;
+            // A run killed between publishing its checkpoint and its outputs left outputs of an
+            // earlier epoch: publish the checkpoint's state before anything else.
+            if let Some(dir) = &opts.out_dir {
+                write_outputs(dir, model, &c.metrics)?;
+            }
             (c.rng.restore()?, c.optimizer, c.metrics, c.epochs_done)
         }
         None => {
@@ -204,6 +216,20 @@ pub fn train(
             correct += l.correct;
             let grads = model.backward(backend, &caches, &l.grad)?;
             let deltas = opt.step(&mut model.weights, &grads)?;
+            // Non-finite weights are never published: a diverging run stops here, before its
+            // checkpoint and outputs are written, so the last good checkpoint stays.
+            if let Some((layer, v)) = first_non_finite(model) {
+                return Err(NnError::Format(format!(
+                    "training diverged in epoch {}: a weight of layer {layer} became {v} \
+                     (learning rate too large?); {}",
+                    epoch + 1,
+                    if epoch > 0 {
+                        format!("the checkpoint of epoch {epoch} is kept")
+                    } else {
+                        "nothing was written".to_string()
+                    }
+                )));
+            }
             let realised = backend.program_all(&model.weights, &deltas)?;
             if opts.readback {
                 model.weights = realised;
@@ -258,6 +284,15 @@ pub fn train(
 pub fn report_epoch(epoch: usize, total: usize) -> bool {
     let every = total.div_ceil(20).max(1);
     epoch == 1 || epoch == total || epoch.is_multiple_of(every)
+}
+
+/// The first weight that is NaN or infinite: (layer index, value).
+fn first_non_finite(model: &Model) -> Option<(usize, f64)> {
+    model
+        .weights
+        .iter()
+        .enumerate()
+        .find_map(|(li, w)| w.data.iter().find(|v| !v.is_finite()).map(|&v| (li, v)))
 }
 
 /// Write `model.json`, `metrics.json`, `metrics.csv` and the training curve.

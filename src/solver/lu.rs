@@ -14,6 +14,13 @@ pub enum LuError {
     Symbolic(String),
     #[error("sparse LU factorisation failed (structurally singular matrix): {0}")]
     Numeric(String),
+    #[error("sparse LU: cannot allocate {0} bytes of workspace")]
+    Alloc(usize),
+}
+
+/// A workspace buffer, or an error naming its size (never an allocation panic).
+fn buffer(req: StackReq) -> Result<MemBuffer, LuError> {
+    MemBuffer::try_new(req).map_err(|_| LuError::Alloc(req.size_bytes()))
 }
 
 /// A reusable sparse LU factorisation of matrices sharing one pattern.
@@ -34,8 +41,8 @@ impl SparseLu {
         let symbolic = factorize_symbolic_lu(sym_mat.as_ref(), Default::default())
             .map_err(|e| LuError::Symbolic(format!("{e:?}")))?;
         let req = symbolic.factorize_numeric_lu_scratch::<f64>(Par::Seq, Default::default());
-        let factor_buf = MemBuffer::new(req);
-        let solve_buf = MemBuffer::new(symbolic.solve_in_place_scratch::<f64>(1, Par::Seq));
+        let factor_buf = buffer(req)?;
+        let solve_buf = buffer(symbolic.solve_in_place_scratch::<f64>(1, Par::Seq))?;
         Ok(SparseLu {
             sym_mat,
             symbolic,

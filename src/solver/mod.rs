@@ -30,7 +30,16 @@ pub enum SolveError {
     SweepSource { name: String, span: Span },
     #[error("{}", span.render(&format!(".dc: bad sweep ({msg})")))]
     SweepRange { msg: String, span: Span },
+    #[error("{}", span.render(&format!(".dc: {source}")))]
+    TooLarge {
+        source: crate::limits::LimitError,
+        span: Span,
+    },
 }
+
+/// Memory planned per stored value of a sweep result: the solution entry, the named entry of
+/// the output map and its JSON/CSV rendering (order of magnitude, rounded up).
+pub const BYTES_PER_SWEEP_VALUE: u128 = 256;
 
 /// Newton statistics of the last solve.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -222,6 +231,9 @@ impl Solver {
             self.lu.solve_vec(&mut xn);
             xn[n] = 0.0;
             if let Some(i) = xn[..n].iter().position(|v| !v.is_finite()) {
+                if let Some(e) = self.circuit.non_finite_device(&x) {
+                    return Err(e.into());
+                }
                 return Err(SolveError::NonFinite {
                     unknown: self.circuit.unknown_name(i),
                 });
@@ -260,6 +272,9 @@ impl Solver {
             } else {
                 polishing = false;
             }
+        }
+        if let Some(e) = self.circuit.non_finite_device(&x) {
+            return Err(e.into());
         }
         let r = self.residual(&x);
         Err(SolveError::NonConvergence {
@@ -307,6 +322,11 @@ impl Solver {
 
     /// Named outputs of a solution: `v(node)` for every node, `i(vname)` for every independent
     /// voltage source (ngspice's sign).
+    /// Number of entries [`Solver::outputs`] returns.
+    pub fn outputs_len(&self) -> usize {
+        self.circuit.node_names.len() + self.circuit.vsource_branches().count()
+    }
+
     pub fn outputs(&self, x: &[f64]) -> BTreeMap<String, f64> {
         let c = &self.circuit;
         let mut m = BTreeMap::new();
@@ -345,11 +365,24 @@ pub fn sweep_points(start: f64, stop: f64, step: f64) -> Result<Vec<f64>, String
             "step {step} goes away from stop {stop} (start {start})"
         ));
     }
-    let count = ((stop - start) / step + 1e-9).floor() as usize + 1;
-    if count > 10_000_000 {
-        return Err(format!("{count} points are too many"));
+    let count = sweep_count(start, stop, step);
+    if count > MAX_SWEEP_POINTS {
+        return Err(format!(
+            "{count} points are too many (at most {MAX_SWEEP_POINTS})"
+        ));
     }
     Ok((0..count).map(|k| start + k as f64 * step).collect())
+}
+
+/// Most points of one `.dc` sweep (the memory budget may allow fewer).
+pub const MAX_SWEEP_POINTS: usize = 10_000_000;
+
+/// Number of points of a valid sweep (saturating for absurd ranges).
+fn sweep_count(start: f64, stop: f64, step: f64) -> usize {
+    ((stop - start) / step + 1e-9)
+        .floor()
+        .min(usize::MAX as f64 / 2.0) as usize
+        + 1
 }
 
 /// Run every analysis of a netlist in file order.
@@ -384,6 +417,23 @@ pub fn run(netlist: &Netlist) -> Result<Vec<AnalysisResult>, SolveError> {
                         msg,
                         span: span.clone(),
                     })?;
+                // Every point keeps the solution and a named map of every output.
+                let n_values = solver.circuit.n + 1 + solver.outputs_len();
+                crate::limits::check(
+                    || {
+                        format!(
+                            "sweep of `{src}` with {} points × {n_values} values",
+                            values.len()
+                        )
+                    },
+                    (values.len() as u128)
+                        .saturating_mul(n_values as u128)
+                        .saturating_mul(BYTES_PER_SWEEP_VALUE),
+                )
+                .map_err(|source| SolveError::TooLarge {
+                    source,
+                    span: span.clone(),
+                })?;
                 let xs = solver.dc(s, &values)?;
                 let points = values
                     .iter()

@@ -53,6 +53,9 @@ pub const DEFAULT_W_M: f64 = 100e-6;
 pub const DEFAULT_L_M: f64 = 100e-6;
 /// Deepest subcircuit nesting accepted (elaboration recurses once per level).
 pub const MAX_HIERARCHY_DEPTH: usize = 200;
+/// Memory planned per flat element: the element, its name and span, and its share of the
+/// solver's matrix and vectors (measured order of magnitude, rounded up).
+pub const BYTES_PER_ELEMENT: u64 = 2048;
 
 /// Normalise an element name: `r.x1.r1` (letter, dot, rest not starting with the letter) → `x1.r1`.
 pub fn normalize_element_name(name: &str) -> &str {
@@ -141,6 +144,8 @@ struct Elab<'a> {
     vsrc_refs: Vec<(String, Span)>,
     defw_m: f64,
     defl_m: f64,
+    /// Flat elements the memory budget allows (see [`BYTES_PER_ELEMENT`]).
+    max_elements: usize,
 }
 
 fn card(st: &Stmt) -> Option<(&Tok, &[Item])> {
@@ -163,6 +168,7 @@ pub fn elaborate(ld: Loaded) -> Result<Netlist, SpiceError> {
         vsrc_refs: Vec::new(),
         defw_m: DEFAULT_W_M,
         defl_m: DEFAULT_L_M,
+        max_elements: (crate::limits::max_memory().0 / BYTES_PER_ELEMENT) as usize,
     };
     let top = e.collect_defs()?;
     // Global parameters.
@@ -213,6 +219,7 @@ pub fn elaborate(ld: Loaded) -> Result<Netlist, SpiceError> {
         top_span: None,
         local_models: HashMap::new(),
     };
+    e.check_flat_size()?;
     e.elab_def(0, &mut root)?;
     e.check_names()?;
     for a in &analyses {
@@ -266,6 +273,8 @@ pub fn elaborate_card(ld: Loaded) -> Result<CardContents, SpiceError> {
         vsrc_refs: Vec::new(),
         defw_m: DEFAULT_W_M,
         defl_m: DEFAULT_L_M,
+        // a card has no elements (refused below)
+        max_elements: 0,
     };
     let top = e.collect_defs()?;
     let not_in_card = |st: &Stmt, what: &str| SpiceError::Unsupported {
@@ -784,6 +793,91 @@ impl<'a> Elab<'a> {
         s
     }
 
+    /// Count the flat elements the hierarchy expands to (instances counted, not expanded) and
+    /// refuse, at the top-level instance that contributes most, when they exceed the budget:
+    /// a hierarchy that doubles 40 times is refused at once instead of expanding until memory
+    /// runs out. Cards the count cannot read are left to the elaboration to report.
+    fn check_flat_size(&self) -> Result<(), SpiceError> {
+        let mut memo = HashMap::new();
+        let mut biggest: Option<(u128, Span)> = None;
+        let mut total = 0u128;
+        for (count, span) in self.card_counts(0, &mut memo, 0) {
+            total = total.saturating_add(count);
+            if biggest.as_ref().is_none_or(|b| count > b.0) {
+                biggest = Some((count, span));
+            }
+        }
+        if total > self.max_elements as u128 {
+            let (limit, from) = crate::limits::max_memory();
+            return Err(SpiceError::TooLarge {
+                what: format!(
+                    "the subcircuit hierarchy expands to {total} elements, more than the {} \
+                     that fit the memory limit of {} from {from} (about {BYTES_PER_ELEMENT} \
+                     bytes each; raise it with --max-memory)",
+                    self.max_elements,
+                    crate::limits::human(limit)
+                ),
+                span: biggest.map(|b| b.1).unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Flat element count of each element card of `def` (1, or an instance's expansion), with
+    /// the card's span.
+    fn card_counts(
+        &self,
+        def: usize,
+        memo: &mut HashMap<usize, u128>,
+        depth: usize,
+    ) -> Vec<(u128, Span)> {
+        let ld = self.ld;
+        let mut out = Vec::new();
+        for &si in &self.defs[def].cards {
+            let st = &ld.stmts[si];
+            if !matches!(st.kind, StmtKind::Element) {
+                continue;
+            }
+            let Some(ll) = ld.lines.get(st.line as usize) else {
+                continue;
+            };
+            let Ok((head, items)) = parse_card(&ll.text, &|off, len| ld.map.span(ll, off, len))
+            else {
+                continue;
+            };
+            let span = self.span(st, &head);
+            if head.text.as_bytes()[0] != b'x' {
+                out.push((1, span));
+                continue;
+            }
+            let sub = items
+                .iter()
+                .take_while(|i| !matches!(i, Item::Kv(..)))
+                .filter_map(Item::word)
+                .filter(|w| *w != "params:")
+                .last();
+            let Some(child) = sub.and_then(|n| self.find_child(def, n)) else {
+                continue;
+            };
+            let n = match memo.get(&child) {
+                Some(&n) => n,
+                // deeper than the elaboration accepts, or recursive: it reports those
+                None if depth >= MAX_HIERARCHY_DEPTH => 0,
+                None => {
+                    memo.insert(child, 0); // a cycle back here counts 0
+                    let n = self
+                        .card_counts(child, memo, depth + 1)
+                        .iter()
+                        .fold(0u128, |a, c| a.saturating_add(c.0));
+                    memo.insert(child, n);
+                    n
+                }
+            };
+            out.push((n, span));
+        }
+        out
+    }
+
     fn find_child(&self, mut def: usize, name: &str) -> Option<usize> {
         loop {
             if let Some(&c) = self.defs[def].children.get(name) {
@@ -830,6 +924,22 @@ impl<'a> Elab<'a> {
                 Some(s) => s.clone(),
                 None => self.span(st, head),
             };
+            if self.elements.len() >= self.max_elements {
+                // A hierarchy that doubles at each level expands past any memory long before
+                // its depth limit: stop at the budget, naming the instance that got there.
+                let (limit, from) = crate::limits::max_memory();
+                return Err(SpiceError::TooLarge {
+                    what: format!(
+                        "the subcircuit hierarchy expands to more than {} elements \
+                         (about {} bytes each; the memory limit is {} from {from}, \
+                         raise it with --max-memory)",
+                        self.max_elements,
+                        BYTES_PER_ELEMENT,
+                        crate::limits::human(limit)
+                    ),
+                    span,
+                });
+            }
             let kind = self.element(def, inst, st, head, items, letter)?;
             self.elements.push(Element { name, kind, span });
         }
@@ -962,6 +1072,22 @@ impl<'a> Elab<'a> {
                 found: lead.min(positional.saturating_sub(total_positional - n)),
                 span: self.span(st, head),
             });
+        }
+        // A control character (a NUL from a corrupted file) in a node name cannot be printed
+        // or matched by ngspice (which stops reading the line at a NUL): refuse it, located.
+        for it in &items[..n] {
+            if let Some(w) = it.word() {
+                if let Some(p) = w.bytes().position(|b| b.is_ascii_control()) {
+                    let t = it.tok();
+                    return Err(SpiceError::Syntax {
+                        msg: format!(
+                            "node name contains the control character 0x{:02x}",
+                            w.as_bytes()[p]
+                        ),
+                        span: self.ld.span(st.line, t.off + p as u32, 1),
+                    });
+                }
+            }
         }
         Ok(items[..n].iter().filter_map(Item::word).collect())
     }
@@ -1519,6 +1645,16 @@ impl<'a> Elab<'a> {
                 }
                 "vto" | "vt0" => m.vto_v = x,
                 "kp" => {
+                    if x < 0.0 {
+                        let sp = self.span(st, v.tok());
+                        self.warn(
+                            sp,
+                            &format!(
+                                "KP = {x:e} A/V² is negative: the transistor's current flows \
+                                 against its bias (ngspice accepts it too)"
+                            ),
+                        );
+                    }
                     m.kp_a_per_v2 = x;
                     kp_given = true
                 }

@@ -32,6 +32,10 @@ impl Loaded {
     }
 }
 
+/// Deepest chain of `.include` / `.lib` files (ngspice has no limit; this one keeps the
+/// recursive reader far from the end of the stack).
+pub const MAX_INCLUDE_DEPTH: usize = 64;
+
 struct Loader {
     map: SourceMap,
     lines: Vec<LogicalLine>,
@@ -68,7 +72,19 @@ fn load(
         warnings: Vec::new(),
         stack: vec![(key, None)],
     };
+    // ngspice splits lines at LF only (CRLF works as the CR is whitespace): a file with CR-only
+    // line endings is one long title line and no circuit. Say so instead of "no unknowns".
+    let cr_only = !text.contains('\n') && text.trim_end_matches('\r').contains('\r');
     let fid = l.map.add(SourceFile::new(Arc::from(name), text));
+    if cr_only {
+        return Err(SpiceError::Syntax {
+            msg: "the lines end in CR only (classic Mac OS line endings): ngspice reads the \
+                  whole file as its title line, so there is no circuit; convert the line \
+                  endings to LF"
+                .into(),
+            span: l.map.files[fid as usize].span_at(0, 0, 1),
+        });
+    }
     let (title, raw) = l.read_file(fid, has_title)?;
     let mut stmts = Vec::new();
     l.expand(raw, dir, &mut stmts)?;
@@ -148,6 +164,12 @@ impl Loader {
         off: u32,
         len: u32,
     ) -> Result<(u32, PathBuf), SpiceError> {
+        if self.stack.len() >= MAX_INCLUDE_DEPTH {
+            return Err(SpiceError::TooLarge {
+                what: format!("`.include` files nested deeper than {MAX_INCLUDE_DEPTH}"),
+                span: self.span_of(st, off, len),
+            });
+        }
         let bytes = std::fs::read(path).map_err(|e| SpiceError::IncludeNotFound {
             path: path.display().to_string(),
             reason: e.to_string(),

@@ -100,6 +100,9 @@ pub enum SpiceError {
     MissingEnds { name: String, span: Span },
     #[error("{}", .span.render(&format!("unsupported: {what}")))]
     Unsupported { what: String, span: Span },
+    /// A size or depth limit (include chain, instance count, memory budget) at a source line.
+    #[error("{}", .span.render(&format!("too large: {what}")))]
+    TooLarge { what: String, span: Span },
     /// The main file cannot be read (there is no source line to point at).
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },
@@ -128,7 +131,8 @@ impl SpiceError {
             | LibSectionNotFound { span, .. }
             | SubcktRecursion { span, .. }
             | MissingEnds { span, .. }
-            | Unsupported { span, .. } => Some(span),
+            | Unsupported { span, .. }
+            | TooLarge { span, .. } => Some(span),
             Io { .. } => None,
         }
     }

@@ -18,8 +18,10 @@ use crate::expr::{BinOp, Expr, Func};
 #[grammar = "grammar/spice.pest"]
 struct CardParser;
 
-/// Deepest expression tree accepted (keeps recursive tree walks far from the stack limit).
-pub const MAX_EXPR_DEPTH: usize = 256;
+/// Deepest expression tree accepted (keeps recursive tree walks far from the stack limit). A
+/// chain `a+b+c+…` is a left-leaning tree as deep as it is long, so this is also the longest
+/// chain of operators; parentheses are limited separately (`MAX_NESTING`).
+pub const MAX_EXPR_DEPTH: usize = 1024;
 /// Deepest `(`/`{` nesting accepted on a line (the grammar recurses through parentheses).
 const MAX_NESTING: usize = 64;
 
@@ -455,7 +457,10 @@ fn syntax(msg: &str, tok: &Tok, span: &SpanFn) -> SpiceError {
 
 fn too_deep(tok: &Tok, span: &SpanFn) -> SpiceError {
     syntax(
-        &format!("expression nested deeper than {MAX_EXPR_DEPTH}"),
+        &format!(
+            "expression too long: more than {MAX_EXPR_DEPTH} operators in one tree \
+             (split it into `.param` steps)"
+        ),
         tok,
         span,
     )

@@ -13,6 +13,10 @@ use crate::netlist::MosModel;
 
 use super::XbarError;
 
+/// Largest conductance accepted anywhere in the array (S): a 1 pΩ contact; larger values are
+/// not physical and overflow when summed into the nodal matrix.
+pub const MAX_G_SIEMENS: f64 = 1e12;
+
 /// What sits at each cross point.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CellKind {
@@ -156,6 +160,21 @@ impl Crossbar {
                 k % self.cols
             ));
         }
+        // Larger conductances are not physical and their sums in the nodal matrix overflow
+        // (1e308 + 1e308 = inf), which would surface as a "singular" or "floating" matrix.
+        if let Some((k, g)) = self
+            .g_siemens
+            .iter()
+            .enumerate()
+            .find(|(_, g)| **g > MAX_G_SIEMENS)
+        {
+            return bad(format!(
+                "conductance of cell ({}, {}) is {g:e} S, above the {MAX_G_SIEMENS:e} S netc \
+                 accepts (sums of such values overflow the nodal matrix)",
+                k / self.cols,
+                k % self.cols
+            ));
+        }
         for (name, r) in [
             ("word-line segment resistance", self.r_word_ohm),
             ("bit-line segment resistance", self.r_bit_ohm),
@@ -164,6 +183,13 @@ impl Crossbar {
         ] {
             if !r.is_finite() || r < 0.0 {
                 return bad(format!("{name} must be finite and ≥ 0, got {r}"));
+            }
+            if r > 0.0 && r < 1.0 / MAX_G_SIEMENS {
+                return bad(format!(
+                    "{name} is {r:e} Ω: nonzero values below {:e} Ω (a conductance above \
+                     {MAX_G_SIEMENS:e} S) overflow the nodal matrix; use 0 for an ideal wire",
+                    1.0 / MAX_G_SIEMENS
+                ));
             }
         }
         match &self.cell {

@@ -13,6 +13,7 @@
 
 pub mod array;
 pub mod badcrossbar;
+pub mod budget;
 pub mod emit;
 pub mod eval;
 pub mod factor;

@@ -114,6 +114,7 @@ impl ArraySpec {
             if r.checked_mul(c).is_none_or(|n| n > 1 << 26) {
                 return bad("array too large (at most 2^26 cells)");
             }
+            super::budget::check_size(r, c)?;
             if let Some(g) = self.g_uniform {
                 (r, c, vec![g; r * c])
             } else {

@@ -96,7 +96,15 @@ fn directory_of_standard_files_and_count_mismatch() {
         &d.path().join("t10k-labels-idx1-ubyte.gz"),
     )
     .unwrap_err();
-    assert_eq!(e.to_string(), "label count 2 differs from image count 6");
+    // both files are named (issue 13: every error names its file)
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{} and {}: label count 2 differs from image count 6",
+            d.path().join("train-images-idx3-ubyte.gz").display(),
+            d.path().join("t10k-labels-idx1-ubyte.gz").display()
+        )
+    );
     std::fs::remove_file(d.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
     let e = read_dir(d.path()).unwrap_err().to_string();
     assert!(e.contains("no test labels file found"), "{e}");

@@ -11,6 +11,8 @@ mod compile_netlists;
 mod compile_reports;
 mod data_idx;
 mod data_sets;
+mod fuzz;
+mod hostile_cli;
 mod nn_circuit;
 mod nn_cli;
 mod nn_from_net;
