@@ -234,8 +234,12 @@ fn weights_and_model_readers() {
 /// doubled. The binary must exit 0 or 1 (or 2, clap's usage error) — never 101 or a signal.
 #[test]
 fn cli_flag_surface() {
+    // runs in a temporary directory: a mutated `-o` value writes there, not into the sources
     let out = tempfile::tempdir().unwrap();
     let o = out.path().to_str().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ladder = format!("{root}/netlists/verify/ladder.cir");
+    let mlp = format!("{root}/netlists/mlp_passive.net");
     let bases: Vec<Vec<&str>> = vec![
         vec![
             "xbar",
@@ -278,8 +282,8 @@ fn cli_flag_surface() {
             "--vectors",
             "2",
         ],
-        vec!["solve", "netlists/verify/ladder.cir", "--json"],
-        vec!["compile", "netlists/mlp_passive.net", "-o", o, "--quiet"],
+        vec!["solve", &ladder, "--json"],
+        vec!["compile", &mlp, "-o", o, "--quiet"],
         vec!["data", "info"],
     ];
     let values = [
@@ -330,6 +334,7 @@ fn cli_flag_surface() {
         args.extend(["--max-memory".to_string(), "512M".to_string()]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_netc"))
             .args(&args)
+            .current_dir(out.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
