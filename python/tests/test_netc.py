@@ -26,7 +26,7 @@ def test_solve_file_is_the_cli_json(repo, cli_json, name):
 
 
 def test_solve_error_is_the_cli_message(tmp_path, cli):
-    bad = "bad divider\nV1 in 0 1\nR1 in out 1qq\nR2 out 0 1k\n.op\n.end\n"
+    bad = "bad divider\nV1 in 0 1\nR1 in out xyz\nR2 out 0 1k\n.op\n.end\n"
     f = tmp_path / "bad.cir"
     f.write_text(bad)
     p = cli("solve", f, "--json", ok=False)
@@ -180,26 +180,32 @@ def test_set_conductances_is_a_new_array():
 
 
 def test_infer_releases_the_interpreter():
-    # a nonlinear array: Newton per vector, long enough for another thread to run meanwhile
+    # A nonlinear array (Newton per vector) keeps infer busy for a while. Holding the interpreter
+    # lock, it would let no other Python thread run during the call; released, a counting thread
+    # keeps recording times in the middle half of the call.
+    import time
+
     xb = netc.Crossbar(_g(24, 24), r_wire=2.0, cell="sinh", k=4.0)
-    v = _v(200, 24)
-    ticks = []
+    v = _v(400, 24)
+    stamps = []
     stop = threading.Event()
 
     def count():
         while not stop.is_set():
-            ticks.append(1)
+            stamps.append(time.perf_counter())
 
     th = threading.Thread(target=count)
     th.start()
     try:
-        ticks_before = len(ticks)
+        t0 = time.perf_counter()
         xb.infer(v)
-        during = len(ticks) - ticks_before
+        t1 = time.perf_counter()
     finally:
         stop.set()
         th.join()
-    assert during > 0
+    assert t1 - t0 > 0.02, "the call is too short to tell"
+    lo, hi = t0 + 0.25 * (t1 - t0), t1 - 0.25 * (t1 - t0)
+    assert any(lo < t < hi for t in stamps)
 
 
 # array checks
