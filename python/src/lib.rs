@@ -353,6 +353,11 @@ fn evaluate(
     flags(options, &mut argv)?;
     let out = out.map(fspath).transpose()?;
     let cmd: EvalCmd = parse_cmd(argv)?;
+    if !cmd.args.compare.is_empty() {
+        return Err(PyValueError::new_err(
+            "evaluate takes one backend; call it once per backend to compare",
+        ));
+    }
     let kinds = [cmd.args.backend];
     let e = py
         .detach(|| cli::eval::evaluate_net(&cmd.args, &kinds, out.as_deref()))

@@ -301,6 +301,8 @@ def test_train_bad_option_is_a_value_error(repo):
         netc.train(repo / "netlists" / "mlp_passive.net", epochs="many")
     with pytest.raises(ValueError, match="unexpected argument"):
         netc.train(repo / "netlists" / "mlp_passive.net", no_such_option=3)
+    with pytest.raises(ValueError, match="one backend"):
+        netc.evaluate(repo / "netlists" / "mlp_passive.net", weights="w.json", compare=["ideal", "circuit"])
 
 
 def test_evaluate_wrong_network_raises(tmp_path, repo):
