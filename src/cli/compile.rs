@@ -87,6 +87,50 @@ pub fn whole_inputs(file: &net::NetFile, ir: &net::NetworkIr) -> Vec<f64> {
         .collect()
 }
 
+/// Everything `mapping.json` holds (report, network, hardware, mapping, lowering, encoders, …;
+/// `netlists` by file name), as the value `netc compile` writes and the Python `netc.compile` returns.
+pub fn mapping_json(
+    file: &net::NetFile,
+    ir: &net::NetworkIr,
+    lowering: &mapping::Lowering,
+    report: &MappingReport,
+    programmed: &mapping::Programmed,
+    netlists: &[PathBuf],
+) -> Result<serde_json::Value, MappingError> {
+    let json = MappingJson {
+        report,
+        network: ir,
+        hardware: &file.hardware,
+        mapping: &file.mapping,
+        training: &file.training,
+        lowering,
+        encoders: &programmed.encoders,
+        clipped_weights: programmed.clipped,
+        netlists: netlists
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect(),
+    };
+    serde_json::to_value(&json).map_err(|e| MappingError::Io {
+        path: "mapping.json".into(),
+        message: e.to_string(),
+    })
+}
+
+/// Compile without writing anything and return what `mapping.json` would hold (no netlists).
+pub fn mapping_in_memory(
+    net_path: &Path,
+    weights: Option<&Path>,
+) -> Result<serde_json::Value, MappingError> {
+    let (file, ir, lowering, _, programmed) = compile_in_memory(net_path, weights)?;
+    let report = MappingReport::new(&file, &ir, &lowering);
+    mapping_json(&file, &ir, &lowering, &report, &programmed, &[])
+}
+
 /// Compile and write the report, `mapping.json`, the floorplan and the netlists.
 pub fn compile(args: &CompileArgs) -> Result<Compiled, MappingError> {
     let (file, ir, lowering, weights, programmed) =
@@ -114,24 +158,7 @@ pub fn compile(args: &CompileArgs) -> Result<Compiled, MappingError> {
         texts.push((out_dir.join("network.cir"), text));
     }
     let netlists: Vec<PathBuf> = texts.iter().map(|(p, _)| p.clone()).collect();
-    let json = MappingJson {
-        report: &report,
-        network: &ir,
-        hardware: &file.hardware,
-        mapping: &file.mapping,
-        training: &file.training,
-        lowering: &lowering,
-        encoders: &programmed.encoders,
-        clipped_weights: programmed.clipped,
-        netlists: netlists
-            .iter()
-            .map(|p| {
-                p.file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
-            .collect(),
-    };
+    let json = mapping_json(&file, &ir, &lowering, &report, &programmed, &netlists)?;
     let text = serde_json::to_string_pretty(&json).map_err(|e| MappingError::Io {
         path: "mapping.json".into(),
         message: e.to_string(),

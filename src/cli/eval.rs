@@ -54,7 +54,27 @@ fn stdout_err(source: std::io::Error) -> NnError {
     }
 }
 
-pub fn run(a: &Args) -> Result<(), NnError> {
+/// What [`evaluate_net`] measured: the recipe's name, each backend's name and result in the order
+/// asked, and (for two or more backends) the per-layer relative RMS difference of the second's outputs
+/// from the first's.
+pub struct Evaluated {
+    pub name: String,
+    pub results: Vec<(String, EvalResult)>,
+    pub layer_errors: Option<Vec<f64>>,
+}
+
+/// One backend's entry of `eval.json` (what the Python `netc.evaluate` returns).
+pub fn summary(backend: &str, r: &EvalResult) -> serde_json::Value {
+    serde_json::json!({"backend": backend, "accuracy": r.accuracy, "loss": r.loss, "samples": r.samples, "confusion": r.confusion})
+}
+
+/// Evaluate the weights with the backends `kinds` (as `netc eval` and the Python `netc.evaluate`
+/// do); with `out`, write each confusion matrix (JSON and pictures) and `eval.json` there.
+pub fn evaluate_net(
+    a: &Args,
+    kinds: &[BackendKind],
+    out: Option<&std::path::Path>,
+) -> Result<Evaluated, NnError> {
     let p = a.net.recipe()?;
     let wf: WeightsFile = read_json(&a.weights)?;
     let model = Model::from_weights_file(&wf)
@@ -67,6 +87,49 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         )));
     }
     let split = a.net.split(&p)?;
+    let mut results: Vec<(String, EvalResult)> = vec![];
+    let mut backends = vec![];
+    for &k in kinds {
+        let mut b = a.net.backend(k, &model)?;
+        model.prepare_backend(b.as_mut())?;
+        let r = evaluate(&model, b.as_ref(), &split.test, 500)?;
+        results.push((b.name(), r));
+        backends.push(b);
+    }
+    let layer_errors = if backends.len() >= 2 {
+        Some(layer_errors(
+            &model,
+            backends[0].as_ref(),
+            backends[1].as_ref(),
+            &split.test,
+            200,
+        )?)
+    } else {
+        None
+    };
+    // written once every backend and the comparison have run: a failure leaves no partial output
+    if let Some(out) = out {
+        for (name, r) in &results {
+            let stem = format!("confusion_{name}");
+            write_json(&out.join(format!("{stem}.json")), &r.confusion)?;
+            confusion_heatmap(
+                out,
+                &stem,
+                &format!("{} test, {name}: {:.2}%", p.name, 100.0 * r.accuracy),
+                &r.confusion,
+            )?;
+        }
+        let entries: Vec<_> = results.iter().map(|(n, r)| summary(n, r)).collect();
+        write_json(&out.join("eval.json"), &entries)?;
+    }
+    Ok(Evaluated {
+        name: p.name,
+        results,
+        layer_errors,
+    })
+}
+
+pub fn run(a: &Args) -> Result<(), NnError> {
     let out = a
         .out
         .clone()
@@ -79,15 +142,11 @@ pub fn run(a: &Args) -> Result<(), NnError> {
             .map(|s| kind(s))
             .collect::<Result<_, _>>()?
     };
-    let mut results: Vec<(String, EvalResult)> = vec![];
-    let mut backends = vec![];
-    for k in kinds {
-        let mut b = a.net.backend(k, &model)?;
-        model.prepare_backend(b.as_mut())?;
-        let r = evaluate(&model, b.as_ref(), &split.test, 500)?;
-        results.push((b.name(), r));
-        backends.push(b);
-    }
+    let Evaluated {
+        name: pname,
+        results,
+        layer_errors: errs,
+    } = evaluate_net(a, &kinds, Some(&out))?;
     let stdout = std::io::stdout();
     let mut o = std::io::BufWriter::new(stdout.lock());
     if results.len() == 1 {
@@ -95,7 +154,7 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         writeln!(
             o,
             "{} test accuracy ({name}): {:.2}% ({} samples), loss {:.4}",
-            p.name,
+            pname,
             100.0 * r.accuracy,
             r.samples,
             r.loss
@@ -117,37 +176,17 @@ pub fn run(a: &Args) -> Result<(), NnError> {
             .count();
         writeln!(o, "identical predictions: {agree}/{}", results[0].1.samples)
             .map_err(stdout_err)?;
-        let errs = layer_errors(
-            &model,
-            backends[0].as_ref(),
-            backends[1].as_ref(),
-            &split.test,
-            200,
-        )?;
         writeln!(
             o,
             "per-layer relative RMS difference of outputs ({} vs {}):",
             results[1].0, results[0].0
         )
         .map_err(stdout_err)?;
-        for (li, e) in errs.iter().enumerate() {
+        for (li, e) in errs.iter().flatten().enumerate() {
             writeln!(o, "  layer {li:>2}: {e:.3e}").map_err(stdout_err)?;
         }
     }
     o.flush().map_err(stdout_err)?;
-    // written once every backend and the comparison have run: a failure leaves no partial output
-    for (name, r) in &results {
-        let stem = format!("confusion_{name}");
-        write_json(&out.join(format!("{stem}.json")), &r.confusion)?;
-        confusion_heatmap(
-            &out,
-            &stem,
-            &format!("{} test, {name}: {:.2}%", p.name, 100.0 * r.accuracy),
-            &r.confusion,
-        )?;
-    }
-    let summary: Vec<_> = results.iter().map(|(n, r)| serde_json::json!({"backend": n, "accuracy": r.accuracy, "loss": r.loss, "samples": r.samples, "confusion": r.confusion})).collect();
-    write_json(&out.join("eval.json"), &summary)?;
     Ok(())
 }
 

@@ -1,7 +1,9 @@
 //! `netc solve FILE [--json | --csv]`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::netlist::Netlist;
 
 use crate::solver::{self, AnalysisResult, SolveError};
 use crate::spice::{self, SpiceError};
@@ -44,8 +46,29 @@ fn with_file(path: &str, e: &SolveError) -> String {
     }
 }
 
+/// Where a netlist comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    File(&'a Path),
+    /// Netlist text; `name` stands for the file in located messages.
+    Text {
+        text: &'a str,
+        name: &'a str,
+    },
+}
+
+/// Parse a netlist (its front-end warnings are in `warnings`): the first step of `netc solve` and of
+/// the Python `netc.solve`; the second is [`solver::run`], the JSON form [`solver::to_json`].
+pub fn parse(source: Source<'_>) -> Result<Netlist, SolveCmdError> {
+    match source {
+        Source::File(p) => spice::parse_file(p),
+        Source::Text { text, name } => spice::parse_str(text, name),
+    }
+    .map_err(|e| SolveCmdError::Parse(Box::new(e)))
+}
+
 pub fn run(args: &SolveArgs) -> Result<(), SolveCmdError> {
-    let netlist = spice::parse_file(&args.file).map_err(|e| SolveCmdError::Parse(Box::new(e)))?;
+    let netlist = parse(Source::File(&args.file))?;
     for w in &netlist.warnings {
         eprintln!("warning: {w}");
     }

@@ -199,7 +199,20 @@ pub struct Args {
     pub quiet: bool,
 }
 
-pub fn run(a: &Args) -> Result<(), NnError> {
+/// The outcome of [`train_net`].
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The recipe's name.
+    pub name: String,
+    pub report: crate::nn::train::TrainReport,
+    /// Where `model.json`, `metrics.json` and the checkpoint went.
+    pub out_dir: PathBuf,
+    /// The compiler's weights (`netc-weights/1`), for networks from a `.net` file.
+    pub compiler_weights: Option<PathBuf>,
+}
+
+/// Train as `netc train` does (and the Python `netc.train`), writing into the output directory.
+pub fn train_net(a: &Args) -> Result<Trained, NnError> {
     let (p, ir) = a.net.recipe_ir()?;
     for w in &p.not_applied {
         eprintln!("{w}");
@@ -271,27 +284,41 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         readback: false,
         stop_after: None,
     };
-    let rep = train(&mut model, backend.as_mut(), &split, &cfg, &opts)?;
+    let report = train(&mut model, backend.as_mut(), &split, &cfg, &opts)?;
+    let mut compiler_weights = None;
     if let Some(ir) = &ir {
         let cw = crate::nn::from_net::compiler_weights(&model, ir)?;
         let path = out.join("weights.json");
         cw.save(&path).map_err(|e| NnError::Format(e.to_string()))?;
+        compiler_weights = Some(path);
+    }
+    Ok(Trained {
+        name: p.name,
+        report,
+        out_dir: out,
+        compiler_weights,
+    })
+}
+
+pub fn run(a: &Args) -> Result<(), NnError> {
+    let t = train_net(a)?;
+    if let Some(path) = &t.compiler_weights {
         super::with_stdout(|o| {
             writeln!(o, "compiler weights (netc-weights/1) in {}", path.display())
         })
         .map_err(stdout_err)?;
     }
-    if let Some(m) = rep.metrics.last() {
+    if let Some(m) = t.report.metrics.last() {
         super::with_stdout(|o| {
             writeln!(
                 o,
                 "{}: {} epochs, loss {:.4}, train {:.2}%, test {:.2}%; model in {}",
-                p.name,
+                t.name,
                 m.epoch,
                 m.loss,
                 100.0 * m.train_acc,
                 100.0 * m.test_acc,
-                out.join(crate::nn::train::MODEL_FILE).display()
+                t.out_dir.join(crate::nn::train::MODEL_FILE).display()
             )
         })
         .map_err(stdout_err)?;

@@ -259,18 +259,30 @@ fn inputs(a: &XbarArgs, rows: usize) -> Result<Mat<f64>, XbarCmdError> {
 }
 
 fn options(a: &XbarArgs, xb: &Crossbar) -> SolveOptions {
-    let cg_suits = matches!(a.op, Op::Infer)
+    solve_options(a.op, a.solver, a.tol, a.max_iter, xb)
+}
+
+/// The solver options of an operation on `xb` for a solver choice (`auto`: CG for inference on
+/// linear arrays of 512×512 cells and more with nonzero wire resistance, sparse Cholesky otherwise).
+pub fn solve_options(
+    op: Op,
+    solver: SolverChoice,
+    tol: f64,
+    max_iter: usize,
+    xb: &Crossbar,
+) -> SolveOptions {
+    let cg_suits = matches!(op, Op::Infer)
         && xb.cell.is_linear()
         && matches!(xb.sense, SenseKind::VirtualGround)
         && xb.r_word_ohm > 0.0
         && xb.r_bit_ohm > 0.0
         && xb.rows * xb.cols >= 512 * 512;
     let cg = PcgOptions {
-        rel_tol: a.tol,
-        max_iter: a.max_iter,
+        rel_tol: tol,
+        max_iter,
     };
     SolveOptions {
-        method: match a.solver {
+        method: match solver {
             SolverChoice::Auto if cg_suits => LinearMethod::Iterative(cg),
             SolverChoice::Auto | SolverChoice::Direct => LinearMethod::Direct,
             SolverChoice::Cg => LinearMethod::Iterative(cg),

@@ -129,6 +129,13 @@ impl ArraySpec {
                 (r, c, g)
             }
         };
+        self.build_with(rows, cols, g)
+    }
+
+    /// Build the array from this spec's wires, cells and sensing with the conductances `g`
+    /// (row-major, `rows × cols`, S) given directly; the spec's own conductance fields are ignored.
+    pub fn build_with(&self, rows: usize, cols: usize, g: Vec<f64>) -> Result<Crossbar, XbarError> {
+        let bad = |m: &str| Err(XbarError::Invalid(m.to_string()));
         let rw = self.rw.unwrap_or(0.0);
         let cell = match self.cell.as_deref().unwrap_or("passive") {
             "passive" | "linear" | "0t1r" => CellKind::Linear,
