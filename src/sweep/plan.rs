@@ -130,7 +130,8 @@ pub fn plan(spec: &SweepSpec) -> Result<Manifest, SweepError> {
                 Some(s) => *s,
                 None => {
                     let h = sha(&json!({"seed-of": what}));
-                    u64::from_le_bytes(h[..8].try_into().expect("8 bytes")) >> 1
+                    // 31 bits: every seed field of the languages and CLIs takes it
+                    u64::from_le_bytes(h[..8].try_into().expect("8 bytes")) >> 33
                 }
             };
             let point = Point {
