@@ -61,7 +61,11 @@ fn main() {
     println!(
         "runner overhead per point: {per_point_ms:.1} ms (target < 50 ms: {}); \
          runner / in-process ratio {:.0}×",
-        if per_point_ms < 50.0 { "met" } else { "NOT met" },
+        if per_point_ms < 50.0 {
+            "met"
+        } else {
+            "NOT met"
+        },
         total / inproc.max(1e-9)
     );
 }

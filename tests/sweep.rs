@@ -50,7 +50,10 @@ fn net_overrides_equal_the_edited_source() {
         .replace("epochs 2;", "epochs 5;")
         .replace("rmsprop { lr 0.01;", "rmsprop { lr 0.02;")
         .replace("  seed 1;\n}\n\ntraining", "  seed 42;\n}\n\ntraining")
-        .replace("noise 10uS;                  // simulated programming noise sigma\n  seed 1;", "noise 10uS;\n  seed 42;");
+        .replace(
+            "noise 10uS;                  // simulated programming noise sigma\n  seed 1;",
+            "noise 10uS;\n  seed 42;",
+        );
     assert_ne!(src, edited);
     assert_eq!(edited.matches("seed 42;").count(), 2, "{edited}");
     let (want, _) = netc::net::load_str(&edited, "lenet.net", base.parent().unwrap()).unwrap();
@@ -199,7 +202,9 @@ fn local_run_matches_netc_xbar_and_the_ideal_product() {
     assert!(out.contains("4 ok, 0 failed, 0 missing"), "{out}");
     let csv = std::fs::read_to_string(dir.join("collected.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5);
-    assert!(csv.starts_with("index,id,rows,rw,replicate,seed,status,error.mean_rel,error.max_abs,error\n"));
+    assert!(csv.starts_with(
+        "index,id,rows,rw,replicate,seed,status,error.mean_rel,error.max_abs,error\n"
+    ));
     for name in [
         "error_mean_rel_vs_rows.png",
         "error_mean_rel_vs_rw.png",
@@ -245,7 +250,16 @@ fn a_failing_point_is_recorded_retried_and_rerun_alone() {
     let dir = t.path().join("sw");
     let d = dir.to_str().unwrap();
     let (ok, out, _) = netc(&[
-        "sweep", "run", f.to_str().unwrap(), "--dir", d, "-q", "--retry", "1", "-j", "2",
+        "sweep",
+        "run",
+        f.to_str().unwrap(),
+        "--dir",
+        d,
+        "-q",
+        "--retry",
+        "1",
+        "-j",
+        "2",
     ]);
     assert!(!ok, "a failed point makes `run` fail");
     assert!(out.contains("7 ran ok, 1 failed"), "{out}");
@@ -366,14 +380,25 @@ fn slurm_fail_fix_resubmit_collect_same_as_local() {
     let (ok, _, err) = netc(&["sweep", "plan", f.to_str().unwrap(), "--dir", d]);
     assert!(ok, "{err}");
     let (ok, out, err) = netc(&[
-        "sweep", "submit", d, "--slurm", "--chunk", "2", "--throttle", "2", "--time",
+        "sweep",
+        "submit",
+        d,
+        "--slurm",
+        "--chunk",
+        "2",
+        "--throttle",
+        "2",
+        "--time",
         "00:05:00",
     ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("8 points in 4 array tasks"), "{out}");
     let script = std::fs::read_to_string(dir.join("slurm/submit-1.sbatch")).unwrap();
     assert!(script.contains("#SBATCH --array=0-3%2"), "{script}");
-    assert!(script.contains("--index \"$SLURM_ARRAY_TASK_ID\""), "{script}");
+    assert!(
+        script.contains("--index \"$SLURM_ARRAY_TASK_ID\""),
+        "{script}"
+    );
     assert!(script.contains("SLURM_CPUS_PER_TASK"), "{script}");
     let (ok, out, err) = netc(&["sweep", "status", d, "--wait", "--timeout", "300"]);
     assert!(ok, "{out}{err}");
@@ -406,7 +431,12 @@ fn slurm_fail_fix_resubmit_collect_same_as_local() {
     // the same sweep file, run locally, gives the same table
     let local = t.path().join("local-sw");
     let (ok, out, err) = netc(&[
-        "sweep", "run", f.to_str().unwrap(), "--dir", local.to_str().unwrap(), "-q",
+        "sweep",
+        "run",
+        f.to_str().unwrap(),
+        "--dir",
+        local.to_str().unwrap(),
+        "-q",
     ]);
     assert!(ok, "{out}{err}");
     let (ok, _, err) = netc(&["sweep", "collect", local.to_str().unwrap(), "--no-plots"]);

@@ -196,9 +196,8 @@ pub fn run(a: &Args) -> Result<(), SweepError> {
                 target.clone()
             };
             let opts = RunOptions {
-                jobs: jobs.unwrap_or_else(|| {
-                    std::thread::available_parallelism().map_or(1, |n| n.get())
-                }),
+                jobs: jobs
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 retry: *retry,
                 force: *force,
                 progress: !quiet,
@@ -332,7 +331,12 @@ fn status(dir: &Path) -> Result<(), SweepError> {
             r.index,
             r.id,
             r.exit_status.map_or("?".into(), |c| c.to_string()),
-            r.error.as_deref().unwrap_or("").lines().next().unwrap_or("")
+            r.error
+                .as_deref()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
         );
     }
     let subs = submissions(dir);

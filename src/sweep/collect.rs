@@ -258,6 +258,9 @@ fn axis(m: &Manifest, pi: usize) -> (Vec<Json>, bool) {
     (vals, numeric)
 }
 
+/// A line: its label and, per x position, the metric's values over seeds.
+type Series = (String, Vec<(f64, Vec<f64>)>);
+
 type Rows<'a> = [&'a (Vec<Json>, Vec<Vec<f64>>)];
 
 fn plot_err(p: &Path, e: impl std::fmt::Display) -> SweepError {
@@ -298,7 +301,7 @@ fn line_plot(
         }
     };
     // series: other parameters' values
-    let mut series: Vec<(String, Vec<(f64, Vec<f64>)>)> = Vec::new();
+    let mut series: Vec<Series> = Vec::new();
     for (key, vals) in rows {
         let others: Vec<String> = key
             .iter()
@@ -341,10 +344,14 @@ fn line_plot(
     }
     let (mut x0, mut x1) = pts
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (mut y0, mut y1) = pts.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-        (a.min(p.1 - p.2), b.max(p.1 + p.2))
-    });
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let (mut y0, mut y1) = pts
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1 - p.2), b.max(p.1 + p.2))
+        });
     let pad = |a: &mut f64, b: &mut f64| {
         let w = if *b > *a { *b - *a } else { a.abs().max(1e-12) };
         *a -= 0.08 * w;
@@ -388,9 +395,16 @@ fn line_plot(
             let color = Palette99::pick(si).to_rgba();
             let line: Vec<(f64, f64)> = s.iter().map(|(x, v)| (*x, mean_std(v).0)).collect();
             c.draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))?
-                .label(if label.is_empty() { "mean" } else { label.as_str() })
+                .label(if label.is_empty() {
+                    "mean"
+                } else {
+                    label.as_str()
+                })
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-            c.draw_series(line.iter().map(|&(x, y)| Circle::new((x, y), 3, color.filled())))?;
+            c.draw_series(
+                line.iter()
+                    .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+            )?;
             c.draw_series(s.iter().filter(|(_, v)| v.len() > 1).map(|(x, v)| {
                 let (mu, sd) = mean_std(v);
                 ErrorBar::new_vertical(*x, mu - sd, mu, mu + sd, color, 8)

@@ -96,7 +96,9 @@ impl Source {
             .next()
             .unwrap_or("")
             .to_string();
-        let end = r.end.clamp(start, start + line_text.len() - (start - line_start));
+        let end = r
+            .end
+            .clamp(start, start + line_text.len() - (start - line_start));
         let len = self.text[start..end].chars().count().max(1);
         Span::new(self.name.clone(), line, col, len, Arc::from(line_text))
     }
@@ -256,11 +258,10 @@ pub fn parse_str(
         flatten(&src, t.get_ref(), "", t.span(), &mut params)?;
     }
     for p in &params {
-        kind.check_param(&p.path)
-            .map_err(|m| SweepError::Invalid {
-                span: p.span.clone(),
-                message: m,
-            })?;
+        kind.check_param(&p.path).map_err(|m| SweepError::Invalid {
+            span: p.span.clone(),
+            message: m,
+        })?;
     }
     if combine == Combine::Zip {
         if let Some(first) = params.first() {
@@ -281,7 +282,11 @@ pub fn parse_str(
         }
     }
     let metrics = match &raw.metrics {
-        None => kind.default_metrics().iter().map(|s| s.to_string()).collect(),
+        None => kind
+            .default_metrics()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         Some(m) => {
             if m.get_ref().is_empty() {
                 return Err(src.err(m.span(), "`metrics` lists at least one metric"));
@@ -367,8 +372,9 @@ fn flatten(
             message: m,
         };
         let values = match v {
-            toml::Value::Table(inner) if inner.contains_key("from") => range(inner)
-                .map_err(|m| bad(format!("parameter `{path}`: {m}")))?,
+            toml::Value::Table(inner) if inner.contains_key("from") => {
+                range(inner).map_err(|m| bad(format!("parameter `{path}`: {m}")))?
+            }
             toml::Value::Table(inner) => {
                 flatten(src, inner, &path, table_span.clone(), out)?;
                 continue;
@@ -412,11 +418,7 @@ fn flatten(
                 values.len()
             )));
         }
-        out.push(Param {
-            path,
-            values,
-            span,
-        });
+        out.push(Param { path, values, span });
     }
     Ok(())
 }
@@ -512,8 +514,15 @@ mod tests {
              g_uniform = { from = 1e-6, to = 1e-4, num = 3, log = true }\n",
         )
         .unwrap();
-        assert_eq!(s.params[0].values, vec![Json::from(1), Json::from(4), Json::from(7)]);
-        let g: Vec<f64> = s.params[1].values.iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(
+            s.params[0].values,
+            vec![Json::from(1), Json::from(4), Json::from(7)]
+        );
+        let g: Vec<f64> = s.params[1]
+            .values
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         assert!((g[1] - 1e-5).abs() < 1e-18, "{g:?}");
     }
 
@@ -524,15 +533,24 @@ mod tests {
             .to_string();
         assert!(e.starts_with("t.toml:3:1:"), "{e}");
         assert!(e.contains("^^"), "{e}");
-        let e = parse("kind = \"xbar\"\ncombine = \"cross\"\n").unwrap_err().to_string();
+        let e = parse("kind = \"xbar\"\ncombine = \"cross\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("t.toml:2:11:"), "{e}");
-        let e = parse("kind = \"xbar\"\nseeds = \"three\"\n").unwrap_err().to_string();
+        let e = parse("kind = \"xbar\"\nseeds = \"three\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("t.toml:2:9:"), "{e}");
-        let e = parse("kind = \"xbar\"\nbogus = 1\n").unwrap_err().to_string();
+        let e = parse("kind = \"xbar\"\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("t.toml:2:1:"), "{e}");
         let e = parse("kind = \"xbar\"\n[params]\nnot_a_flag = [1, 2]\n")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("t.toml:3:1:") && e.contains("not_a_flag"), "{e}");
+        assert!(
+            e.starts_with("t.toml:3:1:") && e.contains("not_a_flag"),
+            "{e}"
+        );
     }
 }

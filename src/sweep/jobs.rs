@@ -86,7 +86,9 @@ impl JobKind {
                     }) {
                     Ok(())
                 } else {
-                    Err(format!("`{m}` is not a dotted path into the xbar JSON report"))
+                    Err(format!(
+                        "`{m}` is not a dotted path into the xbar JSON report"
+                    ))
                 };
             }
         };
@@ -233,7 +235,12 @@ fn net_text(v: &Json) -> String {
 
 /// Set `path` (`block.key`, `block.sub.key`; a segment matches a statement's key or its name,
 /// e.g. `network.c1.kernels`) to `v`, replacing the statement's values or appending it.
-fn set_net_field(stmts: &mut Vec<Stmt>, path: &str, v: &Json, base_dir: &Path) -> Result<(), String> {
+fn set_net_field(
+    stmts: &mut Vec<Stmt>,
+    path: &str,
+    v: &Json,
+    base_dir: &Path,
+) -> Result<(), String> {
     let segs: Vec<&str> = path.split('.').collect();
     let (leaf, blocks) = segs.split_last().ok_or("empty parameter path")?;
     let text = format!("{leaf} {};", net_text(v));
@@ -273,7 +280,10 @@ fn set_net_field(stmts: &mut Vec<Stmt>, path: &str, v: &Json, base_dir: &Path) -
 }
 
 fn usize_opt(spec: &SweepSpec, key: &str) -> Option<usize> {
-    spec.job.get(key).and_then(|v| v.as_u64()).map(|n| n as usize)
+    spec.job
+        .get(key)
+        .and_then(|v| v.as_u64())
+        .map(|n| n as usize)
 }
 
 fn backend_for(
@@ -361,7 +371,9 @@ fn run_eval(ctx: &PointCtx) -> Result<Metrics, String> {
     }
     let split = split_for(ctx, &p)?;
     let mut b = backend_for(ctx, &file, &ir, &model)?;
-    model.prepare_backend(b.as_mut()).map_err(|e| e.to_string())?;
+    model
+        .prepare_backend(b.as_mut())
+        .map_err(|e| e.to_string())?;
     let r = crate::nn::train::evaluate(&model, b.as_ref(), &split.test, 500)
         .map_err(|e| e.to_string())?;
     Ok(Metrics::from([
@@ -448,13 +460,15 @@ fn xbar_args(
         argv.push(format!("--{flag}={text}"));
     }
     argv.push(format!("--seed={}", point.seed));
-    XbarCli::try_parse_from(&argv)
-        .map(|c| c.args)
-        .map_err(|e| {
-            let msg = e.render().to_string();
-            let first = msg.lines().next().unwrap_or("").trim_start_matches("error: ");
-            format!("xbar arguments {}: {first}", argv[1..].join(" "))
-        })
+    XbarCli::try_parse_from(&argv).map(|c| c.args).map_err(|e| {
+        let msg = e.render().to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        format!("xbar arguments {}: {first}", argv[1..].join(" "))
+    })
 }
 
 /// Numbers of a JSON object by dotted path (arrays are left out).

@@ -203,7 +203,10 @@ impl Manifest {
         if m.format != MANIFEST_FORMAT {
             return Err(SweepError::Io {
                 path: p.display().to_string(),
-                message: format!("manifest format {} (this netc reads {MANIFEST_FORMAT})", m.format),
+                message: format!(
+                    "manifest format {} (this netc reads {MANIFEST_FORMAT})",
+                    m.format
+                ),
             });
         }
         Ok(m)

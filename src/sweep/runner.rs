@@ -254,8 +254,8 @@ pub fn run_local(dir: &Path, exe: &Path, opts: &RunOptions) -> Result<RunSummary
         .points
         .iter()
         .filter(|p| {
-            let done = !opts.force
-                && read_result(dir, &p.id).is_some_and(|r| r.status == Status::Ok);
+            let done =
+                !opts.force && read_result(dir, &p.id).is_some_and(|r| r.status == Status::Ok);
             if done {
                 summary.skipped += 1;
             }

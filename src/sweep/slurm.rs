@@ -110,7 +110,10 @@ pub fn script(
         "#SBATCH --array=0-{}{throttle}\n",
         n_tasks.saturating_sub(1)
     ));
-    s.push_str(&format!("#SBATCH --cpus-per-task={}\n", o.cpus_per_task.max(1)));
+    s.push_str(&format!(
+        "#SBATCH --cpus-per-task={}\n",
+        o.cpus_per_task.max(1)
+    ));
     s.push_str("#SBATCH --ntasks=1\n");
     s.push_str(&format!("#SBATCH --output={}/%A_%a.out\n", logs.display()));
     if let Some(p) = &o.partition {
