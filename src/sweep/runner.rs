@@ -331,7 +331,8 @@ fn run_child(
     threads: usize,
 ) -> Result<PointResult, SweepError> {
     let t0 = Instant::now();
-    let started = std::time::SystemTime::now();
+    // what the result file held before (file times are too coarse to tell a fresh result)
+    let before = std::fs::read(result_path(dir, &p.id)).ok();
     let out = Command::new(exe)
         .arg("sweep")
         .arg("run-point")
@@ -357,9 +358,9 @@ fn run_child(
         out.status.signal().map(|s| 128 + s)
     });
     // a result counts only if this child wrote it (not one left by an earlier run)
-    let fresh = std::fs::metadata(result_path(dir, &p.id))
-        .and_then(|md| md.modified())
-        .is_ok_and(|t| t >= started);
+    let fresh = std::fs::read(result_path(dir, &p.id))
+        .ok()
+        .is_some_and(|now| Some(&now) != before.as_ref());
     match read_result(dir, &p.id).filter(|_| fresh) {
         Some(r) => Ok(r),
         _ => {
