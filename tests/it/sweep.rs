@@ -3,9 +3,7 @@
 //! the ideal product, failure isolation and retry, resume after a kill, whole result files) and a
 //! real one-node Slurm (fail, fix, resubmit one point, same table as the local runner).
 
-mod common;
-
-use common::netc;
+use crate::common::netc;
 use netc::sweep::{self, jobs, runner, Status};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
