@@ -12,6 +12,7 @@ pub mod peers;
 pub mod solver;
 pub mod span;
 pub mod spice;
+pub mod sweep;
 pub mod xbar;
 
 /// Memory the process frees is kept for reuse instead of returned to the kernel at once.

@@ -27,6 +27,8 @@ enum Command {
     Eval(cli::eval::Args),
     /// Datasets: fetch MNIST, inspect IDX files.
     Data(cli::data::Args),
+    /// Parameter sweeps: plan, run locally, submit to Slurm, collect.
+    Sweep(cli::sweep::Args),
 }
 
 fn parse_max_memory(s: &str) -> Result<u64, String> {
@@ -44,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => cli::train::run(&a)?,
         Command::Eval(a) => cli::eval::run(&a)?,
         Command::Data(a) => cli::data::run(&a)?,
+        Command::Sweep(a) => cli::sweep::run(&a)?,
     }
     Ok(())
 }

@@ -311,7 +311,12 @@ fn check_len(name: &str, v: &Option<Vec<impl Sized>>, n: usize) -> Result<(), Xb
     }
 }
 
-pub fn run(a: &XbarArgs) -> Result<(), XbarCmdError> {
+/// The `--json` report of one run (what `netc sweep` collects metrics from).
+pub fn report_json(a: &XbarArgs) -> Result<Value, XbarCmdError> {
+    Ok(report(a)?.json)
+}
+
+fn report(a: &XbarArgs) -> Result<Report, XbarCmdError> {
     check_len("g-random", &a.g_random, 2)?;
     check_len("v-random", &a.v_random, 2)?;
     check_len("tia", &a.tia, 3)?;
@@ -327,10 +332,14 @@ pub fn run(a: &XbarArgs) -> Result<(), XbarCmdError> {
     // inputs from a file are already in memory: only random/uniform vectors are planned here
     let vectors = if a.inputs.is_some() { 1 } else { a.vectors };
     crate::xbar::budget::check(&xb, &opts, vectors)?;
-    let report = match a.op {
-        Op::Infer => run_infer(a, &xb, &opts)?,
-        Op::Read | Op::Program => run_cell_op(a, &xb, &opts)?,
-    };
+    match a.op {
+        Op::Infer => run_infer(a, &xb, &opts),
+        Op::Read | Op::Program => run_cell_op(a, &xb, &opts),
+    }
+}
+
+pub fn run(a: &XbarArgs) -> Result<(), XbarCmdError> {
+    let report = report(a)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if a.json {

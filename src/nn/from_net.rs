@@ -194,6 +194,16 @@ fn data_spec(t: &TrainingSpec, input: [usize; 3], net_path: &Path) -> Result<Dat
 /// (Manhattan step, threshold) are taken as weight units.
 pub fn recipe(path: &Path) -> Result<(Preset, NetworkIr), NnError> {
     let (file, ir) = crate::net::load(path).map_err(|e| NnError::Format(e.to_string()))?;
+    recipe_from(&file, ir, path)
+}
+
+/// [`recipe`] from an already loaded (and possibly edited, e.g. by a sweep's overrides) file;
+/// `path` names it in errors.
+pub fn recipe_from(
+    file: &crate::net::NetFile,
+    ir: NetworkIr,
+    path: &Path,
+) -> Result<(Preset, NetworkIr), NnError> {
     let t = file
         .training
         .clone()

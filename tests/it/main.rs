@@ -23,6 +23,7 @@ mod one_lowering;
 mod spice_examples;
 mod spice_frontend;
 mod spice_roundtrip;
+mod sweep;
 mod verify_ngspice;
 mod xbar_cli;
 mod xbar_engine_api;
