@@ -14,6 +14,7 @@
 pub mod array;
 pub mod badcrossbar;
 pub mod budget;
+pub mod bulk;
 pub mod emit;
 pub mod eval;
 pub mod factor;
