@@ -212,7 +212,9 @@ fn main() {
         steps = eng1.last_newton().unwrap_or((0, 0));
         let t0 = Instant::now();
         let mut eng1 = Engine::new(&xb1, SolveOptions::default()).expect("engine");
-        on = eng1.infer_per_vector(xn.as_ref()).expect("1t1r per-vector Newton");
+        on = eng1
+            .infer_per_vector(xn.as_ref())
+            .expect("1t1r per-vector Newton");
         newton_t.push(t0.elapsed().as_secs_f64() * k1 as f64 / kn as f64);
         newton_iters = eng1.last_newton().unwrap_or((0, 0));
     }

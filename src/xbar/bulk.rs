@@ -52,7 +52,7 @@ pub fn solve_block(
     let net = problem.net;
     let (n, r) = (net.n_free, net.rows);
     let cells = net.w.len();
-    if r == 0 || v_rows.len() % r != 0 {
+    if r == 0 || !v_rows.len().is_multiple_of(r) {
         return Err(XbarError::Invalid(format!(
             "{} input voltages are not whole vectors of {r}",
             v_rows.len()
@@ -250,7 +250,9 @@ mod tests {
         let got = bulk.infer(inputs.as_ref()).expect("bulk");
         let (steps, _) = bulk.last_newton().expect("stats");
         let mut per = Engine::new(xb, opts).expect("engine");
-        let want = per.infer_per_vector(inputs.as_ref()).expect("per-vector Newton");
+        let want = per
+            .infer_per_vector(inputs.as_ref())
+            .expect("per-vector Newton");
         let scale = (0..k)
             .flat_map(|t| (0..xb.cols).map(move |j| (t, j)))
             .fold(0.0f64, |m, (t, j)| m.max(want[(t, j)].abs()));

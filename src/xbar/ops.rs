@@ -442,7 +442,11 @@ impl Engine {
             let outs: Vec<Vec<f64>> = (0..nb)
                 .into_par_iter()
                 .map(|t| {
-                    let xt = if n == 0 { &[][..] } else { &x[t * n..(t + 1) * n] };
+                    let xt = if n == 0 {
+                        &[][..]
+                    } else {
+                        &x[t * n..(t + 1) * n]
+                    };
                     column_outputs(xb, &net, xt, &v_rows[t * r..(t + 1) * r], &v_col)
                 })
                 .collect();
