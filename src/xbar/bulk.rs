@@ -211,8 +211,12 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::super::array::{default_access_mos, CellKind, Crossbar, SenseKind};
-    use super::super::newton::NewtonOptions;
-    use super::super::ops::{Engine, SolveOptions};
+    use super::super::eval::GMIN_JUNCTION_S;
+    use super::super::linear::LinearSystem;
+    use super::super::network::{linearized_cell_g, Network, Topology};
+    use super::super::newton::{NewtonOptions, NewtonProblem};
+    use super::super::ops::{column_outputs, Engine, SolveOptions};
+    use super::solve_block;
 
     fn array(r: usize, c: usize, cell: CellKind, sense: SenseKind, seed: u64) -> Crossbar {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -295,21 +299,63 @@ mod tests {
     }
 
     #[test]
-    fn sinh_cells_with_amplifiers_match_per_vector_newton() {
+    fn sinh_cells_match_per_vector_newton() {
+        let xb = array(
+            5,
+            4,
+            CellKind::Sinh { k_per_v: 3.0 },
+            SenseKind::VirtualGround,
+            3,
+        );
+        check(&xb, 0.3, 10, 4, NewtonOptions::default());
+    }
+
+    #[test]
+    fn bulk_solves_amplifier_arrays_to_the_same_answers() {
+        // (Engine::infer keeps amplifier arrays on per-vector Newton; the bulk solver itself
+        // handles them: checked here through solve_block at tight tolerances, where the
+        // outputs — sense-node voltage times the gain 1e4 — must agree to 1e-9)
         let sense = SenseKind::Tia {
             gain: 1e4,
             r_f_ohm: 1e4,
             vsat_v: 1.0,
         };
         let xb = array(5, 4, CellKind::Sinh { k_per_v: 3.0 }, sense, 3);
-        // the outputs are amplifier voltages, the sense-node voltage times the gain (1e4): the
-        // sense nodes must be converged to 1e-15 V (not Newton's default vntol of 1e-12 V) for
-        // both solvers to agree to 1e-9 in the outputs
         let tight = NewtonOptions {
             reltol: 1e-12,
             vntol_v: 1e-16,
             ..NewtonOptions::default()
         };
-        check(&xb, 0.3, 10, 4, tight);
+        let net = Network::new(&xb, &Topology::inference(&xb)).expect("network");
+        let tia_g = xb.sense.small_signal_g_siemens();
+        let cell_g = linearized_cell_g(&xb, GMIN_JUNCTION_S);
+        let mut lin =
+            LinearSystem::new(net.clone(), cell_g, tia_g, 0.0, faer::Par::Seq).expect("factor");
+        let problem = NewtonProblem::new(&xb, &net, None, 0.0).expect("problem");
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let k = 6;
+        let (r, n) = (xb.rows, net.n_free);
+        let v_rows: Vec<f64> = (0..k * r).map(|_| rng.gen_range(-0.3..0.3)).collect();
+        let v_col = vec![0.0; xb.cols];
+        let vr = faer::MatRef::from_column_major_slice(&v_rows, r, k);
+        let start = lin.solve_rows(vr, &v_col).expect("start");
+        let mut x: Vec<f64> = (0..k)
+            .flat_map(|t| (0..n).map(move |p| (p, t)))
+            .map(|(p, t)| start[(p, t)])
+            .collect();
+        let mut want = x.clone();
+        solve_block(&problem, &mut lin, &v_rows, &v_col, &mut x, &tight).expect("bulk");
+        let mut ws = problem.workspace().expect("workspace");
+        for t in 0..k {
+            let vt = &v_rows[t * r..(t + 1) * r];
+            problem
+                .solve(&mut ws, &mut want[t * n..(t + 1) * n], vt, &v_col, &tight)
+                .expect("newton");
+            let a = column_outputs(&xb, &net, &x[t * n..(t + 1) * n], vt, &v_col);
+            let b = column_outputs(&xb, &net, &want[t * n..(t + 1) * n], vt, &v_col);
+            for (oa, ob) in a.iter().zip(&b) {
+                assert!((oa - ob).abs() <= 1e-9 * ob.abs().max(1e-6), "{oa} vs {ob}");
+            }
+        }
     }
 }

@@ -400,7 +400,15 @@ impl Engine {
     /// Nonlinear inference in bulk: blocks of `opts.block` vectors, each started from the
     /// small-signal solution and finished by the chord iteration of [`super::bulk`] (per-vector
     /// Newton for the vectors it does not finish); same stopping test as per-vector Newton.
+    ///
+    /// Arrays sensed by transimpedance amplifiers stay with per-vector Newton: their outputs are
+    /// the sense-node voltages times the gain, and a chord iterate that meets the stopping test
+    /// (vntol on the sense node) can still differ from Newton's quadratically converged answer
+    /// by gain × vntol in the outputs.
     fn infer_nonlinear(&mut self, inputs: MatRef<'_, f64>) -> Result<Mat<f64>, XbarError> {
+        if matches!(self.xb.sense, SenseKind::Tia { .. }) {
+            return self.infer_per_vector(inputs);
+        }
         let (r, c) = (self.xb.rows, self.xb.cols);
         let k = inputs.nrows();
         let v_col = vec![0.0; c];
