@@ -1,29 +1,160 @@
-//! One epoch of the S1 CNN (`netlists/lenet.net`: 8,000 bundled digits, batch 100, RMSprop) with the
-//! ideal backend and with the circuit backend on linear cells (the same array with passive linear
-//! memristors instead of 1T1R cells, 1 Ω wire segments as declared), measured in the same run.
-//! The circuit backend re-solves the array after every optimiser step (factor once per conductance
-//! state, exact effective weights, then dense products).
+//! One training epoch, every ratio measured in the same run (medians of `TRAIN_EPOCH_RUNS`
+//! epochs, default 5; each epoch is every training batch plus the test pass):
+//! - netc's ideal backend against the numpy reference (`benches/numpy_reference.py`: float32,
+//!   im2col + BLAS, the same network, optimiser and batch, random data of the same sizes) for S1
+//!   (`netlists/lenet.net`: 8,000 bundled digits, batch 100, RMSprop) and S5 (the preset's 28×28
+//!   CNN, batch 50); target: netc ≤ numpy;
+//! - the ideal epoch of every preset S1–S5 (S2–S4 have no numpy reference: times only);
+//! - S1's circuit backend against its ideal epoch, on linear cells (the same array with passive
+//!   memristors, 1 Ω segments) and on the declared 1T1R cells through the small-signal array; the
+//!   circuit backend re-solves the arrays after every optimiser step (new conductance state,
+//!   effective weights, dense products). Target ≤ 2×.
+//!
+//! The numpy script runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its
+//! environment (this machine may set them; the script prints the BLAS it ran). Set
+//! `TRAIN_EPOCH_NUMPY=0` to skip it (e.g. without python3/numpy).
 //!
 //! cargo bench --bench train_epoch
 use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
+use netc::data::Split;
 use netc::nn::backend::{IdealBackend, MatmulBackend};
 use netc::nn::circuit::{CircuitBackend, CircuitOverrides};
 use netc::nn::from_net::recipe;
-use netc::nn::model::Model;
+use netc::nn::model::{Model, ModelSpec};
+use netc::nn::presets::{preset, TrainConfig};
 use netc::nn::train::{train, TrainOptions};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median epoch time (s) and the last run's test accuracy of `runs` one-epoch trainings from the
+/// same seed on a fresh model.
+fn epochs(
+    spec: &ModelSpec,
+    split: &Split,
+    cfg: &TrainConfig,
+    backend: &mut dyn MatmulBackend,
+    runs: usize,
+) -> (f64, f64) {
+    let mut cfg = cfg.clone();
+    cfg.epochs = 1;
+    let mut t = Vec::new();
+    let mut acc = 0.0;
+    for _ in 0..runs {
+        let mut m = Model::new(spec.clone()).expect("model");
+        let t0 = Instant::now();
+        let rep = train(&mut m, backend, split, &cfg, &TrainOptions::default()).expect("train");
+        t.push(t0.elapsed().as_secs_f64());
+        acc = rep.metrics[0].test_acc;
+    }
+    (median(t), acc)
+}
+
+/// The numpy reference's median epoch (s), or `None` when it cannot run.
+fn numpy(net: &str, batch: usize, train: usize, test: usize, runs: usize) -> Option<f64> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/numpy_reference.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--net", net, "--runs", &runs.to_string()])
+        .args(["--batch", &batch.to_string()])
+        .args(["--train", &train.to_string(), "--test", &test.to_string()])
+        .env_remove("OPENBLAS_CORETYPE")
+        .env_remove("OPENBLAS_L2_SIZE")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        eprintln!(
+            "numpy reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    for l in text.lines().filter(|l| l.starts_with("blas")) {
+        println!("  numpy {l}");
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix("median_s "))
+        .and_then(|v| v.trim().parse().ok())
+}
 
 fn main() {
     // freed memory stays with the process for reuse (see the function's docs)
     netc::retain_freed_memory();
+    let runs: usize = std::env::var("TRAIN_EPOCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let with_numpy = std::env::var("TRAIN_EPOCH_NUMPY").map_or(true, |v| v != "0");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
     let (p, ir) = recipe(&dir.join("lenet.net")).expect("lenet.net");
     let split = p.data.load().expect("bundled data");
-    let mut cfg = p.train.clone();
-    cfg.epochs = 1;
+    println!(
+        "one epoch = {} training samples + test pass over {}; medians of {runs} epochs; {} threads",
+        split.train.len(),
+        split.test.len(),
+        rayon::current_num_threads()
+    );
 
-    // the same network on passive linear cells
+    // S1 (lenet.net's own training block: batch 100) and S5 against numpy
+    let (t_s1, acc_s1) = epochs(&p.model, &split, &p.train, &mut IdealBackend::new(), runs);
+    println!(
+        "S1 lenet.net, batch {}: ideal backend {t_s1:.3} s (test {:.2}%)",
+        p.train.batch_size,
+        100.0 * acc_s1
+    );
+    if with_numpy {
+        if let Some(np) = numpy(
+            "s1",
+            p.train.batch_size,
+            split.train.len(),
+            split.test.len(),
+            runs,
+        ) {
+            println!(
+                "  numpy reference {np:.3} s → netc/numpy {:.2} (target ≤ 1: {})",
+                t_s1 / np,
+                if t_s1 <= np { "met" } else { "NOT met" }
+            );
+        }
+    }
+    let mut ideal_by_preset = Vec::new();
+    for name in ["s1", "s2", "s3", "s4", "s5"] {
+        let pr = preset(name).expect("preset");
+        let sp = pr.data.load().expect("preset data");
+        let (t, acc) = epochs(&pr.model, &sp, &pr.train, &mut IdealBackend::new(), runs);
+        println!(
+            "preset {name}: ideal epoch {t:.3} s ({} + {} samples, batch {}; test {:.2}%)",
+            sp.train.len(),
+            sp.test.len(),
+            pr.train.batch_size,
+            100.0 * acc
+        );
+        if name == "s5" && with_numpy {
+            if let Some(np) = numpy(
+                "s5",
+                pr.train.batch_size,
+                sp.train.len(),
+                sp.test.len(),
+                runs,
+            ) {
+                println!(
+                    "  numpy reference {np:.3} s → netc/numpy {:.2} (target ≤ 1: {})",
+                    t / np,
+                    if t <= np { "met" } else { "NOT met" }
+                );
+            }
+        }
+        ideal_by_preset.push((name, t));
+    }
+
+    // S1 circuit backends against the ideal epoch (interleaved reference from above)
     let src = std::fs::read_to_string(dir.join("lenet.net")).expect("read lenet.net");
     let passive: String = src
         .lines()
@@ -33,36 +164,26 @@ fn main() {
         })
         .map(|l| l.replace("cell 1t1r;", "cell passive;") + "\n")
         .collect();
-    let (file, ir2) =
+    let (file2, ir2) =
         netc::net::load_str(&passive, "lenet_passive.net", &dir).expect("passive variant");
     assert_eq!(ir.layers.len(), ir2.layers.len());
-
-    let run = |b: &mut dyn MatmulBackend, model: &mut Model| {
-        let t0 = Instant::now();
-        let rep = train(model, b, &split, &cfg, &TrainOptions::default()).expect("train");
-        (t0.elapsed().as_secs_f64(), rep.metrics[0].test_acc)
-    };
-    let mut m_ideal = Model::new(p.model.clone()).expect("model");
-    let (t_ideal, acc_ideal) = run(&mut IdealBackend::new(), &mut m_ideal);
-
-    let mut m_circ = Model::new(p.model.clone()).expect("model");
-    let mut cb = CircuitBackend::for_model(&file, &ir2, &m_circ, CircuitOverrides::default())
-        .expect("backend");
-    let (t_circ, acc_circ) = run(&mut cb, &mut m_circ);
-
-    println!(
-        "S1 epoch ({} training + {} test samples, batch {}):",
-        split.train.len(),
-        split.test.len(),
-        cfg.batch_size
-    );
-    println!(
-        "  ideal backend                 {t_ideal:8.3} s   test {:.2}%",
-        100.0 * acc_ideal
-    );
-    println!(
-        "  circuit backend, linear cells {t_circ:8.3} s   test {:.2}%   ({:.2}× ideal; target ≤ 3×)",
-        100.0 * acc_circ,
-        t_circ / t_ideal
-    );
+    let file1 = netc::net::load_str(&src, "lenet.net", &dir)
+        .expect("lenet.net")
+        .0;
+    let m0 = Model::new(p.model.clone()).expect("model");
+    for (label, file, irr) in [
+        ("linear cells", &file2, &ir2),
+        ("1T1R, small-signal", &file1, &ir),
+    ] {
+        let mut cb = CircuitBackend::for_model(file, irr, &m0, CircuitOverrides::default())
+            .expect("backend");
+        let (t_ideal, _) = epochs(&p.model, &split, &p.train, &mut IdealBackend::new(), runs);
+        let (t_circ, acc) = epochs(&p.model, &split, &p.train, &mut cb, runs);
+        println!(
+            "S1 circuit backend, {label}: {t_circ:.3} s (test {:.2}%) vs ideal {t_ideal:.3} s → {:.2}× (target ≤ 2×: {})",
+            100.0 * acc,
+            t_circ / t_ideal,
+            if t_circ <= 2.0 * t_ideal { "met" } else { "NOT met" }
+        );
+    }
 }

@@ -1,9 +1,11 @@
 //! Dense row-major `f64` matrix and the few products training needs.
 //!
-//! All products are parallelised with rayon over *output rows*; every output
-//! element is a sum taken in a fixed order, so results are bit-identical
-//! whatever the number of threads.
+//! All products are faer's blocked kernel, parallelised with rayon over bands
+//! of *output rows*; every output element is a sum taken in the kernel's fixed
+//! order, so results are bit-identical whatever the number of threads.
 
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +20,38 @@ pub struct Matrix {
 
 /// Minimum number of multiply–adds before a product goes parallel.
 const PAR_THRESHOLD: usize = 1 << 15;
+
+/// `out = a · b` (`out` n×m, row-major) with faer's blocked kernel. Parallel over bands of
+/// output rows, each band a sequential product: an output element's sum runs over the inner
+/// dimension in the kernel's fixed order whatever band holds it, so the result does not depend
+/// on the number of threads.
+fn gemm(out: &mut Matrix, a: MatRef<'_, f64>, b: MatRef<'_, f64>) {
+    let (n, k, m) = (a.nrows(), a.ncols(), b.ncols());
+    if n == 0 || m == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let band = if n * k * m >= PAR_THRESHOLD && threads > 1 {
+        // a few bands per thread, multiples of the kernel's 8-row register tile
+        n.div_ceil(4 * threads).div_ceil(8) * 8
+    } else {
+        n
+    };
+    out.data
+        .par_chunks_mut(band * m)
+        .enumerate()
+        .for_each(|(q, o)| {
+            let rows = o.len() / m;
+            matmul(
+                MatMut::from_row_major_slice_mut(o, rows, m),
+                Accum::Replace,
+                a.subrows(q * band, rows),
+                b,
+                1.0,
+                Par::Seq,
+            );
+        });
+}
 
 impl Matrix {
     pub fn zeros(rows: usize, cols: usize) -> Self {
@@ -65,62 +99,36 @@ impl Matrix {
     /// callers validate shapes first).
     pub fn matmul(&self, b: &Matrix) -> Matrix {
         assert_eq!(self.cols, b.rows, "matmul shape mismatch");
-        let (n, k, m) = (self.rows, self.cols, b.cols);
-        let mut out = Matrix::zeros(n, m);
-        if m == 0 {
-            return out;
-        }
-        let kernel = |(i, orow): (usize, &mut [f64])| {
-            let arow = &self.data[i * k..(i + 1) * k];
-            for (p, &a) in arow.iter().enumerate() {
-                if a == 0.0 {
-                    continue;
-                }
-                let brow = &b.data[p * m..(p + 1) * m];
-                for (o, &bv) in orow.iter_mut().zip(brow) {
-                    *o += a * bv;
-                }
-            }
-        };
-        if n * k * m >= PAR_THRESHOLD {
-            out.data.par_chunks_mut(m).enumerate().for_each(kernel);
-        } else {
-            out.data.chunks_mut(m).enumerate().for_each(kernel);
-        }
+        let mut out = Matrix::zeros(self.rows, b.cols);
+        gemm(
+            &mut out,
+            MatRef::from_row_major_slice(&self.data, self.rows, self.cols),
+            MatRef::from_row_major_slice(&b.data, b.rows, b.cols),
+        );
         out
     }
 
-    /// `selfᵀ · b` (self n×k, b n×m → k×m) without forming the transpose;
-    /// every output element sums over the n rows in order.
+    /// `selfᵀ · b` (self n×k, b n×m → k×m) without forming the transpose.
     pub fn t_matmul(&self, b: &Matrix) -> Matrix {
         assert_eq!(self.rows, b.rows, "t_matmul shape mismatch");
-        self.transpose().matmul(b)
+        let mut out = Matrix::zeros(self.cols, b.cols);
+        gemm(
+            &mut out,
+            MatRef::from_row_major_slice(&self.data, self.rows, self.cols).transpose(),
+            MatRef::from_row_major_slice(&b.data, b.rows, b.cols),
+        );
+        out
     }
 
     /// `self · bᵀ` (self n×k, b m×k → n×m).
     pub fn matmul_t(&self, b: &Matrix) -> Matrix {
         assert_eq!(self.cols, b.cols, "matmul_t shape mismatch");
-        let (n, k, m) = (self.rows, self.cols, b.rows);
-        let mut out = Matrix::zeros(n, m);
-        if m == 0 {
-            return out;
-        }
-        let kernel = |(i, orow): (usize, &mut [f64])| {
-            let arow = &self.data[i * k..(i + 1) * k];
-            for (j, o) in orow.iter_mut().enumerate() {
-                let brow = &b.data[j * k..(j + 1) * k];
-                let mut s = 0.0;
-                for (x, y) in arow.iter().zip(brow) {
-                    s += x * y;
-                }
-                *o = s;
-            }
-        };
-        if n * k * m >= PAR_THRESHOLD {
-            out.data.par_chunks_mut(m).enumerate().for_each(kernel);
-        } else {
-            out.data.chunks_mut(m).enumerate().for_each(kernel);
-        }
+        let mut out = Matrix::zeros(self.rows, b.rows);
+        gemm(
+            &mut out,
+            MatRef::from_row_major_slice(&self.data, self.rows, self.cols),
+            MatRef::from_row_major_slice(&b.data, b.rows, b.cols).transpose(),
+        );
         out
     }
 

@@ -325,6 +325,15 @@ impl LinearSystem {
         Ok(())
     }
 
+    /// [`LinearSystem::solve_in_place`] with the columns split over the rayon threads (many
+    /// right-hand sides on a factor too small for parallel supernodes).
+    pub fn solve_in_place_parallel(&mut self, rhs: faer::MatMut<'_, f64>) -> Result<(), XbarError> {
+        if self.net.n_free > 0 {
+            self.numeric()?.solve_columns_parallel(rhs)?;
+        }
+        Ok(())
+    }
+
     /// Output functionals of the virtual-ground columns: `I_j = Σ coef·x + Σ coef·v_row`, as
     /// (column, node, coefficient) terms (column sources at 0 V).
     pub(crate) fn output_terms(&self) -> Vec<(usize, Node, f64)> {

@@ -1,7 +1,8 @@
 //! The crossbar engine: a structured array model (passive, sinh, 1T1R cells; wire, driver and sense
 //! resistances; virtual-ground or transimpedance sensing), exact fast solvers (sparse Cholesky with
 //! nested dissection and the effective weight matrix `T`, a line-preconditioned conjugate-gradient
-//! solver, Newton per input vector for nonlinear arrays), the operations inference / read / program,
+//! solver, nonlinear arrays in bulk by a chord iteration on the small-signal factor with Newton per
+//! vector as fallback and reference), the operations inference / read / program,
 //! and a netlist writer so that every case can be checked by ngspice.
 //!
 //! Library entry points for other modules (e.g. a training backend):
@@ -14,6 +15,7 @@
 pub mod array;
 pub mod badcrossbar;
 pub mod budget;
+pub mod bulk;
 pub mod emit;
 pub mod eval;
 pub mod factor;

@@ -126,7 +126,7 @@ impl<'a> NewtonProblem<'a> {
 
     /// KCL residual (sum of currents leaving each unknown node, A) into `f`, and optionally the
     /// Jacobian into `values`. Returns the largest branch-current magnitude (for the tolerance).
-    fn residual(
+    pub(super) fn residual(
         &self,
         x: &[f64],
         v_row: &[f64],
@@ -247,11 +247,7 @@ impl<'a> NewtonProblem<'a> {
         }
         // 1T1R internal nodes start between their terminals.
         if !ws.vm.is_empty() {
-            for k in 0..ws.vm.len() {
-                let va = Network::voltage(self.net.w[k], x, v_row, v_col);
-                let vb = Network::voltage(self.net.b[k], x, v_row, v_col);
-                ws.vm[k] = 0.5 * (va + vb);
-            }
+            self.internal_start(x, v_row, v_col, &mut ws.vm);
         }
         let norm = |f: &[f64]| f.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let mut scale = self.residual(x, v_row, v_col, &mut ws.f, &mut ws.vm, Some(&mut ws.values));
@@ -342,6 +338,21 @@ impl<'a> NewtonProblem<'a> {
     /// The 1T1R internal node voltages after the last `solve` with this workspace.
     pub fn internal_voltages(ws: &NewtonWorkspace) -> &[f64] {
         &ws.vm
+    }
+
+    /// 1T1R internal node voltages halfway between their terminals (`vm`: one per cell), the
+    /// start both Newton and the bulk solver use.
+    pub(super) fn internal_start(&self, x: &[f64], v_row: &[f64], v_col: &[f64], vm: &mut [f64]) {
+        for (k, m) in vm.iter_mut().enumerate() {
+            let va = Network::voltage(self.net.w[k], x, v_row, v_col);
+            let vb = Network::voltage(self.net.b[k], x, v_row, v_col);
+            *m = 0.5 * (va + vb);
+        }
+    }
+
+    /// True for 1T1R cells (which carry an internal node per cell).
+    pub(super) fn has_internal(&self) -> bool {
+        matches!(self.xb.cell, CellKind::OneT1R { .. })
     }
 }
 
