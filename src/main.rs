@@ -27,6 +27,8 @@ enum Command {
     Eval(cli::eval::Args),
     /// Datasets: fetch MNIST, inspect IDX files.
     Data(cli::data::Args),
+    /// Program every array of a compiled network into a chip (device physics, write operations).
+    Program(cli::program::ProgramArgs),
 }
 
 fn parse_max_memory(s: &str) -> Result<u64, String> {
@@ -44,6 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => cli::train::run(&a)?,
         Command::Eval(a) => cli::eval::run(&a)?,
         Command::Data(a) => cli::data::run(&a)?,
+        Command::Program(a) => cli::program::run(&a)?,
     }
     Ok(())
 }

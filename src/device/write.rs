@@ -287,7 +287,7 @@ pub fn read_back_with(e: &mut Engine, v_read_v: f64) -> Result<Vec<f64>, DeviceE
 /// 1T1R cells the memristor in series with the channel conductance.
 fn small_signal_infer(e: &mut Engine, inputs: &Mat<f64>) -> Result<Mat<f64>, DeviceError> {
     let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
-    if e.xb.cell.is_linear() {
+    if crate::xbar::ops::is_linear(&e.xb) {
         return e.infer(inputs.as_ref()).map_err(circ);
     }
     // a linear stand-in with each cell's small-signal conductance
@@ -295,6 +295,7 @@ fn small_signal_infer(e: &mut Engine, inputs: &Mat<f64>) -> Result<Mat<f64>, Dev
     let mut lin = e.xb.clone();
     lin.cell = CellKind::Linear;
     lin.g_siemens = cell_g;
+    lin.sense = crate::xbar::SenseKind::VirtualGround;
     let mut le = Engine::new(&lin, e.opts).map_err(circ)?;
     le.infer(inputs.as_ref()).map_err(circ)
 }
@@ -388,6 +389,8 @@ impl CellReader {
             CellKind::OneT1R { mos, v_gate_v } => Some((mos.clone(), v_gate_v[i])),
             _ => None,
         };
+        // the verify senses the column current at a virtual ground (a TIA's input node is one)
+        lin.sense = crate::xbar::SenseKind::VirtualGround;
         if !xb.cell.is_linear() {
             lin.g_siemens =
                 crate::xbar::network::linearized_cell_g(xb, crate::xbar::eval::GMIN_JUNCTION_S);
@@ -461,4 +464,74 @@ fn solve3(m: [[f64; 3]; 3], y: [f64; 3]) -> Option<[f64; 3]> {
         *o = det(&mm) / d;
     }
     Some(out)
+}
+
+/// Result of a pulse train on a passive array.
+#[derive(Debug, Clone, Serialize)]
+pub struct PulseTrainReport {
+    pub row: usize,
+    pub col: usize,
+    pub pulses: i64,
+    /// Solved voltage across the selected cell (V).
+    pub v_selected_v: f64,
+    /// Largest |voltage| across an unselected cell (V).
+    pub v_disturb_max_v: f64,
+    pub g_before_siemens: f64,
+    pub g_after_siemens: f64,
+    /// Unselected cells whose conductance changed (half-select disturb).
+    pub disturbed_cells: usize,
+}
+
+/// `n` identical pulses (n > 0 SET, n < 0 RESET, amplitude `spec.v_pulse_v`) on cell (i, j) of a
+/// passive array with the unselected lines at V/2 or V/3: the array is solved under that bias
+/// (wires and every cell), and every cell — selected and half-selected — receives the pulses at
+/// its own solved voltage; the device law and its switching threshold decide who moves, so
+/// half-select disturb is a result. The bias is solved once per train (the cells' changes during
+/// the train shift the voltages only through the wires' drops).
+#[allow(clippy::too_many_arguments)]
+pub fn pulse_train<R: Rng>(
+    spec: &DeviceSpec,
+    params: &[DeviceParams],
+    xb: &mut Crossbar,
+    i: usize,
+    j: usize,
+    n: i64,
+    scheme: crate::xbar::Scheme,
+    pulses: &mut [u32],
+    rng: &mut R,
+) -> Result<PulseTrainReport, DeviceError> {
+    if params.len() != xb.g_siemens.len() || pulses.len() != xb.g_siemens.len() {
+        return Err(DeviceError::Param(
+            "one device and one pulse counter per cell".into(),
+        ));
+    }
+    let v = if n >= 0 { spec.v_pulse_v } else { -spec.v_pulse_v };
+    let (res, _) = crate::xbar::program(xb, i, j, v, scheme, &SolveOptions::default())
+        .map_err(|e| DeviceError::Circuit(e.to_string()))?;
+    let sel = i * xb.cols + j;
+    let before = xb.g_siemens[sel];
+    let mut disturbed = 0;
+    for (k, v_cell) in res.v_cell_v.iter().enumerate() {
+        let g0 = xb.g_siemens[k];
+        // a cell sees the pulse with the polarity of the voltage across it
+        let n_cell = if *v_cell >= 0.0 { n.abs() } else { -n.abs() };
+        let g1 = spec.pulses(&params[k], g0, n_cell, *v_cell, rng);
+        if v_cell.abs() >= spec.v_threshold_v {
+            pulses[k] += n.unsigned_abs() as u32;
+        }
+        if k != sel && g1 != g0 {
+            disturbed += 1;
+        }
+        xb.g_siemens[k] = g1;
+    }
+    Ok(PulseTrainReport {
+        row: i,
+        col: j,
+        pulses: n,
+        v_selected_v: res.v_selected_v,
+        v_disturb_max_v: res.v_disturb_max_v,
+        g_before_siemens: before,
+        g_after_siemens: xb.g_siemens[sel],
+        disturbed_cells: disturbed,
+    })
 }
