@@ -167,11 +167,17 @@ fn fault_fractions_are_drawn_as_declared() {
     let mut r = rng();
     let n = 20_000;
     let ps: Vec<_> = (0..n).map(|_| s.draw(&mut r)).collect();
-    let stuck = ps.iter().filter(|p| matches!(p.fault, Fault::Stuck { .. })).count();
+    let stuck = ps
+        .iter()
+        .filter(|p| matches!(p.fault, Fault::Stuck { .. }))
+        .count();
     let mis = ps.iter().filter(|p| p.fault == Fault::Miswritten).count();
     // binomial: 4σ bounds
     let sd = |f: f64| 4.0 * (n as f64 * f * (1.0 - f)).sqrt();
-    assert!(((stuck as f64) - 0.11 * n as f64).abs() < sd(0.11), "{stuck}");
+    assert!(
+        ((stuck as f64) - 0.11 * n as f64).abs() < sd(0.11),
+        "{stuck}"
+    );
     assert!(((mis as f64) - 0.1 * n as f64).abs() < sd(0.1), "{mis}");
 }
 
@@ -213,7 +219,11 @@ fn set_laws_closed_forms() {
     let p = DeviceParams::nominal(&s);
     let mut r = rng();
     s.v_m_v = 0.5;
-    assert!(close(s.set_from_compliance(&p, 50e-6, 1.0, &mut r), 100e-6, 1e-12));
+    assert!(close(
+        s.set_from_compliance(&p, 50e-6, 1.0, &mut r),
+        100e-6,
+        1e-12
+    ));
     // S1: ΔV_gate = R_vg·ΔG, R_vg = 1.5e4 V/S
     s.set_law = SetLaw::LinearGate {
         r_vg_v_per_s: 1.5e4,
@@ -256,7 +266,7 @@ fn bad_device_parameters_are_located() {
     for (body, line, col, needle) in [
         ("    read_noise 2;", 10, 16, "must be in [0, 1]"),
         ("    program_noise 10V;", 10, 19, "siemens"),
-        ("    pulse soft_bounds { dw_min 0; }", 10, 34, "(0, 1)"),
+        ("    pulse soft_bounds { dw_min 0; }", 10, 32, "(0, 1)"),
         ("    wobble 3;", 10, 5, "unknown key `wobble`"),
         ("    set_law linear_gate;", 10, 5, "needs `r_vg`"),
         ("    stuck_on 0.2;", 10, 5, "needs 2 value"),
@@ -292,16 +302,41 @@ fn half_select_disturb_is_decided_by_the_threshold() {
     s.v_threshold_v = 1.5;
     let mut xb = Crossbar::passive(4, 4, g0.clone(), 2.0).unwrap();
     let mut pulses = vec![0u32; 16];
-    let rep = pulse_train(&s, &params, &mut xb, 1, 2, 5, Scheme::Half, &mut pulses, &mut r).unwrap();
+    let rep = pulse_train(
+        &s,
+        &params,
+        &mut xb,
+        1,
+        2,
+        5,
+        Scheme::Half,
+        &mut pulses,
+        &mut r,
+    )
+    .unwrap();
     assert_eq!(rep.disturbed_cells, 0);
     assert!(close(xb.g_siemens[6], 45e-6, 1e-12));
-    assert!(rep.v_selected_v > 1.9 && rep.v_disturb_max_v < 1.05, "{rep:?}");
+    assert!(
+        rep.v_selected_v > 1.9 && rep.v_disturb_max_v < 1.05,
+        "{rep:?}"
+    );
     // threshold below V/2: the half-selected cells of the row and column move too (V/2 scheme:
     // 3 + 3 of them), the unselected ones (≈ 0 V) do not
     s.v_threshold_v = 0.9;
     let mut xb = Crossbar::passive(4, 4, g0, 2.0).unwrap();
     let mut pulses = vec![0u32; 16];
-    let rep = pulse_train(&s, &params, &mut xb, 1, 2, 5, Scheme::Half, &mut pulses, &mut r).unwrap();
+    let rep = pulse_train(
+        &s,
+        &params,
+        &mut xb,
+        1,
+        2,
+        5,
+        Scheme::Half,
+        &mut pulses,
+        &mut r,
+    )
+    .unwrap();
     assert_eq!(rep.disturbed_cells, 6, "{rep:?}");
     assert_eq!(xb.g_siemens[0], 40e-6);
 }

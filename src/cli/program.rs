@@ -221,8 +221,7 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
     }
     bar.finish_and_clear();
     // per-layer report
-    let mut by_layer: BTreeMap<String, Vec<&(usize, f64, f64, u32, bool, usize)>> =
-        BTreeMap::new();
+    let mut by_layer: BTreeMap<String, Vec<&(usize, f64, f64, u32, bool, usize)>> = BTreeMap::new();
     for cell in &cells {
         by_layer
             .entry(lowering.matrices[cell.0].layer.clone())
@@ -286,7 +285,13 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
     );
     println!(
         "{:<10} {:>7} {:>11} {:>10} {:>14} {:>13} {:>9} {:>12}",
-        "layer", "cells", "pulses mean", "pulses max", "error mean %W", "error max %W", "failures",
+        "layer",
+        "cells",
+        "pulses mean",
+        "pulses max",
+        "error mean %W",
+        "error max %W",
+        "failures",
         "prog. time"
     );
     for l in &report.layers {
@@ -340,7 +345,11 @@ fn plots(
             Circle::new(
                 (c.1 * us, c.2 * us),
                 2,
-                if c.4 { RED.filled() } else { BLUE.mix(0.4).filled() },
+                if c.4 {
+                    RED.filled()
+                } else {
+                    BLUE.mix(0.4).filled()
+                },
             )
         }))?;
         area.present()?;
@@ -363,7 +372,10 @@ fn plots(
             .x_label_area_size(40)
             .y_label_area_size(55)
             .build_cartesian_2d(0.0..((bins * width) as f64), 0.0..top)?;
-        ch.configure_mesh().x_desc("pulses").y_desc("cells").draw()?;
+        ch.configure_mesh()
+            .x_desc("pulses")
+            .y_desc("cells")
+            .draw()?;
         ch.draw_series(counts.iter().enumerate().map(|(b, n)| {
             let x0 = (b as u32 * width) as f64;
             Rectangle::new(
@@ -394,7 +406,9 @@ fn plots(
             .x_label_area_size(30)
             .y_label_area_size(55)
             .build_cartesian_2d(0.0..errs.len().max(1) as f64, -m * 1.1..m * 1.1)?;
-        ch.configure_mesh().x_desc("cell (programming order)").draw()?;
+        ch.configure_mesh()
+            .x_desc("cell (programming order)")
+            .draw()?;
         ch.draw_series(
             errs.iter()
                 .enumerate()

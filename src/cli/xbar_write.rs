@@ -8,9 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
 use super::xbar::{Op, XbarArgs};
-use crate::device::write::{
-    compliance_currents, gates_for_targets, set_netlist, write_verify,
-};
+use crate::device::write::{compliance_currents, gates_for_targets, set_netlist, write_verify};
 use crate::device::{DeviceError, DeviceParams, DeviceSpec};
 use crate::xbar::{CellKind, Crossbar};
 
@@ -103,7 +101,11 @@ fn at(a: &XbarArgs, xb: &Crossbar) -> Result<(usize, usize), WriteCmdError> {
 fn set(a: &XbarArgs, xb: &Crossbar, spec: &DeviceSpec) -> Result<(Value, String), WriteCmdError> {
     let gates_row = match &xb.cell {
         CellKind::OneT1R { v_gate_v, .. } => v_gate_v.clone(),
-        _ => return Err(usage("--op set needs --cell 1t1r (a compliance-limited SET)")),
+        _ => {
+            return Err(usage(
+                "--op set needs --cell 1t1r (a compliance-limited SET)",
+            ))
+        }
     };
     // one cell: only its row's gate is on; a column: every row with its own gate
     let (j, rows): (usize, Vec<usize>) = match (a.col, &a.at) {
@@ -112,7 +114,11 @@ fn set(a: &XbarArgs, xb: &Crossbar, spec: &DeviceSpec) -> Result<(Value, String)
             let (i, j) = at(a, xb)?;
             (j, vec![i])
         }
-        _ => return Err(usage("--op set takes --at i,j (one cell) or --col j (a column)")),
+        _ => {
+            return Err(usage(
+                "--op set takes --at i,j (one cell) or --col j (a column)",
+            ))
+        }
     };
     let mut vg: Vec<f64> = (0..xb.rows)
         .map(|i| if rows.contains(&i) { gates_row[i] } else { 0.0 })
@@ -184,7 +190,8 @@ fn gate_curve(
     let n = 41;
     let mut pts = Vec::with_capacity(n);
     for k in 0..n {
-        let v = spec.v_gate_min_v + (spec.v_gate_max_v - spec.v_gate_min_v) * k as f64 / (n - 1) as f64;
+        let v =
+            spec.v_gate_min_v + (spec.v_gate_max_v - spec.v_gate_min_v) * k as f64 / (n - 1) as f64;
         let mut vg = vec![0.0; xb.rows];
         vg[i] = v;
         let icc = compliance_currents(xb, j, &vg, spec.v_set_v, spec.v_m_v)?[i];
