@@ -87,6 +87,10 @@ pub struct ProgramReport {
     pub wall_time_s: f64,
 }
 
+/// One programmed cell: (matrix index, target G, achieved G, pulses, failed, array).
+type CellRecord = (usize, f64, f64, u32, bool, usize);
+
+#[allow(clippy::needless_range_loop)] // cells indexed across parallel per-cell vectors
 pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
     let t0 = std::time::Instant::now();
     let text = std::fs::read_to_string(&a.net).map_err(|e| ProgramCmdError::Io {
@@ -137,11 +141,12 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
     bar.set_message(format!("programming ({algorithm:?})"));
     let mut states = Vec::new();
     // per cell (layer, target, achieved, pulses, failed)
-    let mut cells: Vec<(usize, f64, f64, u32, bool, usize)> = Vec::new();
+    let mut cells: Vec<CellRecord> = Vec::new();
     for arr in &programmed.arrays {
         let (r, c) = (arr.rows, arr.cols);
         let mut st = ArrayState::fresh(&spec, r, c, &mut rng);
-        let mut xb = crate::nn::circuit::crossbar_for(hw, r, c, &st.g_s);
+        // the one lowering from hardware to circuit (crate::mapping::array)
+        let mut xb = crate::mapping::crossbar(hw, r, c, &st.g_s)?;
         let mut failed = vec![false; r * c];
         match algorithm {
             Algorithm::Oneshot => {
@@ -221,7 +226,7 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
     }
     bar.finish_and_clear();
     // per-layer report
-    let mut by_layer: BTreeMap<String, Vec<&(usize, f64, f64, u32, bool, usize)>> = BTreeMap::new();
+    let mut by_layer: BTreeMap<String, Vec<&CellRecord>> = BTreeMap::new();
     for cell in &cells {
         by_layer
             .entry(lowering.matrices[cell.0].layer.clone())
@@ -318,11 +323,7 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Target vs achieved conductance, pulse-count histogram, error map per array (PNG).
-fn plots(
-    dir: &Path,
-    cells: &[(usize, f64, f64, u32, bool, usize)],
-    spec: &DeviceSpec,
-) -> PlotResult {
+fn plots(dir: &Path, cells: &[CellRecord], spec: &DeviceSpec) -> PlotResult {
     let us = 1e6;
     let (lo, hi) = (spec.g_min_s * us, spec.g_max_s * us);
     let pad = 0.05 * (hi - lo);

@@ -222,6 +222,8 @@ impl DeviceSpec {
     }
 
     /// Check every parameter (built-in code paths; the `.net` parser checks with spans first).
+    // `!(a < b)` on purpose: a NaN parameter must fail every check
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn validate(&self) -> Result<(), DeviceError> {
         let bad = |m: String| Err(DeviceError::Param(m));
         let fin = |x: f64| x.is_finite();
@@ -294,7 +296,7 @@ impl DeviceSpec {
                 }
             }
             PulseLaw::SoftBounds { dw_min, up_down } => {
-                if !(*dw_min > 0.0 && *dw_min < 1.0) || !(up_down.abs() < 1.0) {
+                if !(*dw_min > 0.0 && *dw_min < 1.0 && up_down.abs() < 1.0) {
                     return bad(format!(
                         "soft bounds need 0 < dw_min < 1 and |up_down| < 1, got {dw_min}, {up_down}"
                     ));

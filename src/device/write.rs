@@ -104,7 +104,7 @@ pub fn set_netlist(
         }
     };
     let r_row = xb.r_driver_ohm + (j as f64 + 1.0) * xb.r_word_ohm;
-    for i in 0..xb.rows {
+    for (i, vg) in v_gate_v.iter().enumerate() {
         let _ = writeln!(s, "vset_{i} top_{i} 0 DC {}", num(v_set_v));
         link(
             &mut s,
@@ -114,7 +114,7 @@ pub fn set_netlist(
             r_row,
         );
         let _ = writeln!(s, "vm_{i} w_{i} m_{i} DC {}", num(v_m_v));
-        let _ = writeln!(s, "vg_{i} g_{i} 0 DC {}", num(v_gate_v[i]));
+        let _ = writeln!(s, "vg_{i} g_{i} 0 DC {}", num(*vg));
         let _ = writeln!(
             s,
             "m_{i} m_{i} g_{i} b_{i} 0 nacc W={} L={}",
