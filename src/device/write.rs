@@ -188,7 +188,7 @@ pub struct SetReport {
 /// Gate voltages for target conductances. With S1's linear rule the gate follows from the rule
 /// (bounded to the gate range); with the empirical law G = I_cc/V_m the gates are found on the
 /// solved circuit: a square-law first guess, then Newton steps on each row's solved I_cc
-/// (dI/dV_g from the saturation law 2·I/(V_g − V_t)), three solves of the column in all.
+/// (dI/dV_g from the saturation law), five solves of the column in all.
 pub fn gates_for_targets(
     spec: &DeviceSpec,
     xb: &Crossbar,
@@ -208,12 +208,15 @@ pub fn gates_for_targets(
         .iter()
         .map(|i| (m.vto_v + (2.0 * i / beta).sqrt()).clamp(lo, hi))
         .collect();
-    for _ in 0..2 {
+    // Newton on each row's solved current with the saturation slope dI/dV_g = β·(V_g − V_t), the
+    // overdrive floored at the target's own (a cell in cutoff carries no current, so its measured
+    // slope says nothing); four solves of the column
+    for _ in 0..4 {
         let i_cc = compliance_currents(xb, j, &vg, spec.v_set_v, spec.v_m_v)?;
         for k in 0..vg.len() {
-            let ov = (vg[k] - m.vto_v).max(0.05);
-            let slope = (2.0 * i_cc[k] / ov).max(1e-9);
-            vg[k] = (vg[k] + (i_target[k] - i_cc[k]) / slope).clamp(lo, hi);
+            let ov_target = (2.0 * i_target[k] / beta).sqrt();
+            let ov = (vg[k] - m.vto_v).max(ov_target).max(0.05);
+            vg[k] = (vg[k] + (i_target[k] - i_cc[k]) / (beta * ov)).clamp(lo, hi);
         }
     }
     Ok(vg)
