@@ -271,35 +271,23 @@ pub fn oneshot_column<R: Rng>(
 /// every column at 0 V), all column currents sensed; `G_read[i][j] = I_j / V_read`. Solved on the
 /// engine's small-signal array (one factor, R right-hand sides).
 pub fn read_back(xb: &Crossbar, v_read_v: f64) -> Result<Vec<f64>, DeviceError> {
-    let mut e = Engine::new(xb, SolveOptions::default())
-        .map_err(|e| DeviceError::Circuit(e.to_string()))?;
-    read_back_with(&mut e, v_read_v)
-}
-
-/// [`read_back`] on a prepared engine.
-pub fn read_back_with(e: &mut Engine, v_read_v: f64) -> Result<Vec<f64>, DeviceError> {
-    let r = e.xb.rows;
+    let r = xb.rows;
     let inputs = Mat::<f64>::from_fn(r, r, |a, b| if a == b { v_read_v } else { 0.0 });
-    let out = small_signal_infer(e, &inputs)?;
-    Ok((0..r * e.xb.cols)
-        .map(|k| out[(k / e.xb.cols, k % e.xb.cols)] / v_read_v)
+    let out = small_signal_infer(xb, &inputs)?;
+    Ok((0..r * xb.cols)
+        .map(|k| out[(k / xb.cols, k % xb.cols)] / v_read_v)
         .collect())
 }
 
-/// Outputs of the small-signal (linearised at 0 V) array: for linear arrays the exact outputs; for
-/// 1T1R cells the memristor in series with the channel conductance.
-fn small_signal_infer(e: &mut Engine, inputs: &Mat<f64>) -> Result<Mat<f64>, DeviceError> {
+/// Outputs of the small-signal (linearised at 0 V) array with virtual-ground sensing: for linear
+/// arrays the exact outputs; for 1T1R cells the memristor in series with the channel conductance.
+fn small_signal_infer(xb: &Crossbar, inputs: &Mat<f64>) -> Result<Mat<f64>, DeviceError> {
     let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
-    if crate::xbar::ops::is_linear(&e.xb) {
-        return e.infer(inputs.as_ref()).map_err(circ);
-    }
-    // a linear stand-in with each cell's small-signal conductance
-    let cell_g = crate::xbar::network::linearized_cell_g(&e.xb, crate::xbar::eval::GMIN_JUNCTION_S);
-    let mut lin = e.xb.clone();
+    let mut lin = xb.clone();
+    lin.g_siemens = crate::xbar::network::linearized_cell_g(xb, crate::xbar::eval::GMIN_JUNCTION_S);
     lin.cell = CellKind::Linear;
-    lin.g_siemens = cell_g;
     lin.sense = crate::xbar::SenseKind::VirtualGround;
-    let mut le = Engine::new(&lin, e.opts).map_err(circ)?;
+    let mut le = Engine::new(&lin, SolveOptions::default()).map_err(circ)?;
     le.infer(inputs.as_ref()).map_err(circ)
 }
 
