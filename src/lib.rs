@@ -2,6 +2,7 @@
 pub mod circuit;
 pub mod cli;
 pub mod data;
+pub mod device;
 pub mod expr;
 pub mod limits;
 pub mod mapping;

@@ -29,6 +29,8 @@ enum Command {
     Data(cli::data::Args),
     /// Parameter sweeps: plan, run locally, submit to Slurm, collect.
     Sweep(cli::sweep::Args),
+    /// Program every array of a compiled network into a chip (device physics, write operations).
+    Program(cli::program::ProgramArgs),
 }
 
 fn parse_max_memory(s: &str) -> Result<u64, String> {
@@ -47,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => cli::eval::run(&a)?,
         Command::Data(a) => cli::data::run(&a)?,
         Command::Sweep(a) => cli::sweep::run(&a)?,
+        Command::Program(a) => cli::program::run(&a)?,
     }
     Ok(())
 }

@@ -3,10 +3,12 @@
 pub mod compile;
 pub mod data;
 pub mod eval;
+pub mod program;
 pub mod solve;
 pub mod sweep;
 pub mod train;
 pub mod xbar;
+pub mod xbar_write;
 
 /// Default SIGPIPE disposition, so that writing into a closed pipe ends the process quietly (as
 /// `cat` or `grep` do) instead of an EPIPE error or a panic in `println!`.

@@ -23,6 +23,12 @@ pub enum Op {
     Infer,
     Read,
     Program,
+    /// Compliance-limited SET of one 1T1R cell (`--at`) or a whole column (`--col`), solved.
+    Set,
+    /// RESET of one cell (the device law; full or partial).
+    Reset,
+    /// Closed-loop write-verify of one cell to `--target`, reads through the array.
+    WriteVerify,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -108,6 +114,21 @@ pub struct XbarArgs {
     /// Unselected lines: floating, grounded, v/2, v/3 (defaults: grounded for read, v/2 for program).
     #[arg(long)]
     pub scheme: Option<String>,
+
+    /// set / write-verify: target conductance (S).
+    #[arg(long)]
+    pub target: Option<f64>,
+    /// set: program every cell of this column (each row with its own `--v-gate`).
+    #[arg(long)]
+    pub col: Option<usize>,
+    /// set: top-electrode SET voltage (V, default 2.5) and switching voltage V_m (V, default 0.4).
+    #[arg(long)]
+    pub v_set: Option<f64>,
+    #[arg(long)]
+    pub v_m: Option<f64>,
+    /// reset / write-verify: device window lo,hi (S; default 1e-6,1e-4).
+    #[arg(long, value_delimiter = ',')]
+    pub window: Option<Vec<f64>>,
 
     #[arg(long, value_enum, default_value_t = SolverChoice::Auto)]
     pub solver: SolverChoice,
@@ -335,6 +356,13 @@ fn report(a: &XbarArgs) -> Result<Report, XbarCmdError> {
     match a.op {
         Op::Infer => run_infer(a, &xb, &opts),
         Op::Read | Op::Program => run_cell_op(a, &xb, &opts),
+        Op::Set | Op::Reset | Op::WriteVerify => {
+            let (json, table) = super::xbar_write::run(a, &xb).map_err(|e| match e {
+                super::xbar_write::WriteCmdError::Usage(m) => XbarCmdError::Usage(m),
+                other => XbarCmdError::Usage(other.to_string()),
+            })?;
+            Ok(Report { json, table })
+        }
     }
 }
 

@@ -204,6 +204,8 @@ pub struct HardwareSpec {
     pub v_gate_v: f64,
     pub sense: SenseSpec,
     pub adc_bits: Option<u32>,
+    /// The declared device model (`device { … }`, parsed by `crate::device::spec`).
+    pub device: Option<crate::device::DeviceSpec>,
 }
 
 impl HardwareSpec {
@@ -992,6 +994,7 @@ const HW_KEYS: &[&str] = &[
     "v_gate",
     "sense",
     "adc_bits",
+    "device",
 ];
 
 fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
@@ -1019,7 +1022,9 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
         v_gate_v: f64::NAN,
         sense: SenseSpec::Ideal,
         adc_bits: None,
+        device: None,
     };
+    let mut device_stmt = None;
     let mut g_min_span = None;
     let mut g_max_span = None;
     let mut transistor_span = None;
@@ -1029,10 +1034,12 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
             return Err(unknown_key(st, "hardware", HW_KEYS));
         }
         seen.check(st)?;
-        if !matches!(st.key.as_str(), "transistor" | "sense") {
+        if !matches!(st.key.as_str(), "transistor" | "sense" | "device") {
             no_body(st)?;
         }
         match st.key.as_str() {
+            // parsed after the loop, once the window is known (crate::device::spec)
+            "device" => device_stmt = Some(st),
             "arrays" => {
                 // `arrays 8 x 128x16` (count x rows x cols) or `arrays 128x64` (one array)
                 let v = one_value(st)?;
@@ -1246,6 +1253,18 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
     }
     if hw.v_bias_v.is_nan() {
         hw.v_bias_v = hw.v_read_v;
+    }
+    if let Some(st) = device_stmt {
+        hw.device = Some(
+            crate::device::spec::device_block(st, base, hw.g_min_s, hw.g_max_s).map_err(
+                |e| match e {
+                    crate::device::DeviceError::Invalid { span, message } => {
+                        NetError::Invalid { span, message }
+                    }
+                    other => invalid(&st.key_span, other.to_string()),
+                },
+            )?,
+        );
     }
     Ok(hw)
 }

@@ -11,6 +11,8 @@ mod compile_netlists;
 mod compile_reports;
 mod data_idx;
 mod data_sets;
+mod device_circuit;
+mod device_laws;
 mod fuzz;
 mod hostile_cli;
 mod nn_circuit;

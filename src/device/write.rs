@@ -1,0 +1,532 @@
+//! Write operations solved at circuit level.
+//!
+//! **Compliance-controlled SET of a 1T1R line (S1).** Seed 001, Methods "Basic 1T1R operations":
+//! "to program a selected row, all bit lines were floating, except the selected one, which was
+//! grounded. Each word line was assigned a different voltage on the basis of the targeted
+//! conductance. All memristor TE lines were biased with the same V_SET". In S1's array the gates
+//! (word lines) and the top electrodes run along one direction and the transistor sources (bit
+//! lines) along the other, which is netc's 1T1R convention with S1's "word lines" = netc's gate
+//! lines (parallel to netc rows) and S1's "bit lines" = netc columns. So S1's "row" programmed in
+//! parallel is a netc **column** j: every netc row (top electrode) driven at V_SET, gate line i at
+//! its own voltage, column j grounded through its sense end, the other columns floating. Each cell
+//! of column j gets its own gate voltage, as the paper requires, with no change of geometry.
+//!
+//! During SET the memristor is held at its switching voltage V_m while the filament forms
+//! (DEVICES.md), so the circuit is: V_SET driver → word-line wire → V_m (a source: its current is
+//! the cell's compliance current) → level-1 NMOS (declared W/L and card) → bit-line wire → ground.
+//! The floating columns carry no current at DC except what the differences of word-line drops push
+//! through them; they are left out of the bias circuit (so a word line's current is this column's
+//! cell current alone and the word line up to column j is one series resistance). The bias circuit
+//! is emitted as a SPICE netlist ([`set_netlist`]) and solved by netc's general solver
+//! ([`compliance_currents`]); ngspice's `.op` of the same text is the test's reference.
+//!
+//! **Verify reads and read-back** go through the crossbar engine's small-signal array (wires,
+//! access transistor channel, sense): one row driven at V_read, the others and every column at
+//! 0 V, as S1 reads its array one row per time step (Methods). [`write_verify`] pulses one cell
+//! and reads it through the array after every pulse.
+
+use std::fmt::Write as _;
+
+use faer::Mat;
+use rand::Rng;
+use serde::Serialize;
+
+use super::{DeviceError, DeviceParams, DeviceSpec};
+use crate::xbar::{CellKind, Crossbar, Engine, SolveOptions};
+
+fn num(x: f64) -> String {
+    format!("{x:e}")
+}
+
+fn mos_of(xb: &Crossbar) -> Result<&crate::circuit::mos1::Mos1, DeviceError> {
+    match &xb.cell {
+        CellKind::OneT1R { mos, .. } => Ok(mos),
+        other => Err(DeviceError::Param(format!(
+            "a compliance-controlled SET needs 1T1R cells, this array has {} cells",
+            other.name()
+        ))),
+    }
+}
+
+/// The SET bias circuit of column `j` of a 1T1R array: every row's top electrode at `v_set_v`, gate
+/// line i at `v_gate_v[i]`, memristors held at `v_m_v`, column j grounded. The compliance current of
+/// cell (i, j) is `i(vm_<i>)`.
+pub fn set_netlist(
+    xb: &Crossbar,
+    j: usize,
+    v_gate_v: &[f64],
+    v_set_v: f64,
+    v_m_v: f64,
+) -> Result<String, DeviceError> {
+    let mos = mos_of(xb)?;
+    xb.validate()
+        .map_err(|e| DeviceError::Circuit(e.to_string()))?;
+    if j >= xb.cols {
+        return Err(DeviceError::Param(format!(
+            "column {j} is outside the {}×{} array",
+            xb.rows, xb.cols
+        )));
+    }
+    if v_gate_v.len() != xb.rows {
+        return Err(DeviceError::Param(format!(
+            "{} gate voltages for {} rows",
+            v_gate_v.len(),
+            xb.rows
+        )));
+    }
+    if !(v_set_v.is_finite() && v_m_v.is_finite() && v_gate_v.iter().all(|v| v.is_finite())) {
+        return Err(DeviceError::Param("bias voltages must be finite".into()));
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "* netc compliance-SET bias: column {j} of a {}x{} 1T1R array, V_SET = {v_set_v} V, V_m = {v_m_v} V",
+        xb.rows, xb.cols
+    );
+    let m = &mos.model;
+    let _ = writeln!(
+        s,
+        ".model nacc nmos level=1 vto={} kp={} lambda={} gamma={} phi={} is={} ld={}",
+        num(m.vto_v),
+        num(m.kp_a_per_v2),
+        num(m.lambda_per_v),
+        num(m.gamma_sqrt_v),
+        num(m.phi_v),
+        num(m.is_a),
+        num(m.ld_m)
+    );
+    // a zero resistance is a 0 V source (exact in both solvers), not a tiny resistor
+    let link = |s: &mut String, name: &str, a: &str, b: &str, r: f64| {
+        if r > 0.0 {
+            let _ = writeln!(s, "r{name} {a} {b} {}", num(r));
+        } else {
+            let _ = writeln!(s, "v{name} {a} {b} DC 0");
+        }
+    };
+    let r_row = xb.r_driver_ohm + (j as f64 + 1.0) * xb.r_word_ohm;
+    for (i, vg) in v_gate_v.iter().enumerate() {
+        let _ = writeln!(s, "vset_{i} top_{i} 0 DC {}", num(v_set_v));
+        link(
+            &mut s,
+            &format!("row_{i}"),
+            &format!("top_{i}"),
+            &format!("w_{i}"),
+            r_row,
+        );
+        let _ = writeln!(s, "vm_{i} w_{i} m_{i} DC {}", num(v_m_v));
+        let _ = writeln!(s, "vg_{i} g_{i} 0 DC {}", num(*vg));
+        let _ = writeln!(
+            s,
+            "m_{i} m_{i} g_{i} b_{i} 0 nacc W={} L={}",
+            num(mos.w_m),
+            num(mos.l_m)
+        );
+        if i + 1 < xb.rows {
+            link(
+                &mut s,
+                &format!("bit_{i}"),
+                &format!("b_{i}"),
+                &format!("b_{}", i + 1),
+                xb.r_bit_ohm,
+            );
+        }
+    }
+    link(
+        &mut s,
+        "sense",
+        &format!("b_{}", xb.rows - 1),
+        "0",
+        xb.r_bit_ohm + xb.r_sense_ohm,
+    );
+    let _ = writeln!(s, ".op\n.end");
+    Ok(s)
+}
+
+/// Solve a SET bias netlist with netc's general solver; the compliance current of every row (A).
+pub fn solve_set_netlist(netlist: &str, rows: usize) -> Result<Vec<f64>, DeviceError> {
+    let nl = crate::spice::parse_str(netlist, "set_bias.cir")
+        .map_err(|e| DeviceError::Circuit(e.to_string()))?;
+    let res = crate::solver::run(&nl).map_err(|e| DeviceError::Circuit(e.to_string()))?;
+    let op = res
+        .into_iter()
+        .find_map(|a| match a {
+            crate::solver::AnalysisResult::Op { values } => Some(values),
+            _ => None,
+        })
+        .ok_or_else(|| DeviceError::Circuit("no operating point".into()))?;
+    (0..rows)
+        .map(|i| {
+            op.get(&format!("i(vm_{i})"))
+                .copied()
+                .ok_or_else(|| DeviceError::Circuit(format!("no current i(vm_{i})")))
+        })
+        .collect()
+}
+
+/// The solved compliance current (A) of every cell of column `j` during a SET with gates `v_gate_v`.
+pub fn compliance_currents(
+    xb: &Crossbar,
+    j: usize,
+    v_gate_v: &[f64],
+    v_set_v: f64,
+    v_m_v: f64,
+) -> Result<Vec<f64>, DeviceError> {
+    let text = set_netlist(xb, j, v_gate_v, v_set_v, v_m_v)?;
+    solve_set_netlist(&text, xb.rows)
+}
+
+/// Result of a one-shot programmed column.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetReport {
+    pub col: usize,
+    pub v_gate_v: Vec<f64>,
+    pub compliance_current_a: Vec<f64>,
+    pub g_before_siemens: Vec<f64>,
+    pub g_after_siemens: Vec<f64>,
+}
+
+/// Gate voltages for target conductances. With S1's linear rule the gate follows from the rule
+/// (bounded to the gate range); with the empirical law G = I_cc/V_m the gates are found on the
+/// solved circuit: a square-law first guess, then Newton steps on each row's solved I_cc
+/// (dI/dV_g from the saturation law), five solves of the column in all.
+pub fn gates_for_targets(
+    spec: &DeviceSpec,
+    xb: &Crossbar,
+    j: usize,
+    g_target_s: &[f64],
+) -> Result<Vec<f64>, DeviceError> {
+    let (lo, hi) = (spec.v_gate_min_v, spec.v_gate_max_v);
+    if let super::SetLaw::LinearGate { .. } = spec.set_law {
+        return Ok(g_target_s.iter().map(|g| spec.gate_for(*g)).collect());
+    }
+    let mos = mos_of(xb)?;
+    let m = &mos.model;
+    let beta = m.kp_a_per_v2 * mos.w_m / (mos.l_m - 2.0 * m.ld_m);
+    let i_target: Vec<f64> = g_target_s.iter().map(|g| g * spec.v_m_v).collect();
+    // saturation: I = β/2·(V_g − V_t)², source near 0 V
+    let mut vg: Vec<f64> = i_target
+        .iter()
+        .map(|i| (m.vto_v + (2.0 * i / beta).sqrt()).clamp(lo, hi))
+        .collect();
+    // Newton on each row's solved current with the saturation slope dI/dV_g = β·(V_g − V_t), the
+    // overdrive floored at the target's own (a cell in cutoff carries no current, so its measured
+    // slope says nothing); four solves of the column
+    for _ in 0..4 {
+        let i_cc = compliance_currents(xb, j, &vg, spec.v_set_v, spec.v_m_v)?;
+        for k in 0..vg.len() {
+            let ov_target = (2.0 * i_target[k] / beta).sqrt();
+            let ov = (vg[k] - m.vto_v).max(ov_target).max(0.05);
+            vg[k] = (vg[k] + (i_target[k] - i_cc[k]) / (beta * ov)).clamp(lo, hi);
+        }
+    }
+    Ok(vg)
+}
+
+/// One-shot program column `j` the way S1 does: full RESET of the column's cells, then one SET
+/// of all of them in parallel, each with its own gate voltage. `g` is the array's true
+/// conductance state (row-major), `params` each cell's own device parameters; the array `xb`
+/// provides the geometry (its conductances are not used during SET: the memristors are held at
+/// V_m).
+#[allow(clippy::too_many_arguments)]
+pub fn oneshot_column<R: Rng>(
+    spec: &DeviceSpec,
+    xb: &Crossbar,
+    j: usize,
+    g: &mut [f64],
+    params: &[DeviceParams],
+    g_target_s: &[f64],
+    rng: &mut R,
+) -> Result<SetReport, DeviceError> {
+    let (r, c) = (xb.rows, xb.cols);
+    if g.len() != r * c || params.len() != r * c || g_target_s.len() != r {
+        return Err(DeviceError::Param(format!(
+            "one-shot column: {} conductances, {} devices, {} targets for a {r}×{c} array",
+            g.len(),
+            params.len(),
+            g_target_s.len()
+        )));
+    }
+    let before: Vec<f64> = (0..r).map(|i| g[i * c + j]).collect();
+    let vg = gates_for_targets(spec, xb, j, g_target_s)?;
+    let i_cc = compliance_currents(xb, j, &vg, spec.v_set_v, spec.v_m_v)?;
+    let mut after = Vec::with_capacity(r);
+    for i in 0..r {
+        let k = i * c + j;
+        // S1: a full RESET, then the compliance-limited SET (whose result does not depend on the
+        // state the RESET left, except for stuck devices, which ignore both)
+        g[k] = spec.reset(&params[k], g[k]);
+        g[k] = spec.set_from_compliance(&params[k], i_cc[i], vg[i], rng);
+        after.push(g[k]);
+    }
+    Ok(SetReport {
+        col: j,
+        v_gate_v: vg,
+        compliance_current_a: i_cc,
+        g_before_siemens: before,
+        g_after_siemens: after,
+    })
+}
+
+/// Read a whole array back as the hardware does: row i alone driven at `v_read_v` (the others and
+/// every column at 0 V), all column currents sensed; `G_read[i][j] = I_j / V_read`. Solved on the
+/// engine's small-signal array (one factor, R right-hand sides).
+pub fn read_back(xb: &Crossbar, v_read_v: f64) -> Result<Vec<f64>, DeviceError> {
+    let r = xb.rows;
+    let inputs = Mat::<f64>::from_fn(r, r, |a, b| if a == b { v_read_v } else { 0.0 });
+    let out = small_signal_infer(xb, &inputs)?;
+    Ok((0..r * xb.cols)
+        .map(|k| out[(k / xb.cols, k % xb.cols)] / v_read_v)
+        .collect())
+}
+
+/// Outputs of the small-signal (linearised at 0 V) array with virtual-ground sensing: for linear
+/// arrays the exact outputs; for 1T1R cells the memristor in series with the channel conductance.
+fn small_signal_infer(xb: &Crossbar, inputs: &Mat<f64>) -> Result<Mat<f64>, DeviceError> {
+    let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
+    let mut lin = xb.clone();
+    lin.g_siemens = crate::xbar::network::linearized_cell_g(xb, crate::xbar::eval::GMIN_JUNCTION_S);
+    lin.cell = CellKind::Linear;
+    lin.sense = crate::xbar::SenseKind::VirtualGround;
+    let mut le = Engine::new(&lin, SolveOptions::default()).map_err(circ)?;
+    le.infer(inputs.as_ref()).map_err(circ)
+}
+
+/// Per-cell result of a write-verify.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct VerifyOutcome {
+    pub pulses: usize,
+    pub g_target_s: f64,
+    pub g_read_s: f64,
+    pub g_true_s: f64,
+    /// Relative error of the final read against the target.
+    pub error_rel: f64,
+    pub converged: bool,
+}
+
+/// Closed-loop write-verify of cell (i, j): read through the array, apply one SET or RESET pulse in
+/// the needed direction, read again, stop inside the verify window or at the pulse limit
+/// (S5 Methods; S4's tolerance). The read is the cell's row driven at V_read, every other line at
+/// 0 V, the column current over V_read (what the hardware's verify measures, wires and sneak
+/// paths included). Updates `xb.g_siemens` (the true state) and `pulses` in place.
+#[allow(clippy::too_many_arguments)]
+pub fn write_verify<R: Rng>(
+    spec: &DeviceSpec,
+    params: &DeviceParams,
+    xb: &mut Crossbar,
+    i: usize,
+    j: usize,
+    g_target_s: f64,
+    pulses: &mut u32,
+    rng: &mut R,
+) -> Result<VerifyOutcome, DeviceError> {
+    let c = xb.cols;
+    let k = i * c + j;
+    let v_read = spec.verify.v_read_v;
+    let reader = CellReader::new(xb, i, j, v_read)?;
+    let read = |g: f64, rng: &mut R| -> f64 { spec.read(reader.g_read(g), rng) };
+    let mut g = xb.g_siemens[k];
+    let mut g_read = read(g, rng);
+    let mut n = 0usize;
+    while !spec.within(g_read, g_target_s) && n < spec.verify.max_pulses {
+        let up = g_read < g_target_s;
+        let v = if up { spec.v_pulse_v } else { -spec.v_pulse_v };
+        g = spec.pulses(params, g, if up { 1 } else { -1 }, v, rng);
+        n += 1;
+        g_read = read(g, rng);
+    }
+    xb.g_siemens[k] = g;
+    *pulses += n as u32;
+    Ok(VerifyOutcome {
+        pulses: n,
+        g_target_s,
+        g_read_s: g_read,
+        g_true_s: g,
+        error_rel: (g_read - g_target_s).abs() / g_target_s.abs().max(1e-30),
+        converged: spec.within(g_read, g_target_s),
+    })
+}
+
+/// The verify read of one cell as a function of that cell's conductance, exact for the linear
+/// (small-signal) array: changing one cell is a rank-one change `δ·u·uᵀ` of the nodal matrix
+/// (u = e_word − e_bit of the cell), so by Sherman–Morrison the read current is a linear-fractional
+/// function `I(g) = (a + b·g)/(1 + c·g)` of the cell's conductance. The three coefficients come
+/// from three solves of the array (at three conductances of the cell); every read during the
+/// write-verify of that cell is then O(1) instead of a new factorisation.
+pub struct CellReader {
+    a: f64,
+    b: f64,
+    c: f64,
+    v_read_v: f64,
+    one_t1r: Option<(crate::circuit::mos1::Mos1, f64)>,
+}
+
+impl CellReader {
+    pub fn new(
+        xb: &Crossbar,
+        i: usize,
+        j: usize,
+        v_read_v: f64,
+    ) -> Result<CellReader, DeviceError> {
+        let (r, c) = (xb.rows, xb.cols);
+        if i >= r || j >= c {
+            return Err(DeviceError::Param(format!(
+                "cell ({i}, {j}) is outside the {r}×{c} array"
+            )));
+        }
+        let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
+        // the small-signal stand-in
+        let mut lin = xb.clone();
+        let one_t1r = match &xb.cell {
+            CellKind::OneT1R { mos, v_gate_v } => Some((mos.clone(), v_gate_v[i])),
+            _ => None,
+        };
+        // the verify senses the column current at a virtual ground (a TIA's input node is one)
+        lin.sense = crate::xbar::SenseKind::VirtualGround;
+        if !xb.cell.is_linear() {
+            lin.g_siemens =
+                crate::xbar::network::linearized_cell_g(xb, crate::xbar::eval::GMIN_JUNCTION_S);
+            lin.cell = CellKind::Linear;
+        }
+        let k = i * c + j;
+        let g0 = lin.g_siemens[k];
+        let probes = [g0.max(1e-9), 2.0 * g0.max(1e-9), 4.0 * g0.max(1e-9)];
+        let mut input = Mat::<f64>::zeros(1, r);
+        input[(0, i)] = v_read_v;
+        let mut e = Engine::new(&lin, SolveOptions::default()).map_err(circ)?;
+        let mut ys = [0.0; 3];
+        for (t, gp) in probes.iter().enumerate() {
+            let mut gs = lin.g_siemens.clone();
+            gs[k] = *gp;
+            e.set_conductances(&gs).map_err(circ)?;
+            ys[t] = e.infer(input.as_ref()).map_err(circ)?[(0, j)];
+        }
+        // y(1 + c·g) = a + b·g at three points: a linear 3×3 system in (a, b, c)
+        let m = [
+            [1.0, probes[0], -ys[0] * probes[0]],
+            [1.0, probes[1], -ys[1] * probes[1]],
+            [1.0, probes[2], -ys[2] * probes[2]],
+        ];
+        let [a, b, cc] = solve3(m, ys).ok_or_else(|| {
+            DeviceError::Circuit(format!("verify read of cell ({i}, {j}) is degenerate"))
+        })?;
+        Ok(CellReader {
+            a,
+            b,
+            c: cc,
+            v_read_v,
+            one_t1r,
+        })
+    }
+
+    /// The read conductance (measured current / V_read) when the cell's memristor is at `g_mem`.
+    pub fn g_read(&self, g_mem: f64) -> f64 {
+        let g = match &self.one_t1r {
+            // memristor in series with the channel conductance at 0 V, as the linearisation does
+            Some((mos, vg)) => {
+                let gmin = crate::xbar::eval::GMIN_JUNCTION_S;
+                let g_ch = mos.eval([0.0, *vg, 0.0, 0.0], gmin).g_s[0][0]
+                    .max(gmin)
+                    .max(1e-15);
+                g_mem * g_ch / (g_mem + g_ch)
+            }
+            None => g_mem,
+        };
+        (self.a + self.b * g) / (1.0 + self.c * g) / self.v_read_v
+    }
+}
+
+/// Solve a 3×3 system by Cramer's rule (well-conditioned here: three distinct probe points).
+fn solve3(m: [[f64; 3]; 3], y: [f64; 3]) -> Option<[f64; 3]> {
+    let det = |m: &[[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let d = det(&m);
+    if d == 0.0 || !d.is_finite() {
+        return None;
+    }
+    let mut out = [0.0; 3];
+    for (col, o) in out.iter_mut().enumerate() {
+        let mut mm = m;
+        for row in 0..3 {
+            mm[row][col] = y[row];
+        }
+        *o = det(&mm) / d;
+    }
+    Some(out)
+}
+
+/// Result of a pulse train on a passive array.
+#[derive(Debug, Clone, Serialize)]
+pub struct PulseTrainReport {
+    pub row: usize,
+    pub col: usize,
+    pub pulses: i64,
+    /// Solved voltage across the selected cell (V).
+    pub v_selected_v: f64,
+    /// Largest |voltage| across an unselected cell (V).
+    pub v_disturb_max_v: f64,
+    pub g_before_siemens: f64,
+    pub g_after_siemens: f64,
+    /// Unselected cells whose conductance changed (half-select disturb).
+    pub disturbed_cells: usize,
+}
+
+/// `n` identical pulses (n > 0 SET, n < 0 RESET, amplitude `spec.v_pulse_v`) on cell (i, j) of a
+/// passive array with the unselected lines at V/2 or V/3: the array is solved under that bias
+/// (wires and every cell), and every cell — selected and half-selected — receives the pulses at
+/// its own solved voltage; the device law and its switching threshold decide who moves, so
+/// half-select disturb is a result. The bias is solved once per train (the cells' changes during
+/// the train shift the voltages only through the wires' drops).
+#[allow(clippy::too_many_arguments)]
+pub fn pulse_train<R: Rng>(
+    spec: &DeviceSpec,
+    params: &[DeviceParams],
+    xb: &mut Crossbar,
+    i: usize,
+    j: usize,
+    n: i64,
+    scheme: crate::xbar::Scheme,
+    pulses: &mut [u32],
+    rng: &mut R,
+) -> Result<PulseTrainReport, DeviceError> {
+    if params.len() != xb.g_siemens.len() || pulses.len() != xb.g_siemens.len() {
+        return Err(DeviceError::Param(
+            "one device and one pulse counter per cell".into(),
+        ));
+    }
+    let v = if n >= 0 {
+        spec.v_pulse_v
+    } else {
+        -spec.v_pulse_v
+    };
+    let (res, _) = crate::xbar::program(xb, i, j, v, scheme, &SolveOptions::default())
+        .map_err(|e| DeviceError::Circuit(e.to_string()))?;
+    let sel = i * xb.cols + j;
+    let before = xb.g_siemens[sel];
+    let mut disturbed = 0;
+    for (k, v_cell) in res.v_cell_v.iter().enumerate() {
+        let g0 = xb.g_siemens[k];
+        // a cell sees the pulse with the polarity of the voltage across it
+        let n_cell = if *v_cell >= 0.0 { n.abs() } else { -n.abs() };
+        let g1 = spec.pulses(&params[k], g0, n_cell, *v_cell, rng);
+        if v_cell.abs() >= spec.v_threshold_v {
+            pulses[k] += n.unsigned_abs() as u32;
+        }
+        if k != sel && g1 != g0 {
+            disturbed += 1;
+        }
+        xb.g_siemens[k] = g1;
+    }
+    Ok(PulseTrainReport {
+        row: i,
+        col: j,
+        pulses: n,
+        v_selected_v: res.v_selected_v,
+        v_disturb_max_v: res.v_disturb_max_v,
+        g_before_siemens: before,
+        g_after_siemens: xb.g_siemens[sel],
+        disturbed_cells: disturbed,
+    })
+}

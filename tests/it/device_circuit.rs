@@ -1,0 +1,426 @@
+//! Write operations at circuit level: the compliance current of a SET against ngspice's `.op` of the
+//! emitted bias netlist and against the level-1 closed form; the verify read against a full solve
+//! of the array; write-verify ending in its window; a chip saved, loaded and read by numpy.
+
+use netc::device::chip::{network_hash, ArrayState, Chip, Manifest, CHIP_FORMAT};
+use netc::device::write::{
+    compliance_currents, oneshot_column, read_back, set_netlist, write_verify, CellReader,
+};
+use netc::device::{DeviceParams, DeviceSpec, PulseLaw};
+use netc::peers::ngspice;
+use netc::xbar::{default_access_mos, read, CellKind, Crossbar, Scheme, SolveOptions};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn one_t1r(rows: usize, cols: usize, r_wire_ohm: f64) -> Crossbar {
+    let mut mos = default_access_mos();
+    mos.w_m = 2e-6;
+    Crossbar {
+        rows,
+        cols,
+        g_siemens: vec![50e-6; rows * cols],
+        cell: CellKind::OneT1R {
+            mos,
+            v_gate_v: vec![5.0; rows],
+        },
+        r_word_ohm: r_wire_ohm,
+        r_bit_ohm: r_wire_ohm,
+        r_driver_ohm: 3.0,
+        r_sense_ohm: 2.0,
+        sense: netc::xbar::SenseKind::VirtualGround,
+    }
+}
+
+fn ngspice_currents(netlist: &str, rows: usize) -> Option<Vec<f64>> {
+    ngspice::require_for_test()?;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("set.cir");
+    std::fs::write(&path, netlist).unwrap();
+    let plots = ngspice::run(&path).unwrap_or_else(|e| panic!("ngspice failed: {e}\n{netlist}"));
+    let op = plots.iter().find(|p| p.kind == "op").expect("an op plot");
+    let m = op.point_map(0);
+    Some(
+        (0..rows)
+            .map(|i| *m.get(&format!("i(vm_{i})")).expect("vm current"))
+            .collect(),
+    )
+}
+
+#[test]
+fn single_cell_compliance_matches_level1_closed_form_and_ngspice() {
+    // no wires: source at 0 V, drain at V_SET − V_m; saturation I = β/2 (V_gs − V_t)² (1 + λ V_ds)
+    let mut xb = one_t1r(1, 1, 0.0);
+    xb.r_driver_ohm = 0.0;
+    xb.r_sense_ohm = 0.0;
+    let (v_set, v_m) = (2.5, 0.4);
+    for vg in [0.8, 1.2, 1.8, 2.4] {
+        let i = compliance_currents(&xb, 0, &[vg], v_set, v_m).unwrap()[0];
+        let mos = default_access_mos();
+        let beta = mos.model.kp_a_per_v2 * 2e-6 / mos.l_m;
+        let vds = v_set - v_m;
+        let want =
+            0.5 * beta * (vg - mos.model.vto_v).powi(2) * (1.0 + mos.model.lambda_per_v * vds);
+        // the solvers' gmin (1e-12 S across the drain junction) adds up to ~2 pA
+        assert!(
+            (i - want).abs() <= 1e-9 * want + 5e-12,
+            "vg {vg}: {i} vs {want}"
+        );
+        let text = set_netlist(&xb, 0, &[vg], v_set, v_m).unwrap();
+        if let Some(ng) = ngspice_currents(&text, 1) {
+            assert!(
+                (i - ng[0]).abs() <= 1e-6 * i.abs(),
+                "{i} vs ngspice {}",
+                ng[0]
+            );
+        }
+    }
+}
+
+#[test]
+fn programmed_column_compliance_matches_ngspice() {
+    // a 6×4 array with wires, column 2 programmed, each row its own gate voltage
+    let xb = one_t1r(6, 4, 25.0);
+    let vg = [0.7, 1.0, 1.4, 1.9, 2.2, 2.5];
+    let text = set_netlist(&xb, 2, &vg, 2.5, 0.35).unwrap();
+    let ours = compliance_currents(&xb, 2, &vg, 2.5, 0.35).unwrap();
+    // more gate, more current (a shared bit line couples them, but the order holds here)
+    assert!(ours.windows(2).all(|w| w[1] > w[0]), "{ours:?}");
+    if let Some(ng) = ngspice_currents(&text, 6) {
+        for (a, b) in ours.iter().zip(&ng) {
+            assert!(
+                (a - b).abs() <= 1e-6 * a.abs().max(b.abs()),
+                "{ours:?} vs {ng:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn oneshot_column_lands_on_targets_with_empirical_law() {
+    let xb = one_t1r(5, 3, 10.0);
+    let mut spec = DeviceSpec::ideal(5e-6, 200e-6);
+    spec.v_m_v = 0.4;
+    spec.v_gate_min_v = 0.5;
+    spec.v_gate_max_v = 3.0;
+    let params = vec![DeviceParams::nominal(&spec); 15];
+    let mut g = vec![100e-6; 15];
+    let targets = [20e-6, 50e-6, 80e-6, 120e-6, 160e-6];
+    let mut r = ChaCha8Rng::seed_from_u64(1);
+    let rep = oneshot_column(&spec, &xb, 1, &mut g, &params, &targets, &mut r).unwrap();
+    for (i, t) in targets.iter().enumerate() {
+        // G = I_cc / V_m of the solved circuit, with the gates found on the solved circuit
+        assert!(
+            (rep.g_after_siemens[i] - rep.compliance_current_a[i] / 0.4).abs() < 1e-15,
+            "law"
+        );
+        assert!((rep.g_after_siemens[i] - t).abs() < 0.01 * t, "{rep:?}");
+        assert_eq!(g[i * 3 + 1], rep.g_after_siemens[i]);
+    }
+    // other columns untouched
+    assert_eq!(g[0], 100e-6);
+}
+
+#[test]
+fn verify_read_equals_full_array_solve() {
+    // the rank-one read model against xbar::read (row i at V, others grounded) at a new conductance
+    let mut r = ChaCha8Rng::seed_from_u64(3);
+    let g: Vec<f64> = (0..30).map(|_| r.gen_range(10e-6..100e-6)).collect();
+    let mut xb = Crossbar::passive(5, 6, g, 15.0).unwrap();
+    xb.r_driver_ohm = 5.0;
+    let reader = CellReader::new(&xb, 3, 4, 0.2).unwrap();
+    for g_new in [12e-6, 47e-6, 99e-6] {
+        let mut x2 = xb.clone();
+        x2.g_siemens[3 * 6 + 4] = g_new;
+        let (rd, _) = read(&x2, 3, 4, 0.2, Scheme::Grounded, &SolveOptions::default()).unwrap();
+        let ours = reader.g_read(g_new) * 0.2;
+        assert!(
+            (ours - rd.measured_a).abs() <= 1e-9 * rd.measured_a.abs(),
+            "{ours} vs {}",
+            rd.measured_a
+        );
+    }
+}
+
+#[test]
+fn write_verify_without_noise_ends_in_window() {
+    let mut r = ChaCha8Rng::seed_from_u64(5);
+    let g: Vec<f64> = (0..16).map(|_| r.gen_range(20e-6..80e-6)).collect();
+    let mut xb = Crossbar::passive(4, 4, g, 5.0).unwrap();
+    let mut spec = DeviceSpec::ideal(2.5e-6, 20e-6 + 2.5e-6);
+    spec.g_max_s = 100e-6;
+    spec.pulse = PulseLaw::SoftBounds {
+        dw_min: 0.01,
+        up_down: 0.0,
+    };
+    spec.verify.tolerance_a = Some(50e-9);
+    spec.verify.tolerance_rel = None;
+    spec.verify.max_pulses = 500;
+    let p = DeviceParams::nominal(&spec);
+    let mut pulses = 0;
+    for (k, target) in [(5usize, 30e-6), (10, 75e-6), (15, 12e-6)] {
+        let out = write_verify(
+            &spec,
+            &p,
+            &mut xb,
+            k / 4,
+            k % 4,
+            target,
+            &mut pulses,
+            &mut r,
+        )
+        .unwrap();
+        assert!(out.converged, "{out:?}");
+        assert!(out.pulses > 0 && out.pulses < 500);
+        // the window is on the read (array) current: |I_read − I_target| ≤ 50 nA at 0.2 V
+        assert!((out.g_read_s - target).abs() * 0.2 <= 50e-9, "{out:?}");
+        // and the read equals a full solve of the final array
+        let (rd, _) = read(
+            &xb,
+            k / 4,
+            k % 4,
+            0.2,
+            Scheme::Grounded,
+            &SolveOptions::default(),
+        )
+        .unwrap();
+        assert!((rd.measured_a / 0.2 - out.g_read_s).abs() < 1e-9 * out.g_read_s);
+    }
+    // a stuck device fails at the pulse limit and does not move
+    let mut q = p;
+    q.fault = netc::device::Fault::Stuck { g_s: 10e-6 };
+    xb.g_siemens[0] = 10e-6;
+    let out = write_verify(&spec, &q, &mut xb, 0, 0, 60e-6, &mut pulses, &mut r).unwrap();
+    assert!(!out.converged && out.pulses == 500 && xb.g_siemens[0] == 10e-6);
+}
+
+#[test]
+fn read_back_with_ideal_wires_is_the_conductance_matrix() {
+    let mut r = ChaCha8Rng::seed_from_u64(9);
+    let g: Vec<f64> = (0..12).map(|_| r.gen_range(10e-6..100e-6)).collect();
+    let xb = Crossbar::passive(3, 4, g.clone(), 0.0).unwrap();
+    let back = read_back(&xb, 0.2).unwrap();
+    for (a, b) in back.iter().zip(&g) {
+        assert!((a - b).abs() <= 1e-12 * b, "{a} vs {b}");
+    }
+}
+
+fn sample_chip() -> Chip {
+    let mut spec = DeviceSpec::ideal(2.5e-6, 20e-6);
+    spec.dw_min_dtod = 0.3;
+    spec.w_max_dtod = 0.1;
+    spec.stuck_off_fraction = 0.1;
+    spec.miswrite_fraction = 0.1;
+    spec.drift.nu = 0.01;
+    spec.drift.nu_d2d = 0.005;
+    spec.drift.tail_fraction = 0.2;
+    spec.drift.tail_tau_s = 100.0;
+    spec.drift.tail_sigma_rel = 0.1;
+    let mut r = ChaCha8Rng::seed_from_u64(11);
+    let mut arrays = vec![
+        ArrayState::fresh(&spec, 4, 3, &mut r),
+        ArrayState::fresh(&spec, 2, 5, &mut r),
+    ];
+    for a in &mut arrays {
+        for k in 0..a.g_s.len() {
+            a.g_s[k] = r.gen_range(2.5e-6..20e-6);
+            a.pulses[k] = r.gen_range(0..500);
+            a.t_written_s[k] = r.gen_range(0.0..10.0);
+        }
+    }
+    Chip {
+        manifest: Manifest {
+            format: CHIP_FORMAT,
+            netc_version: env!("CARGO_PKG_VERSION").into(),
+            network: "t".into(),
+            network_sha256: network_hash("network t {}"),
+            hardware: serde_json::json!({"arrays": 2}),
+            device: spec,
+            seed: 11,
+            now_s: 10.0,
+            arrays: vec![[4, 3], [2, 5]],
+        },
+        arrays,
+    }
+}
+
+#[test]
+fn chip_save_load_is_bit_identical_and_checks_the_network() {
+    let chip = sample_chip();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chip");
+    chip.save(&path).unwrap();
+    let back = Chip::load(&path, Some(&network_hash("network t {}"))).unwrap();
+    assert_eq!(back, chip);
+    for (a, b) in back.arrays.iter().zip(&chip.arrays) {
+        for (x, y) in a.g_s.iter().zip(&b.g_s) {
+            assert_eq!(x.to_bits(), y.to_bits());
+        }
+    }
+    // saving again replaces the directory whole
+    chip.save(&path).unwrap();
+    assert_eq!(Chip::load(&path, None).unwrap(), chip);
+    let e = Chip::load(&path, Some(&network_hash("network other {}")))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("programmed for network `t`"), "{e}");
+    // nothing but the chip is left beside it
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("chip")]);
+}
+
+#[test]
+fn numpy_reads_the_chip_arrays() {
+    let have_numpy = std::process::Command::new("python3")
+        .args(["-c", "import numpy"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !have_numpy {
+        if std::env::var("CI").map(|v| v == "true").unwrap_or(false) {
+            panic!("python3 with numpy is required under CI=true");
+        }
+        eprintln!("python3/numpy not found: skipping");
+        return;
+    }
+    let chip = sample_chip();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chip");
+    chip.save(&path).unwrap();
+    let script = r#"
+import numpy as np, sys, json
+d = sys.argv[1]
+out = {}
+for k in range(2):
+    g = np.load(f'{d}/array_{k}/g.npy')
+    p = np.load(f'{d}/array_{k}/pulses.npy')
+    f = np.load(f'{d}/array_{k}/fault.npy')
+    out[k] = {'shape': list(g.shape), 'g': [float.hex(float(x)) for x in g.ravel()],
+              'pulses': [int(x) for x in p.ravel()], 'fault': [int(x) for x in f.ravel()]}
+print(json.dumps(out))
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", script, path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for (k, a) in chip.arrays.iter().enumerate() {
+        let e = &v[k.to_string()];
+        assert_eq!(e["shape"], serde_json::json!([a.rows, a.cols]));
+        for (c, g) in a.g_s.iter().enumerate() {
+            let hex = e["g"][c].as_str().unwrap();
+            assert_eq!(parse_hex_float(hex).to_bits(), g.to_bits(), "{hex}");
+            assert_eq!(e["pulses"][c].as_u64().unwrap(), a.pulses[c] as u64);
+            assert_eq!(
+                e["fault"][c].as_u64().unwrap(),
+                a.params[c].fault.code() as u64
+            );
+        }
+    }
+}
+
+/// Python's `float.hex` format `0x1.8p-3`.
+fn parse_hex_float(s: &str) -> f64 {
+    let (sign, s) = match s.strip_prefix('-') {
+        Some(r) => (-1.0, r),
+        None => (1.0, s),
+    };
+    let s = s.strip_prefix("0x").unwrap();
+    let (mant, exp) = s.split_once('p').unwrap();
+    let (int, frac) = mant.split_once('.').unwrap_or((mant, ""));
+    let mut m = u64::from_str_radix(int, 16).unwrap() as f64;
+    let mut scale = 1.0 / 16.0;
+    for ch in frac.chars() {
+        m += ch.to_digit(16).unwrap() as f64 * scale;
+        scale /= 16.0;
+    }
+    sign * m * 2f64.powi(exp.parse::<i32>().unwrap())
+}
+
+#[test]
+fn cli_program_writes_a_loadable_chip_and_report() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("chip");
+    let net = root.join("netlists/mlp_passive.net");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args([
+            "program",
+            net.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&net).unwrap();
+    let chip = Chip::load(&out, Some(&network_hash(&text))).unwrap();
+    assert_eq!(chip.arrays.len(), 2);
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let cells: u64 = rep["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["cells"].as_u64().unwrap())
+        .sum();
+    assert_eq!(cells, rep["cells"].as_u64().unwrap());
+    // S4: 170 + 44 weights, each a differential pair
+    assert_eq!(cells, 2 * (170 + 44));
+    for f in [
+        "target_vs_achieved.png",
+        "pulse_histogram.png",
+        "error_map_0.png",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+}
+
+#[test]
+fn cli_set_json_reports_the_solved_compliance_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let emit = dir.path().join("set.cir");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_netc"))
+        .args([
+            "xbar",
+            "--rows",
+            "3",
+            "--cols",
+            "2",
+            "--g-uniform",
+            "5e-5",
+            "--rw",
+            "10",
+            "--cell",
+            "1t1r",
+            "--v-gate",
+            "1.0,1.5,2.0",
+            "--op",
+            "set",
+            "--at",
+            "1,1",
+            "--window",
+            "1e-6,1e-3",
+            "--json",
+            "--emit",
+            emit.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let icc = v["compliance_current_a"].as_f64().unwrap();
+    assert!(icc > 0.0);
+    assert_eq!(v["g_after_siemens"].as_f64().unwrap(), icc / 0.4);
+    assert_eq!(v["g_before_siemens"].as_f64().unwrap(), 5e-5);
+    assert_eq!(v["pulses"].as_u64().unwrap(), 1);
+    let text = std::fs::read_to_string(&emit).unwrap();
+    if let Some(ng) = ngspice_currents(&text, 3) {
+        assert!((ng[1] - icc).abs() <= 1e-6 * icc, "{} vs {icc}", ng[1]);
+    }
+}
