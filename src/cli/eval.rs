@@ -71,8 +71,8 @@ pub fn chip_backend(a: &Args, model: &Model) -> Result<Box<dyn MatmulBackend>, N
         path: path.clone(),
         source,
     })?;
-    let chip = Chip::load(dir, Some(&network_hash(&text)))
-        .map_err(|e| NnError::Format(e.to_string()))?;
+    let chip =
+        Chip::load(dir, Some(&network_hash(&text))).map_err(|e| NnError::Format(e.to_string()))?;
     let (file, ir) = crate::net::load(path).map_err(|e| NnError::Format(e.to_string()))?;
     let ov = crate::nn::circuit::CircuitOverrides {
         r_wire_ohm: a.net.r_wire_ohm,

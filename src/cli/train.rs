@@ -160,12 +160,10 @@ impl NetArgs {
                     &file, &ir, model, ov,
                 )?)
             }
-            BackendKind::Chip => {
-                return Err(NnError::Format(
-                    "the chip backend reads a programmed chip: `netc eval NET --weights W --chip CHIP`"
-                        .into(),
-                ))
-            }
+            BackendKind::Chip => return Err(NnError::Format(
+                "the chip backend reads a programmed chip: `netc eval NET --weights W --chip CHIP`"
+                    .into(),
+            )),
             BackendKind::Ideal => Box::new(IdealBackend::new()),
             BackendKind::Encoded => Box::new(EncodedBackend::new(LinearCodec::new(
                 self.g_min,

@@ -118,6 +118,11 @@ pub fn parse_age(text: &str) -> Result<f64, DeviceError> {
         .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
+    if num.trim().is_empty() {
+        return Err(DeviceError::Chip(format!(
+            "age `{text}` is not a number with a unit (e.g. 30d, 2h, 10min, 45s, 120)"
+        )));
+    }
     let factor_s = match unit.trim() {
         "" | "s" => 1.0,
         "min" => 60.0,
