@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use netc::device::chip::{network_hash, parse_age, ArrayState, Chip, Manifest, CHIP_FORMAT};
-use netc::device::{DeviceParams, DeviceSpec};
+use netc::device::DeviceParams;
 use netc::nn::backend::MatmulBackend;
 use netc::nn::circuit::{CircuitBackend, CircuitOverrides};
 use netc::nn::from_net::{compiler_weights, model_spec};
@@ -255,5 +255,4 @@ fn cli_program_then_eval_chip() {
     ]);
     assert!(!ok);
     assert!(err.contains("was programmed for network"), "{err}");
-    let _ = DeviceSpec::ideal(1e-5, 1e-4);
 }
