@@ -199,7 +199,7 @@ fn cli_program_then_eval_chip() {
     let dir = tempfile::tempdir().unwrap();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("netlists");
     let net = dir.path().join("mlp_chip.net");
-    // the .net file lives in the temp dir: point its model path nowhere (none is used)
+    // no `model` line (linear cells): the file can live in the temp dir
     std::fs::write(&net, net_text()).unwrap();
     let (_, ir) = netc::net::load_str(&net_text(), "mlp_chip.net", &root).unwrap();
     let weights = dir.path().join("model.json");
