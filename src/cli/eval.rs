@@ -1,6 +1,10 @@
-//! `netc eval (NET | --preset P) --weights W [--backend …] [--compare ideal,encoded]`
+//! `netc eval (NET | --preset P) --weights W [--backend …] [--compare ideal,encoded]
+//! [--chip CHIP --age 30d --read-seed S]`
 
 use super::train::{BackendKind, NetArgs};
+use crate::device::chip::{network_hash, Chip};
+use crate::nn::backend::MatmulBackend;
+use crate::nn::circuit::CircuitBackend;
 use crate::nn::model::{Model, WeightsFile};
 use crate::nn::plot::confusion_heatmap;
 use crate::nn::train::{evaluate, layer_errors, read_json, write_json, EvalResult};
@@ -21,14 +25,62 @@ pub struct Args {
     /// Evaluate with two backends and print them side by side, e.g. `ideal,circuit`.
     #[arg(long, value_delimiter = ',')]
     pub compare: Vec<String>,
+    /// A chip directory written by `netc program` for this network (and these weights): adds the
+    /// `chip` backend (the default when no `--compare` is given).
+    #[arg(long)]
+    pub chip: Option<PathBuf>,
+    /// Time since the chip was programmed: `30d`, `2h`, `10min`, `45s` or plain seconds.
+    #[arg(long, default_value = "0", value_parser = parse_age)]
+    pub age: f64,
+    /// Seed of the chip's read noise (same seed, same read).
+    #[arg(long, default_value_t = 1)]
+    pub read_seed: u64,
     /// Directory for eval.json and the confusion-matrix pictures (default: next to the weights).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
 fn kind(s: &str) -> Result<BackendKind, NnError> {
-    BackendKind::from_str(s.trim(), true)
-        .map_err(|_| NnError::Format(format!("unknown backend {s:?} (ideal, encoded, circuit)")))
+    BackendKind::from_str(s.trim(), true).map_err(|_| {
+        NnError::Format(format!(
+            "unknown backend {s:?} (ideal, encoded, circuit, chip)"
+        ))
+    })
+}
+
+fn parse_age(s: &str) -> Result<f64, String> {
+    crate::device::chip::parse_age(s).map_err(|e| e.to_string())
+}
+
+/// The `chip` backend: the circuit backend of the `.net` file whose arrays hold the conductances
+/// of the chip in `a.chip`, read at `a.age` (drift from each cell's last write, then read noise
+/// seeded by `a.read_seed`). A chip programmed for another network file is an error.
+pub fn chip_backend(a: &Args, model: &Model) -> Result<Box<dyn MatmulBackend>, NnError> {
+    let dir = a.chip.as_ref().ok_or_else(|| {
+        NnError::Format("the chip backend needs --chip CHIP (a directory of `netc program`)".into())
+    })?;
+    let path = match &a.net.net {
+        Some(p) if p.extension().is_some_and(|e| e == "net") => p,
+        _ => {
+            return Err(NnError::Format(
+                "the chip backend needs the .net file the chip was programmed for".into(),
+            ))
+        }
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| NnError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let chip =
+        Chip::load(dir, Some(&network_hash(&text))).map_err(|e| NnError::Format(e.to_string()))?;
+    let (file, ir) = crate::net::load(path).map_err(|e| NnError::Format(e.to_string()))?;
+    let ov = crate::nn::circuit::CircuitOverrides {
+        r_wire_ohm: a.net.r_wire_ohm,
+        exact_nonlinear: a.net.exact_nonlinear,
+    };
+    let b = CircuitBackend::for_model(&file, &ir, model, ov)?
+        .with_chip_conductances(chip.read(a.age, a.read_seed));
+    Ok(Box::new(b))
 }
 
 fn print_confusion(out: &mut dyn Write, cm: &[Vec<usize>]) -> std::io::Result<()> {
@@ -90,7 +142,11 @@ pub fn evaluate_net(
     let mut results: Vec<(String, EvalResult)> = vec![];
     let mut backends = vec![];
     for &k in kinds {
-        let mut b = a.net.backend(k, &model)?;
+        let mut b = if k == BackendKind::Chip {
+            chip_backend(a, &model)?
+        } else {
+            a.net.backend(k, &model)?
+        };
         model.prepare_backend(b.as_mut())?;
         let r = evaluate(&model, b.as_ref(), &split.test, 500)?;
         results.push((b.name(), r));
@@ -135,7 +191,12 @@ pub fn run(a: &Args) -> Result<(), NnError> {
         .clone()
         .unwrap_or_else(|| a.weights.parent().map(PathBuf::from).unwrap_or_default());
     let kinds: Vec<BackendKind> = if a.compare.is_empty() {
-        vec![a.backend]
+        // `--chip` alone evaluates the chip
+        vec![if a.chip.is_some() && a.backend == BackendKind::Ideal {
+            BackendKind::Chip
+        } else {
+            a.backend
+        }]
     } else {
         a.compare
             .iter()

@@ -17,6 +17,9 @@ pub enum BackendKind {
     /// The compiled arrays of the `.net` file solved at circuit level (wire resistance, cells,
     /// sense circuit as declared).
     Circuit,
+    /// The circuit backend with the conductances of a programmed chip (`netc eval --chip`), read
+    /// at `--age` with the device's drift and read noise.
+    Chip,
 }
 
 /// Options shared by `train` and `eval` to pick the network, data and backend.
@@ -157,6 +160,10 @@ impl NetArgs {
                     &file, &ir, model, ov,
                 )?)
             }
+            BackendKind::Chip => return Err(NnError::Format(
+                "the chip backend reads a programmed chip: `netc eval NET --weights W --chip CHIP`"
+                    .into(),
+            )),
             BackendKind::Ideal => Box::new(IdealBackend::new()),
             BackendKind::Encoded => Box::new(EncodedBackend::new(LinearCodec::new(
                 self.g_min,

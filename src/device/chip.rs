@@ -88,6 +88,67 @@ pub struct Chip {
     pub arrays: Vec<ArrayState>,
 }
 
+impl Chip {
+    /// Every array's conductances as read `age_s` seconds after the chip's last programming
+    /// operation: drift from each cell's own last write time ([`ArrayState::g_at`]), then one
+    /// read-noise draw per cell from a generator seeded with `read_seed` (same seed, same read).
+    /// The read is taken once and held for the whole evaluation.
+    pub fn read(&self, age_s: f64, read_seed: u64) -> Vec<Vec<f64>> {
+        use rand::SeedableRng;
+        let spec = &self.manifest.device;
+        let now_s = self.manifest.now_s + age_s;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(read_seed);
+        self.arrays
+            .iter()
+            .map(|a| {
+                a.g_at(spec, now_s)
+                    .into_iter()
+                    .map(|g| spec.read(g, &mut rng))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// A duration such as `30d`, `2h`, `10min`, `45s` or plain seconds (`120`, `1.5e3`), in seconds;
+/// finite and ≥ 0.
+pub fn parse_age(text: &str) -> Result<f64, DeviceError> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    if num.trim().is_empty() {
+        return Err(DeviceError::Chip(format!(
+            "age `{text}` is not a number with a unit (e.g. 30d, 2h, 10min, 45s, 120)"
+        )));
+    }
+    let factor_s = match unit.trim() {
+        "" | "s" => 1.0,
+        "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        u => {
+            return Err(DeviceError::Chip(format!(
+                "age `{text}`: unknown unit `{u}` (use d, h, min, s or plain seconds)"
+            )))
+        }
+    };
+    let v: f64 = num.trim().parse().map_err(|_| {
+        DeviceError::Chip(format!(
+            "age `{text}`: `{}` is not a number (e.g. 30d, 2h, 10min, 45s, 120)",
+            num.trim()
+        ))
+    })?;
+    let age_s = v * factor_s;
+    if !(age_s.is_finite() && age_s >= 0.0) {
+        return Err(DeviceError::Chip(format!(
+            "age `{text}`: must be finite and ≥ 0"
+        )));
+    }
+    Ok(age_s)
+}
+
 /// SHA-256 of a network file's text, hex.
 pub fn network_hash(text: &str) -> String {
     use sha2::Digest;

@@ -70,6 +70,9 @@ pub struct CircuitBackend {
     exact_nonlinear: bool,
     /// Every array linear end to end (decided once from the hardware).
     linear: bool,
+    /// Conductances read from a programmed chip (per physical array, row-major), used instead of
+    /// encoding the weights: see [`CircuitBackend::with_chip_conductances`].
+    chip_g_s: Option<Vec<Vec<f64>>>,
 }
 
 fn other(e: impl std::fmt::Display) -> BackendError {
@@ -108,7 +111,18 @@ impl CircuitBackend {
             solved: Mutex::new(None),
             lin_engines: Mutex::new(Vec::new()),
             exact_nonlinear: overrides.exact_nonlinear,
+            chip_g_s: None,
         })
+    }
+
+    /// Compute with the conductances of a programmed chip (`crate::device::chip::Chip::read`: one
+    /// array per physical array of the lowering, drift and read noise already applied) instead of
+    /// the ones encoded from the weights. The weights still give each matrix's encoder scale, so
+    /// the effective weights are decoded exactly as for encoded conductances (the chip must have
+    /// been programmed from the same weights for the decoded values to mean the same units).
+    pub fn with_chip_conductances(mut self, g_s: Vec<Vec<f64>>) -> CircuitBackend {
+        self.chip_g_s = Some(g_s);
+        self
     }
 
     /// The backend of `model` on the arrays of a `.net` file: lowering and slot map included.
@@ -155,7 +169,28 @@ impl CircuitBackend {
         let t0 = std::time::Instant::now();
         let ws: Vec<&Matrix> = self.weights.values().collect();
         let wf = weights_from_slots(&self.slots, &ws, &self.network).map_err(other)?;
-        let programmed = program(&self.lowering, &self.hw, self.scale, &wf).map_err(other)?;
+        let mut programmed = program(&self.lowering, &self.hw, self.scale, &wf).map_err(other)?;
+        if let Some(chip) = &self.chip_g_s {
+            if chip.len() != programmed.arrays.len() {
+                return Err(other(format!(
+                    "the chip has {} arrays, the network is compiled onto {}",
+                    chip.len(),
+                    programmed.arrays.len()
+                )));
+            }
+            for (a, g) in programmed.arrays.iter_mut().zip(chip) {
+                if g.len() != a.g_s.len() {
+                    return Err(other(format!(
+                        "chip array {} has {} cells, the compiled array {}×{}",
+                        a.index,
+                        g.len(),
+                        a.rows,
+                        a.cols
+                    )));
+                }
+                a.g_s.clone_from(g);
+            }
+        }
         let linear = self.is_linear();
         // Every logical output of every tile (replica 0) is a signed combination of columns of
         // its array's effective matrix T; one adjoint solve per combination gives its weights.
@@ -372,7 +407,9 @@ pub fn adc(y: &mut Matrix, x: &Matrix, w: &Matrix, bits: u32) {
 
 impl MatmulBackend for CircuitBackend {
     fn name(&self) -> String {
-        if self.is_linear() {
+        if self.chip_g_s.is_some() {
+            "chip".into()
+        } else if self.is_linear() {
             "circuit".into()
         } else if self.exact_nonlinear {
             "circuit-exact".into()

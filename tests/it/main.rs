@@ -13,6 +13,7 @@ mod data_idx;
 mod data_sets;
 mod device_circuit;
 mod device_laws;
+mod eval_chip;
 mod fuzz;
 mod hostile_cli;
 mod nn_circuit;

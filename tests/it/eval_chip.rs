@@ -1,0 +1,258 @@
+//! `netc eval --chip`: inference on a programmed chip. Checked against the circuit backend on the
+//! same weights (a chip holding exactly the encoded conductances decodes to the same effective
+//! weights), against the drift law's closed form (ideal wires: a uniform power-law decay scales
+//! every effective weight by (t/t0)^(−ν)), and for the errors (another network's chip, bad ages).
+
+use std::path::{Path, PathBuf};
+
+use netc::device::chip::{network_hash, parse_age, ArrayState, Chip, Manifest, CHIP_FORMAT};
+use netc::device::DeviceParams;
+use netc::nn::backend::MatmulBackend;
+use netc::nn::circuit::{CircuitBackend, CircuitOverrides};
+use netc::nn::from_net::{compiler_weights, model_spec};
+use netc::nn::loss::LossSpec;
+use netc::nn::model::Model;
+use rand::SeedableRng;
+
+use super::common::netc;
+
+const NU: f64 = 0.05;
+const T0_S: f64 = 20.0;
+
+/// S4's `mlp_passive.net` with linear passive cells, ideal wires and ideal sensing, a noise-free
+/// device with a tight verify window and a power-law drift (ν = 0.05, t0 = 20 s, no spread).
+fn net_text() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
+    let src = std::fs::read_to_string(root.join("mlp_passive.net")).unwrap();
+    src.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !(t.starts_with("model ") || t.starts_with("sense ") || t.starts_with("c2c"))
+        })
+        .map(|l| {
+            let l = l
+                .replace("r_wire 40ohm;", "r_wire 0ohm;")
+                .replace(
+                    "tolerance_rel 0.05; max_pulses 200;",
+                    "tolerance_rel 0.002; max_pulses 2000;",
+                )
+                .replace(
+                    "a_ltp 30; a_ltd 30; p_max 100;",
+                    "a_ltp 300; a_ltd 300; p_max 2000;",
+                );
+            if l.trim_start().starts_with("device {") {
+                format!("{l}\n    drift {{ nu {NU}; t0_seconds {T0_S}; }}\n")
+            } else {
+                l + "\n"
+            }
+        })
+        .collect()
+}
+
+fn model_for(ir: &netc::net::NetworkIr) -> Model {
+    let mut m = Model::new(
+        model_spec(
+            ir,
+            LossSpec::Mse {
+                target_on: 1.0,
+                target_off: -1.0,
+            },
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+    m
+}
+
+/// A chip holding exactly the conductances the encoder gives for `model` (programming without
+/// error), every cell written at t = 0.
+fn exact_chip(file: &netc::net::NetFile, ir: &netc::net::NetworkIr, model: &Model) -> Chip {
+    let lowering = netc::mapping::lower(file, ir).unwrap();
+    let hw = &file.hardware;
+    let w = compiler_weights(model, ir).unwrap();
+    let prog =
+        netc::mapping::weights::program(&lowering, hw, file.mapping.weight_scale, &w).unwrap();
+    let spec = hw.device.clone().unwrap();
+    let arrays: Vec<ArrayState> = prog
+        .arrays
+        .iter()
+        .map(|a| ArrayState {
+            rows: a.rows,
+            cols: a.cols,
+            g_s: a.g_s.clone(),
+            params: vec![DeviceParams::nominal(&spec); a.g_s.len()],
+            pulses: vec![0; a.g_s.len()],
+            t_written_s: vec![0.0; a.g_s.len()],
+        })
+        .collect();
+    Chip {
+        manifest: Manifest {
+            format: CHIP_FORMAT,
+            netc_version: "test".into(),
+            network: ir.name.clone(),
+            network_sha256: network_hash(&net_text()),
+            hardware: serde_json::Value::Null,
+            device: spec,
+            seed: 0,
+            now_s: 0.0,
+            arrays: arrays.iter().map(|a| [a.rows, a.cols]).collect(),
+        },
+        arrays,
+    }
+}
+
+fn backends(age_s: f64) -> (Model, CircuitBackend, CircuitBackend, Chip) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
+    let (file, ir) = netc::net::load_str(&net_text(), "mlp_chip.net", &dir).unwrap();
+    let model = model_for(&ir);
+    let chip = exact_chip(&file, &ir, &model);
+    let mut circ =
+        CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default()).unwrap();
+    let mut on_chip = CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default())
+        .unwrap()
+        .with_chip_conductances(chip.read(age_s, 1));
+    model.prepare_backend(&mut circ).unwrap();
+    model.prepare_backend(&mut on_chip).unwrap();
+    (model, circ, on_chip, chip)
+}
+
+#[test]
+fn exact_chip_decodes_to_the_circuit_backends_weights() {
+    let (model, circ, on_chip, _) = backends(0.0);
+    assert_eq!(on_chip.name(), "chip");
+    for id in 0..model.weights.len() {
+        let (a, b) = (
+            circ.effective_weights(id).unwrap(),
+            on_chip.effective_weights(id).unwrap(),
+        );
+        let scale = a.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(a.max_abs_diff(&b) <= 1e-12 * scale, "slot {id}");
+    }
+}
+
+#[test]
+fn drift_scales_the_weights_by_the_power_law() {
+    let age_s = parse_age("30d").unwrap();
+    assert_eq!(age_s, 30.0 * 86400.0);
+    let (model, _, fresh, chip) = backends(0.0);
+    let (_, _, aged, _) = backends(age_s);
+    let k = (age_s / T0_S).powf(-NU);
+    // closed form on one array's conductances
+    let g0 = &chip.arrays[0].g_s;
+    let g_aged = &chip.read(age_s, 1)[0];
+    for (a, b) in g0.iter().zip(g_aged) {
+        assert!((b - a * k).abs() <= 1e-12 * a, "{b} vs {a}·{k}");
+    }
+    // ideal wires, linear cells: W_eff = (G⁺ − G⁻)/scale, so every weight shrinks by k
+    for id in 0..model.weights.len() {
+        let w0 = fresh.effective_weights(id).unwrap();
+        let w1 = aged.effective_weights(id).unwrap();
+        let scale = w0.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in w0.data.iter().zip(&w1.data) {
+            assert!(
+                (b - k * a).abs() <= 1e-9 * scale,
+                "slot {id}: {b} vs {k}·{a}"
+            );
+        }
+        assert!(
+            k < 0.8,
+            "30 days of ν = {NU} drift is a visible decay ({k})"
+        );
+    }
+}
+
+#[test]
+fn bad_ages_are_errors_naming_the_cause() {
+    for (age, cause) in [
+        ("3weeks", "unknown unit `weeks`"),
+        ("abc", "is not a number"),
+        ("-2h", "≥ 0"),
+    ] {
+        let (ok, _, err) = netc(&[
+            "eval",
+            "x.net",
+            "--weights",
+            "model.json",
+            "--chip",
+            "chip",
+            &format!("--age={age}"),
+        ]);
+        assert!(!ok);
+        assert!(err.contains(cause), "{age}: {err}");
+    }
+    for (age, s) in [
+        ("2h", 7200.0),
+        ("10min", 600.0),
+        ("45s", 45.0),
+        ("120", 120.0),
+    ] {
+        assert_eq!(parse_age(age).unwrap(), s);
+    }
+}
+
+/// End to end: `netc program` writes a chip by write-verify (noise-free device, ideal wires,
+/// window ±0.2 %); `netc eval --compare circuit,chip` then agrees with the circuit backend within
+/// that programming error; the same chip given with another network file is refused.
+#[test]
+fn cli_program_then_eval_chip() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("netlists");
+    let net = dir.path().join("mlp_chip.net");
+    // no `model` line (linear cells): the file can live in the temp dir
+    std::fs::write(&net, net_text()).unwrap();
+    let (_, ir) = netc::net::load_str(&net_text(), "mlp_chip.net", &root).unwrap();
+    let weights = dir.path().join("model.json");
+    netc::nn::train::write_json(&weights, &model_for(&ir).to_weights_file()).unwrap();
+    let chip = dir.path().join("chip");
+    let (ok, _, err) = netc(&[
+        "program",
+        net.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--out",
+        chip.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = netc(&[
+        "eval",
+        net.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--chip",
+        chip.to_str().unwrap(),
+        "--compare",
+        "circuit,chip",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let agree = out
+        .lines()
+        .find_map(|l| l.strip_prefix("identical predictions: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let (n, total) = agree.split_once('/').unwrap();
+    let (n, total): (usize, usize) = (n.parse().unwrap(), total.parse().unwrap());
+    assert!(n * 100 >= 98 * total, "{out}");
+    let rms = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("layer"))
+        .map(|l| l.split(':').nth(1).unwrap().trim().parse::<f64>().unwrap())
+        .collect::<Vec<_>>();
+    assert!(rms.len() >= 2, "{out}");
+    // each cell within ±0.2 % of its target: the outputs differ by about that much, not more
+    assert!(rms.iter().all(|&e| e < 0.02), "{out}");
+    // another network file (same network, other text): refused, naming the cause
+    let other = dir.path().join("other.net");
+    std::fs::write(&other, net_text() + "// another file\n").unwrap();
+    let (ok, _, err) = netc(&[
+        "eval",
+        other.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--chip",
+        chip.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("was programmed for network"), "{err}");
+}
