@@ -64,28 +64,8 @@ fn invalid(span: &Span, message: impl Into<String>) -> DeviceError {
 }
 
 fn num_of(v: &Value, key: &str, unit: &str) -> Result<f64, DeviceError> {
-    match &v.kind {
-        ValueKind::Number { value, unit: u } => {
-            if !u.is_empty() && u != unit {
-                return Err(invalid(
-                    &v.span,
-                    format!(
-                        "`{key}` is in {}, not {}",
-                        crate::net::units::unit_name(unit),
-                        crate::net::units::unit_name(u)
-                    ),
-                ));
-            }
-            if !value.is_finite() {
-                return Err(invalid(&v.span, format!("`{key}` must be finite")));
-            }
-            Ok(*value)
-        }
-        k => Err(invalid(
-            &v.span,
-            format!("`{key}` needs a number, found {}", k.describe()),
-        )),
-    }
+    crate::net::spec::number_in(v, key, unit)
+        .map_err(|(span, message)| DeviceError::Invalid { span, message })
 }
 
 fn values(s: &Stmt, n: usize) -> Result<&[Value], DeviceError> {

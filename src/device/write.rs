@@ -84,17 +84,7 @@ pub fn set_netlist(
         xb.rows, xb.cols
     );
     let m = &mos.model;
-    let _ = writeln!(
-        s,
-        ".model nacc nmos level=1 vto={} kp={} lambda={} gamma={} phi={} is={} ld={}",
-        num(m.vto_v),
-        num(m.kp_a_per_v2),
-        num(m.lambda_per_v),
-        num(m.gamma_sqrt_v),
-        num(m.phi_v),
-        num(m.is_a),
-        num(m.ld_m)
-    );
+    let _ = writeln!(s, "{}", crate::xbar::emit::model_card("nacc", m));
     // a zero resistance is a 0 V source (exact in both solvers), not a tiny resistor
     let link = |s: &mut String, name: &str, a: &str, b: &str, r: f64| {
         if r > 0.0 {

@@ -375,25 +375,31 @@ fn one_value(s: &Stmt) -> Result<&Value, NetError> {
     }
 }
 
-fn num_of(v: &Value, key: &str, unit: &str) -> Result<f64, NetError> {
+/// The finite number of a value in `unit` (or unitless), else the span and message to report: the
+/// one reader of numbers for `.net` blocks (the device block maps it into its own error).
+pub(crate) fn number_in(v: &Value, key: &str, unit: &str) -> Result<f64, (Span, String)> {
     match &v.kind {
         ValueKind::Number { value, unit: u } => {
             if !u.is_empty() && u != unit {
-                return Err(invalid(
-                    &v.span,
+                return Err((
+                    v.span.clone(),
                     format!("`{key}` is in {}, not {}", unit_name(unit), unit_name(u)),
                 ));
             }
             if !value.is_finite() {
-                return Err(invalid(&v.span, format!("`{key}` must be finite")));
+                return Err((v.span.clone(), format!("`{key}` must be finite")));
             }
             Ok(*value)
         }
-        k => Err(invalid(
-            &v.span,
+        k => Err((
+            v.span.clone(),
             format!("`{key}` needs a number, found {}", k.describe()),
         )),
     }
+}
+
+fn num_of(v: &Value, key: &str, unit: &str) -> Result<f64, NetError> {
+    number_in(v, key, unit).map_err(|(span, message)| NetError::Invalid { span, message })
 }
 
 fn num(s: &Stmt, unit: &str) -> Result<f64, NetError> {

@@ -157,19 +157,10 @@ fn card(st: &Stmt) -> Option<(&Tok, &[Item])> {
 
 /// Phases 4–6.
 pub fn elaborate(ld: Loaded) -> Result<Netlist, SpiceError> {
-    let mut e = Elab {
-        ld: &ld,
-        defs: vec![Def::new("", None, None)],
-        globals: HashSet::new(),
-        elements: Vec::new(),
-        warnings: Vec::new(),
-        global_models: HashMap::new(),
-        warned_models: HashSet::new(),
-        vsrc_refs: Vec::new(),
-        defw_m: DEFAULT_W_M,
-        defl_m: DEFAULT_L_M,
-        max_elements: (crate::limits::max_memory().0 / BYTES_PER_ELEMENT) as usize,
-    };
+    let mut e = Elab::new(
+        &ld,
+        (crate::limits::max_memory().0 / BYTES_PER_ELEMENT) as usize,
+    );
     let top = e.collect_defs()?;
     // Global parameters.
     let empty = Scope {
@@ -262,20 +253,8 @@ pub struct CardContents {
 
 /// Phases 4–5 for a model card (see [`CardContents`]).
 pub fn elaborate_card(ld: Loaded) -> Result<CardContents, SpiceError> {
-    let mut e = Elab {
-        ld: &ld,
-        defs: vec![Def::new("", None, None)],
-        globals: HashSet::new(),
-        elements: Vec::new(),
-        warnings: Vec::new(),
-        global_models: HashMap::new(),
-        warned_models: HashSet::new(),
-        vsrc_refs: Vec::new(),
-        defw_m: DEFAULT_W_M,
-        defl_m: DEFAULT_L_M,
-        // a card has no elements (refused below)
-        max_elements: 0,
-    };
+    // a card has no elements (refused below)
+    let mut e = Elab::new(&ld, 0);
     let top = e.collect_defs()?;
     let not_in_card = |st: &Stmt, what: &str| SpiceError::Unsupported {
         what: format!("{what} in a device model card (only `.param` and `.model`)"),
@@ -335,6 +314,24 @@ pub fn elaborate_card(ld: Loaded) -> Result<CardContents, SpiceError> {
 }
 
 impl<'a> Elab<'a> {
+    /// A fresh elaboration of `ld` with only the top-level definition and at most `max_elements`
+    /// elements after expansion.
+    fn new(ld: &'a Loaded, max_elements: usize) -> Self {
+        Elab {
+            ld,
+            defs: vec![Def::new("", None, None)],
+            globals: HashSet::new(),
+            elements: Vec::new(),
+            warnings: Vec::new(),
+            global_models: HashMap::new(),
+            warned_models: HashSet::new(),
+            vsrc_refs: Vec::new(),
+            defw_m: DEFAULT_W_M,
+            defl_m: DEFAULT_L_M,
+            max_elements,
+        }
+    }
+
     fn span(&self, st: &Stmt, t: &Tok) -> Span {
         self.ld.span(st.line, t.off, t.len)
     }

@@ -37,6 +37,23 @@ use crate::netlist::{Analysis, Element, ElementKind, MosModel, Netlist, SimOptio
 use crate::span::Span;
 
 /// Shortest round-trip formatting of a number for SPICE.
+/// The `.model` card of a level-1 MOSFET under `name`, every parameter written out: the one
+/// writer of transistor cards (array netlists and programming bias circuits).
+pub fn model_card(name: &str, m: &MosModel) -> String {
+    format!(
+        ".model {} {} (level=1 vto={} kp={} lambda={} gamma={} phi={} is={} ld={})",
+        name,
+        if m.nmos { "nmos" } else { "pmos" },
+        num(m.vto_v),
+        num(m.kp_a_per_v2),
+        num(m.lambda_per_v),
+        num(m.gamma_sqrt_v),
+        num(m.phi_v),
+        num(m.is_a),
+        num(m.ld_m)
+    )
+}
+
 pub fn num(x: f64) -> String {
     if x == 0.0 {
         "0".into()
@@ -177,19 +194,7 @@ impl Emitted {
             let _ = writeln!(out, "{d}");
         }
         for m in &self.models {
-            let _ = writeln!(
-                out,
-                ".model {} {} (level=1 vto={} kp={} lambda={} gamma={} phi={} is={} ld={})",
-                m.name,
-                if m.nmos { "nmos" } else { "pmos" },
-                num(m.vto_v),
-                num(m.kp_a_per_v2),
-                num(m.lambda_per_v),
-                num(m.gamma_sqrt_v),
-                num(m.phi_v),
-                num(m.is_a),
-                num(m.ld_m)
-            );
+            let _ = writeln!(out, "{}", model_card(&m.name, m));
         }
         for (k, e) in self.netlist.elements.iter().enumerate() {
             while ci < self.comments.len() && self.comments[ci].0 == k {
