@@ -130,6 +130,10 @@ pub struct RunResult {
     /// frozen) decode the chip's conductances into weights.
     #[serde(skip)]
     pub scale_weights: Vec<Matrix>,
+    /// The software weights (ex-situ and hybrid: the float model before transfer; in situ: the
+    /// initial weights programmed first).
+    #[serde(skip)]
+    pub software_weights: Vec<Matrix>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -713,6 +717,7 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
                     interrupted: false,
                     chip,
                     model: chip_model,
+                    software_weights: scale_weights.clone(),
                     scale_weights,
                 };
                 publish(opts, &res)?;
@@ -1093,6 +1098,7 @@ fn insitu_loop(
         interrupted,
         chip,
         model,
+        software_weights: scale_weights.clone(),
         scale_weights,
     })
 }
