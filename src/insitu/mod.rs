@@ -122,6 +122,8 @@ pub struct RunResult {
     pub seconds: f64,
     /// True when a simulated kill (`stop_after_updates`) ended the run early.
     pub interrupted: bool,
+    /// Where the in-situ loop's time went (this process's part of the run).
+    pub timing: LoopTiming,
     #[serde(skip)]
     pub chip: Chip,
     #[serde(skip)]
@@ -134,6 +136,19 @@ pub struct RunResult {
     /// initial weights programmed first).
     #[serde(skip)]
     pub software_weights: Vec<Matrix>,
+}
+
+/// Seconds spent in each phase of the in-situ loop.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct LoopTiming {
+    /// Reading the chip and solving its arrays for the new conductances (effective weights).
+    pub read_solve_seconds: f64,
+    /// Forward through the solved arrays, loss, backprop and the optimiser step.
+    pub forward_backward_seconds: f64,
+    /// Turning the step into device writes (the write rule, compliance/verify solves).
+    pub write_seconds: f64,
+    /// Test-set evaluations at the ends of epochs.
+    pub eval_seconds: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -715,6 +730,7 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
                     pulses: pulses0,
                     seconds: t0.elapsed().as_secs_f64(),
                     interrupted: false,
+                    timing: LoopTiming::default(),
                     chip,
                     model: chip_model,
                     software_weights: scale_weights.clone(),
@@ -958,6 +974,7 @@ fn insitu_loop(
     );
     pb.set_position(state.updates as u64);
     let mut interrupted = false;
+    let mut timing = LoopTiming::default();
     let mut since_ckpt = 0usize;
     let mut stop_now = false;
     while state.updates < max_updates && state.epoch < epochs_total {
@@ -974,12 +991,15 @@ fn insitu_loop(
         let chunks: Vec<&[usize]> = order.chunks(bs).collect();
         while state.batch_in_epoch < chunks.len() && state.updates < max_updates {
             let idx = chunks[state.batch_in_epoch];
+            let t_read = Instant::now();
             // read the chip (drift since each cell's write, read noise from the run's stream)
             let g_read = read_chip(&chip, &mut read_rng);
             backend.set_chip_conductances(g_read).map_err(nn_backend)?;
             for id in 0..model.weights.len() {
                 model.weights[id] = backend.effective_weights(id).map_err(nn_backend)?;
             }
+            let t_fb = Instant::now();
+            timing.read_solve_seconds += (t_fb - t_read).as_secs_f64();
             let x = batch_matrix(&split.train, idx);
             let labels: Vec<usize> = idx.iter().map(|&i| split.train.labels[i]).collect();
             let (out, caches) = model.forward(&backend, &x)?;
@@ -998,6 +1018,8 @@ fn insitu_loop(
                     .powi(state.epoch.min(i32::MAX as usize) as i32),
             );
             let deltas = rule.deltas(&mut state.optimizer, &model.weights, &grads)?;
+            let t_write = Instant::now();
+            timing.forward_backward_seconds += (t_write - t_fb).as_secs_f64();
             let stats = rule.apply(
                 hw,
                 &setup.spec,
@@ -1008,6 +1030,7 @@ fn insitu_loop(
                 &trainable,
                 &mut dev_rng,
             )?;
+            timing.write_seconds += t_write.elapsed().as_secs_f64();
             state.cells_written += stats.cells_written;
             state.pulses += stats.pulses;
             state.updates += 1;
@@ -1040,9 +1063,11 @@ fn insitu_loop(
         }
         if state.batch_in_epoch >= chunks.len() {
             // epoch done: test accuracy of the chip as it is now (a held read of the run's stream)
+            let t_eval = Instant::now();
             let g_read = read_chip(&chip, &mut read_rng);
             backend.set_chip_conductances(g_read).map_err(nn_backend)?;
             let test = evaluate(&model, &backend, &split.test, 500)?;
+            timing.eval_seconds += t_eval.elapsed().as_secs_f64();
             state.epochs.push(EpochMetrics {
                 epoch: state.epoch + 1,
                 loss: state.loss_sum / state.seen.max(1) as f64,
@@ -1096,6 +1121,7 @@ fn insitu_loop(
         pulses: state.pulses,
         seconds: t0.elapsed().as_secs_f64(),
         interrupted,
+        timing,
         chip,
         model,
         software_weights: scale_weights.clone(),
