@@ -12,9 +12,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::device::chip::{network_hash, ArrayState, Chip, Manifest, CHIP_FORMAT};
-use crate::device::write::{oneshot_column, write_verify};
+use crate::device::write::{oneshot_column, verify_cell, ArrayVerifier};
 use crate::device::{DeviceError, DeviceSpec};
 use crate::net::spec::CellKind as NetCell;
+use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -126,7 +127,6 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
         None if one_t1r && hw.levels == 0 => Algorithm::Oneshot,
         None => Algorithm::WriteVerify,
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let span = spec.g_max_s - spec.g_min_s;
     let total: usize = programmed
         .arrays
@@ -139,10 +139,11 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
             .expect("static template"),
     );
     bar.set_message(format!("programming ({algorithm:?})"));
-    let mut states = Vec::new();
-    // per cell (layer, target, achieved, pulses, failed)
-    let mut cells: Vec<CellRecord> = Vec::new();
-    for arr in &programmed.arrays {
+    // the arrays are independent: programmed in parallel, each with its own random stream derived
+    // from the seed and the array's index, so the chip does not depend on the thread count
+    let per_array = |(ai, arr): (usize, &crate::mapping::weights::ArrayConductances)| -> Result<(ArrayState, Vec<CellRecord>), ProgramCmdError> {
+        let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
+        rng.set_stream(ai as u64 + 1);
         let (r, c) = (arr.rows, arr.cols);
         let mut st = ArrayState::fresh(&spec, r, c, &mut rng);
         // the one lowering from hardware to circuit (crate::mapping::array)
@@ -155,30 +156,34 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
                         continue;
                     }
                     let targets: Vec<f64> = (0..r).map(|i| arr.g(i, j)).collect();
-                    oneshot_column(&spec, &xb, j, &mut st.g_s, &st.params, &targets, &mut rng)?;
+                    let rep =
+                        oneshot_column(&spec, &xb, j, &mut st.g_s, &st.params, &targets, &mut rng)?;
                     for i in 0..r {
                         st.pulses[i * c + j] += 1;
                         if arr.owner[i * c + j].is_some() {
+                            // a blind write fails where its aim misses: the target is out of reach
+                            failed[i * c + j] = rep.unreachable[i];
                             bar.inc(1);
                         }
                     }
                 }
             }
             Algorithm::WriteVerify => {
+                let mut verifier = ArrayVerifier::new(&xb, spec.verify.v_read_v)?;
                 for k in 0..r * c {
                     if arr.owner[k].is_none() {
                         continue;
                     }
-                    let out = write_verify(
+                    let reader = verifier.cell(&xb.g_siemens, k / c, k % c)?;
+                    let out = verify_cell(
                         &spec,
                         &st.params[k],
-                        &mut xb,
-                        k / c,
-                        k % c,
+                        &reader,
+                        &mut xb.g_siemens[k],
                         arr.g_s[k],
                         &mut st.pulses[k],
                         &mut rng,
-                    )?;
+                    );
                     failed[k] = !out.converged;
                     bar.inc(1);
                 }
@@ -211,18 +216,31 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
                         &mut rng,
                     );
                     st.pulses[k] += n as u32;
+                    failed[k] = (st.g_s[k] - arr.g_s[k]).abs() / span > 0.05;
                     bar.inc(1);
                 }
             }
         }
+        let mut cells = Vec::new();
         for k in 0..r * c {
             if let Some(mi) = arr.owner[k] {
-                let err = (st.g_s[k] - arr.g_s[k]).abs() / span;
-                let fail = failed[k] || (algorithm != Algorithm::WriteVerify && err > 0.05);
-                cells.push((mi, arr.g_s[k], st.g_s[k], st.pulses[k], fail, arr.index));
+                cells.push((mi, arr.g_s[k], st.g_s[k], st.pulses[k], failed[k], arr.index));
             }
         }
+        Ok((st, cells))
+    };
+    let done: Vec<(ArrayState, Vec<CellRecord>)> = programmed
+        .arrays
+        .par_iter()
+        .enumerate()
+        .map(per_array)
+        .collect::<Result<_, _>>()?;
+    let mut states = Vec::new();
+    // per cell (layer, target, achieved, pulses, failed)
+    let mut cells: Vec<CellRecord> = Vec::new();
+    for (st, cs) in done {
         states.push(st);
+        cells.extend(cs);
     }
     bar.finish_and_clear();
     // per-layer report
