@@ -376,24 +376,41 @@ pub fn verify_cell<R: Rng>(
     }
 }
 
-/// Verify reads of one array, prepared once: the small-signal network and its symbolic analysis
-/// are built once per array; the reader of each cell then costs one numeric refactorization of
-/// the array's current state and two solves with it (the read input, and a unit current between
-/// the cell's two nodes), from which Sherman–Morrison gives the read as an exact linear-fractional
-/// function of that cell's conductance (see [`CellReader`]). Cells whose nodes are held by a source
-/// (zero wire resistance) fall back to [`CellReader::new`].
+/// Verify reads of one array, prepared once. The small-signal network, its symbolic analysis and
+/// a numeric factor are built once; cells written since that factor are a low-rank change of it,
+/// `A = A_F + U·D·Uᵀ` (one column `u = e_p − e_q` per changed cell, D their conductance changes),
+/// taken into account exactly by the Woodbury identity, and the factor is renewed after
+/// [`ArrayVerifier::MAX_RANK`] changed cells. Each cell's reader then costs two solves with the
+/// factor (the read input, and a unit current between the cell's two nodes) and a small dense
+/// correction, and Sherman–Morrison gives the read as an exact linear-fractional function of that
+/// cell's conductance (see [`CellReader`]). Arrays whose cells are tied to a source (zero wire
+/// resistance) use three solves of the array per cell on one kept engine instead.
 pub struct ArrayVerifier {
     xb: Crossbar,
     lin: crate::xbar::linear::LinearSystem,
     tia_g: f64,
     gmin: f64,
     v_read_v: f64,
+    /// Every cell has both ends on unknowns (wires on both lines): the Woodbury path applies.
+    all_free: bool,
+    /// Output functional of each column: (unknown, coefficient) of the wires into it.
+    terms: Vec<Vec<(usize, f64)>>,
+    /// Linear cell conductances the factor was made with (empty: no factor yet).
+    g_factor: Vec<f64>,
+    /// Cells changed since the factor: (cell, p, q, A_F⁻¹·u).
+    changed: Vec<(usize, usize, usize, Vec<f64>)>,
+    /// A_F⁻¹·u of the last cell read (its column once it has changed).
+    last_w: Option<(usize, Vec<f64>)>,
     /// For cells tied to a source: an engine on the stand-in, built on first need.
     probe: Option<Engine>,
 }
 
 impl ArrayVerifier {
+    /// Changed cells tracked before the factor is renewed.
+    pub const MAX_RANK: usize = 24;
+
     pub fn new(xb: &Crossbar, v_read_v: f64) -> Result<ArrayVerifier, DeviceError> {
+        use crate::xbar::network::Node;
         let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
         xb.validate().map_err(circ)?;
         if !(v_read_v.is_finite() && v_read_v != 0.0) {
@@ -408,18 +425,42 @@ impl ArrayVerifier {
         let gmin = SolveOptions::default().gmin_siemens;
         let lin =
             crate::xbar::linear::LinearSystem::assemble(net, lin_xb.g_siemens.clone(), tia_g, gmin);
+        let all_free = lin
+            .net
+            .w
+            .iter()
+            .zip(&lin.net.b)
+            .all(|(a, b)| matches!((a, b), (Node::Free(_), Node::Free(_))));
+        let mut terms = vec![Vec::new(); xb.cols];
+        let mut sourced = false;
+        for (col, node, coef) in lin.output_terms() {
+            match node {
+                Node::Free(t) => terms[col].push((t as usize, coef)),
+                _ => sourced = true,
+            }
+        }
         Ok(ArrayVerifier {
             xb: xb.clone(),
             lin,
             tia_g,
             gmin,
             v_read_v,
+            all_free: all_free && !sourced,
+            terms,
+            g_factor: Vec::new(),
+            changed: Vec::new(),
+            last_w: None,
             probe: None,
         })
     }
 
     /// The reader of cell (i, j) with the array's memristors at `g_mem_s` (row-major).
-    pub fn cell(&mut self, g_mem_s: &[f64], i: usize, j: usize) -> Result<CellReader, DeviceError> {
+    pub fn cell(
+        &mut self,
+        g_mem_s: &[f64],
+        i: usize,
+        j: usize,
+    ) -> Result<CellReader, DeviceError> {
         use crate::xbar::network::Node;
         let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
         let (r, c) = (self.xb.rows, self.xb.cols);
@@ -437,7 +478,7 @@ impl ArrayVerifier {
             CellKind::OneT1R { mos, v_gate_v } => Some((mos.clone(), v_gate_v[i])),
             _ => None,
         };
-        let (Node::Free(p), Node::Free(q)) = (self.lin.net.w[k], self.lin.net.b[k]) else {
+        if !self.all_free {
             // a cell tied to a source (no wire between them): three solves of the stand-in on
             // one engine kept for the array
             if self.probe.is_none() {
@@ -455,57 +496,150 @@ impl ArrayVerifier {
                 v_read_v: self.v_read_v,
                 one_t1r,
             });
+        }
+        let nodes = |net: &crate::xbar::Network, t: usize| match (net.w[t], net.b[t]) {
+            (Node::Free(p), Node::Free(q)) => (p as usize, q as usize),
+            _ => unreachable!("all cells have both ends free"),
         };
-        self.lin
-            .update_cells(&cell_g, self.tia_g, self.gmin)
-            .map_err(circ)?;
+        let n = self.lin.net.n_free;
+        // the cells that differ from the factor: known columns, or new ones (one solve each)
+        let mut renew = self.g_factor.is_empty();
+        if !renew {
+            for t in 0..cell_g.len() {
+                if cell_g[t] != self.g_factor[t] && !self.changed.iter().any(|e| e.0 == t) {
+                    if self.changed.len() >= Self::MAX_RANK {
+                        renew = true;
+                        break;
+                    }
+                    let (p, q) = nodes(&self.lin.net, t);
+                    let w = match self.last_w.take() {
+                        Some((lk, w)) if lk == t => w,
+                        _ => {
+                            let mut w = Mat::<f64>::zeros(n, 1);
+                            w[(p, 0)] = 1.0;
+                            w[(q, 0)] -= 1.0;
+                            self.lin.solve_in_place(w.as_mut()).map_err(circ)?;
+                            (0..n).map(|x| w[(x, 0)]).collect()
+                        }
+                    };
+                    self.changed.push((t, p, q, w));
+                }
+            }
+        }
+        if renew {
+            self.lin
+                .update_cells(&cell_g, self.tia_g, self.gmin)
+                .map_err(circ)?;
+            self.g_factor.clone_from(&cell_g);
+            self.changed.clear();
+        }
+        let (p, q) = nodes(&self.lin.net, k);
         let mut v_rows = Mat::<f64>::zeros(r, 1);
         v_rows[(i, 0)] = self.v_read_v;
-        let x0 = self
+        let y1 = self
             .lin
             .solve_rows(v_rows.as_ref(), &vec![0.0; c])
             .map_err(circ)?;
-        let n = self.lin.net.n_free;
-        let mut w = Mat::<f64>::zeros(n, 1);
-        w[(p as usize, 0)] = 1.0;
-        w[(q as usize, 0)] -= 1.0;
-        self.lin.solve_in_place(w.as_mut()).map_err(circ)?;
-        // the read y = sᵀx (+ the row-source terms); with the cell's conductance g0 + δ,
-        // x(δ) = x0 − w·δ·uᵀx0 / (1 + δ·uᵀw)  (Sherman–Morrison, u = e_p − e_q)
-        let (mut y0, mut sw) = (0.0, 0.0);
-        for (col, node, coef) in self.lin.output_terms() {
-            if col != j {
-                continue;
-            }
-            match node {
-                Node::Free(t) => {
-                    y0 += coef * x0[(t as usize, 0)];
-                    sw += coef * w[(t as usize, 0)];
+        let mut y2 = Mat::<f64>::zeros(n, 1);
+        y2[(p, 0)] = 1.0;
+        y2[(q, 0)] -= 1.0;
+        self.lin.solve_in_place(y2.as_mut()).map_err(circ)?;
+        let mut x0: Vec<f64> = (0..n).map(|x| y1[(x, 0)]).collect();
+        let mut w: Vec<f64> = (0..n).map(|x| y2[(x, 0)]).collect();
+        self.last_w = Some((k, w.clone()));
+        // Woodbury: A⁻¹v = y − W·z with (I + D·UᵀW)·z = D·Uᵀy, y = A_F⁻¹v
+        let m = self.changed.len();
+        if m > 0 {
+            let d: Vec<f64> = self
+                .changed
+                .iter()
+                .map(|e| cell_g[e.0] - self.g_factor[e.0])
+                .collect();
+            let mut cap = vec![0.0; m * m];
+            for (a, ea) in self.changed.iter().enumerate() {
+                for (b, eb) in self.changed.iter().enumerate() {
+                    cap[a * m + b] = d[a] * (eb.3[ea.1] - eb.3[ea.2]) + f64::from(a == b);
                 }
-                Node::Row(t) => y0 += coef * v_rows[(t as usize, 0)],
-                _ => {}
+            }
+            for v in [&mut x0, &mut w] {
+                let mut z: Vec<f64> = self
+                    .changed
+                    .iter()
+                    .zip(&d)
+                    .map(|(e, da)| da * (v[e.1] - v[e.2]))
+                    .collect();
+                solve_dense(&cap, m, &mut z).ok_or_else(|| {
+                    DeviceError::Circuit(format!("verify read of cell ({i}, {j}) is degenerate"))
+                })?;
+                for (e, zb) in self.changed.iter().zip(&z) {
+                    for (vx, wx) in v.iter_mut().zip(&e.3) {
+                        *vx -= zb * wx;
+                    }
+                }
             }
         }
-        let ux = x0[(p as usize, 0)] - x0[(q as usize, 0)];
-        let m = w[(p as usize, 0)] - w[(q as usize, 0)];
+        // the read y = sᵀx; with the cell's conductance g0 + δ,
+        // x(δ) = x0 − w·δ·uᵀx0 / (1 + δ·uᵀw)  (Sherman–Morrison, u = e_p − e_q)
+        let (mut y0, mut sw) = (0.0, 0.0);
+        for &(t, coef) in &self.terms[j] {
+            y0 += coef * x0[t];
+            sw += coef * w[t];
+        }
+        let ux = x0[p] - x0[q];
+        let mm = w[p] - w[q];
         let g0 = cell_g[k];
         let kk = sw * ux;
         // 1 + m·(g − g0) = d0·(1 + (m/d0)·g); d0 > 0: m is the resistance seen by the cell with
         // itself in place, below 1/g0
-        let d0 = 1.0 - m * g0;
-        if !(d0.is_finite() && d0 > 0.0 && m.is_finite() && kk.is_finite()) {
+        let d0 = 1.0 - mm * g0;
+        if !(d0.is_finite() && d0 > 0.0 && mm.is_finite() && kk.is_finite()) {
             return Err(DeviceError::Circuit(format!(
                 "verify read of cell ({i}, {j}) is degenerate"
             )));
         }
         Ok(CellReader {
             a: (y0 * d0 + kk * g0) / d0,
-            b: (y0 * m - kk) / d0,
-            c: m / d0,
+            b: (y0 * mm - kk) / d0,
+            c: mm / d0,
             v_read_v: self.v_read_v,
             one_t1r,
         })
     }
+}
+
+/// Solve the dense m×m system `a·x = b` (row-major `a`) in place by Gaussian elimination with
+/// partial pivoting; `None` when singular.
+fn solve_dense(a: &[f64], m: usize, b: &mut [f64]) -> Option<()> {
+    let mut a = a.to_vec();
+    for col in 0..m {
+        let piv = (col..m).max_by(|&x, &y| a[x * m + col].abs().total_cmp(&a[y * m + col].abs()))?;
+        if !(a[piv * m + col].abs() > 0.0) {
+            return None;
+        }
+        if piv != col {
+            for t in 0..m {
+                a.swap(piv * m + t, col * m + t);
+            }
+            b.swap(piv, col);
+        }
+        for row in col + 1..m {
+            let f = a[row * m + col] / a[col * m + col];
+            if f != 0.0 {
+                for t in col..m {
+                    a[row * m + t] -= f * a[col * m + t];
+                }
+                b[row] -= f * b[col];
+            }
+        }
+    }
+    for row in (0..m).rev() {
+        let mut s = b[row];
+        for t in row + 1..m {
+            s -= a[row * m + t] * b[t];
+        }
+        b[row] = s / a[row * m + row];
+    }
+    b.iter().all(|x| x.is_finite()).then_some(())
 }
 
 /// The linear stand-in the verify reads solve: 1T1R cells as the memristor in series with the
