@@ -131,14 +131,12 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
         let arr = &programmed.arrays[w.array];
         if let Some(mi) = arr.owner[w.cell] {
             let st = &chip.arrays[w.array];
-            let err = (st.g_s[w.cell] - arr.g_s[w.cell]).abs() / span;
-            let fail = w.failed || (algorithm != Algorithm::WriteVerify && err > 0.05);
             cells.push((
                 mi,
                 arr.g_s[w.cell],
                 st.g_s[w.cell],
                 st.pulses[w.cell],
-                fail,
+                w.failed,
                 arr.index,
             ));
         }

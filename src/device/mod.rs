@@ -452,14 +452,29 @@ impl DeviceSpec {
         v_gate_v: f64,
         rng: &mut R,
     ) -> f64 {
-        let g = match self.set_law {
+        self.land(p, self.set_law_g(i_cc_a, v_gate_v), rng)
+    }
+
+    /// The conductance the SET law gives for a compliance current and gate voltage, before
+    /// programming noise, faults and the window.
+    pub fn set_law_g(&self, i_cc_a: f64, v_gate_v: f64) -> f64 {
+        match self.set_law {
             SetLaw::Empirical => i_cc_a.max(0.0) / self.v_m_v,
             SetLaw::LinearGate {
                 r_vg_v_per_s,
                 v_gate_zero_v,
             } => (v_gate_v - v_gate_zero_v) / r_vg_v_per_s,
-        };
-        self.land(p, g, rng)
+        }
+    }
+
+    /// Where a noise-free write aimed at `g_target` lands on device `p` (window and faults; a
+    /// mis-written device's landing is random, so `None`).
+    pub fn aimed(&self, p: &DeviceParams, g: f64) -> Option<f64> {
+        match p.fault {
+            Fault::Stuck { g_s } => Some(g_s),
+            Fault::Miswritten => None,
+            Fault::None => Some(self.clip(p, g)),
+        }
     }
 
     /// Where a write aimed at `g_target` lands: programming noise, faults, window.

@@ -6,11 +6,13 @@
 //! (S4, S5) and open-loop pulses (the count the nominal device needs, applied blind).
 
 use indicatif::ProgressBar;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::chip::{network_hash, ArrayState, Chip, Manifest, CHIP_FORMAT};
-use super::write::{gates_for_targets, oneshot_column_gates, write_verify};
+use super::write::{gates_for_targets, oneshot_column_gates, verify_cell, ArrayVerifier};
 use super::{DeviceError, DeviceParams, DeviceSpec};
 use crate::mapping::weights::Programmed;
 use crate::net::spec::{CellKind as NetCell, HardwareSpec};
@@ -81,7 +83,7 @@ pub fn program_cells<R: Rng>(
     spec: &DeviceSpec,
     states: &mut [ArrayState],
     targets: &[Vec<f64>],
-    select: &dyn Fn(usize, usize) -> bool,
+    select: &(dyn Fn(usize, usize) -> bool + Sync),
     algorithm: Algorithm,
     now_s: f64,
     rng: &mut R,
@@ -94,8 +96,42 @@ pub fn program_cells<R: Rng>(
             states.len()
         )));
     }
-    let mut out = Vec::new();
-    for (a, (st, tg)) in states.iter_mut().zip(targets).enumerate() {
+    // The arrays are independent: written in parallel, each with its own random stream seeded
+    // from `rng` in array order, so the result does not depend on the thread count.
+    let seeds: Vec<u64> = states.iter().map(|_| rng.gen()).collect();
+    let per_array = |(a, (st, tg)): (usize, (&mut ArrayState, &Vec<f64>))| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seeds[a]);
+        let mut out = Vec::new();
+        write_array(
+            hw, spec, a, st, tg, select, algorithm, now_s, &mut rng, bar, &mut out,
+        )?;
+        Ok::<_, DeviceError>(out)
+    };
+    let per: Vec<Vec<CellWrite>> = states
+        .par_iter_mut()
+        .zip(targets.par_iter())
+        .enumerate()
+        .map(per_array)
+        .collect::<Result<_, _>>()?;
+    Ok(per.into_iter().flatten().collect())
+}
+
+/// [`program_cells`] for array `a`.
+#[allow(clippy::too_many_arguments)]
+fn write_array<R: Rng>(
+    hw: &HardwareSpec,
+    spec: &DeviceSpec,
+    a: usize,
+    st: &mut ArrayState,
+    tg: &[f64],
+    select: &(dyn Fn(usize, usize) -> bool + Sync),
+    algorithm: Algorithm,
+    now_s: f64,
+    rng: &mut R,
+    bar: &ProgressBar,
+    out: &mut Vec<CellWrite>,
+) -> Result<(), DeviceError> {
+    {
         let (r, c) = (st.rows, st.cols);
         if tg.len() != r * c {
             return Err(DeviceError::Param(format!(
@@ -114,7 +150,7 @@ pub fn program_cells<R: Rng>(
                     }
                     let col_targets: Vec<f64> = (0..r).map(|i| tg[i * c + j]).collect();
                     let vg = gates_for_targets(spec, &xb, j, &col_targets)?;
-                    oneshot_column_gates(
+                    let mut rep = oneshot_column_gates(
                         spec,
                         &xb,
                         j,
@@ -125,6 +161,7 @@ pub fn program_cells<R: Rng>(
                         true,
                         rng,
                     )?;
+                    rep.mark_unreachable(spec, &col_targets);
                     for i in (0..r).filter(|&i| write[i]) {
                         let k = i * c + j;
                         st.pulses[k] += 1;
@@ -136,27 +173,32 @@ pub fn program_cells<R: Rng>(
                             g_target_s: tg[k],
                             g_achieved_s: st.g_s[k],
                             pulses: 1,
-                            failed: false,
+                            // a blind write fails where its aim misses: the target is out of reach
+                            failed: rep.unreachable[i],
                         });
                         bar.inc(1);
                     }
                 }
             }
             Algorithm::WriteVerify => {
-                let mut xb = crate::mapping::crossbar(hw, r, c, &st.g_s)
+                let xb = crate::mapping::crossbar(hw, r, c, &st.g_s)
                     .map_err(|e| DeviceError::Circuit(e.to_string()))?;
+                // one verifier per array: the network and its factor are kept across cells, each
+                // read a low-rank update of it (crate::device::write::ArrayVerifier)
+                let mut verifier = ArrayVerifier::new(&xb, spec.verify.v_read_v)?;
+                let mut g_now = st.g_s.clone();
                 for k in (0..r * c).filter(|&k| select(a, k)) {
                     let before = st.pulses[k];
-                    let o = write_verify(
+                    let reader = verifier.cell(&g_now, k / c, k % c)?;
+                    let o = verify_cell(
                         spec,
                         &st.params[k],
-                        &mut xb,
-                        k / c,
-                        k % c,
+                        &reader,
+                        &mut g_now[k],
                         tg[k],
                         &mut st.pulses[k],
                         rng,
-                    )?;
+                    );
                     if o.pulses > 0 {
                         st.t_written_s[k] = now_s;
                     }
@@ -170,7 +212,7 @@ pub fn program_cells<R: Rng>(
                     });
                     bar.inc(1);
                 }
-                st.g_s.clone_from(&xb.g_siemens);
+                st.g_s.clone_from(&g_now);
             }
             Algorithm::Pulses => {
                 let nominal = DeviceParams::nominal(spec);
@@ -200,14 +242,15 @@ pub fn program_cells<R: Rng>(
                         g_target_s: target,
                         g_achieved_s: st.g_s[k],
                         pulses: n as u32,
-                        failed: false,
+                        // open loop: a write more than 5 % of the window off its target failed
+                        failed: (st.g_s[k] - target).abs() > 0.05 * (spec.g_max_s - spec.g_min_s),
                     });
                     bar.inc(1);
                 }
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Fresh arrays for a compiled network (every device drawn from `spec`, in array order).

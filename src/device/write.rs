@@ -173,6 +173,36 @@ pub struct SetReport {
     pub compliance_current_a: Vec<f64>,
     pub g_before_siemens: Vec<f64>,
     pub g_after_siemens: Vec<f64>,
+    /// Where each cell's SET is aimed before programming noise: the law's conductance at the
+    /// solved compliance current and the gate used, in the device's window (stuck devices at their
+    /// value; NaN for a mis-written device).
+    pub g_aimed_siemens: Vec<f64>,
+    /// Cells whose aimed conductance misses the target by more than 5 % of the window: the target
+    /// lies outside what the gate range (or the device's own window, or its fault) can reach. The
+    /// programming noise is not a failure of the write: one-shot programming is blind. Set by
+    /// [`SetReport::mark_unreachable`] when the targets are known (all false until then).
+    pub unreachable: Vec<bool>,
+}
+
+impl SetReport {
+    /// Mark the rows whose aim misses `g_target_s[i]` by more than 5 % of the window (a
+    /// mis-written device, whose aim is random, is judged by where it landed).
+    pub fn mark_unreachable(&mut self, spec: &DeviceSpec, g_target_s: &[f64]) {
+        let tolerance_s = 0.05 * (spec.g_max_s - spec.g_min_s);
+        self.unreachable = (0..self.g_aimed_siemens.len())
+            .map(|i| {
+                let t = g_target_s.get(i).copied().unwrap_or(f64::NAN);
+                let a = self.g_aimed_siemens[i];
+                let got = if a.is_nan() {
+                    self.g_after_siemens[i]
+                } else {
+                    a
+                };
+                let miss = (got - t).abs();
+                miss.is_nan() || miss > tolerance_s
+            })
+            .collect();
+    }
 }
 
 /// Gate voltages for target conductances. With S1's linear rule the gate follows from the rule
@@ -236,7 +266,9 @@ pub fn oneshot_column<R: Rng>(
     }
     let vg = gates_for_targets(spec, xb, j, g_target_s)?;
     let all = vec![true; xb.rows];
-    oneshot_column_gates(spec, xb, j, g, params, &vg, &all, true, rng)
+    let mut rep = oneshot_column_gates(spec, xb, j, g, params, &vg, &all, true, rng)?;
+    rep.mark_unreachable(spec, g_target_s);
+    Ok(rep)
 }
 
 /// One-shot SET of the cells of column `j` selected by `write[i]`, with the given gate voltages
@@ -287,6 +319,7 @@ pub fn oneshot_column_gates<R: Rng>(
         vec![f64::NAN; r]
     };
     let mut after = Vec::with_capacity(r);
+    let mut aimed = Vec::with_capacity(r);
     for i in 0..r {
         let k = i * c + j;
         if write[i] {
@@ -296,6 +329,8 @@ pub fn oneshot_column_gates<R: Rng>(
             g[k] = spec.set_from_compliance(&params[k], i_cc[i], vg[i], rng);
         }
         after.push(g[k]);
+        let a = spec.aimed(&params[k], spec.set_law_g(i_cc[i], vg[i]));
+        aimed.push(a.unwrap_or(f64::NAN));
     }
     Ok(SetReport {
         col: j,
@@ -303,6 +338,8 @@ pub fn oneshot_column_gates<R: Rng>(
         compliance_current_a: i_cc,
         g_before_siemens: before,
         g_after_siemens: after,
+        g_aimed_siemens: aimed,
+        unreachable: vec![false; r],
     })
 }
 
@@ -346,7 +383,8 @@ pub struct VerifyOutcome {
 /// the needed direction, read again, stop inside the verify window or at the pulse limit
 /// (S5 Methods; S4's tolerance). The read is the cell's row driven at V_read, every other line at
 /// 0 V, the column current over V_read (what the hardware's verify measures, wires and sneak
-/// paths included). Updates `xb.g_siemens` (the true state) and `pulses` in place.
+/// paths included). Updates `xb.g_siemens` (the true state) and `pulses` in place. For many cells
+/// of one array, [`ArrayVerifier`] prepares the array once.
 #[allow(clippy::too_many_arguments)]
 pub fn write_verify<R: Rng>(
     spec: &DeviceSpec,
@@ -358,12 +396,32 @@ pub fn write_verify<R: Rng>(
     pulses: &mut u32,
     rng: &mut R,
 ) -> Result<VerifyOutcome, DeviceError> {
-    let c = xb.cols;
-    let k = i * c + j;
-    let v_read = spec.verify.v_read_v;
-    let reader = CellReader::new(xb, i, j, v_read)?;
+    let reader = CellReader::new(xb, i, j, spec.verify.v_read_v)?;
+    let k = i * xb.cols + j;
+    Ok(verify_cell(
+        spec,
+        params,
+        &reader,
+        &mut xb.g_siemens[k],
+        g_target_s,
+        pulses,
+        rng,
+    ))
+}
+
+/// The write-verify loop of one cell whose read is `reader`: `g_s` is the cell's true conductance
+/// (updated in place), `pulses` its pulse counter.
+pub fn verify_cell<R: Rng>(
+    spec: &DeviceSpec,
+    params: &DeviceParams,
+    reader: &CellReader,
+    g_s: &mut f64,
+    g_target_s: f64,
+    pulses: &mut u32,
+    rng: &mut R,
+) -> VerifyOutcome {
     let read = |g: f64, rng: &mut R| -> f64 { spec.read(reader.g_read(g), rng) };
-    let mut g = xb.g_siemens[k];
+    let mut g = *g_s;
     let mut g_read = read(g, rng);
     let mut n = 0usize;
     while !spec.within(g_read, g_target_s) && n < spec.verify.max_pulses {
@@ -373,16 +431,291 @@ pub fn write_verify<R: Rng>(
         n += 1;
         g_read = read(g, rng);
     }
-    xb.g_siemens[k] = g;
+    *g_s = g;
     *pulses += n as u32;
-    Ok(VerifyOutcome {
+    VerifyOutcome {
         pulses: n,
         g_target_s,
         g_read_s: g_read,
         g_true_s: g,
         error_rel: (g_read - g_target_s).abs() / g_target_s.abs().max(1e-30),
         converged: spec.within(g_read, g_target_s),
-    })
+    }
+}
+
+/// Verify reads of one array, prepared once. The small-signal network, its symbolic analysis and
+/// a numeric factor are built once; cells written since that factor are a low-rank change of it,
+/// `A = A_F + U·D·Uᵀ` (one column `u = e_p − e_q` per changed cell, D their conductance changes),
+/// taken into account exactly by the Woodbury identity, and the factor is renewed after
+/// [`ArrayVerifier::MAX_RANK`] changed cells. Each cell's reader then costs two solves with the
+/// factor (the read input, and a unit current between the cell's two nodes) and a small dense
+/// correction, and Sherman–Morrison gives the read as an exact linear-fractional function of that
+/// cell's conductance (see [`CellReader`]). Arrays whose cells are tied to a source (zero wire
+/// resistance) use three solves of the array per cell on one kept engine instead.
+pub struct ArrayVerifier {
+    xb: Crossbar,
+    lin: crate::xbar::linear::LinearSystem,
+    tia_g: f64,
+    gmin: f64,
+    v_read_v: f64,
+    /// Every cell has both ends on unknowns (wires on both lines): the Woodbury path applies.
+    all_free: bool,
+    /// Output functional of each column: (unknown, coefficient) of the wires into it.
+    terms: Vec<Vec<(usize, f64)>>,
+    /// Linear cell conductances the factor was made with (empty: no factor yet).
+    g_factor: Vec<f64>,
+    /// Cells changed since the factor: (cell, p, q, A_F⁻¹·u).
+    changed: Vec<(usize, usize, usize, Vec<f64>)>,
+    /// A_F⁻¹·u of the last cell read (its column once it has changed).
+    last_w: Option<(usize, Vec<f64>)>,
+    /// For cells tied to a source: an engine on the stand-in, built on first need.
+    probe: Option<Engine>,
+}
+
+impl ArrayVerifier {
+    /// Changed cells tracked before the factor is renewed.
+    pub const MAX_RANK: usize = 24;
+
+    pub fn new(xb: &Crossbar, v_read_v: f64) -> Result<ArrayVerifier, DeviceError> {
+        use crate::xbar::network::Node;
+        let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
+        xb.validate().map_err(circ)?;
+        if !(v_read_v.is_finite() && v_read_v != 0.0) {
+            return Err(DeviceError::Param(format!(
+                "the verify read needs a finite non-zero voltage, got {v_read_v}"
+            )));
+        }
+        let lin_xb = small_signal_stand_in(xb);
+        let net = crate::xbar::Network::new(&lin_xb, &crate::xbar::Topology::inference(&lin_xb))
+            .map_err(circ)?;
+        let tia_g = lin_xb.sense.small_signal_g_siemens();
+        let gmin = SolveOptions::default().gmin_siemens;
+        let lin =
+            crate::xbar::linear::LinearSystem::assemble(net, lin_xb.g_siemens.clone(), tia_g, gmin);
+        let all_free = lin
+            .net
+            .w
+            .iter()
+            .zip(&lin.net.b)
+            .all(|(a, b)| matches!((a, b), (Node::Free(_), Node::Free(_))));
+        let mut terms = vec![Vec::new(); xb.cols];
+        let mut sourced = false;
+        for (col, node, coef) in lin.output_terms() {
+            match node {
+                Node::Free(t) => terms[col].push((t as usize, coef)),
+                _ => sourced = true,
+            }
+        }
+        Ok(ArrayVerifier {
+            xb: xb.clone(),
+            lin,
+            tia_g,
+            gmin,
+            v_read_v,
+            all_free: all_free && !sourced,
+            terms,
+            g_factor: Vec::new(),
+            changed: Vec::new(),
+            last_w: None,
+            probe: None,
+        })
+    }
+
+    /// The reader of cell (i, j) with the array's memristors at `g_mem_s` (row-major).
+    pub fn cell(&mut self, g_mem_s: &[f64], i: usize, j: usize) -> Result<CellReader, DeviceError> {
+        use crate::xbar::network::Node;
+        let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
+        let (r, c) = (self.xb.rows, self.xb.cols);
+        if i >= r || j >= c || g_mem_s.len() != r * c {
+            return Err(DeviceError::Param(format!(
+                "cell ({i}, {j}) with {} conductances for the {r}×{c} array",
+                g_mem_s.len()
+            )));
+        }
+        self.xb.g_siemens.copy_from_slice(g_mem_s);
+        let k = i * c + j;
+        let cell_g =
+            crate::xbar::network::linearized_cell_g(&self.xb, crate::xbar::eval::GMIN_JUNCTION_S);
+        let one_t1r = match &self.xb.cell {
+            CellKind::OneT1R { mos, v_gate_v } => Some((mos.clone(), v_gate_v[i])),
+            _ => None,
+        };
+        if !self.all_free {
+            // a cell tied to a source (no wire between them): three solves of the stand-in on
+            // one engine kept for the array
+            if self.probe.is_none() {
+                self.probe = Some(
+                    Engine::new(&small_signal_stand_in(&self.xb), SolveOptions::default())
+                        .map_err(circ)?,
+                );
+            }
+            let e = self.probe.as_mut().expect("built above");
+            let [a, b, cc] = probe_coefficients(e, &cell_g, i, j, self.v_read_v)?;
+            return Ok(CellReader {
+                a,
+                b,
+                c: cc,
+                v_read_v: self.v_read_v,
+                one_t1r,
+            });
+        }
+        let nodes = |net: &crate::xbar::Network, t: usize| match (net.w[t], net.b[t]) {
+            (Node::Free(p), Node::Free(q)) => (p as usize, q as usize),
+            _ => unreachable!("all cells have both ends free"),
+        };
+        let n = self.lin.net.n_free;
+        // the cells that differ from the factor: known columns, or new ones (one solve each)
+        let mut renew = self.g_factor.is_empty();
+        if !renew {
+            for t in 0..cell_g.len() {
+                if cell_g[t] != self.g_factor[t] && !self.changed.iter().any(|e| e.0 == t) {
+                    if self.changed.len() >= Self::MAX_RANK {
+                        renew = true;
+                        break;
+                    }
+                    let (p, q) = nodes(&self.lin.net, t);
+                    let w = match self.last_w.take() {
+                        Some((lk, w)) if lk == t => w,
+                        _ => {
+                            let mut w = Mat::<f64>::zeros(n, 1);
+                            w[(p, 0)] = 1.0;
+                            w[(q, 0)] -= 1.0;
+                            self.lin.solve_in_place(w.as_mut()).map_err(circ)?;
+                            (0..n).map(|x| w[(x, 0)]).collect()
+                        }
+                    };
+                    self.changed.push((t, p, q, w));
+                }
+            }
+        }
+        if renew {
+            self.lin
+                .update_cells(&cell_g, self.tia_g, self.gmin)
+                .map_err(circ)?;
+            self.g_factor.clone_from(&cell_g);
+            self.changed.clear();
+        }
+        let (p, q) = nodes(&self.lin.net, k);
+        let mut v_rows = Mat::<f64>::zeros(r, 1);
+        v_rows[(i, 0)] = self.v_read_v;
+        let y1 = self
+            .lin
+            .solve_rows(v_rows.as_ref(), &vec![0.0; c])
+            .map_err(circ)?;
+        let mut y2 = Mat::<f64>::zeros(n, 1);
+        y2[(p, 0)] = 1.0;
+        y2[(q, 0)] -= 1.0;
+        self.lin.solve_in_place(y2.as_mut()).map_err(circ)?;
+        let mut x0: Vec<f64> = (0..n).map(|x| y1[(x, 0)]).collect();
+        let mut w: Vec<f64> = (0..n).map(|x| y2[(x, 0)]).collect();
+        self.last_w = Some((k, w.clone()));
+        // Woodbury: A⁻¹v = y − W·z with (I + D·UᵀW)·z = D·Uᵀy, y = A_F⁻¹v
+        let m = self.changed.len();
+        if m > 0 {
+            let d: Vec<f64> = self
+                .changed
+                .iter()
+                .map(|e| cell_g[e.0] - self.g_factor[e.0])
+                .collect();
+            let mut cap = vec![0.0; m * m];
+            for (a, ea) in self.changed.iter().enumerate() {
+                for (b, eb) in self.changed.iter().enumerate() {
+                    cap[a * m + b] = d[a] * (eb.3[ea.1] - eb.3[ea.2]) + f64::from(a == b);
+                }
+            }
+            for v in [&mut x0, &mut w] {
+                let mut z: Vec<f64> = self
+                    .changed
+                    .iter()
+                    .zip(&d)
+                    .map(|(e, da)| da * (v[e.1] - v[e.2]))
+                    .collect();
+                solve_dense(&cap, m, &mut z).ok_or_else(|| {
+                    DeviceError::Circuit(format!("verify read of cell ({i}, {j}) is degenerate"))
+                })?;
+                for (e, zb) in self.changed.iter().zip(&z) {
+                    for (vx, wx) in v.iter_mut().zip(&e.3) {
+                        *vx -= zb * wx;
+                    }
+                }
+            }
+        }
+        // the read y = sᵀx; with the cell's conductance g0 + δ,
+        // x(δ) = x0 − w·δ·uᵀx0 / (1 + δ·uᵀw)  (Sherman–Morrison, u = e_p − e_q)
+        let (mut y0, mut sw) = (0.0, 0.0);
+        for &(t, coef) in &self.terms[j] {
+            y0 += coef * x0[t];
+            sw += coef * w[t];
+        }
+        let ux = x0[p] - x0[q];
+        let mm = w[p] - w[q];
+        let g0 = cell_g[k];
+        let kk = sw * ux;
+        // 1 + m·(g − g0) = d0·(1 + (m/d0)·g); d0 > 0: m is the resistance seen by the cell with
+        // itself in place, below 1/g0
+        let d0 = 1.0 - mm * g0;
+        if !(d0.is_finite() && d0 > 0.0 && mm.is_finite() && kk.is_finite()) {
+            return Err(DeviceError::Circuit(format!(
+                "verify read of cell ({i}, {j}) is degenerate"
+            )));
+        }
+        Ok(CellReader {
+            a: (y0 * d0 + kk * g0) / d0,
+            b: (y0 * mm - kk) / d0,
+            c: mm / d0,
+            v_read_v: self.v_read_v,
+            one_t1r,
+        })
+    }
+}
+
+/// Solve the dense m×m system `a·x = b` (row-major `a`) in place by Gaussian elimination with
+/// partial pivoting; `None` when singular.
+fn solve_dense(a: &[f64], m: usize, b: &mut [f64]) -> Option<()> {
+    let mut a = a.to_vec();
+    for col in 0..m {
+        let piv =
+            (col..m).max_by(|&x, &y| a[x * m + col].abs().total_cmp(&a[y * m + col].abs()))?;
+        if !(a[piv * m + col].abs() > 0.0) {
+            return None;
+        }
+        if piv != col {
+            for t in 0..m {
+                a.swap(piv * m + t, col * m + t);
+            }
+            b.swap(piv, col);
+        }
+        for row in col + 1..m {
+            let f = a[row * m + col] / a[col * m + col];
+            if f != 0.0 {
+                for t in col..m {
+                    a[row * m + t] -= f * a[col * m + t];
+                }
+                b[row] -= f * b[col];
+            }
+        }
+    }
+    for row in (0..m).rev() {
+        let mut s = b[row];
+        for t in row + 1..m {
+            s -= a[row * m + t] * b[t];
+        }
+        b[row] = s / a[row * m + row];
+    }
+    b.iter().all(|x| x.is_finite()).then_some(())
+}
+
+/// The linear stand-in the verify reads solve: 1T1R cells as the memristor in series with the
+/// channel conductance at 0 V, the columns into virtual grounds (a TIA's input node is one).
+fn small_signal_stand_in(xb: &Crossbar) -> Crossbar {
+    let mut lin = xb.clone();
+    lin.sense = crate::xbar::SenseKind::VirtualGround;
+    if !xb.cell.is_linear() {
+        lin.g_siemens =
+            crate::xbar::network::linearized_cell_g(xb, crate::xbar::eval::GMIN_JUNCTION_S);
+        lin.cell = CellKind::Linear;
+    }
+    lin
 }
 
 /// The verify read of one cell as a function of that cell's conductance, exact for the linear
@@ -414,40 +747,13 @@ impl CellReader {
         }
         let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
         // the small-signal stand-in
-        let mut lin = xb.clone();
+        let lin = small_signal_stand_in(xb);
         let one_t1r = match &xb.cell {
             CellKind::OneT1R { mos, v_gate_v } => Some((mos.clone(), v_gate_v[i])),
             _ => None,
         };
-        // the verify senses the column current at a virtual ground (a TIA's input node is one)
-        lin.sense = crate::xbar::SenseKind::VirtualGround;
-        if !xb.cell.is_linear() {
-            lin.g_siemens =
-                crate::xbar::network::linearized_cell_g(xb, crate::xbar::eval::GMIN_JUNCTION_S);
-            lin.cell = CellKind::Linear;
-        }
-        let k = i * c + j;
-        let g0 = lin.g_siemens[k];
-        let probes = [g0.max(1e-9), 2.0 * g0.max(1e-9), 4.0 * g0.max(1e-9)];
-        let mut input = Mat::<f64>::zeros(1, r);
-        input[(0, i)] = v_read_v;
         let mut e = Engine::new(&lin, SolveOptions::default()).map_err(circ)?;
-        let mut ys = [0.0; 3];
-        for (t, gp) in probes.iter().enumerate() {
-            let mut gs = lin.g_siemens.clone();
-            gs[k] = *gp;
-            e.set_conductances(&gs).map_err(circ)?;
-            ys[t] = e.infer(input.as_ref()).map_err(circ)?[(0, j)];
-        }
-        // y(1 + c·g) = a + b·g at three points: a linear 3×3 system in (a, b, c)
-        let m = [
-            [1.0, probes[0], -ys[0] * probes[0]],
-            [1.0, probes[1], -ys[1] * probes[1]],
-            [1.0, probes[2], -ys[2] * probes[2]],
-        ];
-        let [a, b, cc] = solve3(m, ys).ok_or_else(|| {
-            DeviceError::Circuit(format!("verify read of cell ({i}, {j}) is degenerate"))
-        })?;
+        let [a, b, cc] = probe_coefficients(&mut e, &lin.g_siemens, i, j, v_read_v)?;
         Ok(CellReader {
             a,
             b,
@@ -472,6 +778,40 @@ impl CellReader {
         };
         (self.a + self.b * g) / (1.0 + self.c * g) / self.v_read_v
     }
+}
+
+/// The coefficients (a, b, c) of the read `y(g) = (a + b·g)/(1 + c·g)` of cell (i, j) from three
+/// solves of the linear stand-in (conductances `lin_g`) with the cell at three conductances.
+fn probe_coefficients(
+    e: &mut Engine,
+    lin_g: &[f64],
+    i: usize,
+    j: usize,
+    v_read_v: f64,
+) -> Result<[f64; 3], DeviceError> {
+    let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
+    let (r, c) = (e.crossbar().rows, e.crossbar().cols);
+    let k = i * c + j;
+    let g0 = lin_g[k];
+    let probes = [g0.max(1e-9), 2.0 * g0.max(1e-9), 4.0 * g0.max(1e-9)];
+    let mut input = Mat::<f64>::zeros(1, r);
+    input[(0, i)] = v_read_v;
+    let mut ys = [0.0; 3];
+    let mut gs = lin_g.to_vec();
+    for (t, gp) in probes.iter().enumerate() {
+        gs[k] = *gp;
+        e.set_conductances(&gs).map_err(circ)?;
+        ys[t] = e.infer(input.as_ref()).map_err(circ)?[(0, j)];
+    }
+    // y(1 + c·g) = a + b·g at three points: a linear 3×3 system in (a, b, c)
+    let m = [
+        [1.0, probes[0], -ys[0] * probes[0]],
+        [1.0, probes[1], -ys[1] * probes[1]],
+        [1.0, probes[2], -ys[2] * probes[2]],
+    ];
+    solve3(m, ys).ok_or_else(|| {
+        DeviceError::Circuit(format!("verify read of cell ({i}, {j}) is degenerate"))
+    })
 }
 
 /// Solve a 3×3 system by Cramer's rule (well-conditioned here: three distinct probe points).

@@ -257,3 +257,134 @@ fn cli_program_then_eval_chip() {
     assert!(!ok);
     assert!(err.contains("was programmed for network"), "{err}");
 }
+
+/// A reference `.net` file with its device replaced by a noise-free one that lands exactly on its
+/// target and with zero wire resistance: 1T1R arrays one-shot with the line G = V_g / 1e4 S⁻¹·V
+/// over a gate range that reaches every target; passive arrays (S4) by write-verify with 5 nS
+/// steps to a ±0.1 % window.
+fn ideal_variant(name: &str) -> (String, &'static str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
+    let src = std::fs::read_to_string(root.join(format!("{name}.net"))).unwrap();
+    let passive = src.contains("cell passive;");
+    let device = if passive {
+        "  device { pulse linear { up 5nS; down 5nS; } verify { v_read 0.2V; tolerance_rel 1e-3; max_pulses 100000; } }\n"
+    } else {
+        "  device { set_law linear_gate; r_vg 1e4; v_gate_zero 0V; gate_range 0V .. 10V; }\n"
+    };
+    let mut out = String::new();
+    let mut depth_in_device = 0usize;
+    for line in src.lines() {
+        let t = line.split("//").next().unwrap_or("").trim();
+        if depth_in_device > 0 {
+            depth_in_device += t.matches('{').count();
+            depth_in_device -= t.matches('}').count();
+            continue;
+        }
+        if t.starts_with("device {") {
+            depth_in_device = t.matches('{').count() - t.matches('}').count();
+            continue;
+        }
+        if t.starts_with("r_wire ") {
+            out.push_str("  r_wire 0ohm;\n");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+        if t.starts_with("hardware {") {
+            out.push_str(device);
+        }
+    }
+    (out, if passive { "write-verify" } else { "oneshot" })
+}
+
+fn eval_accuracies(json: &Path) -> Vec<(String, f64)> {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["backend"].as_str().unwrap().to_string(),
+                e["accuracy"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `netc program` then `netc eval --chip` on all five reference networks (the mapper's seeded
+/// initial weights, a small test subset). With the network's own device, aged 30 days, the chip's
+/// accuracy is a number in [0, 1]; with a noise-free device that lands on its targets and ideal
+/// wires, the chip is the encoded network, so its predictions equal the circuit backend's, sample
+/// for sample.
+#[test]
+fn program_and_eval_chip_on_all_five_reference_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("netlists");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    for name in ["lenet", "convlstm", "mlp_1t1r", "mlp_passive", "cnn_8pe"] {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let weights = d.join("model.json");
+        let (ideal_text, algorithm) = ideal_variant(name);
+        let ideal_net = d.join(format!("{name}_ideal.net"));
+        std::fs::write(&ideal_net, &ideal_text).unwrap();
+        let (_, ir) = netc::net::load_str(&ideal_text, "ideal.net", &root).unwrap();
+        netc::nn::train::write_json(&weights, &model_for(&ir).to_weights_file()).unwrap();
+        let shipped = root.join(format!("{name}.net"));
+        for (net, algorithm, age) in [
+            (ideal_net.clone(), algorithm, "0"),
+            (shipped.clone(), "", "30d"),
+        ] {
+            let chip = d.join(format!("chip_{age}"));
+            let mut args = vec![
+                "program".to_string(),
+                s(&net),
+                "--weights".into(),
+                s(&weights),
+                "--out".into(),
+                s(&chip),
+            ];
+            if !algorithm.is_empty() {
+                args.extend(["--algorithm".into(), algorithm.into()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (ok, _, err) = netc(&args);
+            assert!(ok, "{name}: program: {err}");
+            let out_dir = d.join(format!("eval_{age}"));
+            std::fs::create_dir_all(&out_dir).unwrap();
+            let (ok, out, err) = netc(&[
+                "eval",
+                &s(&net),
+                "--weights",
+                &s(&weights),
+                "--chip",
+                &s(&chip),
+                "--age",
+                age,
+                "--compare",
+                "circuit,chip",
+                "--limit-test",
+                "24",
+                "--out",
+                &s(&out_dir),
+            ]);
+            assert!(ok, "{name} ({age}): eval: {err}");
+            let acc = eval_accuracies(&out_dir.join("eval.json"));
+            assert_eq!(acc.len(), 2, "{name}: {acc:?}");
+            assert_eq!(acc[1].0, "chip", "{name}: {acc:?}");
+            for (b, a) in &acc {
+                assert!(a.is_finite() && (0.0..=1.0).contains(a), "{name} {b}: {a}");
+            }
+            if age == "0" {
+                assert_eq!(acc[0].1, acc[1].1, "{name}: {acc:?}\n{out}");
+                let agree = out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("identical predictions: "))
+                    .unwrap_or_else(|| panic!("{name}: {out}"));
+                let (n, total) = agree.split_once('/').unwrap();
+                assert_eq!(n.trim(), total.trim(), "{name}: {out}");
+            }
+        }
+    }
+}
