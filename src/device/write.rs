@@ -455,12 +455,7 @@ impl ArrayVerifier {
     }
 
     /// The reader of cell (i, j) with the array's memristors at `g_mem_s` (row-major).
-    pub fn cell(
-        &mut self,
-        g_mem_s: &[f64],
-        i: usize,
-        j: usize,
-    ) -> Result<CellReader, DeviceError> {
+    pub fn cell(&mut self, g_mem_s: &[f64], i: usize, j: usize) -> Result<CellReader, DeviceError> {
         use crate::xbar::network::Node;
         let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
         let (r, c) = (self.xb.rows, self.xb.cols);
@@ -612,7 +607,8 @@ impl ArrayVerifier {
 fn solve_dense(a: &[f64], m: usize, b: &mut [f64]) -> Option<()> {
     let mut a = a.to_vec();
     for col in 0..m {
-        let piv = (col..m).max_by(|&x, &y| a[x * m + col].abs().total_cmp(&a[y * m + col].abs()))?;
+        let piv =
+            (col..m).max_by(|&x, &y| a[x * m + col].abs().total_cmp(&a[y * m + col].abs()))?;
         if !(a[piv * m + col].abs() > 0.0) {
             return None;
         }
