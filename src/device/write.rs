@@ -500,8 +500,8 @@ impl ArrayVerifier {
         // the cells that differ from the factor: known columns, or new ones (one solve each)
         let mut renew = self.g_factor.is_empty();
         if !renew {
-            for t in 0..cell_g.len() {
-                if cell_g[t] != self.g_factor[t] && !self.changed.iter().any(|e| e.0 == t) {
+            for (t, (g_now, g_fac)) in cell_g.iter().zip(&self.g_factor).enumerate() {
+                if g_now != g_fac && !self.changed.iter().any(|e| e.0 == t) {
                     if self.changed.len() >= Self::MAX_RANK {
                         renew = true;
                         break;
@@ -609,7 +609,8 @@ fn solve_dense(a: &[f64], m: usize, b: &mut [f64]) -> Option<()> {
     for col in 0..m {
         let piv =
             (col..m).max_by(|&x, &y| a[x * m + col].abs().total_cmp(&a[y * m + col].abs()))?;
-        if !(a[piv * m + col].abs() > 0.0) {
+        // also refuses a NaN pivot
+        if a[piv * m + col].abs().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return None;
         }
         if piv != col {
