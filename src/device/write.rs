@@ -205,10 +205,14 @@ impl SetReport {
     }
 }
 
+/// Most column solves the gate search of the empirical SET law takes.
+const MAX_GATE_SOLVES: usize = 40;
+
 /// Gate voltages for target conductances. With S1's linear rule the gate follows from the rule
 /// (bounded to the gate range); with the empirical law G = I_cc/V_m the gates are found on the
 /// solved circuit: a square-law first guess, then Newton steps on each row's solved I_cc
-/// (dI/dV_g from the saturation law), five solves of the column in all.
+/// (dI/dV_g from the saturation law) until every current is within 1e-4 of its target or its gate
+/// is at a bound.
 pub fn gates_for_targets(
     spec: &DeviceSpec,
     xb: &Crossbar,
@@ -230,13 +234,23 @@ pub fn gates_for_targets(
         .collect();
     // Newton on each row's solved current with the saturation slope dI/dV_g = β·(V_g − V_t), the
     // overdrive floored at the target's own (a cell in cutoff carries no current, so its measured
-    // slope says nothing); four solves of the column
-    for _ in 0..4 {
+    // slope says nothing). The rows are coupled through the shared bit line (every cell's current
+    // raises the sources above it), so the row-wise steps are repeated until every current is
+    // within 1e-4 of its target or its gate sits at a bound (at most MAX_GATE_SOLVES solves).
+    for _ in 0..MAX_GATE_SOLVES {
         let i_cc = compliance_currents(xb, j, &vg, spec.v_set_v, spec.v_m_v)?;
+        let mut done = true;
         for k in 0..vg.len() {
             let ov_target = (2.0 * i_target[k] / beta).sqrt();
             let ov = (vg[k] - m.vto_v).max(ov_target).max(0.05);
-            vg[k] = (vg[k] + (i_target[k] - i_cc[k]) / (beta * ov)).clamp(lo, hi);
+            let next = (vg[k] + (i_target[k] - i_cc[k]) / (beta * ov)).clamp(lo, hi);
+            let settled = (i_cc[k] - i_target[k]).abs() <= 1e-4 * i_target[k].abs()
+                || (next == vg[k] && (next == lo || next == hi));
+            done &= settled;
+            vg[k] = next;
+        }
+        if done {
+            break;
         }
     }
     Ok(vg)
@@ -567,8 +581,8 @@ impl ArrayVerifier {
         // the cells that differ from the factor: known columns, or new ones (one solve each)
         let mut renew = self.g_factor.is_empty();
         if !renew {
-            for t in 0..cell_g.len() {
-                if cell_g[t] != self.g_factor[t] && !self.changed.iter().any(|e| e.0 == t) {
+            for (t, (g_now, g_fac)) in cell_g.iter().zip(&self.g_factor).enumerate() {
+                if g_now != g_fac && !self.changed.iter().any(|e| e.0 == t) {
                     if self.changed.len() >= Self::MAX_RANK {
                         renew = true;
                         break;
@@ -676,7 +690,8 @@ fn solve_dense(a: &[f64], m: usize, b: &mut [f64]) -> Option<()> {
     for col in 0..m {
         let piv =
             (col..m).max_by(|&x, &y| a[x * m + col].abs().total_cmp(&a[y * m + col].abs()))?;
-        if !(a[piv * m + col].abs() > 0.0) {
+        // also refuses a NaN pivot
+        if a[piv * m + col].abs().partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return None;
         }
         if piv != col {

@@ -329,8 +329,12 @@ fn program_and_eval_chip_on_all_five_reference_networks() {
         let (ideal_text, algorithm) = ideal_variant(name);
         let ideal_net = d.join(format!("{name}_ideal.net"));
         std::fs::write(&ideal_net, &ideal_text).unwrap();
-        let (_, ir) = netc::net::load_str(&ideal_text, "ideal.net", &root).unwrap();
-        netc::nn::train::write_json(&weights, &model_for(&ir).to_weights_file()).unwrap();
+        let (file, ir) = netc::net::load_str(&ideal_text, "ideal.net", &root).unwrap();
+        // the network's own model (its loss), with seeded initial weights
+        let (recipe, _) = netc::nn::from_net::recipe_from(&file, ir, &ideal_net).unwrap();
+        let mut model = Model::new(recipe.model).unwrap();
+        model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+        netc::nn::train::write_json(&weights, &model.to_weights_file()).unwrap();
         let shipped = root.join(format!("{name}.net"));
         for (net, algorithm, age) in [
             (ideal_net.clone(), algorithm, "0"),
