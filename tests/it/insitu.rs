@@ -426,6 +426,11 @@ fn model_weights_after_a_step_are_the_chip_readback() {
     }
     // programming noise (10 µS = 0.1 weight units at 1e-4 S) separates chip and software
     assert!(max_target_gap > 0.01, "{max_target_gap}");
+    // the chip read later at age 0 with the run's read seed is the chip the run evaluated
+    let again =
+        insitu::chip_accuracy_at(&net("lenet.net"), &ov, &r, 0.0, r.chip.manifest.seed).unwrap();
+    assert_eq!(again, r.chip_final);
+    assert!(insitu::chip_accuracy_at(&net("lenet.net"), &ov, &r, -1.0, 1).is_err());
 }
 
 /// Ex-situ on a noise-free ideal device: the transferred chip holds the quantised weights to the
