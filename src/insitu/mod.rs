@@ -119,6 +119,8 @@ pub struct RunResult {
     pub updates: usize,
     pub cells_written: u64,
     pub pulses: u64,
+    /// Weight updates skipped by the threshold rule (S5: |ΔG| < 1.5 µS).
+    pub weights_skipped: u64,
     pub seconds: f64,
     /// True when a simulated kill (`stop_after_updates`) ended the run early.
     pub interrupted: bool,
@@ -728,6 +730,7 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
                     updates: 0,
                     cells_written: cells0,
                     pulses: pulses0,
+                    weights_skipped: 0,
                     seconds: t0.elapsed().as_secs_f64(),
                     interrupted: false,
                     timing: LoopTiming::default(),
@@ -829,6 +832,8 @@ struct InsituCheckpoint {
     scale_weights: WeightsFile,
     cells_written: u64,
     pulses: u64,
+    #[serde(default)]
+    weights_skipped: u64,
     g_before_siemens: Vec<f64>,
 }
 
@@ -948,6 +953,7 @@ fn insitu_loop(
             },
             cells_written: 0,
             pulses: 0,
+            weights_skipped: 0,
             g_before_siemens: g_before,
         }
     };
@@ -1032,6 +1038,7 @@ fn insitu_loop(
             )?;
             timing.write_seconds += t_write.elapsed().as_secs_f64();
             state.cells_written += stats.cells_written;
+            state.weights_skipped += stats.skipped;
             state.pulses += stats.pulses;
             state.updates += 1;
             state.batch_in_epoch += 1;
@@ -1119,6 +1126,7 @@ fn insitu_loop(
         updates: state.updates,
         cells_written: state.cells_written,
         pulses: state.pulses,
+        weights_skipped: state.weights_skipped,
         seconds: t0.elapsed().as_secs_f64(),
         interrupted,
         timing,

@@ -426,6 +426,11 @@ fn model_weights_after_a_step_are_the_chip_readback() {
     }
     // programming noise (10 µS = 0.1 weight units at 1e-4 S) separates chip and software
     assert!(max_target_gap > 0.01, "{max_target_gap}");
+    // the chip read later at age 0 with the run's read seed is the chip the run evaluated
+    let again =
+        insitu::chip_accuracy_at(&net("lenet.net"), &ov, &r, 0.0, r.chip.manifest.seed).unwrap();
+    assert_eq!(again, r.chip_final);
+    assert!(insitu::chip_accuracy_at(&net("lenet.net"), &ov, &r, -1.0, 1).is_err());
 }
 
 /// Ex-situ on a noise-free ideal device: the transferred chip holds the quantised weights to the
@@ -478,4 +483,56 @@ fn exsitu_transfer_on_an_ideal_device_matches_the_quantised_model() {
         (q.test - t.test).abs() <= 2.0 / 640.0 + 1e-12,
         "quantised {q:?} transferred {t:?}"
     );
+}
+
+/// `netc train NET --mode insitu` runs on the chip, prints the chip's accuracy and writes the
+/// run's files; `--backend ideal` on the same file still trains in software.
+#[test]
+fn train_cli_runs_the_mode_on_the_chip() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let net = net("mlp_passive.net");
+    let (ok, so, se) = crate::common::netc(&[
+        "train",
+        net.to_str().unwrap(),
+        "--mode",
+        "insitu",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(ok, "{so}{se}");
+    assert!(
+        so.contains("(Insitu)") && so.contains("chip (final)"),
+        "{so}"
+    );
+    for f in [
+        "result.json",
+        "batches.csv",
+        "chip/chip.json",
+        "weights.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("result.json")).unwrap()).unwrap();
+    assert_eq!(r["mode"], "insitu");
+    assert_eq!(
+        r["updates"], 1,
+        "40 letters at batch 40: one update per epoch"
+    );
+    let (ok, so, se) = crate::common::netc(&[
+        "train",
+        net.to_str().unwrap(),
+        "--backend",
+        "ideal",
+        "--epochs",
+        "2",
+        "--out",
+        d.path().join("sw").to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(ok && so.contains("2 epochs"), "{so}{se}");
 }
