@@ -20,6 +20,7 @@ pub mod emit;
 pub mod eval;
 pub mod factor;
 pub mod frontal;
+pub mod kernel;
 pub mod linear;
 pub mod network;
 pub mod newton;

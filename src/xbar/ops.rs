@@ -422,6 +422,8 @@ impl Engine {
         let mut out = Mat::<f64>::zeros(k, c);
         let block = self.opts.block.max(1);
         let (mut steps_sum, mut steps_max) = (0usize, 0usize);
+        let (mut start_s, mut res_s, mut chord_solve_s) = (0.0, 0.0, 0.0);
+        let t_all = std::time::Instant::now();
         let mut v_rows = Vec::new();
         let mut x = Vec::new();
         let mut t0 = 0;
@@ -436,7 +438,9 @@ impl Engine {
             for (t, xt) in x.chunks_mut(n.max(1)).enumerate().take(nb) {
                 lin.rhs_into(&v_rows[t * r..(t + 1) * r], &v_col, xt);
             }
+            let t_start = std::time::Instant::now();
             lin.solve_in_place_parallel(MatMut::from_column_major_slice_mut(&mut x, n, nb))?;
+            start_s += t_start.elapsed().as_secs_f64();
             let st = super::bulk::solve_block(
                 &problem,
                 lin,
@@ -445,6 +449,8 @@ impl Engine {
                 &mut x,
                 &self.opts.newton,
             )?;
+            res_s += st.residual_seconds;
+            chord_solve_s += st.solve_seconds;
             steps_sum += st.chord_steps * nb + st.newton_iterations;
             steps_max = steps_max.max(st.chord_steps);
             let outs: Vec<Vec<f64>> = (0..nb)
@@ -464,6 +470,14 @@ impl Engine {
                 }
             }
             t0 += nb;
+        }
+        if super::trace() {
+            eprintln!(
+                "xbar: bulk {k} vectors {:.3} s: start solves {start_s:.3} s, residuals \
+                 {res_s:.3} s, chord solves {chord_solve_s:.3} s, {:.2} chord steps per vector",
+                t_all.elapsed().as_secs_f64(),
+                steps_sum as f64 / k.max(1) as f64
+            );
         }
         self.last_newton = Some((steps_sum, steps_max));
         Ok(out)
