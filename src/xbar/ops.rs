@@ -136,6 +136,20 @@ pub struct Engine {
     solver: Solver,
     last_pcg: Option<PcgStats>,
     last_newton: Option<(usize, usize)>,
+    last_bulk: Option<BulkTimes>,
+}
+
+/// Where the time of the last bulk nonlinear inference went (wall seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct BulkTimes {
+    /// Small-signal start of every vector: one block solve with the factor.
+    pub start_solve_s: f64,
+    /// Residual evaluations (cells and wires) of the chord iteration.
+    pub residual_s: f64,
+    /// Block solves of the chord steps.
+    pub chord_solve_s: f64,
+    /// The whole call.
+    pub total_s: f64,
 }
 
 /// True when the array is linear end to end (linear cells and ideal virtual grounds).
@@ -152,6 +166,7 @@ impl Engine {
             opts,
             last_pcg: None,
             last_newton: None,
+            last_bulk: None,
         })
     }
 
@@ -181,6 +196,11 @@ impl Engine {
     /// Newton iterations of the last nonlinear inference (sum, max).
     pub fn last_newton(&self) -> Option<(usize, usize)> {
         self.last_newton
+    }
+
+    /// Stage times of the last bulk nonlinear inference ([`Engine::infer`] on a nonlinear array).
+    pub fn last_bulk_times(&self) -> Option<BulkTimes> {
+        self.last_bulk
     }
 
     /// New solver options. A different method or `gmin` prepares the solver again (on error the
@@ -480,6 +500,12 @@ impl Engine {
             );
         }
         self.last_newton = Some((steps_sum, steps_max));
+        self.last_bulk = Some(BulkTimes {
+            start_solve_s: start_s,
+            residual_s: res_s,
+            chord_solve_s,
+            total_s: t_all.elapsed().as_secs_f64(),
+        });
         Ok(out)
     }
 
