@@ -202,6 +202,7 @@ fn main() {
     let mut o1 = Mat::<f64>::zeros(0, 0);
     let mut on = Mat::<f64>::zeros(0, 0);
     let mut steps = (0, 0);
+    let mut stages = Vec::new();
     let mut newton_iters = (0, 0);
     for _ in 0..5 {
         ideal1_t.push(ideal_into(&mut ideal) * k1 as f64 / k as f64);
@@ -210,6 +211,7 @@ fn main() {
         o1 = eng1.infer(x1.as_ref()).expect("1t1r bulk");
         bulk_t.push(t0.elapsed().as_secs_f64());
         steps = eng1.last_newton().unwrap_or((0, 0));
+        stages.push(eng1.last_bulk_times().unwrap_or_default());
         let t0 = Instant::now();
         let mut eng1 = Engine::new(&xb1, SolveOptions::default()).expect("engine");
         on = eng1
@@ -243,4 +245,19 @@ fn main() {
         if newton_s / bulk_s >= 50.0 { "met" } else { "NOT met" }
     );
     println!("  bulk vs per-vector Newton on those {kn} vectors: max rel diff {worst1:.1e}");
+    // the floor: the block solves with the factor (start + chord steps) cost this much whatever
+    // the cells cost; medians of the rounds' stage times
+    let med = |f: &dyn Fn(&BulkTimes) -> f64| median(stages.iter().map(f).collect());
+    let (st, res, ch) = (
+        med(&|b| b.start_solve_s),
+        med(&|b| b.residual_s),
+        med(&|b| b.chord_solve_s),
+    );
+    println!(
+        "  bulk stages: start solves {st:.3} s, chord-step solves {ch:.3} s, cell/wire residuals {res:.3} s, rest {:.3} s;\n  \
+         floor of this method (the factor's block solves alone, {:.3} s) → at most {:.0}× per-vector Newton",
+        (bulk_s - st - ch - res).max(0.0),
+        st + ch,
+        newton_s / (st + ch)
+    );
 }

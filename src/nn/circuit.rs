@@ -17,9 +17,11 @@
 //! Nonlinear arrays (sinh cells, 1T1R) use by default their small-signal array at 0 V (sinh cells
 //! have slope `g`; a 1T1R cell is its memristor in series with the transistor's channel
 //! conductance): fast, and accurate while the cell voltages stay small. With `exact_nonlinear`,
-//! every vector is solved by Newton instead: the layer's inputs are scaled into the hardware's
-//! input range, every tile is driven and solved, and the column currents are decoded (slow: tens
-//! of milliseconds per vector on a 128×64 1T1R array). Backprop uses `effective_weights`, the
+//! every vector is solved exactly instead: the layer's inputs are scaled into the hardware's
+//! input range, every tile is driven with the whole batch and solved by [`Engine::infer`] (the
+//! bulk solver of `crate::xbar::bulk`: blocks of vectors by a chord iteration on the small-signal
+//! factor with the inline 1T1R cell kernel, the same answers as per-vector Newton; timings in
+//! docs/speed.md), and the column currents are decoded. Backprop uses `effective_weights`, the
 //! small-signal `W_eff`.
 
 use std::collections::BTreeMap;
@@ -41,8 +43,8 @@ use crate::xbar::{Crossbar, Engine, SenseKind, SolveOptions};
 pub struct CircuitOverrides {
     /// Wire segment resistance (Ω) instead of the declared one.
     pub r_wire_ohm: Option<f64>,
-    /// Nonlinear arrays: solve every vector by Newton (exact, slow) instead of the small-signal
-    /// effective matrix at 0 V.
+    /// Nonlinear arrays: solve every vector exactly (the bulk solver of [`Engine::infer`])
+    /// instead of using the small-signal effective matrix at 0 V.
     pub exact_nonlinear: bool,
 }
 
@@ -313,8 +315,8 @@ impl CircuitBackend {
         Ok(solved)
     }
 
-    /// Nonlinear forward: drive every tile of the slot's matrix with the scaled inputs, solve
-    /// per vector (Newton, in parallel inside the engine) and decode the column currents.
+    /// Nonlinear forward: drive every tile of the slot's matrix with the scaled inputs of the
+    /// whole batch, solve them exactly in bulk ([`Engine::infer`]) and decode the column currents.
     fn forward_nonlinear(
         &self,
         st: &Solved,

@@ -18,6 +18,7 @@
 use faer::MatMut;
 use rayon::prelude::*;
 
+use super::kernel::{Kcl, KclScratch};
 use super::linear::LinearSystem;
 use super::newton::{NewtonOptions, NewtonProblem};
 use super::XbarError;
@@ -34,6 +35,9 @@ pub struct BulkStats {
     pub newton_fallbacks: usize,
     /// Newton iterations spent on those vectors.
     pub newton_iterations: usize,
+    /// Wall time in residual evaluations (cells and wires) and in the block solves (s).
+    pub residual_seconds: f64,
+    pub solve_seconds: f64,
 }
 
 /// Solve the nonlinear array for the `k` input vectors in the columns of `v_rows` (R × k,
@@ -70,6 +74,8 @@ pub fn solve_block(
         return Ok(stats);
     }
     let vm_len = if problem.has_internal() { cells } else { 0 };
+    // the inline residual (virtual-ground sensing); amplifier arrays use the generic one
+    let kcl = Kcl::new(problem.xb, net, problem.gmin_siemens());
     // per-vector state: internal nodes, residual, its scale and norm, step test
     let mut vm = vec![0.0; vm_len.max(1) * k];
     let mut f = vec![0.0; n * k];
@@ -81,12 +87,16 @@ pub fn solve_block(
         vm.par_chunks_mut(vm_len)
             .zip(x.par_chunks(n))
             .zip(v_rows.par_chunks(r))
-            .for_each(|((m, xt), vr)| problem.internal_start(xt, vr, v_col, m));
+            .for_each(|((m, xt), vr)| match &kcl {
+                Some(kcl) => kcl.internal_start(xt, vr, v_col, m),
+                None => problem.internal_start(xt, vr, v_col, m),
+            });
     }
     let mut rhs: Vec<f64> = Vec::new();
     let mut active: Vec<usize> = (0..k).collect();
     for step in 0..=MAX_CHORD_STEPS {
         // residuals of the active vectors at their current points
+        let t_res = std::time::Instant::now();
         let vm_chunk = vm_len.max(1);
         f.par_chunks_mut(n)
             .zip(vm.par_chunks_mut(vm_chunk))
@@ -95,22 +105,30 @@ pub fn solve_block(
             .zip(status.par_iter_mut())
             .enumerate()
             .filter(|(_, (((_, _), _), st))| **st == Status::Active)
-            .for_each(|(t, ((((ft, vmt), sc), fnm), st))| {
-                let xt = &x[t * n..(t + 1) * n];
-                let vr = &v_rows[t * r..(t + 1) * r];
-                let s = problem.residual(xt, vr, v_col, ft, &mut vmt[..vm_len], None);
-                *sc = sc.max(s);
-                let norm = ft.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                if !norm.is_finite() {
-                    *st = Status::Newton;
-                } else if step_ok[t] && norm <= opts.reltol * *sc * 1e3 + opts.abstol_a {
-                    *st = Status::Done;
-                } else if step >= 2 && norm > 0.5 * *fnm {
-                    // the fixed matrix no longer contracts this vector's error: Newton's turn
-                    *st = Status::Newton;
-                }
-                *fnm = norm;
-            });
+            .for_each_init(
+                KclScratch::default,
+                |ks, (t, ((((ft, vmt), sc), fnm), st))| {
+                    let xt = &x[t * n..(t + 1) * n];
+                    let vr = &v_rows[t * r..(t + 1) * r];
+                    let vmt = &mut vmt[..vm_len];
+                    let s = match &kcl {
+                        Some(kcl) => kcl.residual(ks, xt, vr, v_col, ft, vmt),
+                        None => problem.residual(xt, vr, v_col, ft, vmt, None),
+                    };
+                    *sc = sc.max(s);
+                    let norm = ft.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    if !norm.is_finite() {
+                        *st = Status::Newton;
+                    } else if step_ok[t] && norm <= opts.reltol * *sc * 1e3 + opts.abstol_a {
+                        *st = Status::Done;
+                    } else if step >= 2 && norm > 0.5 * *fnm {
+                        // the fixed matrix no longer contracts this vector's error: Newton's turn
+                        *st = Status::Newton;
+                    }
+                    *fnm = norm;
+                },
+            );
+        stats.residual_seconds += t_res.elapsed().as_secs_f64();
         active.retain(|&t| status[t] == Status::Active);
         if active.is_empty() {
             break;
@@ -133,7 +151,9 @@ pub fn solve_block(
                     *dv = -fv;
                 }
             });
+        let t_solve = std::time::Instant::now();
         lin.solve_in_place_parallel(MatMut::from_column_major_slice_mut(&mut rhs, n, na))?;
+        stats.solve_seconds += t_solve.elapsed().as_secs_f64();
         let mut pos = vec![usize::MAX; k];
         for (q, &t) in active.iter().enumerate() {
             pos[t] = q;

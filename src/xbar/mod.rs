@@ -20,6 +20,7 @@ pub mod emit;
 pub mod eval;
 pub mod factor;
 pub mod frontal;
+pub mod kernel;
 pub mod linear;
 pub mod network;
 pub mod newton;
@@ -34,8 +35,8 @@ pub use eval::Solved;
 pub use network::{ColEnd, Network, RowEnd, Topology};
 pub use newton::NewtonOptions;
 pub use ops::{
-    program, read, select_bias, solve_biased, Engine, LinearMethod, ProgramResult, ReadResult,
-    Scheme, SolveOptions,
+    program, read, select_bias, solve_biased, BulkTimes, Engine, LinearMethod, ProgramResult,
+    ReadResult, Scheme, SolveOptions,
 };
 pub use pcg::PcgOptions;
 

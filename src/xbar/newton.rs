@@ -350,6 +350,11 @@ impl<'a> NewtonProblem<'a> {
         }
     }
 
+    /// Conductance from every unknown to ground (S).
+    pub(super) fn gmin_siemens(&self) -> f64 {
+        self.gmin
+    }
+
     /// True for 1T1R cells (which carry an internal node per cell).
     pub(super) fn has_internal(&self) -> bool {
         matches!(self.xb.cell, CellKind::OneT1R { .. })

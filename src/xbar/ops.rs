@@ -136,6 +136,20 @@ pub struct Engine {
     solver: Solver,
     last_pcg: Option<PcgStats>,
     last_newton: Option<(usize, usize)>,
+    last_bulk: Option<BulkTimes>,
+}
+
+/// Where the time of the last bulk nonlinear inference went (wall seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct BulkTimes {
+    /// Small-signal start of every vector: one block solve with the factor.
+    pub start_solve_s: f64,
+    /// Residual evaluations (cells and wires) of the chord iteration.
+    pub residual_s: f64,
+    /// Block solves of the chord steps.
+    pub chord_solve_s: f64,
+    /// The whole call.
+    pub total_s: f64,
 }
 
 /// True when the array is linear end to end (linear cells and ideal virtual grounds).
@@ -152,6 +166,7 @@ impl Engine {
             opts,
             last_pcg: None,
             last_newton: None,
+            last_bulk: None,
         })
     }
 
@@ -181,6 +196,11 @@ impl Engine {
     /// Newton iterations of the last nonlinear inference (sum, max).
     pub fn last_newton(&self) -> Option<(usize, usize)> {
         self.last_newton
+    }
+
+    /// Stage times of the last bulk nonlinear inference ([`Engine::infer`] on a nonlinear array).
+    pub fn last_bulk_times(&self) -> Option<BulkTimes> {
+        self.last_bulk
     }
 
     /// New solver options. A different method or `gmin` prepares the solver again (on error the
@@ -422,6 +442,8 @@ impl Engine {
         let mut out = Mat::<f64>::zeros(k, c);
         let block = self.opts.block.max(1);
         let (mut steps_sum, mut steps_max) = (0usize, 0usize);
+        let (mut start_s, mut res_s, mut chord_solve_s) = (0.0, 0.0, 0.0);
+        let t_all = std::time::Instant::now();
         let mut v_rows = Vec::new();
         let mut x = Vec::new();
         let mut t0 = 0;
@@ -436,7 +458,9 @@ impl Engine {
             for (t, xt) in x.chunks_mut(n.max(1)).enumerate().take(nb) {
                 lin.rhs_into(&v_rows[t * r..(t + 1) * r], &v_col, xt);
             }
+            let t_start = std::time::Instant::now();
             lin.solve_in_place_parallel(MatMut::from_column_major_slice_mut(&mut x, n, nb))?;
+            start_s += t_start.elapsed().as_secs_f64();
             let st = super::bulk::solve_block(
                 &problem,
                 lin,
@@ -445,6 +469,8 @@ impl Engine {
                 &mut x,
                 &self.opts.newton,
             )?;
+            res_s += st.residual_seconds;
+            chord_solve_s += st.solve_seconds;
             steps_sum += st.chord_steps * nb + st.newton_iterations;
             steps_max = steps_max.max(st.chord_steps);
             let outs: Vec<Vec<f64>> = (0..nb)
@@ -465,7 +491,21 @@ impl Engine {
             }
             t0 += nb;
         }
+        if super::trace() {
+            eprintln!(
+                "xbar: bulk {k} vectors {:.3} s: start solves {start_s:.3} s, residuals \
+                 {res_s:.3} s, chord solves {chord_solve_s:.3} s, {:.2} chord steps per vector",
+                t_all.elapsed().as_secs_f64(),
+                steps_sum as f64 / k.max(1) as f64
+            );
+        }
         self.last_newton = Some((steps_sum, steps_max));
+        self.last_bulk = Some(BulkTimes {
+            start_solve_s: start_s,
+            residual_s: res_s,
+            chord_solve_s,
+            total_s: t_all.elapsed().as_secs_f64(),
+        });
         Ok(out)
     }
 

@@ -29,6 +29,7 @@ mod spice_frontend;
 mod spice_roundtrip;
 mod sweep;
 mod verify_ngspice;
+mod xbar_bulk;
 mod xbar_cli;
 mod xbar_engine_api;
 mod xbar_ngspice;
