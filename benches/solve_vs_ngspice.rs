@@ -6,7 +6,8 @@
 //!
 //! Last, the front end alone (parse + elaborate, in process) on the 512×512 netlist: lines per second.
 //!
-//! Peak memory comes from `/usr/bin/time -v` (apt-get install time).
+//! Peak memory and CPU time (user + system) come from `/usr/bin/time -v` (apt-get install time);
+//! the table prints the wall-time ratio and the CPU-time ratio, medians of the runs.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -30,8 +31,18 @@ fn crossbar(n: usize, seed: u64) -> String {
         .expect("emit")
 }
 
-/// Run a command under `/usr/bin/time -v`; returns (wall seconds, peak RSS in MiB).
-fn measure(cmd: &[&str]) -> (f64, f64) {
+/// One run of a command: wall seconds, peak RSS in MiB, CPU seconds (user + system; NaN without
+/// `/usr/bin/time`). On a loaded machine the CPU time is the steadier figure: a short process
+/// waits for a core as long as a long one, relative to its work it waits more.
+#[derive(Clone, Copy)]
+struct Run {
+    wall_seconds: f64,
+    rss_mib: f64,
+    cpu_seconds: f64,
+}
+
+/// Run a command under `/usr/bin/time -v`.
+fn measure(cmd: &[&str]) -> Run {
     let timed = Path::new("/usr/bin/time").exists();
     let t0 = Instant::now();
     let out = if timed {
@@ -54,18 +65,31 @@ fn measure(cmd: &[&str]) -> (f64, f64) {
     if !out.status.success() {
         panic!("{cmd:?} failed: {err}");
     }
-    let rss = err
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN);
-    (wall, rss)
+    let field = |name: &str| {
+        err.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Run {
+        wall_seconds: wall,
+        rss_mib: field("Maximum resident set size (kbytes):") / 1024.0,
+        cpu_seconds: field("User time (seconds):") + field("System time (seconds):"),
+    }
 }
 
-fn median(mut v: Vec<(f64, f64)>) -> (f64, f64) {
-    v.sort_by(|a, b| a.0.total_cmp(&b.0));
-    v[v.len() / 2]
+/// Medians of wall time, peak RSS and CPU time, each over the runs.
+fn median(runs: Vec<Run>) -> Run {
+    let med = |f: fn(&Run) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Run {
+        wall_seconds: med(|r| r.wall_seconds),
+        rss_mib: med(|r| r.rss_mib),
+        cpu_seconds: med(|r| r.cpu_seconds),
+    }
 }
 
 /// Parse + elaborate throughput of the SPICE front end (`spice::parse_str`: logical lines, cards,
@@ -73,15 +97,18 @@ fn median(mut v: Vec<(f64, f64)>) -> (f64, f64) {
 fn front_end_throughput(n: usize, runs: usize) {
     let text = crossbar(n, 7);
     let lines = text.lines().count();
+    // element cards: every line after the title that starts with a letter (not `*`, not `.`)
+    let cards = text
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .count();
     let mut times: Vec<f64> = (0..runs)
         .map(|_| {
             let t0 = Instant::now();
             let nl = netc::spice::parse_str(&text, "xbar.cir").expect("netlist parses");
             let dt = t0.elapsed().as_secs_f64();
-            assert!(
-                nl.elements.len() + 1 >= lines - 3,
-                "every card became an element"
-            );
+            assert_eq!(nl.elements.len(), cards, "every card became an element");
             dt
         })
         .collect();
@@ -105,8 +132,16 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     println!("N×N passive crossbar .op, 2.5 Ω segments, whole process (median of runs)");
     println!(
-        "{:>6} {:>10} {:>12} {:>10} {:>12} {:>10}",
-        "N", "unknowns", "netc s", "netc MiB", "ngspice s", "ratio"
+        "{:>6} {:>10} {:>10} {:>10} {:>10} {:>12} {:>12} {:>10} {:>10}",
+        "N",
+        "unknowns",
+        "netc s",
+        "netc CPU s",
+        "netc MiB",
+        "ngspice s",
+        "ngspice CPU",
+        "ratio",
+        "CPU ratio"
     );
     for n in [32usize, 64, 128, 256, 512] {
         if n > max_n {
@@ -132,19 +167,25 @@ fn main() {
         };
         let unknowns = 2 * n * n + 2 * n + 2 * n;
         match theirs {
-            Some((t, _)) => println!(
-                "{n:>6} {unknowns:>10} {:>12.4} {:>10.1} {:>12.3} {:>9.0}×",
-                ours.0,
-                ours.1,
-                t,
-                t / ours.0
+            Some(t) => println!(
+                "{n:>6} {unknowns:>10} {:>10.4} {:>10.4} {:>10.1} {:>12.3} {:>12.3} {:>9.0}× {:>9.0}×",
+                ours.wall_seconds,
+                ours.cpu_seconds,
+                ours.rss_mib,
+                t.wall_seconds,
+                t.cpu_seconds,
+                t.wall_seconds / ours.wall_seconds,
+                t.cpu_seconds / ours.cpu_seconds
             ),
             None => println!(
-                "{n:>6} {unknowns:>10} {:>12.4} {:>10.1} {:>12} {:>10}",
-                ours.0, ours.1, "-", "-"
+                "{n:>6} {unknowns:>10} {:>10.4} {:>10.4} {:>10.1} {:>12} {:>12} {:>10} {:>10}",
+                ours.wall_seconds, ours.cpu_seconds, ours.rss_mib, "-", "-", "-", "-"
             ),
         }
     }
+    println!(
+        "ratio: wall time (medians); CPU ratio: user + system time (medians), steadier under load"
+    );
     println!("targets: ≥100× faster than ngspice at 64, ≥300× at 128; 512×512 within 4 GiB");
     // always 512×512 (786k lines): parsing alone takes seconds, unlike the whole-process solves
     front_end_throughput(512, 3);

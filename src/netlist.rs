@@ -9,6 +9,11 @@ use crate::span::Span;
 /// Node name of ground (`0`; `gnd` is mapped to it by the front end).
 pub const GROUND: &str = "0";
 
+/// A hash map with a fast non-cryptographic hasher (foldhash), for name tables that are only
+/// looked up, never iterated (element and node names of big netlists: SipHash showed in
+/// profiles of the front end).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Netlist {
     pub title: String,

@@ -9,11 +9,9 @@
 pub mod mos1;
 pub mod tape;
 
-use std::collections::HashMap;
-
 use petgraph::unionfind::UnionFind;
 
-use crate::netlist::{ElementKind, Netlist, SimOptions, GROUND};
+use crate::netlist::{ElementKind, FastMap, Netlist, SimOptions, GROUND};
 use crate::span::Span;
 use mos1::Mos1;
 use tape::{Tape, TapeError};
@@ -163,15 +161,15 @@ pub struct Circuit {
     bsrc: Vec<Bsrc>,
     mos: Vec<Mos>,
     diag: Vec<Slot>,
-    sources: HashMap<String, SourceRef>,
-    node_index: HashMap<String, usize>,
+    sources: FastMap<String, SourceRef>,
+    node_index: FastMap<String, usize>,
 }
 
 impl Circuit {
     /// Build the nodal equations of an elaborated netlist, checking DC paths and source loops.
     pub fn build(nl: &Netlist) -> Result<Circuit, CircuitError> {
         // Node numbering.
-        let mut node_index: HashMap<String, usize> = HashMap::new();
+        let mut node_index: FastMap<String, usize> = FastMap::default();
         let mut node_names = Vec::new();
         for e in &nl.elements {
             for n in e.kind.nodes() {
@@ -187,7 +185,7 @@ impl Circuit {
         }
         // Branch numbering.
         let mut branch_names = Vec::new();
-        let mut branch_of: HashMap<String, usize> = HashMap::new();
+        let mut branch_of: FastMap<String, usize> = FastMap::default();
         for e in &nl.elements {
             if matches!(
                 e.kind,
@@ -328,8 +326,9 @@ impl Circuit {
             bsrc: Vec::new(),
             mos: Vec::new(),
             diag: (0..n_nodes).map(|i| sl(i, i)).collect(),
-            sources: HashMap::new(),
-            node_index: node_index.clone(),
+            sources: FastMap::default(),
+            // moved in below, once pass 2 no longer looks nodes up
+            node_index: FastMap::default(),
         };
         for (e, tape) in nl.elements.iter().zip(tapes) {
             match &e.kind {
@@ -481,6 +480,7 @@ impl Circuit {
                 }
             }
         }
+        c.node_index = node_index;
         Ok(c)
     }
 
@@ -725,9 +725,9 @@ fn compile(
     expr: &crate::expr::Expr,
     name: &str,
     span: &Span,
-    node_index: &HashMap<String, usize>,
+    node_index: &FastMap<String, usize>,
     gnd: usize,
-    branch_of: &HashMap<String, usize>,
+    branch_of: &FastMap<String, usize>,
 ) -> Result<Tape, CircuitError> {
     let node = |s: &str| -> Option<usize> {
         if s == GROUND {
@@ -747,7 +747,7 @@ fn compile(
 /// DC-path and voltage-loop checks, before any factorisation.
 fn check_topology(
     nl: &Netlist,
-    node_index: &HashMap<String, usize>,
+    node_index: &FastMap<String, usize>,
     node_names: &[String],
 ) -> Result<(), CircuitError> {
     let n = node_names.len();

@@ -79,8 +79,7 @@ pub fn run(args: &SolveArgs) -> Result<(), SolveCmdError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
-        serde_json::to_writer(&mut out, &solver::to_json(&results))
-            .map_err(std::io::Error::from)?;
+        solver::write_json(&mut out, &results).map_err(std::io::Error::from)?;
         writeln!(out)?;
     } else if args.csv {
         write_csv(&mut out, &results)?;

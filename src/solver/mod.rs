@@ -329,14 +329,15 @@ impl Solver {
 
     pub fn outputs(&self, x: &[f64]) -> BTreeMap<String, f64> {
         let c = &self.circuit;
-        let mut m = BTreeMap::new();
+        let mut v: Vec<(String, f64)> = Vec::with_capacity(self.outputs_len());
         for (i, name) in c.node_names.iter().enumerate() {
-            m.insert(format!("v({name})"), x[i]);
+            v.push((format!("v({name})"), x[i]));
         }
         for (name, k) in c.vsource_branches() {
-            m.insert(format!("i({name})"), x[k]);
+            v.push((format!("i({name})"), x[k]));
         }
-        m
+        // collected at once (sorted, then built in bulk): faster than one insert per name
+        v.into_iter().collect()
     }
 }
 
@@ -452,33 +453,104 @@ pub fn run(netlist: &Netlist) -> Result<Vec<AnalysisResult>, SolveError> {
 
 /// The `--json` form (docs/spice-dialect.md, "Output"): analyses in file order, `v(node)`, `i(vname)`.
 pub fn to_json(results: &[AnalysisResult]) -> serde_json::Value {
-    use serde_json::{json, Map, Value};
-    let obj = |m: &BTreeMap<String, f64>| {
-        Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect::<Map<_, _>>(),
-        )
-    };
-    let analyses: Vec<Value> = results
-        .iter()
-        .map(|r| match r {
-            AnalysisResult::Op { values } => json!({"type": "op", "values": obj(values)}),
-            AnalysisResult::Dc { sweep, points } => {
-                let pts: Vec<Value> = points
-                    .iter()
-                    .map(|(v, m)| {
-                        let mut p = Map::new();
-                        p.insert(sweep.clone(), json!(v));
-                        p.insert("values".into(), obj(m));
-                        Value::Object(p)
-                    })
-                    .collect();
-                json!({"type": "dc", "sweep": sweep, "points": pts})
+    // serialising the view cannot fail: every key is a string
+    serde_json::to_value(JsonResults(results)).unwrap_or(serde_json::Value::Null)
+}
+
+/// Write the JSON form of [`to_json`] straight from the results (no intermediate
+/// `serde_json::Value`: at 10⁵ nodes building the tree cost more than writing it).
+pub fn write_json(
+    out: &mut impl std::io::Write,
+    results: &[AnalysisResult],
+) -> serde_json::Result<()> {
+    serde_json::to_writer(out, &JsonResults(results))
+}
+
+/// `{"analyses": [...]}`: the one definition of the JSON form ([`to_json`], [`write_json`]).
+struct JsonResults<'a>(&'a [AnalysisResult]);
+
+/// One analysis: `{"type": "op", "values": {...}}` or
+/// `{"type": "dc", "sweep": name, "points": [{name: value, "values": {...}}, ...]}`.
+struct JsonAnalysis<'a>(&'a AnalysisResult);
+
+/// One point of a sweep: the swept value under the source's name, then the values.
+struct JsonPoint<'a> {
+    sweep: &'a str,
+    at: f64,
+    values: &'a BTreeMap<String, f64>,
+}
+
+impl serde::Serialize for JsonResults<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(
+            "analyses",
+            &SerializeIter(|| self.0.iter().map(JsonAnalysis)),
+        )?;
+        m.end()
+    }
+}
+
+impl serde::Serialize for JsonAnalysis<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            AnalysisResult::Op { values } => {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("type", "op")?;
+                m.serialize_entry("values", values)?;
+                m.end()
             }
-        })
-        .collect();
-    json!({ "analyses": analyses })
+            AnalysisResult::Dc { sweep, points } => {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("type", "dc")?;
+                m.serialize_entry("sweep", sweep)?;
+                m.serialize_entry(
+                    "points",
+                    &SerializeIter(|| {
+                        points.iter().map(|(at, values)| JsonPoint {
+                            sweep,
+                            at: *at,
+                            values,
+                        })
+                    }),
+                )?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl serde::Serialize for JsonPoint<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        // a source named `values` is overwritten by the values, as in a JSON object built
+        // key by key
+        if self.sweep == "values" {
+            let mut m = s.serialize_map(Some(1))?;
+            m.serialize_entry("values", self.values)?;
+            return m.end();
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry(self.sweep, &self.at)?;
+        m.serialize_entry("values", self.values)?;
+        m.end()
+    }
+}
+
+/// A sequence serialised from an iterator made on demand.
+struct SerializeIter<F>(F);
+
+impl<F, I> serde::Serialize for SerializeIter<F>
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: serde::Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
 }
 
 #[cfg(test)]

@@ -554,3 +554,58 @@ fn assembled_jacobian_matches_finite_differences() {
         }
     }
 }
+
+/// The streamed JSON (`write_json`, used by `netc solve --json`) and the value (`to_json`, used by
+/// Python) equal the object built key by key with `serde_json` (the form they replaced): key
+/// order, numbers, non-finite values as null, a swept source named `values`.
+#[test]
+fn json_forms_equal_the_object_built_by_hand() {
+    use serde_json::{json, Map, Value};
+    let m = |kv: &[(&str, f64)]| -> BTreeMap<String, f64> {
+        kv.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
+    let results = vec![
+        AnalysisResult::Op {
+            values: m(&[("v(b)", 0.1 + 0.2), ("v(a)", -1e-300), ("i(v1)", f64::NAN)]),
+        },
+        AnalysisResult::Dc {
+            sweep: "v1".into(),
+            points: vec![(0.0, m(&[("v(a)", 1.5)])), (0.5, m(&[("v(a)", 2.0 / 3.0)]))],
+        },
+        AnalysisResult::Dc {
+            sweep: "values".into(),
+            points: vec![(1.0, m(&[("v(x)", f64::INFINITY)]))],
+        },
+    ];
+    let obj = |m: &BTreeMap<String, f64>| {
+        Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect::<Map<_, _>>(),
+        )
+    };
+    let by_hand: Vec<Value> = results
+        .iter()
+        .map(|r| match r {
+            AnalysisResult::Op { values } => json!({"type": "op", "values": obj(values)}),
+            AnalysisResult::Dc { sweep, points } => {
+                let pts: Vec<Value> = points
+                    .iter()
+                    .map(|(v, m)| {
+                        let mut p = Map::new();
+                        p.insert(sweep.clone(), json!(v));
+                        p.insert("values".into(), obj(m));
+                        Value::Object(p)
+                    })
+                    .collect();
+                json!({"type": "dc", "sweep": sweep, "points": pts})
+            }
+        })
+        .collect();
+    let expected = serde_json::to_string(&json!({ "analyses": by_hand })).unwrap();
+    let mut streamed = Vec::new();
+    write_json(&mut streamed, &results).unwrap();
+    assert_eq!(String::from_utf8(streamed).unwrap(), expected);
+    assert_eq!(serde_json::to_string(&to_json(&results)).unwrap(), expected);
+    assert!(expected.contains("\"i(v1)\":null"), "{expected}");
+}

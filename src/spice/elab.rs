@@ -45,7 +45,9 @@ use super::number::parse_number;
 use super::parse::{card_head, parse_card, Item, Stmt, StmtKind, Tok};
 use super::SpiceError;
 use crate::expr::{ConstEvalError, Expr};
-use crate::netlist::{Analysis, Element, ElementKind, MosModel, Netlist, SimOptions, GROUND};
+use crate::netlist::{
+    Analysis, Element, ElementKind, FastMap, MosModel, Netlist, SimOptions, GROUND,
+};
 use crate::span::Span;
 
 /// ngspice's default MOSFET channel width and length (DEFW, DEFL), in metres.
@@ -69,9 +71,9 @@ pub fn normalize_element_name(name: &str) -> &str {
 
 struct ParamDef<'a> {
     name: &'a str,
-    value: &'a Item,
+    value: &'a Item<'a>,
     line: u32,
-    key_tok: &'a Tok,
+    key_tok: &'a Tok<'a>,
 }
 
 struct Def<'a> {
@@ -132,8 +134,29 @@ struct Inst<'s> {
     local_models: HashMap<usize, MosModel>,
 }
 
+/// The directive cards of a netlist parsed (tokens borrowed from the logical lines), by the
+/// statement's logical line.
+type Cards<'a> = FastMap<u32, (Tok<'a>, Vec<Item<'a>>)>;
+
+/// Parse every directive card of `ld` again, borrowing from its lines (phase 2 checked them).
+fn parse_cards(ld: &Loaded) -> Result<Cards<'_>, SpiceError> {
+    let mut cards = Cards::default();
+    for st in &ld.stmts {
+        if !matches!(st.kind, StmtKind::Card) {
+            continue;
+        }
+        let Some(ll) = ld.lines.get(st.line as usize) else {
+            continue;
+        };
+        let parsed = parse_card(&ll.text, &|off, len| ld.map.span(ll, off, len))?;
+        cards.insert(st.line, parsed);
+    }
+    Ok(cards)
+}
+
 struct Elab<'a> {
     ld: &'a Loaded,
+    cards: &'a Cards<'a>,
     defs: Vec<Def<'a>>,
     globals: HashSet<String>,
     elements: Vec<Element>,
@@ -148,17 +171,12 @@ struct Elab<'a> {
     max_elements: usize,
 }
 
-fn card(st: &Stmt) -> Option<(&Tok, &[Item])> {
-    match &st.kind {
-        StmtKind::Card { head, items } => Some((head, items)),
-        _ => None,
-    }
-}
-
 /// Phases 4–6.
 pub fn elaborate(ld: Loaded) -> Result<Netlist, SpiceError> {
+    let cards = parse_cards(&ld)?;
     let mut e = Elab::new(
         &ld,
+        &cards,
         (crate::limits::max_memory().0 / BYTES_PER_ELEMENT) as usize,
     );
     let top = e.collect_defs()?;
@@ -177,19 +195,19 @@ pub fn elaborate(ld: Loaded) -> Result<Netlist, SpiceError> {
     let mut analyses = Vec::new();
     for &i in &top {
         let st = &ld.stmts[i];
-        let Some((head, items)) = card(st) else {
+        let Some((head, items)) = e.card(st) else {
             continue;
         };
-        if matches!(&*head.text, ".options" | ".option" | ".opt") {
+        if matches!(head.text, ".options" | ".option" | ".opt") {
             e.options(st, items, &global, &mut options)?;
         }
     }
     for &i in &top {
         let st = &ld.stmts[i];
-        let Some((head, items)) = card(st) else {
+        let Some((head, items)) = e.card(st) else {
             continue;
         };
-        match &*head.text {
+        match head.text {
             ".op" => {
                 if let Some(it) = items.first() {
                     return Err(e.syntax(st, it.tok(), "`.op` takes no arguments"));
@@ -254,7 +272,8 @@ pub struct CardContents {
 /// Phases 4–5 for a model card (see [`CardContents`]).
 pub fn elaborate_card(ld: Loaded) -> Result<CardContents, SpiceError> {
     // a card has no elements (refused below)
-    let mut e = Elab::new(&ld, 0);
+    let cards = parse_cards(&ld)?;
+    let mut e = Elab::new(&ld, &cards, 0);
     let top = e.collect_defs()?;
     let not_in_card = |st: &Stmt, what: &str| SpiceError::Unsupported {
         what: format!("{what} in a device model card (only `.param` and `.model`)"),
@@ -300,7 +319,7 @@ pub fn elaborate_card(ld: Loaded) -> Result<CardContents, SpiceError> {
     let mut models = Vec::with_capacity(stmts.len());
     for i in stmts {
         let st = &ld.stmts[i];
-        let Some((head, items)) = card(st) else {
+        let Some((head, items)) = e.card(st) else {
             continue;
         };
         let m = e.eval_model(i, &global, "", st, head)?;
@@ -316,9 +335,10 @@ pub fn elaborate_card(ld: Loaded) -> Result<CardContents, SpiceError> {
 impl<'a> Elab<'a> {
     /// A fresh elaboration of `ld` with only the top-level definition and at most `max_elements`
     /// elements after expansion.
-    fn new(ld: &'a Loaded, max_elements: usize) -> Self {
+    fn new(ld: &'a Loaded, cards: &'a Cards<'a>, max_elements: usize) -> Self {
         Elab {
             ld,
+            cards,
             defs: vec![Def::new("", None, None)],
             globals: HashSet::new(),
             elements: Vec::new(),
@@ -330,6 +350,12 @@ impl<'a> Elab<'a> {
             defl_m: DEFAULT_L_M,
             max_elements,
         }
+    }
+
+    /// The parsed directive card of statement `st` (`None` for other statements).
+    fn card(&self, st: &Stmt) -> Option<(&'a Tok<'a>, &'a [Item<'a>])> {
+        let cards: &'a Cards<'a> = self.cards;
+        cards.get(&st.line).map(|(h, items)| (h, items.as_slice()))
     }
 
     fn span(&self, st: &Stmt, t: &Tok) -> Span {
@@ -382,15 +408,15 @@ impl<'a> Elab<'a> {
                 self.defs[cur].cards.push(i);
                 continue;
             }
-            let Some((head, items)) = card(st) else {
+            let Some((head, items)) = self.card(st) else {
                 continue;
             };
-            let h: &str = &head.text;
+            let h: &str = head.text;
             match h {
                 ".subckt" => {
                     let mut it = items.iter();
                     let name = match it.next() {
-                        Some(Item::Word(t)) => &*t.text,
+                        Some(Item::Word(t)) => t.text,
                         Some(other) => {
                             return Err(self.syntax(st, other.tok(), "expected a subcircuit name"))
                         }
@@ -400,10 +426,10 @@ impl<'a> Elab<'a> {
                     let mut params_kw = false;
                     for item in it {
                         match item {
-                            Item::Word(t) if &*t.text == "params:" => params_kw = true,
-                            Item::Word(t) if !params_kw => def.pins.push(&t.text),
+                            Item::Word(t) if t.text == "params:" => params_kw = true,
+                            Item::Word(t) if !params_kw => def.pins.push(t.text),
                             Item::Kv(k, v) => def.defaults.push(ParamDef {
-                                name: &k.text,
+                                name: k.text,
                                 value: v,
                                 line: st.line,
                                 key_tok: k,
@@ -420,7 +446,10 @@ impl<'a> Elab<'a> {
                     let id = self.defs.len();
                     if let Some(&prev) = self.defs[cur].children.get(name) {
                         let p = &ld.stmts[self.defs[prev].stmt.unwrap_or(0)];
-                        let ph = card(p).map(|(t, _)| self.span(p, t)).unwrap_or_default();
+                        let ph = self
+                            .card(p)
+                            .map(|(t, _)| self.span(p, t))
+                            .unwrap_or_default();
                         return Err(SpiceError::Duplicate {
                             name: name.to_string(),
                             first: Box::new(ph),
@@ -453,7 +482,7 @@ impl<'a> Elab<'a> {
                 }
                 ".model" => {
                     let name = match items.first() {
-                        Some(Item::Word(t)) => &*t.text,
+                        Some(Item::Word(t)) => t.text,
                         Some(other) => {
                             return Err(self.syntax(st, other.tok(), "expected a model name"))
                         }
@@ -466,7 +495,8 @@ impl<'a> Elab<'a> {
                     }
                     if let Some(&prev) = self.defs[cur].models.get(name) {
                         let p = &ld.stmts[prev];
-                        let first = card(p)
+                        let first = self
+                            .card(p)
                             .and_then(|(_, it)| it.first())
                             .map(|t| self.span(p, t.tok()))
                             .unwrap_or_default();
@@ -485,7 +515,7 @@ impl<'a> Elab<'a> {
                     for item in items {
                         match item {
                             Item::Kv(k, v) => self.defs[cur].params.push(ParamDef {
-                                name: &k.text,
+                                name: k.text,
                                 value: v,
                                 line: st.line,
                                 key_tok: k,
@@ -519,7 +549,10 @@ impl<'a> Elab<'a> {
         }
         if cur != 0 {
             let st = &ld.stmts[self.defs[cur].stmt.unwrap_or(0)];
-            let span = card(st).map(|(h, _)| self.span(st, h)).unwrap_or_default();
+            let span = self
+                .card(st)
+                .map(|(h, _)| self.span(st, h))
+                .unwrap_or_default();
             return Err(SpiceError::MissingEnds {
                 name: self.defs[cur].name.to_string(),
                 span,
@@ -530,7 +563,7 @@ impl<'a> Elab<'a> {
 
     /// Span of parameter name `name` inside the text of `tok` (falls back to the whole token).
     fn name_span(&self, line: u32, tok: &Tok, name: &str) -> Span {
-        let t: &str = &tok.text;
+        let t: &str = tok.text;
         let b = t.as_bytes();
         let mut from = 0;
         while let Some(p) = t[from..].find(name) {
@@ -549,11 +582,11 @@ impl<'a> Elab<'a> {
     fn eval_item(&self, item: &Item, scope: &Scope, line: u32) -> Result<f64, SpiceError> {
         match item {
             Item::Word(t) => {
-                if let Some(v) = parse_number(&t.text) {
+                if let Some(v) = parse_number(t.text) {
                     return Ok(v);
                 }
-                if is_ident(&t.text) {
-                    if let Some(v) = scope.get(&t.text) {
+                if is_ident(t.text) {
+                    if let Some(v) = scope.get(t.text) {
                         return Ok(v);
                     }
                 }
@@ -627,8 +660,8 @@ impl<'a> Elab<'a> {
                     .iter()
                     .filter_map(|p| index.get(p).copied())
                     .collect(),
-                Item::Word(t) if parse_number(&t.text).is_none() => {
-                    index.get(&*t.text).copied().into_iter().collect()
+                Item::Word(t) if parse_number(t.text).is_none() => {
+                    index.get(t.text).copied().into_iter().collect()
                 }
                 _ => Vec::new(),
             };
@@ -687,7 +720,7 @@ impl<'a> Elab<'a> {
         for item in items {
             match item {
                 Item::Kv(k, v) => {
-                    let key: &str = &k.text;
+                    let key: &str = k.text;
                     let known = matches!(
                         key,
                         "reltol" | "abstol" | "vntol" | "gmin" | "itl1" | "itl2" | "defw" | "defl"
@@ -753,7 +786,7 @@ impl<'a> Elab<'a> {
             return Err(self.syntax(st, head, "expected `.dc SRC start stop step`"));
         }
         let src = match &items[0] {
-            Item::Word(t) => normalize_element_name(&t.text).to_string(),
+            Item::Word(t) => normalize_element_name(t.text).to_string(),
             other => return Err(self.syntax(st, other.tok(), "expected a source name")),
         };
         let start = self.eval_item(&items[1], scope, st.line)?;
@@ -796,12 +829,12 @@ impl<'a> Elab<'a> {
     /// runs out. Cards the count cannot read are left to the elaboration to report.
     fn check_flat_size(&self) -> Result<(), SpiceError> {
         let mut memo = HashMap::new();
-        let mut biggest: Option<(u128, Span)> = None;
+        let mut biggest: Option<(u128, usize)> = None;
         let mut total = 0u128;
-        for (count, span) in self.card_counts(0, &mut memo, 0) {
+        for (count, si) in self.card_counts(0, &mut memo, 0) {
             total = total.saturating_add(count);
             if biggest.as_ref().is_none_or(|b| count > b.0) {
-                biggest = Some((count, span));
+                biggest = Some((count, si));
             }
         }
         if total > self.max_elements as u128 {
@@ -814,22 +847,33 @@ impl<'a> Elab<'a> {
                     self.max_elements,
                     crate::limits::human(limit)
                 ),
-                span: biggest.map(|b| b.1).unwrap_or_default(),
+                span: biggest.map(|b| self.head_span(b.1)).unwrap_or_default(),
             });
         }
         Ok(())
     }
 
+    /// Span of the name of element card `si` (a statement index).
+    fn head_span(&self, si: usize) -> Span {
+        let ld = self.ld;
+        let st = &ld.stmts[si];
+        let len = ld
+            .lines
+            .get(st.line as usize)
+            .map_or(1, |l| card_head(&l.text).len());
+        ld.span(st.line, 0, len as u32)
+    }
+
     /// Flat element count of each element card of `def` (1, or an instance's expansion), with
-    /// the card's span.
+    /// the card's statement index. Only instance cards are parsed.
     fn card_counts(
         &self,
         def: usize,
         memo: &mut HashMap<usize, u128>,
         depth: usize,
-    ) -> Vec<(u128, Span)> {
+    ) -> Vec<(u128, usize)> {
         let ld = self.ld;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.defs[def].cards.len());
         for &si in &self.defs[def].cards {
             let st = &ld.stmts[si];
             if !matches!(st.kind, StmtKind::Element) {
@@ -838,15 +882,13 @@ impl<'a> Elab<'a> {
             let Some(ll) = ld.lines.get(st.line as usize) else {
                 continue;
             };
-            let Ok((head, items)) = parse_card(&ll.text, &|off, len| ld.map.span(ll, off, len))
-            else {
-                continue;
-            };
-            let span = self.span(st, &head);
-            if head.text.as_bytes()[0] != b'x' {
-                out.push((1, span));
+            if !ll.text.starts_with('x') {
+                out.push((1, si));
                 continue;
             }
+            let Ok((_, items)) = parse_card(&ll.text, &|off, len| ld.map.span(ll, off, len)) else {
+                continue;
+            };
             let sub = items
                 .iter()
                 .take_while(|i| !matches!(i, Item::Kv(..)))
@@ -870,7 +912,7 @@ impl<'a> Elab<'a> {
                     n
                 }
             };
-            out.push((n, span));
+            out.push((n, si));
         }
         out
     }
@@ -908,7 +950,7 @@ impl<'a> Elab<'a> {
                 None => continue,
             };
             let (head, items) = (&head, items.as_slice());
-            let local = normalize_element_name(&head.text);
+            let local = normalize_element_name(head.text);
             let letter = head.text.as_bytes()[0];
             if letter == b'x' {
                 self.instance(def, inst, st, head, items)?;
@@ -955,7 +997,7 @@ impl<'a> Elab<'a> {
         let mut kvs: Vec<(&Tok, &Item)> = Vec::new();
         for item in items {
             match item {
-                Item::Word(t) if &*t.text == "params:" => {}
+                Item::Word(t) if t.text == "params:" => {}
                 Item::Word(t) if kvs.is_empty() => words.push(t),
                 Item::Kv(k, v) => kvs.push((k, v)),
                 other => {
@@ -971,7 +1013,7 @@ impl<'a> Elab<'a> {
             return Err(self.syntax(st, head, "instance needs nodes and a subcircuit name"));
         };
         let child =
-            self.find_child(def, &sub_tok.text)
+            self.find_child(def, sub_tok.text)
                 .ok_or_else(|| SpiceError::UnknownSubckt {
                     name: sub_tok.text.to_string(),
                     span: self.span(st, sub_tok),
@@ -1018,7 +1060,7 @@ impl<'a> Elab<'a> {
         }
         let mut pins = HashMap::with_capacity(words.len());
         for (formal, actual) in cdef.pins.iter().zip(&words) {
-            pins.insert(formal.to_string(), self.map_node(inst, &actual.text));
+            pins.insert(formal.to_string(), self.map_node(inst, actual.text));
         }
         let defaults: Vec<ParamDef<'a>> = cdef
             .defaults
@@ -1031,7 +1073,7 @@ impl<'a> Elab<'a> {
             vals,
             parent: Some(inst.scope),
         };
-        let local = normalize_element_name(&head.text);
+        let local = normalize_element_name(head.text);
         let mut chain = inst.chain.clone();
         chain.push(child);
         let mut sub = Inst {
@@ -1111,7 +1153,7 @@ impl<'a> Elab<'a> {
                 let mut m = 1.0;
                 for item in &items[2..] {
                     match item {
-                        Item::Kv(k, v) => match &*k.text {
+                        Item::Kv(k, v) => match k.text {
                             "r" | "resistance" => value = Some(self.eval_item(v, scope, st.line)?),
                             "m" => m = self.eval_item(v, scope, st.line)?,
                             "tc" | "tc1" | "tc2" | "ac" | "noisy" => {
@@ -1219,7 +1261,7 @@ impl<'a> Elab<'a> {
                     return Err(self.unexpected(st, extra));
                 }
                 let gain = self.eval_item(&items[3], scope, st.line)?;
-                let vsrc = format!("{}{}", inst.prefix, normalize_element_name(&vt.text));
+                let vsrc = format!("{}{}", inst.prefix, normalize_element_name(vt.text));
                 self.vsrc_refs.push((vsrc.clone(), self.span(st, vt)));
                 let out = two(self, &n);
                 if letter == b'f' {
@@ -1237,10 +1279,8 @@ impl<'a> Elab<'a> {
                 let mut found: Option<(bool, &Item, &Tok)> = None;
                 for item in &items[2..] {
                     match item {
-                        Item::Kv(k, v)
-                            if (&*k.text == "v" || &*k.text == "i") && found.is_none() =>
-                        {
-                            found = Some((&*k.text == "v", v, k))
+                        Item::Kv(k, v) if (k.text == "v" || k.text == "i") && found.is_none() => {
+                            found = Some((k.text == "v", v, k))
                         }
                         Item::Kv(k, _) => {
                             return Err(SpiceError::Unsupported {
@@ -1258,9 +1298,9 @@ impl<'a> Elab<'a> {
                     Item::Expr(t, e) => (t, e.clone()),
                     Item::Word(t) => (
                         t,
-                        match parse_number(&t.text) {
+                        match parse_number(t.text) {
                             Some(x) => Expr::Num(x),
-                            None if is_ident(&t.text) => Expr::Param(t.text.to_string()),
+                            None if is_ident(t.text) => Expr::Param(t.text.to_string()),
                             None => {
                                 return Err(SpiceError::BadNumber {
                                     text: t.text.to_string(),
@@ -1293,8 +1333,8 @@ impl<'a> Elab<'a> {
     fn reject_forms(&self, st: &Stmt, items: &[Item], n_nodes: usize) -> Result<(), SpiceError> {
         for item in items.iter().skip(n_nodes.min(items.len())) {
             let (t, what) = match item {
-                Item::Kv(k, _) => (k, &*k.text),
-                Item::Word(t) => (t, &*t.text),
+                Item::Kv(k, _) => (k, k.text),
+                Item::Word(t) => (t, t.text),
                 Item::Group(t, _) => (t, "(…)"),
                 _ => continue,
             };
@@ -1335,18 +1375,18 @@ impl<'a> Elab<'a> {
         while i < rest.len() {
             let item = &rest[i];
             match item {
-                Item::Word(t) if &*t.text == "dc" => {
+                Item::Word(t) if t.text == "dc" => {
                     let v = rest
                         .get(i + 1)
                         .ok_or_else(|| self.syntax(st, t, "`dc` needs a value"))?;
                     dc = Some(self.eval_item(v, scope, st.line)?);
                     i += 2;
                 }
-                Item::Kv(k, v) if &*k.text == "dc" => {
+                Item::Kv(k, v) if k.text == "dc" => {
                     dc = Some(self.eval_item(v, scope, st.line)?);
                     i += 1;
                 }
-                Item::Word(t) if &*t.text == "ac" => {
+                Item::Word(t) if t.text == "ac" => {
                     let sp = self.span(st, t);
                     self.warn(sp, "AC specification ignored (DC analyses only)");
                     i += 1;
@@ -1354,7 +1394,7 @@ impl<'a> Elab<'a> {
                     while k < 2 && i < rest.len() {
                         let is_num = match &rest[i] {
                             Item::Word(w) => {
-                                parse_number(&w.text).is_some() || scope.get(&w.text).is_some()
+                                parse_number(w.text).is_some() || scope.get(w.text).is_some()
                             }
                             Item::Expr(..) => true,
                             _ => false,
@@ -1366,19 +1406,19 @@ impl<'a> Elab<'a> {
                         k += 1;
                     }
                 }
-                Item::Kv(k, _) if &*k.text == "ac" => {
+                Item::Kv(k, _) if k.text == "ac" => {
                     let sp = self.span(st, k);
                     self.warn(sp, "AC specification ignored (DC analyses only)");
                     i += 1;
                 }
-                Item::Word(t) if matches!(&*t.text, "pulse" | "sin" | "exp" | "pwl" | "sffm") => {
+                Item::Word(t) if matches!(t.text, "pulse" | "sin" | "exp" | "pwl" | "sffm") => {
                     let Some(Item::Group(_, args)) = rest.get(i + 1) else {
                         return Err(SpiceError::Unsupported {
                             what: format!("`{}` without parentheses", t.text),
                             span: self.span(st, t),
                         });
                     };
-                    let idx = if &*t.text == "pwl" { 1 } else { 0 };
+                    let idx = if t.text == "pwl" { 1 } else { 0 };
                     if let Some(a) = args.get(idx) {
                         tran0 = Some(self.eval_item(a, scope, st.line)?);
                     }
@@ -1397,7 +1437,7 @@ impl<'a> Elab<'a> {
                         Ok(v) => dc = Some(v),
                         Err(e) => {
                             if let Item::Word(t) = item {
-                                if is_ident(&t.text) && scope.get(&t.text).is_none() {
+                                if is_ident(t.text) && scope.get(t.text).is_none() {
                                     return Err(SpiceError::Unsupported {
                                         what: format!("source specification `{}`", t.text),
                                         span: self.span(st, t),
@@ -1493,7 +1533,7 @@ impl<'a> Elab<'a> {
         }
         let mtok = words[4];
         let (model_stmt, global) =
-            self.find_model(def, &mtok.text)
+            self.find_model(def, mtok.text)
                 .ok_or_else(|| SpiceError::UnknownModel {
                     name: mtok.text.to_string(),
                     span: self.span(st, mtok),
@@ -1527,7 +1567,7 @@ impl<'a> Elab<'a> {
         let mut l = self.defl_m;
         for item in &items[5..] {
             match item {
-                Item::Kv(k, v) => match &*k.text {
+                Item::Kv(k, v) => match k.text {
                     "w" => w = self.eval_item(v, scope, st.line)?,
                     "l" => l = self.eval_item(v, scope, st.line)?,
                     "m" => {
@@ -1547,7 +1587,7 @@ impl<'a> Elab<'a> {
                         })
                     }
                 },
-                Item::Word(t) if &*t.text == "off" => {}
+                Item::Word(t) if t.text == "off" => {}
                 other => return Err(self.unexpected(st, other)),
             }
         }
@@ -1565,7 +1605,7 @@ impl<'a> Elab<'a> {
         }
         let n: Vec<String> = words[..4]
             .iter()
-            .map(|t| self.map_node(inst, &t.text))
+            .map(|t| self.map_node(inst, t.text))
             .collect();
         let mut it = n.into_iter();
         Ok(ElementKind::Mosfet {
@@ -1589,12 +1629,12 @@ impl<'a> Elab<'a> {
     ) -> Result<MosModel, SpiceError> {
         let ld = self.ld;
         let st = &ld.stmts[model_stmt];
-        let Some((_, items)) = card(st) else {
+        let Some((_, items)) = self.card(st) else {
             return Err(self.syntax(use_st, use_tok, "bad model"));
         };
         let name = items[0].tok();
         let ty = items[1].tok();
-        let nmos = match &*ty.text {
+        let nmos = match ty.text {
             "nmos" => true,
             "pmos" => false,
             other => {
@@ -1631,7 +1671,7 @@ impl<'a> Elab<'a> {
         let mut ignored: Vec<&str> = Vec::new();
         for (k, v) in kvs {
             let x = self.eval_item(v, scope, st.line)?;
-            match &*k.text {
+            match k.text {
                 "level" => {
                     if x != 1.0 {
                         return Err(SpiceError::Unsupported {
@@ -1662,7 +1702,7 @@ impl<'a> Elab<'a> {
                 "ld" => m.ld_m = x,
                 "tox" => tox_given = true,
                 "uo" | "u0" | "cgso" | "cgdo" | "cgbo" | "cbd" | "cbs" | "cj" | "mj" | "cjsw"
-                | "mjsw" | "pb" | "fc" | "kf" | "af" => ignored.push(&k.text),
+                | "mjsw" | "pb" | "fc" | "kf" | "af" => ignored.push(k.text),
                 "tnom" => {
                     if x != 27.0 {
                         return Err(SpiceError::Unsupported {
@@ -1708,7 +1748,8 @@ impl<'a> Elab<'a> {
 
     /// Element names must be unique; controlling sources must exist.
     fn check_names(&self) -> Result<(), SpiceError> {
-        let mut seen: HashMap<&str, usize> = HashMap::with_capacity(self.elements.len());
+        let mut seen: FastMap<&str, usize> =
+            FastMap::with_capacity_and_hasher(self.elements.len(), Default::default());
         for (i, el) in self.elements.iter().enumerate() {
             if let Some(first) = seen.insert(&el.name, i) {
                 return Err(SpiceError::Duplicate {

@@ -175,7 +175,7 @@ impl Loader {
             reason: e.to_string(),
             span: self.span_of(st, off, len),
         })?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let text = super::utf8_text(bytes);
         let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let fid = self
             .map
@@ -199,9 +199,9 @@ impl Loader {
                 continue;
             }
             match &st.kind {
-                StmtKind::Include { path, tok } => {
+                StmtKind::Include { path, off, len } => {
                     let full = dir.join(path);
-                    let (off, len) = (tok.off, tok.len);
+                    let (off, len) = (*off, *len);
                     let (fid, key) = self.read_path(&full, &st, off, len)?;
                     if self.stack.iter().any(|(k, _)| *k == key) {
                         return Err(SpiceError::IncludeCycle {
@@ -215,10 +215,15 @@ impl Loader {
                     self.expand(inner, &sub_dir, out)?;
                     self.stack.pop();
                 }
-                StmtKind::LibInclude { path, section, tok } => {
+                StmtKind::LibInclude {
+                    path,
+                    section,
+                    off,
+                    len,
+                } => {
                     let full = dir.join(path);
                     let section = section.clone();
-                    let (off, len) = (tok.off, tok.len);
+                    let (off, len) = (*off, *len);
                     let (fid, key) = self.read_path(&full, &st, off, len)?;
                     if self
                         .stack

@@ -144,11 +144,17 @@ pub fn parse_file(path: &Path) -> Result<Netlist, SpiceError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let text = utf8_text(bytes);
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let loaded = include::load_main(&path.display().to_string(), text, &dir, key)?;
     elab::elaborate(loaded)
+}
+
+/// File bytes as text: taken as they are when they are UTF-8 (no copy), invalid sequences
+/// replaced by U+FFFD otherwise.
+pub(crate) fn utf8_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Read a device model card (`models/*.cir`: `.param` and `.model` lines, no title line) with

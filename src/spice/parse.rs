@@ -25,18 +25,19 @@ pub const MAX_EXPR_DEPTH: usize = 1024;
 /// Deepest `(`/`{` nesting accepted on a line (the grammar recurses through parentheses).
 const MAX_NESTING: usize = 64;
 
-/// A token of a logical line: lower-case text and its byte position.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tok {
-    pub text: Box<str>,
+/// A token of a logical line: lower-case text (borrowed from the line: no allocation per token)
+/// and its byte position.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tok<'s> {
+    pub text: &'s str,
     pub off: u32,
     pub len: u32,
 }
 
-impl Tok {
-    fn new(text: &str, off: usize) -> Tok {
+impl<'s> Tok<'s> {
+    fn new(text: &'s str, off: usize) -> Tok<'s> {
         Tok {
-            text: text.into(),
+            text,
             off: off as u32,
             len: text.len() as u32,
         }
@@ -45,21 +46,21 @@ impl Tok {
 
 /// An item after the head of a card.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Item {
+pub enum Item<'s> {
     /// A bare token (node, number, keyword, model or subcircuit name).
-    Word(Tok),
+    Word(Tok<'s>),
     /// `"…"` (the token includes the quotes).
-    Str(Tok),
+    Str(Tok<'s>),
     /// `{expr}`, `'expr'`, or a bare expression as the value of `key=`. The token covers the text.
-    Expr(Tok, Expr),
+    Expr(Tok<'s>, Expr),
     /// `key = value`.
-    Kv(Tok, Box<Item>),
+    Kv(Tok<'s>, Box<Item<'s>>),
     /// `( … )`.
-    Group(Tok, Vec<Item>),
+    Group(Tok<'s>, Vec<Item<'s>>),
 }
 
-impl Item {
-    pub fn tok(&self) -> &Tok {
+impl<'s> Item<'s> {
+    pub fn tok(&self) -> &Tok<'s> {
         match self {
             Item::Word(t)
             | Item::Str(t)
@@ -69,9 +70,9 @@ impl Item {
         }
     }
 
-    pub fn word(&self) -> Option<&str> {
+    pub fn word(&self) -> Option<&'s str> {
         match self {
-            Item::Word(t) => Some(&t.text),
+            Item::Word(t) => Some(t.text),
             _ => None,
         }
     }
@@ -86,19 +87,22 @@ pub struct Stmt {
 
 #[derive(Debug, Clone)]
 pub enum StmtKind {
-    /// An element card. Only its name is kept: the card was checked by the grammar and is parsed
-    /// again (from the kept, lower-cased logical line) when it is elaborated, which keeps the
-    /// memory of million-element netlists low.
+    /// An element card. Nothing is kept: the card was checked by the grammar (plain lines of
+    /// blank-separated words need no check) and is parsed again, into tokens borrowed from the
+    /// kept lower-cased logical line, when it is elaborated; this keeps the memory of
+    /// million-element netlists low.
     Element,
-    /// A generic directive (`head` = `.model` …).
-    Card { head: Tok, items: Vec<Item> },
-    /// `.include file`: path as written (case kept), token for errors.
-    Include { path: String, tok: Tok },
+    /// A generic directive (`.model` …), checked by the grammar; parsed again (borrowed) by
+    /// the elaboration, like elements.
+    Card,
+    /// `.include file`: path as written (case kept), position (`off`, `len`) for errors.
+    Include { path: String, off: u32, len: u32 },
     /// `.lib file section`.
     LibInclude {
         path: String,
         section: String,
-        tok: Tok,
+        off: u32,
+        len: u32,
     },
     /// `.lib section` (start of a section inside a library file).
     LibStart { section: String },
@@ -132,24 +136,24 @@ pub fn parse_line(
     line_idx: u32,
     warn: &mut Vec<String>,
 ) -> Result<Stmt, SpiceError> {
-    let head_len = ll
-        .text
-        .find(|c: char| c == ' ' || c == '\t' || "=(){},'\"".contains(c))
-        .unwrap_or(ll.text.len());
-    let head_lower = ll.text[..head_len].to_ascii_lowercase();
-    let head = head_lower.as_str();
+    let head_len = card_head(&ll.text).len();
     let span = |off: usize, len: usize| map.span(ll, off, len);
     let stmt = |kind| Stmt {
         line: line_idx,
         kind,
     };
-    if head.is_empty() {
+    if head_len == 0 {
         return Err(SpiceError::Syntax {
             msg: "expected an element name or a directive".into(),
             span: span(0, 1),
         });
     }
-    if let Some(d) = head.strip_prefix('.') {
+    let is_directive = ll.text.starts_with('.');
+    if is_directive {
+        // Directives are few: their lower-cased head may be allocated.
+        let head_lower = ll.text[..head_len].to_ascii_lowercase();
+        let head = head_lower.as_str();
+        let d = &head[1..];
         let rest_off = head_len;
         let rest = ll.text[rest_off..].trim();
         let rest_pos =
@@ -167,10 +171,10 @@ pub fn parse_line(
                         span: span(0, head_len),
                     });
                 }
-                let tok = Tok::new(rest, rest_pos);
                 return Ok(stmt(StmtKind::Include {
                     path: path.to_string(),
-                    tok,
+                    off: rest_pos as u32,
+                    len: rest.len() as u32,
                 }));
             }
             "lib" => {
@@ -182,7 +186,8 @@ pub fn parse_line(
                     [path, section] => Ok(stmt(StmtKind::LibInclude {
                         path: unquote(path).to_string(),
                         section: unquote(section).to_ascii_lowercase(),
-                        tok: Tok::new(rest, rest_pos),
+                        off: rest_pos as u32,
+                        len: rest.len() as u32,
                     })),
                     _ => Err(SpiceError::Syntax {
                         msg: "expected `.lib file section` or `.lib section`".into(),
@@ -205,7 +210,7 @@ pub fn parse_line(
             });
         }
     } else {
-        let c = head.as_bytes()[0];
+        let c = ll.text.as_bytes()[0].to_ascii_lowercase();
         match c {
             b'r' | b'v' | b'i' | b'e' | b'g' | b'f' | b'h' | b'b' | b'm' | b'x' => {}
             b'c' => {
@@ -217,7 +222,11 @@ pub fn parse_line(
             }
             c if c.is_ascii_alphabetic() => {
                 return Err(SpiceError::Unsupported {
-                    what: format!("element type `{}` (`{head}`)", c as char),
+                    what: format!(
+                        "element type `{}` (`{}`)",
+                        c as char,
+                        ll.text[..head_len].to_ascii_lowercase()
+                    ),
                     span: span(0, head_len),
                 });
             }
@@ -231,13 +240,16 @@ pub fn parse_line(
     }
     ll.text.make_ascii_lowercase();
     let ll: &LogicalLine = ll;
-    let span = |off: usize, len: usize| map.span(ll, off, len);
-    let (head, items) = parse_card(&ll.text, &span)?;
-    if head.text.starts_with('.') {
-        Ok(stmt(StmtKind::Card { head, items }))
-    } else {
-        Ok(stmt(StmtKind::Element))
+    // A plain line (blank-separated words) always parses: the check is only needed for others.
+    if !is_plain(&ll.text) {
+        let span = |off: usize, len: usize| map.span(ll, off, len);
+        parse_card(&ll.text, &span)?;
     }
+    Ok(stmt(if is_directive {
+        StmtKind::Card
+    } else {
+        StmtKind::Element
+    }))
 }
 
 fn unquote(s: &str) -> &str {
@@ -298,7 +310,10 @@ pub fn card_head(line: &str) -> &str {
 }
 
 /// Parse a lower-cased card (element or generic directive) into head and items.
-pub fn parse_card(line: &str, span: &SpanFn) -> Result<(Tok, Vec<Item>), SpiceError> {
+pub fn parse_card<'s>(
+    line: &'s str,
+    span: &SpanFn,
+) -> Result<(Tok<'s>, Vec<Item<'s>>), SpiceError> {
     if is_plain(line) {
         return Ok(parse_plain(line));
     }
@@ -388,8 +403,9 @@ fn check_nesting(line: &str, span: &SpanFn) -> Result<(), SpiceError> {
     Ok(())
 }
 
-pub(crate) fn parse_plain(line: &str) -> (Tok, Vec<Item>) {
-    let mut toks = Vec::with_capacity(5);
+pub(crate) fn parse_plain(line: &str) -> (Tok<'_>, Vec<Item<'_>>) {
+    let mut head = None;
+    let mut items = Vec::with_capacity(4);
     let b = line.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -401,20 +417,23 @@ pub(crate) fn parse_plain(line: &str) -> (Tok, Vec<Item>) {
             i += 1;
         }
         if i > s {
-            toks.push(Tok::new(&line[s..i], s));
+            let t = Tok::new(&line[s..i], s);
+            if head.is_none() {
+                head = Some(t);
+            } else {
+                items.push(Item::Word(t));
+            }
         }
     }
-    let mut it = toks.into_iter();
-    let head = it.next().unwrap_or_else(|| Tok::new("", 0));
-    (head, it.map(Item::Word).collect())
+    (head.unwrap_or_else(|| Tok::new("", 0)), items)
 }
 
-fn tok_of(p: &Pair<Rule>) -> Tok {
+fn tok_of<'s>(p: &Pair<'s, Rule>) -> Tok<'s> {
     let s = p.as_span();
     Tok::new(s.as_str(), s.start())
 }
 
-fn conv_item(p: Pair<Rule>, span: &SpanFn) -> Result<Item, SpiceError> {
+fn conv_item<'s>(p: Pair<'s, Rule>, span: &SpanFn) -> Result<Item<'s>, SpiceError> {
     let tok = tok_of(&p);
     Ok(match p.as_rule() {
         Rule::word => Item::Word(tok),
@@ -426,7 +445,7 @@ fn conv_item(p: Pair<Rule>, span: &SpanFn) -> Result<Item, SpiceError> {
                 .ok_or_else(|| syntax("empty expression", &tok, span))?;
             Item::Expr(tok, conv_expr(e, span)?.0)
         }
-        Rule::expr => Item::Expr(tok.clone(), conv_expr(p, span)?.0),
+        Rule::expr => Item::Expr(tok, conv_expr(p, span)?.0),
         Rule::kv => {
             let mut it = p.into_inner();
             let key = it
@@ -753,7 +772,7 @@ mod tests {
         let Item::Kv(k, v) = &items[2] else {
             panic!("{items:?}")
         };
-        assert_eq!(&*k.text, "v");
+        assert_eq!(k.text, "v");
         let Item::Expr(_, got) = &**v else {
             panic!("{v:?}")
         };
@@ -765,7 +784,7 @@ mod tests {
         // spaces around the `=` and the operators, and a current B source
         let (_, items) = parse_card("b2 o 0 i = {g} * v(a) + {i0}*1e-6", &sp).unwrap();
         assert!(
-            matches!(&items[2], Item::Kv(k, v) if &*k.text == "i" && matches!(&**v, Item::Expr(_, x) if *x == e("g*v(a)+i0*1e-6")))
+            matches!(&items[2], Item::Kv(k, v) if k.text == "i" && matches!(&**v, Item::Expr(_, x) if *x == e("g*v(a)+i0*1e-6")))
         );
         // a value that is only `{…}` is unchanged, also in instance and model parameters
         let (_, items) = parse_card("x1 a b sub r={rbase/10} k={-1*1}", &sp).unwrap();
@@ -785,19 +804,19 @@ mod tests {
     #[test]
     fn card_items() {
         let (h, items) = parse_card(".model nch nmos (level=1, vto={a*2} kp='1u')", &sp).unwrap();
-        assert_eq!(&*h.text, ".model");
+        assert_eq!(h.text, ".model");
         assert_eq!(items.len(), 3);
         let Item::Group(_, g) = &items[2] else {
             panic!("{items:?}")
         };
         assert_eq!(g.len(), 3);
         assert!(
-            matches!(&g[0], Item::Kv(k, v) if &*k.text == "level" && matches!(**v, Item::Expr(_, Expr::Num(x)) if x == 1.0))
+            matches!(&g[0], Item::Kv(k, v) if k.text == "level" && matches!(**v, Item::Expr(_, Expr::Num(x)) if x == 1.0))
         );
         let (_, items) = parse_card("b1 out 0 v = 2*v(in) + 1", &sp).unwrap();
         assert_eq!(items.len(), 3);
         assert!(
-            matches!(&items[2], Item::Kv(k, v) if &*k.text == "v" && matches!(**v, Item::Expr(..)))
+            matches!(&items[2], Item::Kv(k, v) if k.text == "v" && matches!(**v, Item::Expr(..)))
         );
         assert_eq!(items[2].tok().off, 9);
     }
