@@ -160,10 +160,10 @@ where
     }
     c.draw_series(LineSeries::new(
         [(-2.0, 60.0), (xmax + 2.0, 60.0)],
-        BLACK.mix(0.3),
+        BLACK.mix(0.7).stroke_width(2),
     ))?
     .label("paper: in situ > 60 % at 50 %")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.mix(0.3)));
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.mix(0.7)));
     c.configure_series_labels()
         .position(SeriesLabelPosition::LowerLeft)
         .background_style(WHITE)

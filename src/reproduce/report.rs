@@ -127,3 +127,113 @@ pub fn write_all(
     files.push(md_path);
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::experiments::{plan, AccRec, BatchRec, DriftRec, RunRecord};
+    use super::super::tables;
+    use super::*;
+
+    /// Records shaped like the trainer's (numbers made up for the layout only).
+    fn fake(spec: &super::super::RunSpec, k: f64) -> RunRecord {
+        let acc = AccRec {
+            train: 0.9 - 0.01 * k,
+            test: 0.85 - 0.01 * k,
+        };
+        RunRecord {
+            id: spec.id.clone(),
+            paper: spec.paper,
+            kind: spec.kind.clone(),
+            fraction: spec.fraction,
+            seed: spec.seed,
+            label: spec.label.clone(),
+            net: spec.net.display().to_string(),
+            scale: spec.scale,
+            settings: super::super::experiments::settings_of(spec),
+            mode: "insitu".into(),
+            software: Some(acc),
+            quantised: Some(acc),
+            transferred: Some(acc),
+            chip_final: acc,
+            batches: (1..=30)
+                .map(|u| BatchRec {
+                    update: u,
+                    loss: 2.0 / u as f64,
+                    batch_acc: 1.0 - 1.0 / u as f64,
+                })
+                .collect(),
+            g_before_siemens: if spec.keep_curves {
+                (0..100).map(|i| 1e-5 + 1e-7 * i as f64).collect()
+            } else {
+                vec![]
+            },
+            g_after_siemens: if spec.keep_curves {
+                (0..100).map(|i| 2e-5 + 2e-7 * i as f64).collect()
+            } else {
+                vec![]
+            },
+            drift: spec
+                .drift_ages_seconds
+                .iter()
+                .map(|&a| DriftRec {
+                    age_seconds: a,
+                    acc,
+                })
+                .collect(),
+            updates: 30,
+            cells_written: 0,
+            pulses: 0,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn every_file_is_written_and_every_row_is_in_the_markdown() {
+        let netlists = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("netlists");
+        let dir = tempfile::tempdir().unwrap();
+        let mut recs = Vec::new();
+        for p in Paper::ALL {
+            for (k, s) in plan(p, Scale::Quick, &netlists, dir.path())
+                .unwrap()
+                .iter()
+                .enumerate()
+            {
+                recs.push(fake(s, k as f64));
+            }
+        }
+        let tabs: Vec<PaperTable> = Paper::ALL
+            .iter()
+            .map(|&p| {
+                let r: Vec<&RunRecord> = recs.iter().filter(|r| r.paper == p).collect();
+                tables::build(p, Scale::Quick, &r)
+            })
+            .collect();
+        let files = write_all(dir.path(), Scale::Quick, &tabs, &recs).unwrap();
+        for f in [
+            "s1_inbatch.png",
+            "s2_inbatch.svg",
+            "s3_stuck_sweep.png",
+            "s5_chain.png",
+            "s1_noise_seed1_conductance.png",
+            "results.md",
+            "results.json",
+        ] {
+            assert!(dir.path().join(f).is_file(), "{f}");
+            assert!(files.contains(&dir.path().join(f)), "{f} not listed");
+        }
+        let md = std::fs::read_to_string(dir.path().join("results.md")).unwrap();
+        for t in &tabs {
+            assert!(md.contains(&t.title));
+            for r in &t.rows {
+                assert!(md.contains(&cell(&r.experiment)), "{}", r.experiment);
+                assert!(r.netc_number.is_finite(), "{}", r.experiment);
+            }
+        }
+        assert!(md.contains("![s3_stuck_sweep.png](s3_stuck_sweep.png)"));
+        // no temporary files left behind
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(!n.contains(".tmp"), "{n}");
+        }
+    }
+}
