@@ -10,7 +10,6 @@
 
 pub mod effect;
 pub mod experiments;
-mod insitu_shim;
 pub mod plot;
 pub mod report;
 pub mod tables;
@@ -21,7 +20,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use insitu_shim as insitu;
+use crate::insitu;
 
 pub use experiments::{RunRecord, RunSpec};
 pub use tables::{PaperTable, Row};
