@@ -47,6 +47,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Solve(a) => cli::solve::run(&a)?,
         Command::Compile(a) => cli::compile::run(&a)?,
         Command::Xbar(a) => cli::xbar::run(&a)?,
+        Command::Train(a) if cli::train::chip_run(&a) => {
+            cli::train::run_chip(&a)?;
+        }
         Command::Train(a) => cli::train::run(&a)?,
         Command::Eval(a) => cli::eval::run(&a)?,
         Command::Data(a) => cli::data::run(&a)?,

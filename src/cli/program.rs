@@ -11,21 +11,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::device::chip::{network_hash, ArrayState, Chip, Manifest, CHIP_FORMAT};
-use crate::device::write::{oneshot_column, write_verify};
 use crate::device::{DeviceError, DeviceSpec};
-use crate::net::spec::CellKind as NetCell;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Algorithm {
-    /// RESET, then one compliance-limited SET per column with per-row gates (1T1R only; S1).
-    Oneshot,
-    /// Closed loop: pulse, read through the array, stop in the window or at the pulse limit (S4, S5).
-    WriteVerify,
-    /// Open loop: the number of pulses the nominal device needs, applied blind.
-    Pulses,
-}
+pub use crate::device::program::Algorithm;
 
 /// Program every array of a compiled network into a chip.
 #[derive(Debug, Clone, clap::Args)]
@@ -110,22 +98,9 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
     };
     let programmed =
         crate::mapping::weights::program(&lowering, hw, file.mapping.weight_scale, &weights)?;
-    let spec = hw
-        .device
-        .clone()
-        .unwrap_or_else(|| DeviceSpec::ideal(hw.g_min_s, hw.g_max_s));
-    let one_t1r = hw.cell == NetCell::OneT1R;
-    let algorithm = match a.algorithm {
-        Some(Algorithm::Oneshot) if !one_t1r => {
-            return Err(ProgramCmdError::Usage(
-                "one-shot compliance SET needs 1T1R cells; use write-verify or pulses".into(),
-            ))
-        }
-        Some(x) => x,
-        // analogue 1T1R arrays are set one-shot (S1, S3); multi-level ones by write-verify (S5)
-        None if one_t1r && hw.levels == 0 => Algorithm::Oneshot,
-        None => Algorithm::WriteVerify,
-    };
+    let spec = crate::device::program::device_of(hw);
+    let algorithm = crate::device::program::choose_algorithm(hw, a.algorithm)
+        .map_err(|e| ProgramCmdError::Usage(e.to_string()))?;
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let span = spec.g_max_s - spec.g_min_s;
     let total: usize = programmed
@@ -139,90 +114,34 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
             .expect("static template"),
     );
     bar.set_message(format!("programming ({algorithm:?})"));
-    let mut states = Vec::new();
-    // per cell (layer, target, achieved, pulses, failed)
+    let (chip, writes) = crate::device::program::program_network(
+        &ir.name,
+        &text,
+        hw,
+        &spec,
+        &programmed,
+        algorithm,
+        a.seed,
+        &mut rng,
+        &bar,
+    )?;
+    // per cell (layer, target, achieved, pulses, failed, array): the cells that hold weights
     let mut cells: Vec<CellRecord> = Vec::new();
-    for arr in &programmed.arrays {
-        let (r, c) = (arr.rows, arr.cols);
-        let mut st = ArrayState::fresh(&spec, r, c, &mut rng);
-        // the one lowering from hardware to circuit (crate::mapping::array)
-        let mut xb = crate::mapping::crossbar(hw, r, c, &st.g_s)?;
-        let mut failed = vec![false; r * c];
-        match algorithm {
-            Algorithm::Oneshot => {
-                for j in 0..c {
-                    if !(0..r).any(|i| arr.owner[i * c + j].is_some()) {
-                        continue;
-                    }
-                    let targets: Vec<f64> = (0..r).map(|i| arr.g(i, j)).collect();
-                    oneshot_column(&spec, &xb, j, &mut st.g_s, &st.params, &targets, &mut rng)?;
-                    for i in 0..r {
-                        st.pulses[i * c + j] += 1;
-                        if arr.owner[i * c + j].is_some() {
-                            bar.inc(1);
-                        }
-                    }
-                }
-            }
-            Algorithm::WriteVerify => {
-                for k in 0..r * c {
-                    if arr.owner[k].is_none() {
-                        continue;
-                    }
-                    let out = write_verify(
-                        &spec,
-                        &st.params[k],
-                        &mut xb,
-                        k / c,
-                        k % c,
-                        arr.g_s[k],
-                        &mut st.pulses[k],
-                        &mut rng,
-                    )?;
-                    failed[k] = !out.converged;
-                    bar.inc(1);
-                }
-                st.g_s.clone_from(&xb.g_siemens);
-            }
-            Algorithm::Pulses => {
-                let nominal = crate::device::DeviceParams::nominal(&spec);
-                for k in 0..r * c {
-                    if arr.owner[k].is_none() {
-                        continue;
-                    }
-                    // count on the nominal, noise-free device, then apply blind to the real one
-                    let (mut g, target) = (st.g_s[k], arr.g_s[k]);
-                    let up = target > g;
-                    let mut n = 0i64;
-                    while n < spec.verify.max_pulses as i64 {
-                        let next = spec.one_pulse(&nominal, g, up, 1.0);
-                        if (next - target).abs() >= (g - target).abs() {
-                            break;
-                        }
-                        g = next;
-                        n += 1;
-                    }
-                    let v = if up { spec.v_pulse_v } else { -spec.v_pulse_v };
-                    st.g_s[k] = spec.pulses(
-                        &st.params[k],
-                        st.g_s[k],
-                        if up { n } else { -n },
-                        v,
-                        &mut rng,
-                    );
-                    st.pulses[k] += n as u32;
-                    bar.inc(1);
-                }
-            }
+    for w in &writes {
+        let arr = &programmed.arrays[w.array];
+        if let Some(mi) = arr.owner[w.cell] {
+            let st = &chip.arrays[w.array];
+            let err = (st.g_s[w.cell] - arr.g_s[w.cell]).abs() / span;
+            let fail = w.failed || (algorithm != Algorithm::WriteVerify && err > 0.05);
+            cells.push((
+                mi,
+                arr.g_s[w.cell],
+                st.g_s[w.cell],
+                st.pulses[w.cell],
+                fail,
+                arr.index,
+            ));
         }
-        for k in 0..r * c {
-            if let Some(mi) = arr.owner[k] {
-                let err = (st.g_s[k] - arr.g_s[k]).abs() / span;
-                let fail = failed[k] || (algorithm != Algorithm::WriteVerify && err > 0.05);
-                cells.push((mi, arr.g_s[k], st.g_s[k], st.pulses[k], fail, arr.index));
-            }
-        }
-        states.push(st);
     }
     bar.finish_and_clear();
     // per-layer report
@@ -255,27 +174,10 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
         network: ir.name.clone(),
         algorithm,
         seed: a.seed,
-        arrays: states.len(),
+        arrays: chip.arrays.len(),
         cells: cells.len(),
         layers,
         wall_time_s: t0.elapsed().as_secs_f64(),
-    };
-    let chip = Chip {
-        manifest: Manifest {
-            format: CHIP_FORMAT,
-            netc_version: env!("CARGO_PKG_VERSION").into(),
-            network: ir.name.clone(),
-            network_sha256: network_hash(&text),
-            hardware: serde_json::to_value(hw).map_err(|e| ProgramCmdError::Io {
-                path: "hardware".into(),
-                message: e.to_string(),
-            })?,
-            device: spec.clone(),
-            seed: a.seed,
-            now_s: 0.0,
-            arrays: states.iter().map(|s| [s.rows, s.cols]).collect(),
-        },
-        arrays: states,
     };
     chip.save(&a.out)?;
     let json = serde_json::to_string_pretty(&report).expect("plain data");

@@ -178,8 +178,17 @@ impl NetArgs {
 pub struct Args {
     #[command(flatten)]
     pub net: NetArgs,
-    #[arg(long, value_enum, default_value_t = BackendKind::Ideal)]
-    pub backend: BackendKind,
+    /// Software training through this backend (presets and JSON recipes: ideal by default).
+    /// Without it, a `.net` file is trained as its `training { mode }` says (`insitu`, `exsitu`,
+    /// `hybrid`: `crate::insitu`).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendKind>,
+    /// Training mode instead of the `.net` file's (`.net` files without `--backend`).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Stop the in-situ phase after this many mini-batch updates.
+    #[arg(long)]
+    pub max_updates: Option<usize>,
     /// Epochs (default: the preset's).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -204,6 +213,34 @@ pub struct Args {
     /// No progress bar or per-epoch lines.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `--mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Exsitu,
+    Insitu,
+    Hybrid,
+}
+
+impl From<ModeArg> for crate::insitu::TrainMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Exsitu => crate::insitu::TrainMode::Exsitu,
+            ModeArg::Insitu => crate::insitu::TrainMode::Insitu,
+            ModeArg::Hybrid => crate::insitu::TrainMode::Hybrid,
+        }
+    }
+}
+
+/// True when `netc train` runs the `.net` file's training mode on its chip ([`crate::insitu`]):
+/// a `.net` file and no `--backend`.
+pub fn chip_run(a: &Args) -> bool {
+    a.backend.is_none()
+        && a.net
+            .net
+            .as_ref()
+            .is_some_and(|p| p.extension().is_some_and(|e| e == "net"))
 }
 
 /// The outcome of [`train_net`].
@@ -271,7 +308,9 @@ pub fn train_net(a: &Args) -> Result<Trained, NnError> {
     }
     let split = a.net.split(&p)?;
     let mut model = Model::new(p.model.clone())?;
-    let mut backend = a.net.backend(a.backend, &model)?;
+    let mut backend = a
+        .net
+        .backend(a.backend.unwrap_or(BackendKind::Ideal), &model)?;
     if !a.quiet {
         eprintln!(
             "training {} on {} samples ({} test), {} weights, backend {}, {} epochs, batch {}",
@@ -305,6 +344,82 @@ pub fn train_net(a: &Args) -> Result<Trained, NnError> {
         out_dir: out,
         compiler_weights,
     })
+}
+
+/// `netc train NET` on the chip: the `.net` file's mode (or `--mode`) through [`crate::insitu::run`].
+pub fn run_chip(a: &Args) -> Result<crate::insitu::RunResult, crate::insitu::InsituError> {
+    use crate::insitu::InsituError;
+    let path = a
+        .net
+        .net
+        .clone()
+        .ok_or_else(|| InsituError::Usage("no .net file".into()))?;
+    if a.batch_size.is_some() && a.batch_size == Some(0) {
+        return Err(InsituError::Usage("--batch-size must be at least 1".into()));
+    }
+    if a.lr.is_some() || a.lr_decay.is_some() {
+        return Err(InsituError::Usage(
+            "--lr and --lr-decay apply to software training (--backend); a chip run uses the \
+             .net file's optimizer"
+                .into(),
+        ));
+    }
+    let ov = crate::insitu::Overrides {
+        mode: a.mode.map(Into::into),
+        epochs: a.epochs,
+        max_updates: a.max_updates,
+        limit_train: a.net.limit_train,
+        limit_test: a.net.limit_test,
+        seed: a.seed,
+        batch: a.batch_size,
+        ..Default::default()
+    };
+    let (p, _) = a.net.recipe_ir()?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&p.name));
+    let opts = crate::insitu::RunOptions {
+        out_dir: Some(out.clone()),
+        resume: a.resume,
+        progress: !a.quiet,
+        stop_after_updates: None,
+    };
+    let r = crate::insitu::run(&path, &ov, &opts)?;
+    // the compiler's weights of the final model (what the chip holds)
+    if let Ok((_, ir)) = crate::net::load(&path) {
+        let cw = crate::nn::from_net::compiler_weights(&r.model, &ir)?;
+        cw.save(&out.join("weights.json"))?;
+    }
+    let pct = |x: Option<crate::insitu::Acc>| match x {
+        Some(a) => format!("train {:.2}%, test {:.2}%", 100.0 * a.train, 100.0 * a.test),
+        None => "-".into(),
+    };
+    let mut lines = vec![format!(
+        "{} ({:?}): {} in-situ updates, {} cells written, {} pulses, {:.1} s",
+        r.network, r.mode, r.updates, r.cells_written, r.pulses, r.seconds
+    )];
+    if r.software.is_some() {
+        lines.push(format!("  software     {}", pct(r.software)));
+        lines.push(format!("  quantised    {}", pct(r.quantised)));
+        lines.push(format!("  transferred  {}", pct(r.transferred)));
+    }
+    lines.push(format!("  chip (final) {}", pct(Some(r.chip_final))));
+    lines.push(format!(
+        "wrote {} (chip/, result.json, batches.csv, model.json, weights.json, plots)",
+        out.display()
+    ));
+    super::with_stdout(|o| {
+        for l in &lines {
+            writeln!(o, "{l}")?;
+        }
+        Ok(())
+    })
+    .map_err(|e| InsituError::Io {
+        path: "<stdout>".into(),
+        message: e.to_string(),
+    })?;
+    Ok(r)
 }
 
 pub fn run(a: &Args) -> Result<(), NnError> {

@@ -3,7 +3,9 @@
 //! Per array and per cell: the true conductance left by the last write (`g.npy`, S), the device's
 //! own parameters drawn once (`step_gain.npy`, `g_max.npy`, `nu.npy`, `tail.npy`), its fault
 //! (`fault.npy`: 0 none, 1 stuck, 2 mis-written; `g_stuck.npy`), its pulse count (`pulses.npy`) and
-//! when it was last written (`t_written.npy`, seconds on the chip's clock). Saved as a directory
+//! when it was last written (`t_written.npy`, seconds on the chip's clock), and the gate voltage of
+//! its last one-shot SET (`v_gate.npy`, V; 0 = never set one-shot — S1's in-situ rule adds each
+//! update's gate change to it; format 2, a format-1 chip loads with zeros). Saved as a directory
 //! `array_<k>/<name>.npy` (plain little-endian `.npy` files numpy opens directly) plus a versioned
 //! `chip.json` manifest; written into a temporary directory next to the target and renamed into
 //! place, so a chip directory is whole or absent.
@@ -19,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use super::{DeviceError, DeviceParams, DeviceSpec, Fault};
 
 /// Manifest format version.
-pub const CHIP_FORMAT: u32 = 1;
+pub const CHIP_FORMAT: u32 = 2;
+/// Oldest manifest format this netc still reads (format 1 has no `v_gate.npy`).
+pub const CHIP_FORMAT_MIN: u32 = 1;
 
 /// One array's state.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +36,8 @@ pub struct ArrayState {
     pub pulses: Vec<u32>,
     /// Chip-clock time of each cell's last write (s).
     pub t_written_s: Vec<f64>,
+    /// Gate voltage of each cell's last one-shot SET (V); 0 = never set one-shot.
+    pub v_gate_v: Vec<f64>,
 }
 
 impl ArrayState {
@@ -53,6 +59,7 @@ impl ArrayState {
             params,
             pulses: vec![0; rows * cols],
             t_written_s: vec![0.0; rows * cols],
+            v_gate_v: vec![0.0; rows * cols],
         }
     }
 
@@ -229,8 +236,14 @@ impl Chip {
             write_npy(&d.join("g_stuck.npy"), sh, &g_stuck)?;
             write_npy(&d.join("pulses.npy"), sh, &a.pulses)?;
             write_npy(&d.join("t_written.npy"), sh, &a.t_written_s)?;
+            write_npy(&d.join("v_gate.npy"), sh, &a.v_gate_v)?;
         }
-        let json = serde_json::to_string_pretty(&self.manifest)
+        // always written in the current format (every array file above is present)
+        let manifest = Manifest {
+            format: CHIP_FORMAT,
+            ..self.manifest.clone()
+        };
+        let json = serde_json::to_string_pretty(&manifest)
             .map_err(|e| DeviceError::Chip(e.to_string()))?;
         let mp = tmp.path().join("chip.json");
         std::fs::write(&mp, json).map_err(|e| io(&mp, e))?;
@@ -254,9 +267,9 @@ impl Chip {
         let text = std::fs::read_to_string(&mp).map_err(|e| io(&mp, e))?;
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| DeviceError::Chip(format!("{}: {e}", mp.display())))?;
-        if manifest.format != CHIP_FORMAT {
+        if !(CHIP_FORMAT_MIN..=CHIP_FORMAT).contains(&manifest.format) {
             return Err(DeviceError::Chip(format!(
-                "{}: format {} (this netc reads format {CHIP_FORMAT})",
+                "{}: format {} (this netc reads formats {CHIP_FORMAT_MIN} to {CHIP_FORMAT})",
                 mp.display(),
                 manifest.format
             )));
@@ -294,6 +307,11 @@ impl Chip {
             let g_stuck: Vec<f64> = read_npy(&d.join("g_stuck.npy"), sh)?;
             let pulses: Vec<u32> = read_npy(&d.join("pulses.npy"), sh)?;
             let t_written_s: Vec<f64> = read_npy(&d.join("t_written.npy"), sh)?;
+            let v_gate_v: Vec<f64> = if manifest.format >= 2 {
+                read_npy(&d.join("v_gate.npy"), sh)?
+            } else {
+                vec![0.0; rows * cols]
+            };
             let mut params = Vec::with_capacity(rows * cols);
             for c in 0..rows * cols {
                 let fault = match fault[c] {
@@ -322,6 +340,7 @@ impl Chip {
                 params,
                 pulses,
                 t_written_s,
+                v_gate_v,
             });
         }
         Ok(Chip { manifest, arrays })

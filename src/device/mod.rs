@@ -8,6 +8,7 @@
 //! is drawn per write from the caller's random generator, so the same seed gives the same chip.
 
 pub mod chip;
+pub mod program;
 pub mod spec;
 pub mod write;
 

@@ -227,25 +227,74 @@ pub fn oneshot_column<R: Rng>(
     g_target_s: &[f64],
     rng: &mut R,
 ) -> Result<SetReport, DeviceError> {
-    let (r, c) = (xb.rows, xb.cols);
-    if g.len() != r * c || params.len() != r * c || g_target_s.len() != r {
+    if g_target_s.len() != xb.rows {
         return Err(DeviceError::Param(format!(
-            "one-shot column: {} conductances, {} devices, {} targets for a {r}×{c} array",
+            "one-shot column: {} targets for {} rows",
+            g_target_s.len(),
+            xb.rows
+        )));
+    }
+    let vg = gates_for_targets(spec, xb, j, g_target_s)?;
+    let all = vec![true; xb.rows];
+    oneshot_column_gates(spec, xb, j, g, params, &vg, &all, true, rng)
+}
+
+/// One-shot SET of the cells of column `j` selected by `write[i]`, with the given gate voltages
+/// (S1's in-situ update: the gates come from the training rule, not from a target). The selected
+/// cells are fully RESET, then SET in parallel; the compliance currents are solved with every
+/// row's gate as given (unselected rows keep their state: they are neither RESET nor SET). The
+/// report lists every row; unselected rows show their unchanged conductance.
+///
+/// With S1's linear rule (`set_law linear_gate`) the achieved conductance follows from the gate
+/// alone; `solve_compliance = false` then skips the bias-circuit solve (the report's currents are
+/// NaN). The empirical law always solves it (its G is I_cc/V_m).
+#[allow(clippy::too_many_arguments)]
+pub fn oneshot_column_gates<R: Rng>(
+    spec: &DeviceSpec,
+    xb: &Crossbar,
+    j: usize,
+    g: &mut [f64],
+    params: &[DeviceParams],
+    v_gate_v: &[f64],
+    write: &[bool],
+    solve_compliance: bool,
+    rng: &mut R,
+) -> Result<SetReport, DeviceError> {
+    let (r, c) = (xb.rows, xb.cols);
+    if g.len() != r * c || params.len() != r * c || v_gate_v.len() != r || write.len() != r {
+        return Err(DeviceError::Param(format!(
+            "one-shot column: {} conductances, {} devices, {} gates, {} flags for a {r}×{c} array",
             g.len(),
             params.len(),
-            g_target_s.len()
+            v_gate_v.len(),
+            write.len()
+        )));
+    }
+    if j >= c {
+        return Err(DeviceError::Param(format!(
+            "column {j} is outside the {r}×{c} array"
         )));
     }
     let before: Vec<f64> = (0..r).map(|i| g[i * c + j]).collect();
-    let vg = gates_for_targets(spec, xb, j, g_target_s)?;
-    let i_cc = compliance_currents(xb, j, &vg, spec.v_set_v, spec.v_m_v)?;
+    let vg: Vec<f64> = v_gate_v
+        .iter()
+        .map(|v| v.clamp(spec.v_gate_min_v, spec.v_gate_max_v))
+        .collect();
+    let linear_rule = matches!(spec.set_law, super::SetLaw::LinearGate { .. });
+    let i_cc = if solve_compliance || !linear_rule {
+        compliance_currents(xb, j, &vg, spec.v_set_v, spec.v_m_v)?
+    } else {
+        vec![f64::NAN; r]
+    };
     let mut after = Vec::with_capacity(r);
     for i in 0..r {
         let k = i * c + j;
-        // S1: a full RESET, then the compliance-limited SET (whose result does not depend on the
-        // state the RESET left, except for stuck devices, which ignore both)
-        g[k] = spec.reset(&params[k], g[k]);
-        g[k] = spec.set_from_compliance(&params[k], i_cc[i], vg[i], rng);
+        if write[i] {
+            // S1: a full RESET, then the compliance-limited SET (whose result does not depend on
+            // the state the RESET left, except for stuck devices, which ignore both)
+            g[k] = spec.reset(&params[k], g[k]);
+            g[k] = spec.set_from_compliance(&params[k], i_cc[i], vg[i], rng);
+        }
         after.push(g[k]);
     }
     Ok(SetReport {

@@ -349,10 +349,9 @@ pub struct TrainingSpec {
     /// Write-verify relative tolerance (S4: 0.05); 0 = none.
     pub write_tolerance: f64,
     pub seed: u64,
-    /// Located warnings (`file:line:col` + caret) for keys that are accepted but not applied yet:
-    /// the in-situ training keys (`mode insitu|hybrid`, `noise`, `write_tolerance`, `trainable`)
-    /// belong to the in-situ training work; until it lands, training runs in software (ex-situ)
-    /// and `netc train` prints these so that nothing is silently ignored.
+    /// Located warnings (`file:line:col` + caret) for keys that are accepted but not applied
+    /// (none at present: the in-situ keys `mode`, `noise`, `write_tolerance` and `trainable` are
+    /// honoured by `netc train NET`, see `crate::insitu`).
     #[serde(skip)]
     pub not_applied: Vec<String>,
 }
@@ -1428,18 +1427,12 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
         }
         match st.key.as_str() {
             "mode" => {
-                let (w, sp) = choice(st, &["exsitu", "insitu", "hybrid"])?;
+                let (w, _) = choice(st, &["exsitu", "insitu", "hybrid"])?;
                 t.mode = match w.as_str() {
                     "insitu" => TrainMode::Insitu,
                     "hybrid" => TrainMode::Hybrid,
                     _ => TrainMode::Exsitu,
                 };
-                if t.mode != TrainMode::Exsitu {
-                    t.not_applied.push(sp.render(&format!(
-                        "warning: `mode {w}` is not implemented yet: training runs ex-situ \
-                         (in software, then mapped to conductances)"
-                    )));
-                }
             }
             "optimizer" => t.optimizer = optimizer(st)?,
             "epochs" => t.epochs = count_pos(st)?,
@@ -1515,28 +1508,12 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
                         _ => return Err(invalid(&v.span, "`trainable` takes layer names")),
                     }
                 }
-                t.not_applied.push(st.key_span.render(
-                    "warning: `trainable` is not applied yet (it selects the layers trained in \
-                     situ): every weighted layer is trained in software",
-                ));
             }
             "noise" => {
                 t.noise_s = non_negative(st, "s")?;
-                if t.noise_s > 0.0 {
-                    t.not_applied.push(st.key_span.render(
-                        "warning: `noise` (programming noise of in-situ updates) is not applied \
-                         yet: training runs in software without it",
-                    ));
-                }
             }
             "write_tolerance" => {
                 t.write_tolerance = non_negative(st, "")?;
-                if t.write_tolerance > 0.0 {
-                    t.not_applied.push(st.key_span.render(
-                        "warning: `write_tolerance` (write-verify) is not applied yet: \
-                         conductances are taken as programmed exactly",
-                    ));
-                }
             }
             _ => t.seed = count(st)? as u64,
         }

@@ -125,6 +125,21 @@ impl CircuitBackend {
         self
     }
 
+    /// Replace the chip conductances (per physical array, row-major; see
+    /// [`CircuitBackend::with_chip_conductances`]) and drop the solved state: the next product
+    /// solves the arrays for the new conductances (in-situ training: one read per mini-batch).
+    pub fn set_chip_conductances(&mut self, g_s: Vec<Vec<f64>>) -> Result<(), BackendError> {
+        self.chip_g_s = Some(g_s);
+        *self.solved.lock().map_err(other)? = None;
+        Ok(())
+    }
+
+    /// The encoder of every compiled matrix for the prepared weights (its `scale_s` is the
+    /// conductance per weight unit of each pair).
+    pub fn encoders(&self) -> Result<Vec<crate::mapping::encode::Encoder>, BackendError> {
+        Ok(self.solve_state()?.programmed.encoders.clone())
+    }
+
     /// The backend of `model` on the arrays of a `.net` file: lowering and slot map included.
     pub fn for_model(
         file: &NetFile,

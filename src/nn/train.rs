@@ -85,7 +85,8 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 /// The trainer's model file (network + weights, `WeightsFile`); `netc eval --weights` reads it.
 pub const MODEL_FILE: &str = "model.json";
 
-fn batch_matrix(d: &Dataset, idx: &[usize]) -> Matrix {
+/// The samples `idx` of `d` as a batch matrix (one row per sample).
+pub fn batch_matrix(d: &Dataset, idx: &[usize]) -> Matrix {
     let l = d.sample_len();
     let mut m = Matrix::zeros(idx.len(), l);
     for (r, &i) in idx.iter().enumerate() {

@@ -84,6 +84,7 @@ fn exact_chip(file: &netc::net::NetFile, ir: &netc::net::NetworkIr, model: &Mode
             params: vec![DeviceParams::nominal(&spec); a.g_s.len()],
             pulses: vec![0; a.g_s.len()],
             t_written_s: vec![0.0; a.g_s.len()],
+            v_gate_v: vec![0.0; a.g_s.len()],
         })
         .collect();
     Chip {

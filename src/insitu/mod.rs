@@ -1,0 +1,1177 @@
+//! In-situ, ex-situ and hybrid training on a programmed chip (`training { mode … }`).
+//!
+//! * `exsitu`: train in software (ideal backend; or hardware-aware: the weights held by stuck
+//!   devices frozen at what those devices give), report the software and quantised accuracy,
+//!   program the chip with the declared algorithm (`crate::device::program`), evaluate the chip.
+//! * `insitu`: program the initial weights; for every mini-batch read the chip (drift, read
+//!   noise), forward through its solved arrays (the circuit backend on the chip's conductances),
+//!   backprop in software with the read-back weights and the activations the chip produced, take
+//!   the optimiser's step and turn it into device writes by the paper's rule ([`rules`]). The
+//!   model's weights are always what the chip holds.
+//! * `hybrid`: ex-situ, quantise, transfer, then in situ on the `trainable` layers only.
+//!
+//! The weight scale (siemens per weight unit) of every matrix is frozen at the first programming:
+//! the chip backend is always prepared with the weights of that programming, so an update is a
+//! conductance change and updates beyond the window clip at the device bounds.
+//! `docs/insitu.md` describes the rules and what is a guess.
+
+pub mod rules;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::device::chip::{network_hash, ArrayState, Chip, Manifest, CHIP_FORMAT};
+use crate::device::program::{self as devprog, Algorithm};
+use crate::device::{DeviceError, DeviceSpec, Fault};
+use crate::mapping::weights::Programmed;
+use crate::mapping::Lowering;
+use crate::nn::backend::{IdealBackend, MatmulBackend};
+use crate::nn::circuit::{CircuitBackend, CircuitOverrides};
+use crate::nn::from_net::{slot_rows, weights_from_slots, SlotRows};
+use crate::nn::loss;
+use crate::nn::matrix::Matrix;
+use crate::nn::model::{Model, WeightsFile};
+use crate::nn::optim::{Optimizer as NnOptimizer, OptimizerSpec};
+use crate::nn::presets::{Preset, TrainConfig};
+use crate::nn::train::{batch_matrix, evaluate, read_json, write_json, EpochMetrics, RngState};
+use crate::nn::NnError;
+
+pub use crate::net::spec::TrainMode;
+pub use rules::{Rule, UpdateStats};
+
+/// Experiment knobs on top of the `.net` file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub mode: Option<TrainMode>,
+    pub epochs: Option<usize>,
+    /// Stop after this many mini-batch device updates.
+    pub max_updates: Option<usize>,
+    /// First N training samples.
+    pub limit_train: Option<usize>,
+    pub limit_test: Option<usize>,
+    pub seed: Option<u64>,
+    /// Some(0.0) = noise-free programming.
+    pub program_noise_siemens: Option<f64>,
+    /// Fraction of devices stuck (at the declared stuck-OFF value, or g_min).
+    pub stuck_off_fraction: Option<f64>,
+    pub miswrite_fraction: Option<f64>,
+    /// Write-verify relative tolerance (S4: 0.05, 0.30).
+    pub write_tolerance_rel: Option<f64>,
+    /// e.g. Manhattan for S4 in situ.
+    pub optimizer: Option<crate::net::spec::Optimizer>,
+    /// Ex-situ training that knows the stuck devices (S4 "aware").
+    pub hardware_aware: bool,
+    /// Hybrid: layers trained in situ.
+    pub trainable: Option<Vec<String>>,
+    /// Epochs of the in-situ phase of a hybrid run (default: `epochs`).
+    pub insitu_epochs: Option<usize>,
+    /// Mini-batch size (default: the file's).
+    pub batch: Option<usize>,
+}
+
+/// How a run is driven.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub out_dir: Option<PathBuf>,
+    pub resume: bool,
+    pub progress: bool,
+    /// Simulate a kill after this many in-situ updates (a checkpoint is written first).
+    pub stop_after_updates: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Acc {
+    pub train: f64,
+    pub test: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchPoint {
+    pub update: usize,
+    pub loss: f64,
+    pub batch_acc: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub network: String,
+    pub mode: TrainMode,
+    /// The float model (ex-situ, hybrid's ex-situ phase).
+    pub software: Option<Acc>,
+    /// Float model with weights quantised to the device levels.
+    pub quantised: Option<Acc>,
+    /// The chip right after programming the (software) weights.
+    pub transferred: Option<Acc>,
+    /// The chip at the end of the run.
+    pub chip_final: Acc,
+    /// In-batch loss/accuracy of every in-situ update (S1 Fig. 2b,c).
+    pub batches: Vec<BatchPoint>,
+    pub epochs: Vec<EpochMetrics>,
+    /// Used cells, before/after in-situ training.
+    pub g_before_siemens: Vec<f64>,
+    pub g_after_siemens: Vec<f64>,
+    pub updates: usize,
+    pub cells_written: u64,
+    pub pulses: u64,
+    pub seconds: f64,
+    /// True when a simulated kill (`stop_after_updates`) ended the run early.
+    pub interrupted: bool,
+    #[serde(skip)]
+    pub chip: Chip,
+    #[serde(skip)]
+    pub model: Model,
+    /// The weights of the first programming: their encoder scales (siemens per weight unit,
+    /// frozen) decode the chip's conductances into weights.
+    #[serde(skip)]
+    pub scale_weights: Vec<Matrix>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsituError {
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+    #[error(transparent)]
+    Mapping(#[from] crate::mapping::MappingError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(transparent)]
+    Nn(#[from] NnError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+}
+
+fn nn_backend(e: crate::nn::BackendError) -> InsituError {
+    InsituError::Nn(NnError::Backend(e))
+}
+
+/// Everything a run derives from the `.net` file and the overrides.
+pub struct Setup {
+    pub path: PathBuf,
+    pub text: String,
+    pub file: crate::net::NetFile,
+    pub ir: crate::net::NetworkIr,
+    pub preset: Preset,
+    pub split: crate::data::Split,
+    pub cfg: TrainConfig,
+    pub mode: TrainMode,
+    pub spec: DeviceSpec,
+    pub lowering: Lowering,
+    pub algorithm: Algorithm,
+    /// The optimiser of in-situ updates as declared (or overridden).
+    pub net_optimizer: crate::net::spec::Optimizer,
+    /// Layers trained in situ (empty = all).
+    pub trainable: Vec<String>,
+    pub insitu_epochs: usize,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> InsituError {
+    InsituError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn nn_optimizer(o: &crate::net::spec::Optimizer) -> OptimizerSpec {
+    use crate::net::spec::Optimizer as O;
+    match *o {
+        O::Sgd { lr, momentum } => OptimizerSpec::Sgd { lr, momentum },
+        O::Rmsprop { lr, decay, eps, .. } => OptimizerSpec::RmsProp { lr, decay, eps },
+        O::Manhattan { step_s } => OptimizerSpec::Manhattan { step: step_s },
+        O::Threshold { lr, threshold_s } => OptimizerSpec::Threshold {
+            lr,
+            threshold: threshold_s,
+        },
+    }
+}
+
+/// Load the `.net` file, its data and device, with the overrides applied.
+pub fn setup(net_path: &Path, ov: &Overrides) -> Result<Setup, InsituError> {
+    let text = std::fs::read_to_string(net_path).map_err(|e| io_err(net_path, e))?;
+    let (file, ir) = crate::net::load(net_path)?;
+    let t = file
+        .training
+        .clone()
+        .ok_or_else(|| InsituError::Usage(format!("{}: no training block", net_path.display())))?;
+    let (preset, ir) = crate::nn::from_net::recipe_from(&file, ir, net_path)?;
+    let args = crate::cli::train::NetArgs {
+        net: Some(net_path.to_path_buf()),
+        preset: None,
+        data_dir: None,
+        limit_train: ov.limit_train,
+        limit_test: ov.limit_test,
+        g_min: 2.5e-6,
+        g_max: 20e-6,
+        levels: None,
+        r_wire_ohm: None,
+        exact_nonlinear: false,
+    };
+    let split = args.split(&preset)?;
+    let mut cfg = preset.train.clone();
+    if let Some(e) = ov.epochs {
+        if e == 0 {
+            return Err(InsituError::Usage("epochs must be at least 1".into()));
+        }
+        cfg.epochs = e;
+    }
+    if let Some(s) = ov.seed {
+        cfg.seed = s;
+    }
+    if let Some(b) = ov.batch {
+        if b == 0 {
+            return Err(InsituError::Usage("batch must be at least 1".into()));
+        }
+        cfg.batch_size = b;
+    }
+    let net_optimizer = ov.optimizer.clone().unwrap_or(t.optimizer.clone());
+    cfg.optimizer = nn_optimizer(&net_optimizer);
+    let hw = &file.hardware;
+    let mut spec = devprog::device_of(hw);
+    // the training block's `noise` is the programming noise of in-situ updates (S1, S2); the
+    // device block's `program_noise` otherwise
+    if t.noise_s > 0.0 {
+        spec.program_noise_s = t.noise_s;
+    }
+    if t.write_tolerance > 0.0 {
+        spec.verify.tolerance_rel = Some(t.write_tolerance);
+        spec.verify.tolerance_a = None;
+    }
+    if let Some(n) = ov.program_noise_siemens {
+        spec.program_noise_s = n;
+    }
+    if let Some(f) = ov.stuck_off_fraction {
+        spec.stuck_off_fraction = f;
+    }
+    if let Some(f) = ov.miswrite_fraction {
+        spec.miswrite_fraction = f;
+    }
+    if let Some(tol) = ov.write_tolerance_rel {
+        spec.verify.tolerance_rel = Some(tol);
+        spec.verify.tolerance_a = None;
+    }
+    spec.validate()?;
+    let lowering = crate::mapping::lower(&file, &ir)?;
+    let algorithm = devprog::choose_algorithm(hw, None)?;
+    let mode = ov.mode.unwrap_or(t.mode);
+    let trainable = ov.trainable.clone().unwrap_or(t.trainable.clone());
+    for name in &trainable {
+        if !ir
+            .layers
+            .iter()
+            .any(|l| &l.name == name && l.matrix.is_some())
+        {
+            return Err(InsituError::Usage(format!(
+                "trainable layer `{name}` is not a weighted layer of `{}`",
+                ir.name
+            )));
+        }
+    }
+    let insitu_epochs = ov.insitu_epochs.unwrap_or(cfg.epochs).max(1);
+    Ok(Setup {
+        path: net_path.to_path_buf(),
+        text,
+        file,
+        ir,
+        preset,
+        split,
+        cfg,
+        mode,
+        spec,
+        lowering,
+        algorithm,
+        net_optimizer,
+        trainable,
+        insitu_epochs,
+    })
+}
+
+impl Setup {
+    /// The chip backend of `model` prepared with `scale_weights` (their encoder scales are the
+    /// frozen siemens-per-unit of every matrix).
+    pub fn chip_backend(
+        &self,
+        model: &Model,
+        scale_weights: &[Matrix],
+    ) -> Result<CircuitBackend, InsituError> {
+        let mut b =
+            CircuitBackend::for_model(&self.file, &self.ir, model, CircuitOverrides::default())
+                .map_err(nn_backend)?;
+        for (id, w) in scale_weights.iter().enumerate() {
+            b.prepare(id, w).map_err(nn_backend)?;
+        }
+        Ok(b)
+    }
+
+    /// The compiler's conductances of `weights` (targets of a programming).
+    pub fn programmed(&self, model: &Model, weights: &[Matrix]) -> Result<Programmed, InsituError> {
+        let slots = slot_rows(model, &self.ir)?;
+        let ws: Vec<&Matrix> = weights.iter().collect();
+        let wf = weights_from_slots(&slots, &ws, &self.ir.name)?;
+        Ok(crate::mapping::weights::program(
+            &self.lowering,
+            &self.file.hardware,
+            self.file.mapping.weight_scale,
+            &wf,
+        )?)
+    }
+
+    fn empty_chip(&self, seed: u64, arrays: Vec<ArrayState>) -> Result<Chip, InsituError> {
+        Ok(Chip {
+            manifest: Manifest {
+                format: CHIP_FORMAT,
+                netc_version: env!("CARGO_PKG_VERSION").into(),
+                network: self.ir.name.clone(),
+                network_sha256: network_hash(&self.text),
+                hardware: serde_json::to_value(&self.file.hardware)
+                    .map_err(|e| InsituError::Usage(e.to_string()))?,
+                device: self.spec.clone(),
+                seed,
+                now_s: 0.0,
+                arrays: arrays.iter().map(|s| [s.rows, s.cols]).collect(),
+            },
+            arrays,
+        })
+    }
+}
+
+/// Where every weight of every slot sits on the chip: per slot, per element (row-major), the
+/// cells `(array, cell, sign, share)` — sign +1 for g⁺, −1 for g⁻; share = the fraction of the
+/// weight the cell's pair carries (1, or 1/bias_rows for a bias split over several rows). Every
+/// pair and every replica holds the whole weight.
+#[derive(Debug, Clone)]
+pub struct CellMap {
+    pub slots: Vec<Vec<Vec<CellRef>>>,
+    /// Matrix index (in the lowering) of every slot.
+    pub matrix_of_slot: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellRef {
+    pub array: usize,
+    pub cell: usize,
+    pub sign: f64,
+    pub share: f64,
+}
+
+impl CellMap {
+    pub fn new(
+        lowering: &Lowering,
+        slots: &[SlotRows],
+        model: &Model,
+    ) -> Result<Self, InsituError> {
+        let mut out = Vec::with_capacity(slots.len());
+        let mut matrix_of_slot = Vec::with_capacity(slots.len());
+        for (id, s) in slots.iter().enumerate() {
+            let mi = lowering
+                .matrices
+                .iter()
+                .position(|m| m.layer == s.layer)
+                .ok_or_else(|| InsituError::Usage(format!("layer {} is not mapped", s.layer)))?;
+            let m = &lowering.matrices[mi];
+            let shape = &model.slots[id];
+            let mut cells = vec![Vec::new(); shape.rows * shape.cols];
+            let add = |r: usize, lr: usize, share: f64, cells: &mut Vec<Vec<CellRef>>| {
+                for j in 0..shape.cols {
+                    for t in m.tiles.iter().filter(|t| t.contains(lr, j)) {
+                        for k in 0..m.pairs {
+                            for (side, sign) in [(0, 1.0), (1, -1.0)] {
+                                let (row, col) = t.cell(m, lr, j, k, side);
+                                cells[r * shape.cols + j].push(CellRef {
+                                    array: t.array,
+                                    cell: row * lowering.cols + col,
+                                    sign,
+                                    share,
+                                });
+                            }
+                        }
+                    }
+                }
+            };
+            for (r, &lr) in s.rows.iter().enumerate() {
+                add(r, lr, 1.0, &mut cells);
+            }
+            if s.bias {
+                let share = 1.0 / m.bias_rows.max(1) as f64;
+                for lr in m.weight_rows..m.logical_rows() {
+                    add(shape.rows - 1, lr, share, &mut cells);
+                }
+            }
+            out.push(cells);
+            matrix_of_slot.push(mi);
+        }
+        Ok(CellMap {
+            slots: out,
+            matrix_of_slot,
+        })
+    }
+}
+
+/// Progress bar in the project's style (hidden unless `show`).
+fn bar(show: bool, len: u64, template: &str) -> ProgressBar {
+    let pb = if show {
+        ProgressBar::new(len)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(st) = ProgressStyle::with_template(template) {
+        pb.set_style(st.progress_chars("=> "));
+    }
+    pb
+}
+
+fn accuracy(
+    model: &Model,
+    backend: &dyn MatmulBackend,
+    split: &crate::data::Split,
+) -> Result<Acc, InsituError> {
+    Ok(Acc {
+        train: evaluate(model, backend, &split.train, 500)?.accuracy,
+        test: evaluate(model, backend, &split.test, 500)?.accuracy,
+    })
+}
+
+/// The weights quantised by the compiler's encoders (what a perfect programming would hold).
+fn quantised_weights(
+    setup: &Setup,
+    model: &Model,
+    weights: &[Matrix],
+) -> Result<Vec<Matrix>, InsituError> {
+    let prog = setup.programmed(model, weights)?;
+    let slots = slot_rows(model, &setup.ir)?;
+    let mut out = Vec::with_capacity(weights.len());
+    for (w, s) in weights.iter().zip(&slots) {
+        let mi = setup
+            .lowering
+            .matrices
+            .iter()
+            .position(|m| m.layer == s.layer)
+            .ok_or_else(|| InsituError::Usage(format!("layer {} is not mapped", s.layer)))?;
+        let enc = &prog.encoders[mi];
+        let br = setup.lowering.matrices[mi].bias_rows.max(1) as f64;
+        let mut q = w.clone();
+        let nb = s.rows.len();
+        for r in 0..w.rows {
+            for j in 0..w.cols {
+                let v = w.get(r, j);
+                q.set(
+                    r,
+                    j,
+                    if r < nb {
+                        enc.quantise(v)
+                    } else {
+                        enc.quantise(v / br) * br
+                    },
+                );
+            }
+        }
+        out.push(q);
+    }
+    Ok(out)
+}
+
+/// Hardware-aware software training: the weights whose cells hold a stuck device are frozen at
+/// the value those devices give (the free device of a pair at g_min).
+struct FrozenBackend {
+    inner: IdealBackend,
+    frozen: Vec<Vec<Option<f64>>>,
+}
+
+impl FrozenBackend {
+    fn apply(&self, id: usize, w: &Matrix) -> Matrix {
+        let mut w = w.clone();
+        if let Some(f) = self.frozen.get(id) {
+            for (v, fz) in w.data.iter_mut().zip(f) {
+                if let Some(x) = fz {
+                    *v = *x;
+                }
+            }
+        }
+        w
+    }
+}
+
+impl MatmulBackend for FrozenBackend {
+    fn name(&self) -> String {
+        "ideal-hardware-aware".into()
+    }
+    fn prepare(&mut self, id: usize, w: &Matrix) -> Result<(), crate::nn::BackendError> {
+        let w = self.apply(id, w);
+        self.inner.prepare(id, &w)
+    }
+    fn forward(&self, id: usize, x: &Matrix) -> Result<Matrix, crate::nn::BackendError> {
+        self.inner.forward(id, x)
+    }
+    fn effective_weights(&self, id: usize) -> Result<Matrix, crate::nn::BackendError> {
+        self.inner.effective_weights(id)
+    }
+}
+
+/// Frozen weight values of every slot element touched by a stuck device.
+fn frozen_weights(
+    map: &CellMap,
+    arrays: &[ArrayState],
+    spec: &DeviceSpec,
+    scale_s: &[f64],
+) -> Vec<Vec<Option<f64>>> {
+    map.slots
+        .iter()
+        .enumerate()
+        .map(|(id, elems)| {
+            elems
+                .iter()
+                .map(|cells| {
+                    let stuck = cells.iter().any(|c| {
+                        matches!(arrays[c.array].params[c.cell].fault, Fault::Stuck { .. })
+                    });
+                    if !stuck {
+                        return None;
+                    }
+                    // w = mean over copies of (g⁺ − g⁻)/scale, a free device at g_min
+                    let sum: f64 = cells
+                        .iter()
+                        .map(|c| {
+                            let g = match arrays[c.array].params[c.cell].fault {
+                                Fault::Stuck { g_s } => g_s,
+                                _ => spec.g_min_s,
+                            };
+                            c.sign * (g - spec.g_min_s) / c.share.max(1e-300)
+                        })
+                        .sum();
+                    Some(2.0 * sum / (cells.len() as f64 * scale_s[id]))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Train `model` in software (ideal, or hardware-aware with `frozen`) with the run's config.
+fn software_train(
+    setup: &Setup,
+    model: &mut Model,
+    frozen: Option<Vec<Vec<Option<f64>>>>,
+    opts: &RunOptions,
+) -> Result<Vec<EpochMetrics>, InsituError> {
+    let mut cfg = setup.cfg.clone();
+    // a threshold in siemens means nothing to float weights: the software phase is plain SGD
+    if let OptimizerSpec::Threshold { lr, .. } = cfg.optimizer {
+        cfg.optimizer = OptimizerSpec::Sgd { lr, momentum: 0.0 };
+    }
+    let topts = crate::nn::train::TrainOptions {
+        out_dir: opts.out_dir.as_ref().map(|d| d.join("software")),
+        resume: opts.resume,
+        progress: opts.progress,
+        readback: frozen.is_some(),
+        stop_after: None,
+    };
+    if let Some(d) = &topts.out_dir {
+        std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+    }
+    let rep = match frozen {
+        Some(f) => {
+            let mut b = FrozenBackend {
+                inner: IdealBackend::new(),
+                frozen: f,
+            };
+            let r = crate::nn::train::train(model, &mut b, &setup.split, &cfg, &topts)?;
+            // the published weights are the frozen ones
+            for (id, w) in model.weights.iter_mut().enumerate() {
+                *w = b.apply(id, w);
+            }
+            r
+        }
+        None => {
+            let mut b = IdealBackend::new();
+            crate::nn::train::train(model, &mut b, &setup.split, &cfg, &topts)?
+        }
+    };
+    Ok(rep.metrics)
+}
+
+/// Conductances of the used cells (cells holding a weight), in array then cell order.
+fn used_g(chip: &Chip, prog: &Programmed) -> Vec<f64> {
+    let mut out = Vec::new();
+    for (st, a) in chip.arrays.iter().zip(&prog.arrays) {
+        for (k, o) in a.owner.iter().enumerate() {
+            if o.is_some() {
+                out.push(st.g_s[k]);
+            }
+        }
+    }
+    out
+}
+
+/// Per slot: the siemens per weight unit of each pair (frozen encoder scales).
+fn slot_scales(map: &CellMap, prog: &Programmed) -> Vec<f64> {
+    map.matrix_of_slot
+        .iter()
+        .map(|&mi| prog.encoders[mi].scale_s)
+        .collect()
+}
+
+/// Run one experiment: the mode declared in the `.net` file (or `ov.mode`).
+pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResult, InsituError> {
+    let t0 = Instant::now();
+    let setup = setup(net_path, ov)?;
+    if let Some(d) = &opts.out_dir {
+        std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+    }
+    let mut model = Model::new(setup.preset.model.clone())?;
+    let slots = slot_rows(&model, &setup.ir)?;
+    let map = CellMap::new(&setup.lowering, &slots, &model)?;
+    let seed = setup.cfg.seed;
+    // device draws and write noise: their own stream of the run's seed
+    let mut dev_rng = ChaCha8Rng::seed_from_u64(seed);
+    dev_rng.set_stream(1);
+    match setup.mode {
+        TrainMode::Exsitu | TrainMode::Hybrid => {
+            // the devices exist before training (a hardware-aware run knows their faults)
+            let init_prog = {
+                let mut m0 = model.clone();
+                m0.init(&mut ChaCha8Rng::seed_from_u64(seed));
+                setup.programmed(&m0, &m0.weights)?
+            };
+            let arrays = devprog::fresh_arrays(&setup.spec, &init_prog, &mut dev_rng);
+            let frozen = if ov.hardware_aware {
+                let scales = slot_scales(&map, &init_prog);
+                Some(frozen_weights(&map, &arrays, &setup.spec, &scales))
+            } else {
+                None
+            };
+            let sw_epochs = software_train(&setup, &mut model, frozen, opts)?;
+            let ideal = IdealBackend::new();
+            let mut ib = ideal.clone();
+            model.prepare_backend(&mut ib)?;
+            let software = accuracy(&model, &ib, &setup.split)?;
+            let q = quantised_weights(&setup, &model, &model.weights)?;
+            let mut qm = model.clone();
+            qm.weights = q;
+            let mut qb = IdealBackend::new();
+            qm.prepare_backend(&mut qb)?;
+            let quantised = accuracy(&qm, &qb, &setup.split)?;
+            // transfer: program the software weights with the declared algorithm
+            let prog = setup.programmed(&model, &model.weights)?;
+            let mut chip = setup.empty_chip(seed, arrays)?;
+            let total: usize = prog
+                .arrays
+                .iter()
+                .map(|a| a.owner.iter().filter(|o| o.is_some()).count())
+                .sum();
+            let pb = bar(
+                opts.progress,
+                total as u64,
+                "transfer [{bar:30}] {pos}/{len} cells {elapsed} eta {eta}",
+            );
+            let targets: Vec<Vec<f64>> = prog.arrays.iter().map(|a| a.g_s.clone()).collect();
+            let owned = |a: usize, k: usize| prog.arrays[a].owner[k].is_some();
+            let writes = devprog::program_cells(
+                &setup.file.hardware,
+                &setup.spec,
+                &mut chip.arrays,
+                &targets,
+                &owned,
+                setup.algorithm,
+                0.0,
+                &mut dev_rng,
+                &pb,
+            )?;
+            pb.finish_and_clear();
+            let scale_weights = model.weights.clone();
+            let mut cb = setup.chip_backend(&model, &scale_weights)?;
+            cb.set_chip_conductances(chip.read(0.0, seed))
+                .map_err(nn_backend)?;
+            let mut chip_model = model.clone();
+            for id in 0..chip_model.weights.len() {
+                chip_model.weights[id] = cb.effective_weights(id).map_err(nn_backend)?;
+            }
+            let transferred = accuracy(&chip_model, &cb, &setup.split)?;
+            let cells0 = writes.len() as u64;
+            let pulses0: u64 = writes.iter().map(|w| w.pulses as u64).sum();
+            let g_before = used_g(&chip, &prog);
+            if setup.mode == TrainMode::Exsitu {
+                let res = RunResult {
+                    network: setup.ir.name.clone(),
+                    mode: setup.mode,
+                    software: Some(software),
+                    quantised: Some(quantised),
+                    transferred: Some(transferred),
+                    chip_final: transferred,
+                    batches: vec![],
+                    epochs: sw_epochs,
+                    g_after_siemens: g_before.clone(),
+                    g_before_siemens: g_before,
+                    updates: 0,
+                    cells_written: cells0,
+                    pulses: pulses0,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    interrupted: false,
+                    chip,
+                    model: chip_model,
+                    scale_weights,
+                };
+                publish(opts, &res)?;
+                return Ok(res);
+            }
+            let mut res = insitu_loop(
+                &setup,
+                chip_model,
+                chip,
+                scale_weights,
+                &map,
+                &prog,
+                dev_rng,
+                ov,
+                opts,
+            )?;
+            res.software = Some(software);
+            res.quantised = Some(quantised);
+            res.transferred = Some(transferred);
+            let mut epochs = sw_epochs;
+            epochs.extend(res.epochs);
+            res.epochs = epochs;
+            res.cells_written += cells0;
+            res.pulses += pulses0;
+            res.seconds = t0.elapsed().as_secs_f64();
+            publish(opts, &res)?;
+            Ok(res)
+        }
+        TrainMode::Insitu => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            model.init(&mut rng);
+            let prog = setup.programmed(&model, &model.weights)?;
+            let arrays = devprog::fresh_arrays(&setup.spec, &prog, &mut dev_rng);
+            let mut chip = setup.empty_chip(seed, arrays)?;
+            let targets: Vec<Vec<f64>> = prog.arrays.iter().map(|a| a.g_s.clone()).collect();
+            let owned = |a: usize, k: usize| prog.arrays[a].owner[k].is_some();
+            let pb = bar(
+                opts.progress,
+                targets.iter().map(|t| t.len() as u64).sum(),
+                "initial programming [{bar:30}] {pos}/{len} cells {elapsed}",
+            );
+            let writes = devprog::program_cells(
+                &setup.file.hardware,
+                &setup.spec,
+                &mut chip.arrays,
+                &targets,
+                &owned,
+                setup.algorithm,
+                0.0,
+                &mut dev_rng,
+                &pb,
+            )?;
+            pb.finish_and_clear();
+            let scale_weights = model.weights.clone();
+            let mut res = insitu_loop(
+                &setup,
+                model,
+                chip,
+                scale_weights,
+                &map,
+                &prog,
+                dev_rng,
+                ov,
+                opts,
+            )?;
+            res.cells_written += writes.len() as u64;
+            res.pulses += writes.iter().map(|w| w.pulses as u64).sum::<u64>();
+            res.seconds = t0.elapsed().as_secs_f64();
+            publish(opts, &res)?;
+            Ok(res)
+        }
+    }
+}
+
+/// The in-situ checkpoint (`insitu_checkpoint/state.json` next to its `chip/` directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct InsituCheckpoint {
+    network_sha256: String,
+    updates: usize,
+    epoch: usize,
+    /// Position in the current epoch's order (batches done).
+    batch_in_epoch: usize,
+    order: Vec<usize>,
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    optimizer: NnOptimizer,
+    shuffle_rng: RngState,
+    device_rng: RngState,
+    read_rng: RngState,
+    batches: Vec<BatchPoint>,
+    epochs: Vec<EpochMetrics>,
+    scale_weights: WeightsFile,
+    cells_written: u64,
+    pulses: u64,
+    g_before_siemens: Vec<f64>,
+}
+
+const CKPT_DIR: &str = "insitu_checkpoint";
+
+fn save_checkpoint(dir: &Path, ck: &InsituCheckpoint, chip: &Chip) -> Result<(), InsituError> {
+    let d = dir.join(CKPT_DIR);
+    std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+    // the chip first, then the state that refers to it: a kill between the two leaves a chip one
+    // step ahead of its state, so the state carries the update count the chip was saved at
+    chip.save(&d.join(format!("chip_{}", ck.updates)))?;
+    write_json(&d.join("state.json"), ck)?;
+    // older chips are no longer referenced
+    if let Ok(rd) = std::fs::read_dir(&d) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("chip_") && n != format!("chip_{}", ck.updates) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_checkpoint(
+    dir: &Path,
+    text: &str,
+) -> Result<Option<(InsituCheckpoint, Chip)>, InsituError> {
+    let d = dir.join(CKPT_DIR);
+    let p = d.join("state.json");
+    if !p.is_file() {
+        return Ok(None);
+    }
+    let ck: InsituCheckpoint = read_json(&p)?;
+    if ck.network_sha256 != network_hash(text) {
+        return Err(InsituError::Usage(format!(
+            "{}: the checkpoint belongs to a different network file",
+            p.display()
+        )));
+    }
+    let chip = Chip::load(
+        &d.join(format!("chip_{}", ck.updates)),
+        Some(&network_hash(text)),
+    )?;
+    Ok(Some((ck, chip)))
+}
+
+/// In-situ training of `model` on `chip` (already programmed with `scale_weights`).
+#[allow(clippy::too_many_arguments)]
+fn insitu_loop(
+    setup: &Setup,
+    mut model: Model,
+    mut chip: Chip,
+    scale_weights: Vec<Matrix>,
+    map: &CellMap,
+    prog: &Programmed,
+    dev_rng: ChaCha8Rng,
+    ov: &Overrides,
+    opts: &RunOptions,
+) -> Result<RunResult, InsituError> {
+    let t0 = Instant::now();
+    let seed = setup.cfg.seed;
+    let split = &setup.split;
+    if split.train.is_empty() {
+        return Err(InsituError::Usage("the training set is empty".into()));
+    }
+    let n = split.train.len();
+    let bs = setup.cfg.batch_size;
+    let epochs_total = if setup.mode == TrainMode::Hybrid {
+        setup.insitu_epochs
+    } else {
+        setup.cfg.epochs
+    };
+    let batches_per_epoch = n.div_ceil(bs);
+    let max_updates = ov
+        .max_updates
+        .unwrap_or(usize::MAX)
+        .min(epochs_total * batches_per_epoch);
+    // which slots are written
+    let trainable: Vec<bool> = model
+        .slots
+        .iter()
+        .map(|s| {
+            setup.trainable.is_empty() || {
+                let layer = &setup.lowering.matrices[map.matrix_of_slot[s.id]].layer;
+                setup.trainable.contains(layer)
+            }
+        })
+        .collect();
+    let rule = Rule::of(setup)?;
+    let mut scales = slot_scales(map, prog);
+    let mut state = {
+        let mut shuffle_rng = ChaCha8Rng::seed_from_u64(seed);
+        shuffle_rng.set_stream(2);
+        let mut read_rng = ChaCha8Rng::seed_from_u64(seed);
+        read_rng.set_stream(3);
+        let g_before = used_g(&chip, prog);
+        InsituCheckpoint {
+            network_sha256: network_hash(&setup.text),
+            updates: 0,
+            epoch: 0,
+            batch_in_epoch: 0,
+            order: vec![],
+            loss_sum: 0.0,
+            correct: 0,
+            seen: 0,
+            optimizer: NnOptimizer::new(setup.cfg.optimizer.clone()),
+            shuffle_rng: RngState::of(&shuffle_rng),
+            device_rng: RngState::of(&dev_rng),
+            read_rng: RngState::of(&read_rng),
+            batches: vec![],
+            epochs: vec![],
+            scale_weights: {
+                let mut m = model.clone();
+                m.weights.clone_from(&scale_weights);
+                m.to_weights_file()
+            },
+            cells_written: 0,
+            pulses: 0,
+            g_before_siemens: g_before,
+        }
+    };
+    let mut scale_weights = scale_weights;
+    if let (Some(dir), true) = (&opts.out_dir, opts.resume) {
+        if let Some((ck, c)) = load_checkpoint(dir, &setup.text)? {
+            chip = c;
+            let sm = Model::from_weights_file(&ck.scale_weights)?;
+            scale_weights = sm.weights;
+            state = ck;
+            let p2 = setup.programmed(&model, &scale_weights)?;
+            scales = slot_scales(map, &p2);
+        }
+    }
+    let mut shuffle_rng = state.shuffle_rng.restore()?;
+    let mut dev_rng = state.device_rng.restore()?;
+    let mut read_rng = state.read_rng.restore()?;
+    let mut backend = setup.chip_backend(&model, &scale_weights)?;
+    let hw = &setup.file.hardware;
+    let pb = bar(
+        opts.progress,
+        max_updates as u64,
+        "in-situ {pos}/{len} updates [{bar:30}] {msg} {elapsed} eta {eta}",
+    );
+    pb.set_position(state.updates as u64);
+    let mut interrupted = false;
+    let mut since_ckpt = 0usize;
+    let mut stop_now = false;
+    while state.updates < max_updates && state.epoch < epochs_total {
+        let t_epoch = Instant::now();
+        if state.batch_in_epoch == 0 {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut shuffle_rng);
+            state.order = order;
+            state.loss_sum = 0.0;
+            state.correct = 0;
+            state.seen = 0;
+        }
+        let order = state.order.clone();
+        let chunks: Vec<&[usize]> = order.chunks(bs).collect();
+        while state.batch_in_epoch < chunks.len() && state.updates < max_updates {
+            let idx = chunks[state.batch_in_epoch];
+            // read the chip (drift since each cell's write, read noise from the run's stream)
+            let g_read = read_chip(&chip, &mut read_rng);
+            backend.set_chip_conductances(g_read).map_err(nn_backend)?;
+            for id in 0..model.weights.len() {
+                model.weights[id] = backend.effective_weights(id).map_err(nn_backend)?;
+            }
+            let x = batch_matrix(&split.train, idx);
+            let labels: Vec<usize> = idx.iter().map(|&i| split.train.labels[i]).collect();
+            let (out, caches) = model.forward(&backend, &x)?;
+            let l = loss::evaluate(&model.spec.loss, &out, &labels)?;
+            if !l.loss.is_finite() {
+                return Err(InsituError::Usage(format!(
+                    "in-situ loss diverged to {} at update {}",
+                    l.loss, state.updates
+                )));
+            }
+            let grads = model.backward(&backend, &caches, &l.grad)?;
+            state.optimizer.spec = setup.cfg.optimizer.scaled(
+                setup
+                    .cfg
+                    .lr_decay
+                    .powi(state.epoch.min(i32::MAX as usize) as i32),
+            );
+            let deltas = rule.deltas(&mut state.optimizer, &model.weights, &grads)?;
+            let stats = rule.apply(
+                hw,
+                &setup.spec,
+                &mut chip,
+                map,
+                &scales,
+                &deltas,
+                &trainable,
+                &mut dev_rng,
+            )?;
+            state.cells_written += stats.cells_written;
+            state.pulses += stats.pulses;
+            state.updates += 1;
+            state.batch_in_epoch += 1;
+            state.loss_sum += l.loss * idx.len() as f64;
+            state.correct += l.correct;
+            state.seen += idx.len();
+            state.batches.push(BatchPoint {
+                update: state.updates,
+                loss: l.loss,
+                batch_acc: l.correct as f64 / idx.len().max(1) as f64,
+            });
+            pb.set_position(state.updates as u64);
+            pb.set_message(format!("loss {:.3}", l.loss));
+            since_ckpt += 1;
+            if opts.stop_after_updates.is_some_and(|s| state.updates >= s) {
+                stop_now = true;
+                break;
+            }
+            if since_ckpt >= 50 {
+                if let Some(dir) = &opts.out_dir {
+                    save_state(dir, &mut state, &shuffle_rng, &dev_rng, &read_rng, &chip)?;
+                }
+                since_ckpt = 0;
+            }
+        }
+        if stop_now {
+            interrupted = true;
+            break;
+        }
+        if state.batch_in_epoch >= chunks.len() {
+            // epoch done: test accuracy of the chip as it is now (a held read of the run's stream)
+            let g_read = read_chip(&chip, &mut read_rng);
+            backend.set_chip_conductances(g_read).map_err(nn_backend)?;
+            let test = evaluate(&model, &backend, &split.test, 500)?;
+            state.epochs.push(EpochMetrics {
+                epoch: state.epoch + 1,
+                loss: state.loss_sum / state.seen.max(1) as f64,
+                train_acc: state.correct as f64 / state.seen.max(1) as f64,
+                test_acc: test.accuracy,
+                seconds: t_epoch.elapsed().as_secs_f64(),
+            });
+            if opts.progress {
+                let m = state.epochs.last().expect("just pushed");
+                pb.suspend(|| {
+                    eprintln!(
+                        "in-situ epoch {}: loss {:.4}  train {:.2}%  test {:.2}%",
+                        m.epoch,
+                        m.loss,
+                        100.0 * m.train_acc,
+                        100.0 * m.test_acc
+                    )
+                });
+            }
+            state.epoch += 1;
+            state.batch_in_epoch = 0;
+        } else {
+            break; // max_updates reached mid-epoch
+        }
+    }
+    pb.finish_and_clear();
+    if let Some(dir) = &opts.out_dir {
+        save_state(dir, &mut state, &shuffle_rng, &dev_rng, &read_rng, &chip)?;
+    }
+    // the final chip, read as `chip_accuracy_at` reads it (age 0, seed of the run)
+    backend
+        .set_chip_conductances(chip.read(0.0, seed))
+        .map_err(nn_backend)?;
+    for id in 0..model.weights.len() {
+        model.weights[id] = backend.effective_weights(id).map_err(nn_backend)?;
+    }
+    let chip_final = accuracy(&model, &backend, split)?;
+    Ok(RunResult {
+        network: setup.ir.name.clone(),
+        mode: setup.mode,
+        software: None,
+        quantised: None,
+        transferred: None,
+        chip_final,
+        batches: state.batches.clone(),
+        epochs: state.epochs.clone(),
+        g_before_siemens: state.g_before_siemens.clone(),
+        g_after_siemens: used_g(&chip, prog),
+        updates: state.updates,
+        cells_written: state.cells_written,
+        pulses: state.pulses,
+        seconds: t0.elapsed().as_secs_f64(),
+        interrupted,
+        chip,
+        model,
+        scale_weights,
+    })
+}
+
+fn save_state(
+    dir: &Path,
+    state: &mut InsituCheckpoint,
+    shuffle_rng: &ChaCha8Rng,
+    dev_rng: &ChaCha8Rng,
+    read_rng: &ChaCha8Rng,
+    chip: &Chip,
+) -> Result<(), InsituError> {
+    state.shuffle_rng = RngState::of(shuffle_rng);
+    state.device_rng = RngState::of(dev_rng);
+    state.read_rng = RngState::of(read_rng);
+    save_checkpoint(dir, state, chip)
+}
+
+/// One read of every cell: drift since its last write at the chip's clock, then read noise.
+pub fn read_chip(chip: &Chip, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
+    let spec = &chip.manifest.device;
+    let now = chip.manifest.now_s;
+    chip.arrays
+        .iter()
+        .map(|a| {
+            a.g_at(spec, now)
+                .into_iter()
+                .map(|g| spec.read(g, rng))
+                .collect()
+        })
+        .collect()
+}
+
+/// Write the run's outputs: the chip, `result.json`, `batches.csv` and the plots.
+fn publish(opts: &RunOptions, r: &RunResult) -> Result<(), InsituError> {
+    let Some(dir) = &opts.out_dir else {
+        return Ok(());
+    };
+    r.chip.save(&dir.join("chip"))?;
+    write_json(&dir.join("result.json"), r)?;
+    write_json(&dir.join("model.json"), &r.model.to_weights_file())?;
+    let mut csv = String::from("update,loss,batch_acc\n");
+    for b in &r.batches {
+        csv += &format!("{},{},{}\n", b.update, b.loss, b.batch_acc);
+    }
+    crate::data::write_atomic(&dir.join("batches.csv"), csv.as_bytes())
+        .map_err(|e| io_err(dir, e))?;
+    plots::all(dir, r).map_err(|e| io_err(dir, e))?;
+    Ok(())
+}
+
+pub mod plots;
+
+/// Test (and train) accuracy of a run's chip read `age_seconds` after its last write (drift,
+/// read noise).
+pub fn chip_accuracy_at(
+    net_path: &Path,
+    ov: &Overrides,
+    r: &RunResult,
+    age_seconds: f64,
+    read_seed: u64,
+) -> Result<Acc, InsituError> {
+    if !(age_seconds.is_finite() && age_seconds >= 0.0) {
+        return Err(InsituError::Usage(format!(
+            "age must be finite and ≥ 0 s, got {age_seconds}"
+        )));
+    }
+    let setup = setup(net_path, ov)?;
+    if r.chip.manifest.network_sha256 != network_hash(&setup.text) {
+        return Err(InsituError::Usage(
+            "the run's chip was programmed for another network file".into(),
+        ));
+    }
+    let mut b = setup.chip_backend(&r.model, &r.scale_weights)?;
+    b.set_chip_conductances(r.chip.read(age_seconds, read_seed))
+        .map_err(nn_backend)?;
+    let mut m = r.model.clone();
+    for id in 0..m.weights.len() {
+        m.weights[id] = b.effective_weights(id).map_err(nn_backend)?;
+    }
+    accuracy(&m, &b, &setup.split)
+}

@@ -1,0 +1,279 @@
+//! The papers' rules that turn an optimiser step into device writes.
+//!
+//! Every rule starts from the same conductance change per cell: a weight change ΔW of slot
+//! element e becomes ΔG = scale·ΔW per pair (scale = the frozen siemens per weight unit of its
+//! matrix; a bias split over several rows shares it), split equally and oppositely on the pair,
+//! +ΔG/2 on g⁺ and −ΔG/2 on g⁻ (S1, Methods: "same magnitude, opposite sign"). Then:
+//!
+//! * [`Rule::Gate`] (S1, S2): ΔV_gate = R_vg·ΔG added to each cell's last gate voltage, clamped
+//!   to [V_g,min, V_g,max]; the changed cells of a column are RESET and SET in one shot with those
+//!   gates ([`crate::device::write::oneshot_column_gates`]: compliance currents solved, the set
+//!   law and programming noise decide the achieved G).
+//! * [`Rule::OneShotTarget`] (S3): gate-controlled SET aimed at G + ΔG (gates found on the solved
+//!   column, [`crate::device::write::gates_for_targets`]); stuck devices never move.
+//! * [`Rule::Manhattan`] (S4): one fixed-amplitude pulse per changed cell in the sign of its ΔG,
+//!   V/2 biasing solved on the array ([`crate::device::write::pulse_train`]); no verify.
+//! * [`Rule::Threshold`] (S5): weights whose |ΔG| < threshold are skipped; the others are
+//!   written to G ± ΔG/2 by write-verify ([`crate::device::write::write_verify`]).
+//! * [`Rule::WriteVerify`]: write-verify of every changed cell (other networks).
+
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::{CellMap, InsituError, Setup};
+use crate::device::chip::Chip;
+use crate::device::write::{gates_for_targets, oneshot_column_gates, pulse_train, write_verify};
+use crate::device::{DeviceError, DeviceSpec, SetLaw};
+use crate::net::spec::{CellKind as NetCell, HardwareSpec, Optimizer as NetOptimizer};
+use crate::nn::matrix::Matrix;
+use crate::nn::optim::{Optimizer, OptimizerSpec};
+
+/// How an update is written into the devices.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum Rule {
+    /// S1/S2: new gate = last gate + R_vg·ΔG (clamped), RESET + one-shot SET.
+    Gate { r_vg_v_per_s: f64 },
+    /// S3: gate-controlled SET aimed at G + ΔG.
+    OneShotTarget,
+    /// S4: one pulse per changed cell in the sign of its ΔG (V/2 scheme).
+    Manhattan,
+    /// S5: |ΔG| below the threshold skipped, the rest written by write-verify.
+    Threshold { threshold_s: f64 },
+    /// Write-verify of every changed cell.
+    WriteVerify,
+}
+
+/// What one update wrote.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct UpdateStats {
+    pub cells_written: u64,
+    pub pulses: u64,
+    /// Weights whose update was below the threshold (S5).
+    pub skipped: u64,
+}
+
+impl Rule {
+    /// The rule of a run: the optimiser (Manhattan, threshold) or the hardware and set law.
+    pub fn of(setup: &Setup) -> Result<Rule, InsituError> {
+        let hw = &setup.file.hardware;
+        Ok(match setup.net_optimizer {
+            NetOptimizer::Manhattan { .. } => Rule::Manhattan,
+            NetOptimizer::Threshold { threshold_s, .. } => Rule::Threshold { threshold_s },
+            _ if hw.cell == NetCell::OneT1R && hw.levels == 0 => match setup.spec.set_law {
+                SetLaw::LinearGate { r_vg_v_per_s, .. } => Rule::Gate { r_vg_v_per_s },
+                SetLaw::Empirical => Rule::OneShotTarget,
+            },
+            _ => Rule::WriteVerify,
+        })
+    }
+
+    /// The optimiser's weight updates (not applied). The threshold rule's optimiser is plain
+    /// SGD (Δ = −lr·∂L/∂W): its threshold is applied to ΔG in siemens by [`Rule::apply`].
+    pub fn deltas(
+        &self,
+        opt: &mut Optimizer,
+        weights: &[Matrix],
+        grads: &[Matrix],
+    ) -> Result<Vec<Matrix>, InsituError> {
+        if let OptimizerSpec::Threshold { lr, .. } = opt.spec {
+            let mut sgd = Optimizer::new(OptimizerSpec::Sgd { lr, momentum: 0.0 });
+            return Ok(sgd.deltas(weights, grads)?);
+        }
+        Ok(opt.deltas(weights, grads)?)
+    }
+
+    /// Write the updates `deltas` (weight units, per slot) into `chip` (slots with
+    /// `trainable[id]` false are left alone). `scale_s[id]`: siemens per weight unit of slot
+    /// `id`'s pairs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply(
+        &self,
+        hw: &HardwareSpec,
+        spec: &DeviceSpec,
+        chip: &mut Chip,
+        map: &CellMap,
+        scale_s: &[f64],
+        deltas: &[Matrix],
+        trainable: &[bool],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<UpdateStats, InsituError> {
+        let mut stats = UpdateStats::default();
+        let mut dg: Vec<Vec<f64>> = chip.arrays.iter().map(|a| vec![0.0; a.g_s.len()]).collect();
+        let mut touched: Vec<Vec<bool>> = chip
+            .arrays
+            .iter()
+            .map(|a| vec![false; a.g_s.len()])
+            .collect();
+        for (id, d) in deltas.iter().enumerate() {
+            if !trainable.get(id).copied().unwrap_or(false) {
+                continue;
+            }
+            let cells = map.slots.get(id).ok_or_else(|| {
+                InsituError::Usage(format!("update for slot {id}, the chip maps none"))
+            })?;
+            for (e, &dw) in d.data.iter().enumerate() {
+                if dw == 0.0 || !dw.is_finite() {
+                    continue;
+                }
+                let dg_pair = scale_s[id] * dw;
+                if let Rule::Threshold { threshold_s } = self {
+                    if dg_pair.abs() < *threshold_s {
+                        stats.skipped += 1;
+                        continue;
+                    }
+                }
+                for c in &cells[e] {
+                    dg[c.array][c.cell] += c.sign * c.share * dg_pair / 2.0;
+                    touched[c.array][c.cell] = true;
+                }
+            }
+        }
+        let now_s = chip.manifest.now_s;
+        let (lo, hi) = (spec.g_min_s, spec.g_max_s);
+        for (a, st) in chip.arrays.iter_mut().enumerate() {
+            let (r, c) = (st.rows, st.cols);
+            if !touched[a].iter().any(|t| *t) {
+                continue;
+            }
+            let circ = |e: crate::mapping::MappingError| DeviceError::Circuit(e.to_string());
+            let mut xb = crate::mapping::crossbar(hw, r, c, &st.g_s).map_err(circ)?;
+            match *self {
+                Rule::Gate { r_vg_v_per_s } => {
+                    for j in 0..c {
+                        let write: Vec<bool> = (0..r).map(|i| touched[a][i * c + j]).collect();
+                        if !write.iter().any(|w| *w) {
+                            continue;
+                        }
+                        let vg: Vec<f64> = (0..r)
+                            .map(|i| {
+                                let k = i * c + j;
+                                let last = last_gate(spec, st.v_gate_v[k], st.g_s[k]);
+                                if write[i] {
+                                    new_gate(spec, last, r_vg_v_per_s, dg[a][k])
+                                } else {
+                                    last
+                                }
+                            })
+                            .collect();
+                        oneshot_column_gates(
+                            spec,
+                            &xb,
+                            j,
+                            &mut st.g_s,
+                            &st.params,
+                            &vg,
+                            &write,
+                            false,
+                            rng,
+                        )?;
+                        for i in (0..r).filter(|&i| write[i]) {
+                            let k = i * c + j;
+                            st.v_gate_v[k] = vg[i];
+                            st.pulses[k] += 1;
+                            st.t_written_s[k] = now_s;
+                            stats.cells_written += 1;
+                            stats.pulses += 1;
+                        }
+                    }
+                }
+                Rule::OneShotTarget => {
+                    for j in 0..c {
+                        let write: Vec<bool> = (0..r).map(|i| touched[a][i * c + j]).collect();
+                        if !write.iter().any(|w| *w) {
+                            continue;
+                        }
+                        let targets: Vec<f64> = (0..r)
+                            .map(|i| {
+                                let k = i * c + j;
+                                (st.g_s[k] + if write[i] { dg[a][k] } else { 0.0 }).clamp(lo, hi)
+                            })
+                            .collect();
+                        let vg = gates_for_targets(spec, &xb, j, &targets)?;
+                        oneshot_column_gates(
+                            spec,
+                            &xb,
+                            j,
+                            &mut st.g_s,
+                            &st.params,
+                            &vg,
+                            &write,
+                            true,
+                            rng,
+                        )?;
+                        for i in (0..r).filter(|&i| write[i]) {
+                            let k = i * c + j;
+                            st.v_gate_v[k] = vg[i].clamp(spec.v_gate_min_v, spec.v_gate_max_v);
+                            st.pulses[k] += 1;
+                            st.t_written_s[k] = now_s;
+                            stats.cells_written += 1;
+                            stats.pulses += 1;
+                        }
+                    }
+                }
+                Rule::Manhattan => {
+                    for k in (0..r * c).filter(|&k| touched[a][k] && dg[a][k] != 0.0) {
+                        let n = if dg[a][k] > 0.0 { 1 } else { -1 };
+                        let before: u64 = st.pulses.iter().map(|p| *p as u64).sum();
+                        pulse_train(
+                            spec,
+                            &st.params,
+                            &mut xb,
+                            k / c,
+                            k % c,
+                            n,
+                            crate::xbar::Scheme::Half,
+                            &mut st.pulses,
+                            rng,
+                        )?;
+                        let after: u64 = st.pulses.iter().map(|p| *p as u64).sum();
+                        st.t_written_s[k] = now_s;
+                        stats.cells_written += 1;
+                        stats.pulses += after - before;
+                    }
+                    st.g_s.clone_from(&xb.g_siemens);
+                }
+                Rule::Threshold { .. } | Rule::WriteVerify => {
+                    for k in (0..r * c).filter(|&k| touched[a][k]) {
+                        let target = (xb.g_siemens[k] + dg[a][k]).clamp(lo, hi);
+                        let before = st.pulses[k];
+                        write_verify(
+                            spec,
+                            &st.params[k],
+                            &mut xb,
+                            k / c,
+                            k % c,
+                            target,
+                            &mut st.pulses[k],
+                            rng,
+                        )?;
+                        let n = (st.pulses[k] - before) as u64;
+                        if n > 0 {
+                            st.t_written_s[k] = now_s;
+                        }
+                        stats.cells_written += 1;
+                        stats.pulses += n;
+                    }
+                    st.g_s.clone_from(&xb.g_siemens);
+                }
+            }
+        }
+        // the chip's clock advances by the programming time (cells written one after another)
+        chip.manifest.now_s += stats.pulses as f64 * spec.pulse_width_s;
+        Ok(stats)
+    }
+}
+
+/// A cell's last SET gate voltage; a cell never set one-shot gets the gate the linear rule gives
+/// for its present conductance.
+pub fn last_gate(spec: &DeviceSpec, v_gate_v: f64, g_s: f64) -> f64 {
+    if v_gate_v > 0.0 {
+        v_gate_v
+    } else {
+        spec.gate_for(g_s)
+    }
+}
+
+/// S1's rule: the new SET gate is the last one plus R_vg·ΔG, bounded to the gate range.
+pub fn new_gate(spec: &DeviceSpec, last_v: f64, r_vg_v_per_s: f64, dg_s: f64) -> f64 {
+    (last_v + r_vg_v_per_s * dg_s).clamp(spec.v_gate_min_v, spec.v_gate_max_v)
+}
