@@ -215,13 +215,22 @@ pub struct Sizes {
     pub s2_limit_train: Option<usize>,
     pub s2_limit_test: Option<usize>,
     pub s2_updates: usize,
+    /// In-situ updates of the defect / defect-free comparison, and its seeds.
     pub s3_updates: usize,
+    pub s3_defect_seeds: Vec<u64>,
+    /// In-situ updates of each sweep point.
     pub s3_sweep_updates: usize,
+    /// Stuck-OFF fractions of the ex-situ sweep, and the subset also trained in situ (S3's
+    /// in-situ writes solve every written column's gates: seconds per update).
     pub s3_fractions: Vec<f64>,
+    pub s3_insitu_fractions: Vec<f64>,
     pub s3_seeds: Vec<u64>,
     pub s4_seeds: Vec<u64>,
     pub s4_epochs: Option<usize>,
     pub s4_limit_test: Option<usize>,
+    /// Updates of the in-situ Manhattan run (first seed only: its V/2 pulses are solved on the
+    /// array, about a second per update).
+    pub s4_manhattan_updates: usize,
     pub s5_updates: usize,
     pub s5_miswrite_updates: usize,
     /// Epochs of S5's ex-situ (software) phase.
@@ -249,17 +258,20 @@ pub fn sizes(scale: Scale) -> Sizes {
             s2_limit_train: None,
             s2_limit_test: None,
             s2_updates: S2_PAPER_UPDATES,
-            s3_updates: 1600,
-            s3_sweep_updates: 800,
+            s3_updates: 20,
+            s3_defect_seeds: vec![1],
+            s3_sweep_updates: 10,
             s3_fractions: vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+            s3_insitu_fractions: vec![0.0, 0.5],
             s3_seeds: vec![1, 2, 3],
             s4_seeds: vec![1, 2, 3],
             s4_epochs: None,
             s4_limit_test: None,
-            s5_updates: S5_PAPER_UPDATES,
-            s5_miswrite_updates: S5_PAPER_UPDATES,
-            s5_exsitu_epochs: 12,
-            s5_drift_ages_seconds: vec![0.0, 600.0, 1800.0, 3600.0, 5400.0, 7200.0],
+            s4_manhattan_updates: 100,
+            s5_updates: 40,
+            s5_miswrite_updates: 40,
+            s5_exsitu_epochs: 4,
+            s5_drift_ages_seconds: vec![0.0, 600.0, 3600.0, 7200.0],
         },
         Scale::Quick => Sizes {
             limit_train: Some(400),
@@ -268,17 +280,20 @@ pub fn sizes(scale: Scale) -> Sizes {
             s2_limit_train: Some(200),
             s2_limit_test: Some(100),
             s2_updates: 6,
-            s3_updates: 24,
-            s3_sweep_updates: 16,
+            s3_updates: 3,
+            s3_defect_seeds: vec![1],
+            s3_sweep_updates: 2,
             s3_fractions: vec![0.0, 0.5],
-            s3_seeds: vec![1, 2],
+            s3_insitu_fractions: vec![0.0, 0.5],
+            s3_seeds: vec![1],
             s4_seeds: vec![1],
             s4_epochs: Some(60),
             s4_limit_test: None,
-            s5_updates: 8,
-            s5_miswrite_updates: 8,
-            s5_exsitu_epochs: 2,
-            s5_drift_ages_seconds: vec![0.0, 600.0, 7200.0],
+            s4_manhattan_updates: 10,
+            s5_updates: 2,
+            s5_miswrite_updates: 2,
+            s5_exsitu_epochs: 1,
+            s5_drift_ages_seconds: vec![0.0, 7200.0],
         },
         Scale::Tiny => Sizes {
             limit_train: Some(100),
@@ -287,13 +302,16 @@ pub fn sizes(scale: Scale) -> Sizes {
             s2_limit_train: Some(60),
             s2_limit_test: Some(30),
             s2_updates: 2,
-            s3_updates: 2,
-            s3_sweep_updates: 2,
+            s3_updates: 1,
+            s3_defect_seeds: vec![1],
+            s3_sweep_updates: 1,
             s3_fractions: vec![0.0, 0.5],
+            s3_insitu_fractions: vec![0.5],
             s3_seeds: vec![1],
             s4_seeds: vec![1],
             s4_epochs: Some(3),
             s4_limit_test: Some(64),
+            s4_manhattan_updates: 2,
             s5_updates: 1,
             s5_miswrite_updates: 1,
             s5_exsitu_epochs: 1,
@@ -527,7 +545,7 @@ pub fn plan(
                 epochs: Some(epochs_for(updates, batch, mnist_n)),
                 ..base.clone()
             };
-            for &seed in &z.s3_seeds {
+            for &seed in &z.s3_defect_seeds {
                 p.add(
                     "defects",
                     None,
@@ -549,16 +567,18 @@ pub fn plan(
             }
             for &f in &z.s3_fractions {
                 for &seed in &z.s3_seeds {
-                    p.add(
-                        "sweep_insitu",
-                        Some(f),
-                        seed,
-                        format!("in situ, {:.0} % stuck OFF", f * 100.0),
-                        Overrides {
-                            stuck_off_fraction: Some(f),
-                            ..ins(z.s3_sweep_updates)
-                        },
-                    );
+                    if z.s3_insitu_fractions.contains(&f) {
+                        p.add(
+                            "sweep_insitu",
+                            Some(f),
+                            seed,
+                            format!("in situ, {:.0} % stuck OFF", f * 100.0),
+                            Overrides {
+                                stuck_off_fraction: Some(f),
+                                ..ins(z.s3_sweep_updates)
+                            },
+                        );
+                    }
                     p.add(
                         "sweep_exsitu",
                         Some(f),
@@ -614,17 +634,24 @@ pub fn plan(
                         ..ex.clone()
                     },
                 );
-                p.add(
-                    "manhattan",
-                    None,
-                    seed,
-                    "in situ, Manhattan rule (one fixed-amplitude pulse per weight)".into(),
-                    Overrides {
-                        mode: Some(TrainMode::Insitu),
-                        optimizer: Some(Optimizer::Manhattan { step_s: 1e-6 }),
-                        ..ex.clone()
-                    },
-                );
+                if seed == z.s4_seeds[0] {
+                    p.add(
+                        "manhattan",
+                        None,
+                        seed,
+                        format!(
+                            "in situ, Manhattan rule (one fixed-amplitude pulse per weight), {} updates",
+                            z.s4_manhattan_updates
+                        ),
+                        Overrides {
+                            mode: Some(TrainMode::Insitu),
+                            optimizer: Some(Optimizer::Manhattan { step_s: 1e-6 }),
+                            max_updates: Some(z.s4_manhattan_updates),
+                            epochs: Some(z.s4_manhattan_updates),
+                            ..ex.clone()
+                        },
+                    );
+                }
             }
         }
         Paper::S5 => {
