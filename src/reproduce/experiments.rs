@@ -144,7 +144,7 @@ pub fn execute(
 ) -> Result<RunRecord, ReproduceError> {
     let err = |source| ReproduceError::Run {
         id: spec.id.clone(),
-        source,
+        source: Box::new(source),
     };
     let opts = RunOptions {
         out_dir: Some(run_dir(spec, out_dir)),

@@ -34,7 +34,7 @@ pub enum ReproduceError {
     Run {
         id: String,
         #[source]
-        source: insitu::InsituError,
+        source: Box<insitu::InsituError>,
     },
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
