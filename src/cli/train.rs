@@ -399,6 +399,12 @@ pub fn run_chip(a: &Args) -> Result<crate::insitu::RunResult, crate::insitu::Ins
         "{} ({:?}): {} in-situ updates, {} cells written, {} pulses, {:.1} s",
         r.network, r.mode, r.updates, r.cells_written, r.pulses, r.seconds
     )];
+    if r.weights_skipped > 0 {
+        lines.push(format!(
+            "  {} weight updates below the write threshold were skipped",
+            r.weights_skipped
+        ));
+    }
     if r.software.is_some() {
         lines.push(format!("  software     {}", pct(r.software)));
         lines.push(format!("  quantised    {}", pct(r.quantised)));

@@ -193,11 +193,7 @@ pub fn gates_for_targets(
     let m = &mos.model;
     let beta = m.kp_a_per_v2 * mos.w_m / (mos.l_m - 2.0 * m.ld_m);
     let i_target: Vec<f64> = g_target_s.iter().map(|g| g * spec.v_m_v).collect();
-    // saturation: I = β/2·(V_g − V_t)², source near 0 V
-    let mut vg: Vec<f64> = i_target
-        .iter()
-        .map(|i| (m.vto_v + (2.0 * i / beta).sqrt()).clamp(lo, hi))
-        .collect();
+    let mut vg = gates_square_law(spec, xb, g_target_s)?;
     // Newton on each row's solved current with the saturation slope dI/dV_g = β·(V_g − V_t), the
     // overdrive floored at the target's own (a cell in cutoff carries no current, so its measured
     // slope says nothing); four solves of the column
@@ -210,6 +206,28 @@ pub fn gates_for_targets(
         }
     }
     Ok(vg)
+}
+
+/// The controller's open-loop gate voltages for target conductances: the linear rule (S1), or for
+/// the empirical law G = I_cc/V_m the transistor's saturation law I = β/2·(V_g − V_t)² with the
+/// source at 0 V (no circuit solve; the SET itself then solves the column, so wire drops and the
+/// transistor's real operating point decide what is achieved). Bounded to the gate range.
+pub fn gates_square_law(
+    spec: &DeviceSpec,
+    xb: &Crossbar,
+    g_target_s: &[f64],
+) -> Result<Vec<f64>, DeviceError> {
+    let (lo, hi) = (spec.v_gate_min_v, spec.v_gate_max_v);
+    if let super::SetLaw::LinearGate { .. } = spec.set_law {
+        return Ok(g_target_s.iter().map(|g| spec.gate_for(*g)).collect());
+    }
+    let mos = mos_of(xb)?;
+    let m = &mos.model;
+    let beta = m.kp_a_per_v2 * mos.w_m / (mos.l_m - 2.0 * m.ld_m);
+    Ok(g_target_s
+        .iter()
+        .map(|g| (m.vto_v + (2.0 * g * spec.v_m_v / beta).sqrt()).clamp(lo, hi))
+        .collect())
 }
 
 /// One-shot program column `j` the way S1 does: full RESET of the column's cells, then one SET

@@ -119,9 +119,13 @@ pub struct RunResult {
     pub updates: usize,
     pub cells_written: u64,
     pub pulses: u64,
+    /// Weight updates skipped by the threshold rule (S5: |ΔG| < 1.5 µS).
+    pub weights_skipped: u64,
     pub seconds: f64,
     /// True when a simulated kill (`stop_after_updates`) ended the run early.
     pub interrupted: bool,
+    /// Where the in-situ loop's time went (this process's part of the run).
+    pub timing: LoopTiming,
     #[serde(skip)]
     pub chip: Chip,
     #[serde(skip)]
@@ -130,6 +134,23 @@ pub struct RunResult {
     /// frozen) decode the chip's conductances into weights.
     #[serde(skip)]
     pub scale_weights: Vec<Matrix>,
+    /// The software weights (ex-situ and hybrid: the float model before transfer; in situ: the
+    /// initial weights programmed first).
+    #[serde(skip)]
+    pub software_weights: Vec<Matrix>,
+}
+
+/// Seconds spent in each phase of the in-situ loop.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct LoopTiming {
+    /// Reading the chip and solving its arrays for the new conductances (effective weights).
+    pub read_solve_seconds: f64,
+    /// Forward through the solved arrays, loss, backprop and the optimiser step.
+    pub forward_backward_seconds: f64,
+    /// Turning the step into device writes (the write rule, compliance/verify solves).
+    pub write_seconds: f64,
+    /// Test-set evaluations at the ends of epochs.
+    pub eval_seconds: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -709,10 +730,13 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
                     updates: 0,
                     cells_written: cells0,
                     pulses: pulses0,
+                    weights_skipped: 0,
                     seconds: t0.elapsed().as_secs_f64(),
                     interrupted: false,
+                    timing: LoopTiming::default(),
                     chip,
                     model: chip_model,
+                    software_weights: scale_weights.clone(),
                     scale_weights,
                 };
                 publish(opts, &res)?;
@@ -808,6 +832,8 @@ struct InsituCheckpoint {
     scale_weights: WeightsFile,
     cells_written: u64,
     pulses: u64,
+    #[serde(default)]
+    weights_skipped: u64,
     g_before_siemens: Vec<f64>,
 }
 
@@ -927,6 +953,7 @@ fn insitu_loop(
             },
             cells_written: 0,
             pulses: 0,
+            weights_skipped: 0,
             g_before_siemens: g_before,
         }
     };
@@ -953,6 +980,7 @@ fn insitu_loop(
     );
     pb.set_position(state.updates as u64);
     let mut interrupted = false;
+    let mut timing = LoopTiming::default();
     let mut since_ckpt = 0usize;
     let mut stop_now = false;
     while state.updates < max_updates && state.epoch < epochs_total {
@@ -969,12 +997,15 @@ fn insitu_loop(
         let chunks: Vec<&[usize]> = order.chunks(bs).collect();
         while state.batch_in_epoch < chunks.len() && state.updates < max_updates {
             let idx = chunks[state.batch_in_epoch];
+            let t_read = Instant::now();
             // read the chip (drift since each cell's write, read noise from the run's stream)
             let g_read = read_chip(&chip, &mut read_rng);
             backend.set_chip_conductances(g_read).map_err(nn_backend)?;
             for id in 0..model.weights.len() {
                 model.weights[id] = backend.effective_weights(id).map_err(nn_backend)?;
             }
+            let t_fb = Instant::now();
+            timing.read_solve_seconds += (t_fb - t_read).as_secs_f64();
             let x = batch_matrix(&split.train, idx);
             let labels: Vec<usize> = idx.iter().map(|&i| split.train.labels[i]).collect();
             let (out, caches) = model.forward(&backend, &x)?;
@@ -993,6 +1024,8 @@ fn insitu_loop(
                     .powi(state.epoch.min(i32::MAX as usize) as i32),
             );
             let deltas = rule.deltas(&mut state.optimizer, &model.weights, &grads)?;
+            let t_write = Instant::now();
+            timing.forward_backward_seconds += (t_write - t_fb).as_secs_f64();
             let stats = rule.apply(
                 hw,
                 &setup.spec,
@@ -1003,7 +1036,9 @@ fn insitu_loop(
                 &trainable,
                 &mut dev_rng,
             )?;
+            timing.write_seconds += t_write.elapsed().as_secs_f64();
             state.cells_written += stats.cells_written;
+            state.weights_skipped += stats.skipped;
             state.pulses += stats.pulses;
             state.updates += 1;
             state.batch_in_epoch += 1;
@@ -1035,9 +1070,11 @@ fn insitu_loop(
         }
         if state.batch_in_epoch >= chunks.len() {
             // epoch done: test accuracy of the chip as it is now (a held read of the run's stream)
+            let t_eval = Instant::now();
             let g_read = read_chip(&chip, &mut read_rng);
             backend.set_chip_conductances(g_read).map_err(nn_backend)?;
             let test = evaluate(&model, &backend, &split.test, 500)?;
+            timing.eval_seconds += t_eval.elapsed().as_secs_f64();
             state.epochs.push(EpochMetrics {
                 epoch: state.epoch + 1,
                 loss: state.loss_sum / state.seen.max(1) as f64,
@@ -1089,10 +1126,13 @@ fn insitu_loop(
         updates: state.updates,
         cells_written: state.cells_written,
         pulses: state.pulses,
+        weights_skipped: state.weights_skipped,
         seconds: t0.elapsed().as_secs_f64(),
         interrupted,
+        timing,
         chip,
         model,
+        software_weights: scale_weights.clone(),
         scale_weights,
     })
 }

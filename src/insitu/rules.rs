@@ -9,8 +9,9 @@
 //!   to [V_g,min, V_g,max]; the changed cells of a column are RESET and SET in one shot with those
 //!   gates ([`crate::device::write::oneshot_column_gates`]: compliance currents solved, the set
 //!   law and programming noise decide the achieved G).
-//! * [`Rule::OneShotTarget`] (S3): gate-controlled SET aimed at G + ΔG (gates found on the solved
-//!   column, [`crate::device::write::gates_for_targets`]); stuck devices never move.
+//! * [`Rule::OneShotTarget`] (S3): gate-controlled SET aimed at G + ΔG (open-loop gates from the
+//!   transistor's square law, [`crate::device::write::gates_square_law`]; the SET solves the
+//!   column's compliance currents, which decide G); stuck devices never move.
 //! * [`Rule::Manhattan`] (S4): one fixed-amplitude pulse per changed cell in the sign of its ΔG,
 //!   V/2 biasing solved on the array ([`crate::device::write::pulse_train`]); no verify.
 //! * [`Rule::Threshold`] (S5): weights whose |ΔG| < threshold are skipped; the others are
@@ -22,7 +23,7 @@ use serde::Serialize;
 
 use super::{CellMap, InsituError, Setup};
 use crate::device::chip::Chip;
-use crate::device::write::{gates_for_targets, oneshot_column_gates, pulse_train, write_verify};
+use crate::device::write::{gates_square_law, oneshot_column_gates, pulse_train, write_verify};
 use crate::device::{DeviceError, DeviceSpec, SetLaw};
 use crate::net::spec::{CellKind as NetCell, HardwareSpec, Optimizer as NetOptimizer};
 use crate::nn::matrix::Matrix;
@@ -188,7 +189,8 @@ impl Rule {
                                 (st.g_s[k] + if write[i] { dg[a][k] } else { 0.0 }).clamp(lo, hi)
                             })
                             .collect();
-                        let vg = gates_for_targets(spec, &xb, j, &targets)?;
+                        // open loop: the controller's square-law gates, one solved SET per column
+                        let vg = gates_square_law(spec, &xb, &targets)?;
                         oneshot_column_gates(
                             spec,
                             &xb,

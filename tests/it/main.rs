@@ -16,6 +16,7 @@ mod device_laws;
 mod eval_chip;
 mod fuzz;
 mod hostile_cli;
+mod insitu;
 mod nn_circuit;
 mod nn_cli;
 mod nn_from_net;
