@@ -195,14 +195,14 @@ pub fn describe_netc(expect: &Expect, netc: f64, same_within: f64) -> String {
         Expect::Level { value, .. } => {
             let d = netc - value;
             format!(
-                "{:.2} % ({} than the paper by {:.2} pts)",
+                "{:.2} % ({}: {:+.2} pts vs the paper)",
                 netc,
                 Direction::of(d, same_within).word(),
-                d.abs()
+                d
             )
         }
         Expect::Above { value } => format!(
-            "{:.2} % ({} than {:.0} %)",
+            "{:.2} % ({}: vs {:.0} %)",
             netc,
             Direction::of(netc - value, 0.0).word(),
             value
@@ -308,7 +308,7 @@ mod tests {
                 90.13,
                 1.0
             ),
-            "90.13 % (lower than the paper by 2.00 pts)"
+            "90.13 % (lower: -2.00 pts vs the paper)"
         );
         assert_eq!(
             Expect::Range { lo: -4.0, hi: -2.0 }.describe(1.0),
