@@ -11,6 +11,7 @@ pub mod net;
 pub mod netlist;
 pub mod nn;
 pub mod peers;
+pub mod reproduce;
 pub mod solver;
 pub mod span;
 pub mod spice;

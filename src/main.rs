@@ -31,6 +31,8 @@ enum Command {
     Sweep(cli::sweep::Args),
     /// Program every array of a compiled network into a chip (device physics, write operations).
     Program(cli::program::ProgramArgs),
+    /// Reproduce the reference papers' experiments (S1–S5): results.md, results.json, plots.
+    Reproduce(cli::reproduce::Args),
 }
 
 fn parse_max_memory(s: &str) -> Result<u64, String> {
@@ -53,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(a) => cli::data::run(&a)?,
         Command::Sweep(a) => cli::sweep::run(&a)?,
         Command::Program(a) => cli::program::run(&a)?,
+        Command::Reproduce(a) => cli::reproduce::run(&a)?,
     }
     Ok(())
 }

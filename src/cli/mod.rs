@@ -4,6 +4,7 @@ pub mod compile;
 pub mod data;
 pub mod eval;
 pub mod program;
+pub mod reproduce;
 pub mod solve;
 pub mod sweep;
 pub mod train;

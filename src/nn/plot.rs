@@ -6,10 +6,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
-type DrawResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Draw with both backends into temporary files, then rename.
-fn render(
+pub(crate) fn render(
     dir: &Path,
     stem: &str,
     size: (u32, u32),

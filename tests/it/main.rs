@@ -24,6 +24,7 @@ mod nn_gradcheck;
 mod nn_optim;
 mod nn_train;
 mod one_lowering;
+mod reproduce;
 mod spice_examples;
 mod spice_frontend;
 mod spice_roundtrip;
