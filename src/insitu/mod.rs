@@ -1023,7 +1023,7 @@ fn insitu_loop(
                     .lr_decay
                     .powi(state.epoch.min(i32::MAX as usize) as i32),
             );
-            let deltas = rule.deltas(&mut state.optimizer, &model.weights, &grads)?;
+            let deltas = rule.deltas(&mut state.optimizer, &model.weights, &grads, idx.len())?;
             let t_write = Instant::now();
             timing.forward_backward_seconds += (t_write - t_fb).as_secs_f64();
             let stats = rule.apply(

@@ -68,16 +68,23 @@ impl Rule {
         })
     }
 
-    /// The optimiser's weight updates (not applied). The threshold rule's optimiser is plain
-    /// SGD (Δ = −lr·∂L/∂W): its threshold is applied to ΔG in siemens by [`Rule::apply`].
+    /// The optimiser's weight updates (not applied) for a mini-batch of `batch` samples. The
+    /// threshold rule's optimiser is plain SGD on the batch's SUM of per-image updates, as S5's
+    /// Methods write it (eq. 1: ΔW = η·Σᵢ Vᵢ·δᵢ over the batch of 100 images; our gradients are
+    /// batch means, so the step is η·batch·mean): its threshold is applied to ΔG in siemens by
+    /// [`Rule::apply`].
     pub fn deltas(
         &self,
         opt: &mut Optimizer,
         weights: &[Matrix],
         grads: &[Matrix],
+        batch: usize,
     ) -> Result<Vec<Matrix>, InsituError> {
         if let OptimizerSpec::Threshold { lr, .. } = opt.spec {
-            let mut sgd = Optimizer::new(OptimizerSpec::Sgd { lr, momentum: 0.0 });
+            let mut sgd = Optimizer::new(OptimizerSpec::Sgd {
+                lr: lr * batch.max(1) as f64,
+                momentum: 0.0,
+            });
             return Ok(sgd.deltas(weights, grads)?);
         }
         Ok(opt.deltas(weights, grads)?)
