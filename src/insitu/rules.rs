@@ -196,8 +196,26 @@ impl Rule {
                                 (st.g_s[k] + if write[i] { dg[a][k] } else { 0.0 }).clamp(lo, hi)
                             })
                             .collect();
-                        // open loop: the controller's square-law gates, one solved SET per column
-                        let vg = gates_square_law(spec, &xb, &targets)?;
+                        // The controller moves each cell's LAST gate by the square-law gate
+                        // difference between its target and its present conductance, one solved
+                        // SET per column. The last gate already produced the present state through
+                        // the real column (wire drop, shared bit line), so that bias cancels in the
+                        // difference; absolute open-loop square-law gates land systematically low
+                        // and, rewritten every update, walked the whole array to g_min.
+                        let now: Vec<f64> = (0..r).map(|i| st.g_s[i * c + j]).collect();
+                        let v_target = gates_square_law(spec, &xb, &targets)?;
+                        let v_now = gates_square_law(spec, &xb, &now)?;
+                        let vg: Vec<f64> = (0..r)
+                            .map(|i| {
+                                let k = i * c + j;
+                                if st.v_gate_v[k] > 0.0 {
+                                    (st.v_gate_v[k] + v_target[i] - v_now[i])
+                                        .clamp(spec.v_gate_min_v, spec.v_gate_max_v)
+                                } else {
+                                    v_target[i]
+                                }
+                            })
+                            .collect();
                         oneshot_column_gates(
                             spec,
                             &xb,
