@@ -10,8 +10,9 @@
 //!   gates ([`crate::device::write::oneshot_column_gates`]: compliance currents solved, the set
 //!   law and programming noise decide the achieved G).
 //! * [`Rule::OneShotTarget`] (S3): gate-controlled SET aimed at G + ΔG (each cell's last gate moved
-//!   by the square-law gate difference between G + ΔG and G, [`crate::device::write::gates_square_law`]; the SET solves the
-//!   column's compliance currents, which decide G); stuck devices never move.
+//!   by the square-law gate difference between G + ΔG and G,
+//!   [`crate::device::write::gates_square_law`]; the SET solves the column's compliance
+//!   currents, which decide G); stuck devices never move.
 //! * [`Rule::Manhattan`] (S4): one fixed-amplitude pulse per changed cell in the sign of its ΔG,
 //!   V/2 biasing solved on the array ([`crate::device::write::pulse_train`]); no verify.
 //! * [`Rule::Threshold`] (S5): weights whose |ΔG| < threshold are skipped; the others are
