@@ -435,6 +435,44 @@ impl CellMap {
 }
 
 /// Progress bar in the project's style (hidden unless `show`).
+/// Program every cell of `chip` that holds a weight of `prog` to its target conductance with the
+/// declared algorithm at chip time 0 (the ex-situ transfer and the in-situ initial programming),
+/// with a progress bar named `what`.
+fn program_owned(
+    setup: &Setup,
+    chip: &mut Chip,
+    prog: &Programmed,
+    progress: bool,
+    what: &str,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<devprog::CellWrite>, InsituError> {
+    let total: usize = prog
+        .arrays
+        .iter()
+        .map(|a| a.owner.iter().filter(|o| o.is_some()).count())
+        .sum();
+    let pb = bar(
+        progress,
+        total as u64,
+        &format!("{what} [{{bar:30}}] {{pos}}/{{len}} cells {{elapsed}} eta {{eta}}"),
+    );
+    let targets: Vec<Vec<f64>> = prog.arrays.iter().map(|a| a.g_s.clone()).collect();
+    let owned = |a: usize, k: usize| prog.arrays[a].owner[k].is_some();
+    let writes = devprog::program_cells(
+        &setup.file.hardware,
+        &setup.spec,
+        &mut chip.arrays,
+        &targets,
+        &owned,
+        setup.algorithm,
+        0.0,
+        rng,
+        &pb,
+    )?;
+    pb.finish_and_clear();
+    Ok(writes)
+}
+
 fn bar(show: bool, len: u64, template: &str) -> ProgressBar {
     let pb = if show {
         ProgressBar::new(len)
@@ -679,30 +717,14 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
             // transfer: program the software weights with the declared algorithm
             let prog = setup.programmed(&model, &model.weights)?;
             let mut chip = setup.empty_chip(seed, arrays)?;
-            let total: usize = prog
-                .arrays
-                .iter()
-                .map(|a| a.owner.iter().filter(|o| o.is_some()).count())
-                .sum();
-            let pb = bar(
+            let writes = program_owned(
+                &setup,
+                &mut chip,
+                &prog,
                 opts.progress,
-                total as u64,
-                "transfer [{bar:30}] {pos}/{len} cells {elapsed} eta {eta}",
-            );
-            let targets: Vec<Vec<f64>> = prog.arrays.iter().map(|a| a.g_s.clone()).collect();
-            let owned = |a: usize, k: usize| prog.arrays[a].owner[k].is_some();
-            let writes = devprog::program_cells(
-                &setup.file.hardware,
-                &setup.spec,
-                &mut chip.arrays,
-                &targets,
-                &owned,
-                setup.algorithm,
-                0.0,
+                "transfer",
                 &mut dev_rng,
-                &pb,
             )?;
-            pb.finish_and_clear();
             let scale_weights = model.weights.clone();
             let mut cb = setup.chip_backend(&model, &scale_weights)?;
             cb.set_chip_conductances(chip.read(0.0, seed))
@@ -771,25 +793,14 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
             let prog = setup.programmed(&model, &model.weights)?;
             let arrays = devprog::fresh_arrays(&setup.spec, &prog, &mut dev_rng);
             let mut chip = setup.empty_chip(seed, arrays)?;
-            let targets: Vec<Vec<f64>> = prog.arrays.iter().map(|a| a.g_s.clone()).collect();
-            let owned = |a: usize, k: usize| prog.arrays[a].owner[k].is_some();
-            let pb = bar(
+            let writes = program_owned(
+                &setup,
+                &mut chip,
+                &prog,
                 opts.progress,
-                targets.iter().map(|t| t.len() as u64).sum(),
-                "initial programming [{bar:30}] {pos}/{len} cells {elapsed}",
-            );
-            let writes = devprog::program_cells(
-                &setup.file.hardware,
-                &setup.spec,
-                &mut chip.arrays,
-                &targets,
-                &owned,
-                setup.algorithm,
-                0.0,
+                "initial programming",
                 &mut dev_rng,
-                &pb,
             )?;
-            pb.finish_and_clear();
             let scale_weights = model.weights.clone();
             let mut res = insitu_loop(
                 &setup,

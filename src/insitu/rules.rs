@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{CellMap, InsituError, Setup};
-use crate::device::chip::Chip;
+use crate::device::chip::{ArrayState, Chip};
 use crate::device::write::{gates_square_law, oneshot_column_gates, pulse_train, write_verify};
 use crate::device::{DeviceError, DeviceSpec, SetLaw};
 use crate::net::spec::{CellKind as NetCell, HardwareSpec, Optimizer as NetOptimizer};
@@ -164,25 +164,7 @@ impl Rule {
                                 }
                             })
                             .collect();
-                        oneshot_column_gates(
-                            spec,
-                            &xb,
-                            j,
-                            &mut st.g_s,
-                            &st.params,
-                            &vg,
-                            &write,
-                            false,
-                            rng,
-                        )?;
-                        for i in (0..r).filter(|&i| write[i]) {
-                            let k = i * c + j;
-                            st.v_gate_v[k] = vg[i];
-                            st.pulses[k] += 1;
-                            st.t_written_s[k] = now_s;
-                            stats.cells_written += 1;
-                            stats.pulses += 1;
-                        }
+                        set_column(spec, &xb, st, j, &vg, &write, false, now_s, &mut stats, rng)?;
                     }
                 }
                 Rule::OneShotTarget => {
@@ -217,25 +199,7 @@ impl Rule {
                                 }
                             })
                             .collect();
-                        oneshot_column_gates(
-                            spec,
-                            &xb,
-                            j,
-                            &mut st.g_s,
-                            &st.params,
-                            &vg,
-                            &write,
-                            true,
-                            rng,
-                        )?;
-                        for i in (0..r).filter(|&i| write[i]) {
-                            let k = i * c + j;
-                            st.v_gate_v[k] = vg[i].clamp(spec.v_gate_min_v, spec.v_gate_max_v);
-                            st.pulses[k] += 1;
-                            st.t_written_s[k] = now_s;
-                            stats.cells_written += 1;
-                            stats.pulses += 1;
-                        }
+                        set_column(spec, &xb, st, j, &vg, &write, true, now_s, &mut stats, rng)?;
                     }
                 }
                 Rule::Manhattan => {
@@ -289,6 +253,44 @@ impl Rule {
         chip.manifest.now_s += stats.pulses as f64 * spec.pulse_width_s;
         Ok(stats)
     }
+}
+
+/// One-shot SET of the rows `write` of column `j` with the gates `vg` (RESET first, compliance
+/// solved when `solve_compliance`), and the bookkeeping of every written cell: its gate (bounded
+/// to the gate range), pulse count and write time.
+#[allow(clippy::too_many_arguments)]
+fn set_column(
+    spec: &DeviceSpec,
+    xb: &crate::xbar::Crossbar,
+    st: &mut ArrayState,
+    j: usize,
+    vg: &[f64],
+    write: &[bool],
+    solve_compliance: bool,
+    now_s: f64,
+    stats: &mut UpdateStats,
+    rng: &mut ChaCha8Rng,
+) -> Result<(), DeviceError> {
+    oneshot_column_gates(
+        spec,
+        xb,
+        j,
+        &mut st.g_s,
+        &st.params,
+        vg,
+        write,
+        solve_compliance,
+        rng,
+    )?;
+    for i in (0..st.rows).filter(|&i| write[i]) {
+        let k = i * st.cols + j;
+        st.v_gate_v[k] = vg[i].clamp(spec.v_gate_min_v, spec.v_gate_max_v);
+        st.pulses[k] += 1;
+        st.t_written_s[k] = now_s;
+        stats.cells_written += 1;
+        stats.pulses += 1;
+    }
+    Ok(())
 }
 
 /// A cell's last SET gate voltage; a cell never set one-shot gets the gate the linear rule gives
