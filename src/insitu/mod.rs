@@ -71,6 +71,9 @@ pub struct Overrides {
     pub trainable: Option<Vec<String>>,
     /// Epochs of the in-situ phase of a hybrid run (default: `epochs`).
     pub insitu_epochs: Option<usize>,
+    /// The in-situ phase trains on the first N training samples only (S5's mis-write recovery:
+    /// 10 % of the data); the ex-situ phase and the reported train accuracy use the whole split.
+    pub insitu_limit_train: Option<usize>,
     /// Mini-batch size (default: the file's).
     pub batch: Option<usize>,
 }
@@ -191,6 +194,9 @@ pub struct Setup {
     /// Layers trained in situ (empty = all).
     pub trainable: Vec<String>,
     pub insitu_epochs: usize,
+    /// The software phase (exsitu, hybrid): its optimiser and epochs.
+    pub software_optimizer: OptimizerSpec,
+    pub software_epochs: usize,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> InsituError {
@@ -295,6 +301,17 @@ pub fn setup(net_path: &Path, ov: &Overrides) -> Result<Setup, InsituError> {
         }
     }
     let insitu_epochs = ov.insitu_epochs.unwrap_or(cfg.epochs).max(1);
+    // The software phase: the file's `exsitu_optimizer` / `exsitu_epochs` when given (an
+    // optimiser override replaces both optimisers); a threshold in siemens means nothing to float
+    // weights, so a threshold optimiser trains in software as plain SGD at its rate.
+    let software_optimizer = match (&ov.optimizer, &t.exsitu_optimizer) {
+        (None, Some(o)) => nn_optimizer(o),
+        _ => match cfg.optimizer {
+            OptimizerSpec::Threshold { lr, .. } => OptimizerSpec::Sgd { lr, momentum: 0.0 },
+            ref o => o.clone(),
+        },
+    };
+    let software_epochs = ov.epochs.or(t.exsitu_epochs).unwrap_or(cfg.epochs);
     Ok(Setup {
         path: net_path.to_path_buf(),
         text,
@@ -310,6 +327,8 @@ pub fn setup(net_path: &Path, ov: &Overrides) -> Result<Setup, InsituError> {
         net_optimizer,
         trainable,
         insitu_epochs,
+        software_optimizer,
+        software_epochs,
     })
 }
 
@@ -618,10 +637,8 @@ fn software_train(
     opts: &RunOptions,
 ) -> Result<Vec<EpochMetrics>, InsituError> {
     let mut cfg = setup.cfg.clone();
-    // a threshold in siemens means nothing to float weights: the software phase is plain SGD
-    if let OptimizerSpec::Threshold { lr, .. } = cfg.optimizer {
-        cfg.optimizer = OptimizerSpec::Sgd { lr, momentum: 0.0 };
-    }
+    cfg.optimizer = setup.software_optimizer.clone();
+    cfg.epochs = setup.software_epochs;
     let topts = crate::nn::train::TrainOptions {
         out_dir: opts.out_dir.as_ref().map(|d| d.join("software")),
         resume: opts.resume,
@@ -911,7 +928,10 @@ fn insitu_loop(
     if split.train.is_empty() {
         return Err(InsituError::Usage("the training set is empty".into()));
     }
-    let n = split.train.len();
+    let n = split
+        .train
+        .len()
+        .min(ov.insitu_limit_train.unwrap_or(usize::MAX).max(1));
     let bs = setup.cfg.batch_size;
     let epochs_total = if setup.mode == TrainMode::Hybrid {
         setup.insitu_epochs
