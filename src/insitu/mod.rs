@@ -349,15 +349,21 @@ impl Setup {
         Ok(b)
     }
 
-    /// The compiler's conductances of `weights` (targets of a programming).
+    /// The compiler's conductances of `weights` (targets of a programming), at the mapping's
+    /// weight scale (in-situ training from scratch: its `insitu_weight_scale` when declared).
     pub fn programmed(&self, model: &Model, weights: &[Matrix]) -> Result<Programmed, InsituError> {
         let slots = slot_rows(model, &self.ir)?;
         let ws: Vec<&Matrix> = weights.iter().collect();
         let wf = weights_from_slots(&slots, &ws, &self.ir.name)?;
+        let m = &self.file.mapping;
+        let scale = match (self.mode, m.insitu_weight_scale_s) {
+            (TrainMode::Insitu, Some(s)) => crate::net::spec::WeightScale::SiemensPerUnit(s),
+            _ => m.weight_scale,
+        };
         Ok(crate::mapping::weights::program(
             &self.lowering,
             &self.file.hardware,
-            self.file.mapping.weight_scale,
+            scale,
             &wf,
         )?)
     }

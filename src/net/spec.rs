@@ -261,6 +261,10 @@ pub struct MappingSpec {
     pub bias_rows: usize,
     pub placement: Placement,
     pub weight_scale: WeightScale,
+    /// Siemens per weight unit of in-situ training from scratch (`mode insitu`): its initial
+    /// weights say nothing about the range training needs, so `weight_scale auto` would freeze the
+    /// window at their largest value. None: `weight_scale`.
+    pub insitu_weight_scale_s: Option<f64>,
     pub seed: u64,
     pub layers: Vec<LayerMapping>,
 }
@@ -674,6 +678,7 @@ impl NetFile {
             bias_rows: 1,
             placement: Placement::Pack,
             weight_scale: WeightScale::Auto,
+            insitu_weight_scale_s: None,
             seed: 1,
             layers: vec![],
         });
@@ -1287,6 +1292,7 @@ const MAP_KEYS: &[&str] = &[
     "bias_rows",
     "placement",
     "weight_scale",
+    "insitu_weight_scale",
     "seed",
     "layer",
 ];
@@ -1298,6 +1304,7 @@ fn mapping_block(s: &Stmt) -> Result<MappingSpec, NetError> {
         bias_rows: 1,
         placement: Placement::Pack,
         weight_scale: WeightScale::Auto,
+        insitu_weight_scale_s: None,
         seed: 1,
         layers: vec![],
     };
@@ -1337,6 +1344,7 @@ fn mapping_block(s: &Stmt) -> Result<MappingSpec, NetError> {
                     _ => WeightScale::SiemensPerUnit(positive(st, "s")?),
                 }
             }
+            "insitu_weight_scale" => m.insitu_weight_scale_s = Some(positive(st, "s")?),
             "seed" => m.seed = count(st)? as u64,
             _ => {
                 let (name, sp) = match st.values.as_slice() {
