@@ -21,7 +21,6 @@ pub fn quiet_rng() -> rand_chacha::ChaCha8Rng {
 }
 
 /// A test-pass forward context on [`quiet_rng`]'s stream, for `&mut test_ctx!()` arguments.
-
 macro_rules! test_ctx {
     () => {
         netc::nn::backend::ForwardCtx::new(
