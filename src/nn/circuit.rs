@@ -29,7 +29,10 @@ use std::sync::{Arc, Mutex};
 
 use faer::Mat;
 
-use super::backend::{BackendError, LayerId, MatmulBackend};
+use super::backend::{
+    load_weights, save_weights, BackendError, ForwardCtx, LayerId, MatmulBackend, Update,
+    UpdateCtx, UpdateReport,
+};
 use super::from_net::{weights_from_slots, SlotRows};
 use super::matrix::Matrix;
 use crate::mapping::weights::{program, Programmed};
@@ -444,7 +447,12 @@ impl MatmulBackend for CircuitBackend {
         Ok(())
     }
 
-    fn forward(&self, id: LayerId, x: &Matrix) -> Result<Matrix, BackendError> {
+    fn forward(
+        &mut self,
+        id: LayerId,
+        x: &Matrix,
+        _ctx: &mut ForwardCtx,
+    ) -> Result<Matrix, BackendError> {
         let st = self.solve_state()?;
         let w = st.w_eff.get(&id).ok_or(BackendError::NotPrepared(id))?;
         if x.cols != w.rows {
@@ -465,20 +473,31 @@ impl MatmulBackend for CircuitBackend {
         Ok(y)
     }
 
-    /// Every slot is set first and the arrays are solved once for the new conductance state
-    /// (programming slot by slot would re-solve after each).
-    fn program_all(
+    /// Every slot is set first; the arrays are solved once for the new conductance state, at the
+    /// next product or read-back. Steps apply to the weights as prepared (software weights).
+    fn update(
         &mut self,
-        targets: &[Matrix],
-        deltas: &[Matrix],
-    ) -> Result<Vec<Matrix>, BackendError> {
-        super::backend::same_count(targets, deltas)?;
-        for (id, t) in targets.iter().enumerate() {
-            self.prepare(id, t)?;
+        updates: Vec<(LayerId, Update)>,
+        _ctx: &mut UpdateCtx,
+    ) -> Result<UpdateReport, BackendError> {
+        for (id, u) in updates {
+            let w0 = self.weights.get(&id).ok_or(BackendError::NotPrepared(id))?;
+            let w = u.apply_to(id, w0)?;
+            self.prepare(id, &w)?;
         }
-        (0..targets.len())
-            .map(|id| self.effective_weights(id))
-            .collect()
+        Ok(UpdateReport::default())
+    }
+
+    /// The prepared (software) weights; chip conductances are the chip backend's state.
+    fn save_state(&self, dir: &std::path::Path) -> Result<(), BackendError> {
+        save_weights(dir, &self.weights)
+    }
+
+    fn load_state(&mut self, dir: &std::path::Path) -> Result<(), BackendError> {
+        for (id, w) in load_weights(dir)? {
+            self.prepare(id, &w)?;
+        }
+        Ok(())
     }
 
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
