@@ -188,6 +188,39 @@ fn new_conductance_state_equals_a_fresh_backend() {
     );
 }
 
+/// The ADC of the backend (row blocks in parallel, branch-free rounding) gives bit for bit what the
+/// definition computes as a plain loop with `f64::round`, on a batch large enough to be split.
+#[test]
+fn adc_equals_plain_definition_bit_for_bit() {
+    let x = random_inputs(20_000, 9, 21);
+    let w = random_inputs(9, 15, 22);
+    let y = x.matmul(&w);
+    for bits in [3u32, 8, 16] {
+        let steps = 2f64.powi(bits as i32 - 1) - 1.0;
+        let mut want = y.clone();
+        for v in 0..y.rows {
+            let xm = x.row(v).iter().fold(0.0f64, |a, e| a.max(e.abs()));
+            for j in 0..y.cols {
+                let fs = xm * (0..w.rows).map(|i| w.get(i, j).abs()).sum::<f64>();
+                if fs > 0.0 {
+                    let q = (y.get(v, j) / fs * steps).round().clamp(-steps, steps);
+                    want.set(v, j, q * fs / steps);
+                }
+            }
+        }
+        let mut got = y.clone();
+        netc::nn::circuit::adc(&mut got, &x, &w, bits);
+        let differ = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differ, 0, "{bits} bits: {differ} outputs differ");
+        assert!(got.max_abs_diff(&y) > 0.0, "{bits} bits quantise");
+    }
+}
+
 /// The ADC model: outputs land on the 2^(b−1) − 1 steps of their full scale, the error is at most
 /// half a step, and more bits shrink it.
 #[test]
