@@ -89,12 +89,11 @@ impl Reduced {
         let mut coupling = Vec::new();
         let mut held_rows = Vec::new();
         for c in 0..nn {
-            for k in p.col_ptr[c]..p.col_ptr[c + 1] {
-                let r = p.row_idx[k];
+            let (lo, hi) = (p.col_ptr[c], p.col_ptr[c + 1]);
+            for (&r, &g) in p.row_idx[lo..hi].iter().zip(&lin[lo..hi]) {
                 if r >= nn {
                     continue; // a branch row: the source's equation, used through `held`
                 }
-                let g = lin[k];
                 if hidx[r] != NONE {
                     held_rows.push((hidx[r], c, g));
                 } else if hidx[c] != NONE {
