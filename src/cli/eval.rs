@@ -77,6 +77,7 @@ pub fn chip_backend(a: &Args, model: &Model) -> Result<Box<dyn MatmulBackend>, N
     let ov = crate::nn::circuit::CircuitOverrides {
         r_wire_ohm: a.net.r_wire_ohm,
         exact_nonlinear: a.net.exact_nonlinear,
+        weight_scale: None,
     };
     let b = CircuitBackend::for_model(&file, &ir, model, ov)?
         .with_chip_conductances(chip.read(a.age, a.read_seed));

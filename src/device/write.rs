@@ -479,6 +479,22 @@ pub fn verify_cell<R: Rng>(
     rng: &mut R,
 ) -> VerifyOutcome {
     let read = |g: f64, rng: &mut R| -> f64 { spec.read(reader.g_read(g), rng) };
+    if let super::Fault::Miswritten = params.fault {
+        // a mis-writing device lands anywhere in its window whatever the loop aims at (S5's
+        // deliberately mis-written weights): one write, not verified into place
+        let g = spec.land(params, g_target_s, rng);
+        *g_s = g;
+        *pulses += 1;
+        let g_read = read(g, rng);
+        return VerifyOutcome {
+            pulses: 1,
+            g_target_s,
+            g_read_s: g_read,
+            g_true_s: g,
+            error_rel: (g_read - g_target_s).abs() / g_target_s.abs().max(1e-30),
+            converged: false,
+        };
+    }
     let mut g = *g_s;
     let mut g_read = read(g, rng);
     let mut n = 0usize;

@@ -342,9 +342,11 @@ impl Setup {
         model: &Model,
         scale_weights: &[Matrix],
     ) -> Result<CircuitBackend, InsituError> {
-        let mut b =
-            CircuitBackend::for_model(&self.file, &self.ir, model, CircuitOverrides::default())
-                .map_err(nn_backend)?;
+        let ov = CircuitOverrides {
+            weight_scale: Some(self.weight_scale()),
+            ..CircuitOverrides::default()
+        };
+        let mut b = CircuitBackend::for_model(&self.file, &self.ir, model, ov).map_err(nn_backend)?;
         for (id, w) in scale_weights.iter().enumerate() {
             b.prepare(id, w).map_err(nn_backend)?;
         }
@@ -357,17 +359,22 @@ impl Setup {
         let slots = slot_rows(model, &self.ir)?;
         let ws: Vec<&Matrix> = weights.iter().collect();
         let wf = weights_from_slots(&slots, &ws, &self.ir.name)?;
-        let m = &self.file.mapping;
-        let scale = match (self.mode, m.insitu_weight_scale_s) {
-            (TrainMode::Insitu, Some(s)) => crate::net::spec::WeightScale::SiemensPerUnit(s),
-            _ => m.weight_scale,
-        };
         Ok(crate::mapping::weights::program(
             &self.lowering,
             &self.file.hardware,
-            scale,
+            self.weight_scale(),
             &wf,
         )?)
+    }
+
+    /// The mapping's siemens per weight unit for this run: in-situ training from scratch uses
+    /// `insitu_weight_scale` when declared (programming and read-back alike).
+    pub fn weight_scale(&self) -> crate::net::spec::WeightScale {
+        let m = &self.file.mapping;
+        match (self.mode, m.insitu_weight_scale_s) {
+            (TrainMode::Insitu, Some(s)) => crate::net::spec::WeightScale::SiemensPerUnit(s),
+            _ => m.weight_scale,
+        }
     }
 
     fn empty_chip(&self, seed: u64, arrays: Vec<ArrayState>) -> Result<Chip, InsituError> {

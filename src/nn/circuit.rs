@@ -49,6 +49,9 @@ pub struct CircuitOverrides {
     /// Nonlinear arrays: solve every vector exactly (the bulk solver of [`Engine::infer`])
     /// instead of using the small-signal effective matrix at 0 V.
     pub exact_nonlinear: bool,
+    /// Siemens per weight unit instead of the mapping's `weight_scale` (in-situ training from
+    /// scratch programs at the mapping's `insitu_weight_scale`; its read-back must decode at it).
+    pub weight_scale: Option<WeightScale>,
 }
 
 /// Everything computed from one conductance state.
@@ -110,7 +113,7 @@ impl CircuitBackend {
         Ok(CircuitBackend {
             linear,
             hw,
-            scale: file.mapping.weight_scale,
+            scale: overrides.weight_scale.unwrap_or(file.mapping.weight_scale),
             lowering,
             network: file.network.name.clone(),
             slots,

@@ -303,6 +303,7 @@ fn backend_for(
                     .get("exact_nonlinear")
                     .and_then(|v| v.as_bool())
                     .unwrap_or(false),
+                weight_scale: None,
             };
             Ok(Box::new(
                 crate::nn::circuit::CircuitBackend::for_model(file, ir, model, ov)

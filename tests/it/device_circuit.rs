@@ -300,6 +300,22 @@ fn write_verify_without_noise_ends_in_window() {
     xb.g_siemens[0] = 10e-6;
     let out = write_verify(&spec, &q, &mut xb, 0, 0, 60e-6, &mut pulses, &mut r).unwrap();
     assert!(!out.converged && out.pulses == 500 && xb.g_siemens[0] == 10e-6);
+    // a mis-writing device lands anywhere in its window in one write, not verified into place:
+    // over many writes its landings spread over the window (S5's mis-written weights)
+    let mut m = p;
+    m.fault = netc::device::Fault::Miswritten;
+    let landed: Vec<f64> = (0..200)
+        .map(|_| {
+            let out = write_verify(&spec, &m, &mut xb, 1, 1, 60e-6, &mut pulses, &mut r).unwrap();
+            assert!(out.pulses == 1 && !out.converged, "{out:?}");
+            assert_eq!(out.g_true_s, xb.g_siemens[5]);
+            out.g_true_s
+        })
+        .collect();
+    assert!(landed.iter().all(|g| (spec.g_min_s..=spec.g_max_s).contains(g)));
+    let far = landed.iter().filter(|g| (**g - 60e-6).abs() > 20e-6).count();
+    // uniform on [2.5, 100] µS: P(|g − 60 µS| > 20 µS) ≈ 0.59
+    assert!((80..160).contains(&far), "{far} of 200 landed far from the target");
 }
 
 #[test]
