@@ -346,7 +346,8 @@ impl Setup {
             weight_scale: Some(self.weight_scale()),
             ..CircuitOverrides::default()
         };
-        let mut b = CircuitBackend::for_model(&self.file, &self.ir, model, ov).map_err(nn_backend)?;
+        let mut b =
+            CircuitBackend::for_model(&self.file, &self.ir, model, ov).map_err(nn_backend)?;
         for (id, w) in scale_weights.iter().enumerate() {
             b.prepare(id, w).map_err(nn_backend)?;
         }

@@ -312,10 +312,18 @@ fn write_verify_without_noise_ends_in_window() {
             out.g_true_s
         })
         .collect();
-    assert!(landed.iter().all(|g| (spec.g_min_s..=spec.g_max_s).contains(g)));
-    let far = landed.iter().filter(|g| (**g - 60e-6).abs() > 20e-6).count();
+    assert!(landed
+        .iter()
+        .all(|g| (spec.g_min_s..=spec.g_max_s).contains(g)));
+    let far = landed
+        .iter()
+        .filter(|g| (**g - 60e-6).abs() > 20e-6)
+        .count();
     // uniform on [2.5, 100] µS: P(|g − 60 µS| > 20 µS) ≈ 0.59
-    assert!((80..160).contains(&far), "{far} of 200 landed far from the target");
+    assert!(
+        (80..160).contains(&far),
+        "{far} of 200 landed far from the target"
+    );
 }
 
 #[test]
