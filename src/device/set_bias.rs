@@ -74,6 +74,8 @@ pub fn solve_ladder(
     // per row: −F_w/J_ww and J_wb/J_ww, to recover δw after the bit-line solve
     let mut w_off = vec![0.0; rows];
     let mut w_gain = vec![0.0; rows];
+    let mut dw = vec![0.0; if w_free { rows } else { 0 }];
+    let mut c_scratch = vec![0.0; nb];
     for _ in 0..MAX_STEPS {
         // bit-line KCL (currents into each node) and its Jacobian, wires first
         for k in 0..nb {
@@ -125,9 +127,9 @@ pub fn solve_ladder(
                 upper[k - 1] = 0.0;
             }
         }
-        let db = thomas(&lower, &diag, &upper, &mut rhs)?;
+        thomas(&lower, &diag, &upper, &mut rhs, &mut c_scratch)?;
+        let db = &rhs;
         let mut dmax = db.iter().fold(0.0f64, |m, d| m.max(d.abs()));
-        let mut dw = vec![0.0; if w_free { rows } else { 0 }];
         for i in 0..dw.len() {
             dw[i] = w_off[i] + w_gain[i] * db[node(i)];
             dmax = dmax.max(dw[i].abs());
@@ -160,10 +162,16 @@ pub fn solve_ladder(
     None
 }
 
-/// Solve a tridiagonal system in place (`rhs` becomes the solution); `None` on a zero pivot.
-fn thomas(lower: &[f64], diag: &[f64], upper: &[f64], rhs: &mut [f64]) -> Option<Vec<f64>> {
+/// Solve a tridiagonal system in place (`rhs` becomes the solution; `c` is scratch of the same
+/// length); `None` on a zero pivot.
+fn thomas(
+    lower: &[f64],
+    diag: &[f64],
+    upper: &[f64],
+    rhs: &mut [f64],
+    c: &mut [f64],
+) -> Option<()> {
     let n = diag.len();
-    let mut c = vec![0.0; n];
     let mut piv = diag[0];
     if piv == 0.0 || !piv.is_finite() {
         return None;
@@ -181,5 +189,5 @@ fn thomas(lower: &[f64], diag: &[f64], upper: &[f64], rhs: &mut [f64]) -> Option
     for k in (0..n.saturating_sub(1)).rev() {
         rhs[k] -= c[k] * rhs[k + 1];
     }
-    Some(rhs.to_vec())
+    Some(())
 }

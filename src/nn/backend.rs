@@ -226,8 +226,14 @@ pub trait MatmulBackend: Send {
     }
     /// Save what the backend holds into the directory `dir` (created if needed).
     fn save_state(&self, dir: &Path) -> Result<(), BackendError>;
-    /// Restore what [`MatmulBackend::save_state`] saved (into a backend made the same way).
-    fn load_state(&mut self, dir: &Path) -> Result<(), BackendError>;
+    /// Restore what [`MatmulBackend::save_state`] saved (into a backend made the same way). The
+    /// default reads the weights file of [`save_weights`] and prepares every matrix in it.
+    fn load_state(&mut self, dir: &Path) -> Result<(), BackendError> {
+        for (id, w) in load_weights(dir)? {
+            self.prepare(id, &w)?;
+        }
+        Ok(())
+    }
 }
 
 /// The weights file of the software backends' state.
@@ -315,12 +321,6 @@ impl MatmulBackend for IdealBackend {
     }
     fn save_state(&self, dir: &Path) -> Result<(), BackendError> {
         save_weights(dir, &self.weights)
-    }
-    fn load_state(&mut self, dir: &Path) -> Result<(), BackendError> {
-        for (id, w) in load_weights(dir)? {
-            self.prepare(id, &w)?;
-        }
-        Ok(())
     }
 }
 
@@ -486,12 +486,6 @@ impl<C: WeightCodec> MatmulBackend for EncodedBackend<C> {
     }
     fn save_state(&self, dir: &Path) -> Result<(), BackendError> {
         save_weights(dir, &self.source)
-    }
-    fn load_state(&mut self, dir: &Path) -> Result<(), BackendError> {
-        for (id, w) in load_weights(dir)? {
-            self.prepare(id, &w)?;
-        }
-        Ok(())
     }
 }
 

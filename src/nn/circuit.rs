@@ -30,8 +30,7 @@ use std::sync::{Arc, Mutex};
 use faer::Mat;
 
 use super::backend::{
-    load_weights, save_weights, BackendError, ForwardCtx, LayerId, MatmulBackend, Update,
-    UpdateCtx, UpdateReport,
+    save_weights, BackendError, ForwardCtx, LayerId, MatmulBackend, Update, UpdateCtx, UpdateReport,
 };
 use super::from_net::{weights_from_slots, SlotRows};
 use super::matrix::Matrix;
@@ -576,13 +575,6 @@ impl MatmulBackend for CircuitBackend {
     /// The prepared (software) weights; chip conductances are the chip backend's state.
     fn save_state(&self, dir: &std::path::Path) -> Result<(), BackendError> {
         save_weights(dir, &self.weights)
-    }
-
-    fn load_state(&mut self, dir: &std::path::Path) -> Result<(), BackendError> {
-        for (id, w) in load_weights(dir)? {
-            self.prepare(id, &w)?;
-        }
-        Ok(())
     }
 
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
