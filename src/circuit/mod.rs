@@ -47,22 +47,49 @@ pub struct Pattern {
 }
 
 impl Pattern {
-    fn build(n: usize, mut pairs: Vec<(usize, usize)>) -> Pattern {
-        pairs.retain(|&(r, c)| r < n && c < n);
-        pairs.sort_unstable_by_key(|&(r, c)| (c, r));
-        pairs.dedup();
+    fn build(n: usize, pairs: Vec<(usize, usize)>) -> Pattern {
+        // Bucket the entries by column (counting sort, O(entries)), then sort and deduplicate
+        // each column's few rows: a global sort of the (row, col) pairs was the largest cost of
+        // building a 64×64 crossbar's equations.
         let mut col_ptr = vec![0usize; n + 1];
-        for &(_, c) in &pairs {
-            col_ptr[c + 1] += 1;
+        for &(r, c) in &pairs {
+            if r < n && c < n {
+                col_ptr[c + 1] += 1;
+            }
         }
         for c in 0..n {
             col_ptr[c + 1] += col_ptr[c];
         }
-        let row_idx = pairs.iter().map(|&(r, _)| r).collect();
+        let mut next = col_ptr.clone();
+        let mut rows = vec![0usize; col_ptr[n]];
+        for &(r, c) in &pairs {
+            if r < n && c < n {
+                rows[next[c]] = r;
+                next[c] += 1;
+            }
+        }
+        drop(pairs);
+        let mut w = 0;
+        for c in 0..n {
+            let (lo, hi) = (col_ptr[c], col_ptr[c + 1]);
+            rows[lo..hi].sort_unstable();
+            col_ptr[c] = w;
+            let mut last = usize::MAX;
+            for k in lo..hi {
+                let r = rows[k];
+                if r != last {
+                    rows[w] = r;
+                    w += 1;
+                    last = r;
+                }
+            }
+        }
+        col_ptr[n] = w;
+        rows.truncate(w);
         Pattern {
             n,
             col_ptr,
-            row_idx,
+            row_idx: rows,
         }
     }
 
@@ -172,15 +199,28 @@ impl Circuit {
     /// Build the nodal equations of an elaborated netlist, checking DC paths and source loops.
     pub fn build(nl: &Netlist) -> Result<Circuit, CircuitError> {
         // Node numbering.
+        // Every element's terminals are looked up by name once, here: `ids[k]` holds element k's
+        // node numbers in `ElementKind::nodes` order (ground as `usize::MAX` until the number of
+        // unknowns is known, then `n`); the passes below read them instead of hashing names again.
         let mut node_index: FastMap<String, usize> = FastMap::default();
         let mut node_names = Vec::new();
+        let mut ids: Vec<[usize; 4]> = Vec::with_capacity(nl.elements.len());
         for e in &nl.elements {
-            for n in e.kind.nodes() {
-                if n != GROUND && !node_index.contains_key(n) {
-                    node_index.insert(n.to_string(), node_names.len());
-                    node_names.push(n.to_string());
+            let mut t = [usize::MAX; 4];
+            for (slot, n) in t.iter_mut().zip(e.kind.nodes()) {
+                if n == GROUND {
+                    continue;
                 }
+                *slot = match node_index.get(n) {
+                    Some(&i) => i,
+                    None => {
+                        node_index.insert(n.to_string(), node_names.len());
+                        node_names.push(n.to_string());
+                        node_names.len() - 1
+                    }
+                };
             }
+            ids.push(t);
         }
         let n_nodes = node_names.len();
         if n_nodes == 0 {
@@ -203,15 +243,13 @@ impl Circuit {
         }
         let n = n_nodes + branch_names.len();
         let gnd = n;
-        let ni = |s: &str| -> usize {
-            if s == GROUND {
-                gnd
-            } else {
-                node_index[s]
+        for t in &mut ids {
+            for v in t.iter_mut().filter(|v| **v == usize::MAX) {
+                *v = gnd;
             }
-        };
+        }
 
-        check_topology(nl, &node_index, &node_names)?;
+        check_topology(nl, &ids, &node_names)?;
 
         // Pass 1: register pattern entries.
         let mut pairs: Vec<(usize, usize)> = (0..n_nodes).map(|i| (i, i)).collect();
@@ -226,10 +264,10 @@ impl Circuit {
                 })
         };
         let mut tapes: Vec<Option<Tape>> = Vec::with_capacity(nl.elements.len());
-        for e in &nl.elements {
+        for (e, t) in nl.elements.iter().zip(&ids) {
             let mut tape = None;
             match &e.kind {
-                ElementKind::Resistor { n: nn, r_ohm } => {
+                ElementKind::Resistor { r_ohm, .. } => {
                     if *r_ohm == 0.0 || !r_ohm.is_finite() {
                         return Err(CircuitError::Element {
                             name: e.name.clone(),
@@ -237,11 +275,11 @@ impl Circuit {
                             span: e.span.clone(),
                         });
                     }
-                    let (a, b) = (ni(&nn[0]), ni(&nn[1]));
+                    let (a, b) = (t[0], t[1]);
                     pairs.extend([(a, a), (b, b), (a, b), (b, a)]);
                 }
-                ElementKind::VSource { n: nn, .. } | ElementKind::BVoltage { n: nn, .. } => {
-                    let (a, b, k) = (ni(&nn[0]), ni(&nn[1]), branch_of[&e.name]);
+                ElementKind::VSource { .. } | ElementKind::BVoltage { .. } => {
+                    let (a, b, k) = (t[0], t[1], branch_of[&e.name]);
                     pairs.extend([(a, k), (b, k), (k, a), (k, b)]);
                     if let ElementKind::BVoltage { expr, .. } = &e.kind {
                         let t = compile(expr, &e.name, &e.span, &node_index, gnd, &branch_of)?;
@@ -251,8 +289,8 @@ impl Circuit {
                         tape = Some(t);
                     }
                 }
-                ElementKind::BCurrent { n: nn, expr } => {
-                    let (a, b) = (ni(&nn[0]), ni(&nn[1]));
+                ElementKind::BCurrent { expr, .. } => {
+                    let (a, b) = (t[0], t[1]);
                     let t = compile(expr, &e.name, &e.span, &node_index, gnd, &branch_of)?;
                     for &d in &t.deps {
                         pairs.extend([(a, d), (b, d)]);
@@ -260,36 +298,30 @@ impl Circuit {
                     tape = Some(t);
                 }
                 ElementKind::ISource { .. } => {}
-                ElementKind::Vcvs { out, ctrl, .. } => {
+                ElementKind::Vcvs { .. } => {
                     let k = branch_of[&e.name];
-                    let (a, b, c, d) = (ni(&out[0]), ni(&out[1]), ni(&ctrl[0]), ni(&ctrl[1]));
+                    let (a, b, c, d) = (t[0], t[1], t[2], t[3]);
                     pairs.extend([(a, k), (b, k), (k, a), (k, b), (k, c), (k, d)]);
                 }
-                ElementKind::Vccs { out, ctrl, .. } => {
-                    let (a, b, c, d) = (ni(&out[0]), ni(&out[1]), ni(&ctrl[0]), ni(&ctrl[1]));
+                ElementKind::Vccs { .. } => {
+                    let (a, b, c, d) = (t[0], t[1], t[2], t[3]);
                     pairs.extend([(a, c), (a, d), (b, c), (b, d)]);
                 }
-                ElementKind::Cccs { out, vsrc, .. } => {
+                ElementKind::Cccs { vsrc, .. } => {
                     let kc = ctrl_branch(&e.name, vsrc, &e.span)?;
-                    let (a, b) = (ni(&out[0]), ni(&out[1]));
+                    let (a, b) = (t[0], t[1]);
                     pairs.extend([(a, kc), (b, kc)]);
                 }
-                ElementKind::Ccvs { out, vsrc, .. } => {
+                ElementKind::Ccvs { vsrc, .. } => {
                     let kc = ctrl_branch(&e.name, vsrc, &e.span)?;
                     let k = branch_of[&e.name];
-                    let (a, b) = (ni(&out[0]), ni(&out[1]));
+                    let (a, b) = (t[0], t[1]);
                     pairs.extend([(a, k), (b, k), (k, a), (k, b), (k, kc)]);
                 }
                 ElementKind::Mosfet {
-                    d,
-                    g,
-                    s,
-                    b,
-                    l_m,
-                    w_m,
-                    model,
+                    l_m, w_m, model, ..
                 } => {
-                    let t = [ni(d), ni(g), ni(s), ni(b)];
+                    let t = *t;
                     for r in t {
                         for c in t {
                             pairs.push((r, c));
@@ -333,9 +365,9 @@ impl Circuit {
             // moved in below, once pass 2 no longer looks nodes up
             node_index: FastMap::default(),
         };
-        for (e, tape) in nl.elements.iter().zip(tapes) {
+        for ((e, tape), t) in nl.elements.iter().zip(tapes).zip(&ids) {
             match &e.kind {
-                ElementKind::Resistor { n: nn, r_ohm } => {
+                ElementKind::Resistor { r_ohm, .. } => {
                     if !(1.0 / r_ohm).is_finite() {
                         return Err(CircuitError::Element {
                             name: e.name.clone(),
@@ -346,14 +378,14 @@ impl Circuit {
                             span: e.span.clone(),
                         });
                     }
-                    let (a, b) = (ni(&nn[0]), ni(&nn[1]));
+                    let (a, b) = (t[0], t[1]);
                     c.res.push(Res {
                         g: 1.0 / r_ohm,
                         s: [sl(a, a), sl(b, b), sl(a, b), sl(b, a)],
                     });
                 }
-                ElementKind::VSource { n: nn, dc_v } => {
-                    let (a, b, k) = (ni(&nn[0]), ni(&nn[1]), branch_of[&e.name]);
+                ElementKind::VSource { dc_v, .. } => {
+                    let (a, b, k) = (t[0], t[1], branch_of[&e.name]);
                     c.sources.insert(e.name.clone(), SourceRef::V(c.vsrc.len()));
                     c.vsrc.push(Vsrc {
                         a,
@@ -364,17 +396,17 @@ impl Circuit {
                     });
                     c.vsrc_names.push(e.name.clone());
                 }
-                ElementKind::ISource { n: nn, dc_a } => {
+                ElementKind::ISource { dc_a, .. } => {
                     c.sources.insert(e.name.clone(), SourceRef::I(c.isrc.len()));
                     c.isrc.push(Isrc {
-                        a: ni(&nn[0]),
-                        b: ni(&nn[1]),
+                        a: t[0],
+                        b: t[1],
                         i: *dc_a,
                     });
                 }
-                ElementKind::Vcvs { out, ctrl, gain } => {
+                ElementKind::Vcvs { gain, .. } => {
                     let k = branch_of[&e.name];
-                    let (a, b, cp, cn) = (ni(&out[0]), ni(&out[1]), ni(&ctrl[0]), ni(&ctrl[1]));
+                    let (a, b, cp, cn) = (t[0], t[1], t[2], t[3]);
                     c.lin_entries.extend([
                         (sl(a, k), 1.0),
                         (sl(b, k), -1.0),
@@ -384,12 +416,8 @@ impl Circuit {
                         (sl(k, cn), *gain),
                     ]);
                 }
-                ElementKind::Vccs {
-                    out,
-                    ctrl,
-                    gm_siemens,
-                } => {
-                    let (a, b, cp, cn) = (ni(&out[0]), ni(&out[1]), ni(&ctrl[0]), ni(&ctrl[1]));
+                ElementKind::Vccs { gm_siemens, .. } => {
+                    let (a, b, cp, cn) = (t[0], t[1], t[2], t[3]);
                     let g = *gm_siemens;
                     c.lin_entries.extend([
                         (sl(a, cp), g),
@@ -398,16 +426,16 @@ impl Circuit {
                         (sl(b, cn), g),
                     ]);
                 }
-                ElementKind::Cccs { out, vsrc, gain } => {
+                ElementKind::Cccs { vsrc, gain, .. } => {
                     let kc = branch_of[vsrc];
-                    let (a, b) = (ni(&out[0]), ni(&out[1]));
+                    let (a, b) = (t[0], t[1]);
                     c.lin_entries
                         .extend([(sl(a, kc), *gain), (sl(b, kc), -gain)]);
                 }
-                ElementKind::Ccvs { out, vsrc, r_ohm } => {
+                ElementKind::Ccvs { vsrc, r_ohm, .. } => {
                     let kc = branch_of[vsrc];
                     let k = branch_of[&e.name];
-                    let (a, b) = (ni(&out[0]), ni(&out[1]));
+                    let (a, b) = (t[0], t[1]);
                     c.lin_entries.extend([
                         (sl(a, k), 1.0),
                         (sl(b, k), -1.0),
@@ -416,8 +444,8 @@ impl Circuit {
                         (sl(k, kc), -r_ohm),
                     ]);
                 }
-                ElementKind::BVoltage { n: nn, .. } => {
-                    let (a, b, k) = (ni(&nn[0]), ni(&nn[1]), branch_of[&e.name]);
+                ElementKind::BVoltage { .. } => {
+                    let (a, b, k) = (t[0], t[1], branch_of[&e.name]);
                     let tape = tape.expect("tape compiled in pass 1");
                     let s_dep = tape
                         .deps
@@ -437,8 +465,8 @@ impl Circuit {
                         grad: vec![0.0; nd],
                     });
                 }
-                ElementKind::BCurrent { n: nn, .. } => {
-                    let (a, b) = (ni(&nn[0]), ni(&nn[1]));
+                ElementKind::BCurrent { .. } => {
+                    let (a, b) = (t[0], t[1]);
                     let tape = tape.expect("tape compiled in pass 1");
                     let s_dep = tape.deps.iter().map(|&d| [sl(a, d), sl(b, d)]).collect();
                     let nd = tape.deps.len();
@@ -456,15 +484,9 @@ impl Circuit {
                     });
                 }
                 ElementKind::Mosfet {
-                    d,
-                    g,
-                    s,
-                    b,
-                    model,
-                    w_m,
-                    l_m,
+                    model, w_m, l_m, ..
                 } => {
-                    let t = [ni(d), ni(g), ni(s), ni(b)];
+                    let t = *t;
                     let mut slots = [[0; 4]; 4];
                     for (i, r) in t.iter().enumerate() {
                         for (j, col) in t.iter().enumerate() {
@@ -779,42 +801,43 @@ fn compile(
 /// DC-path and voltage-loop checks, before any factorisation.
 fn check_topology(
     nl: &Netlist,
-    node_index: &FastMap<String, usize>,
+    ids: &[[usize; 4]],
     node_names: &[String],
 ) -> Result<(), CircuitError> {
     let n = node_names.len();
-    let id = |s: &str| if s == GROUND { n } else { node_index[s] };
+    // ground is `n` here (the union-find's extra element), whatever number `ids` gives it
+    let id = |v: usize| v.min(n);
     // DC paths: conductive or voltage-defined branches connect their terminals.
     let mut dc = UnionFind::<usize>::new(n + 1);
     // Voltage loops: union of voltage-defined branches only.
     let mut vloop = UnionFind::<usize>::new(n + 1);
-    for e in &nl.elements {
+    for (e, t) in nl.elements.iter().zip(ids) {
         match &e.kind {
-            ElementKind::Resistor { n: nn, .. } | ElementKind::BCurrent { n: nn, .. } => {
-                dc.union(id(&nn[0]), id(&nn[1]));
+            ElementKind::Resistor { .. } | ElementKind::BCurrent { .. } => {
+                dc.union(id(t[0]), id(t[1]));
             }
-            ElementKind::VSource { n: nn, .. } | ElementKind::BVoltage { n: nn, .. } => {
-                dc.union(id(&nn[0]), id(&nn[1]));
-                if !vloop.union(id(&nn[0]), id(&nn[1])) {
+            ElementKind::VSource { .. } | ElementKind::BVoltage { .. } => {
+                dc.union(id(t[0]), id(t[1]));
+                if !vloop.union(id(t[0]), id(t[1])) {
                     return Err(CircuitError::VoltageLoop {
                         name: e.name.clone(),
                         span: e.span.clone(),
                     });
                 }
             }
-            ElementKind::Vcvs { out, .. } | ElementKind::Ccvs { out, .. } => {
-                dc.union(id(&out[0]), id(&out[1]));
-                if !vloop.union(id(&out[0]), id(&out[1])) {
+            ElementKind::Vcvs { .. } | ElementKind::Ccvs { .. } => {
+                dc.union(id(t[0]), id(t[1]));
+                if !vloop.union(id(t[0]), id(t[1])) {
                     return Err(CircuitError::VoltageLoop {
                         name: e.name.clone(),
                         span: e.span.clone(),
                     });
                 }
             }
-            ElementKind::Mosfet { d, s, b, .. } => {
+            ElementKind::Mosfet { .. } => {
                 // channel and bulk junctions (with gmin) conduct; the gate does not
-                dc.union(id(d), id(s));
-                dc.union(id(d), id(b));
+                dc.union(id(t[0]), id(t[2]));
+                dc.union(id(t[0]), id(t[3]));
             }
             ElementKind::ISource { .. } | ElementKind::Vccs { .. } | ElementKind::Cccs { .. } => {}
         }
