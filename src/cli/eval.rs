@@ -79,9 +79,62 @@ pub fn chip_backend(a: &Args, model: &Model) -> Result<Box<dyn MatmulBackend>, N
         exact_nonlinear: a.net.exact_nonlinear,
         weight_scale: None,
     };
-    let b = CircuitBackend::for_model(&file, &ir, model, ov)?
-        .with_chip_conductances(chip.read(a.age, a.read_seed));
-    Ok(Box::new(b))
+    Ok(Box::new(chip_circuit(
+        &file,
+        &ir,
+        model,
+        ov,
+        &chip,
+        a.age,
+        a.read_seed,
+    )?))
+}
+
+/// The circuit backend of `model` whose arrays hold `chip` read at `age_s` (read noise seeded by
+/// `read_seed`). When the chip records the weights it was programmed from
+/// ([`crate::device::chip::Manifest::scale_weights`]: an in-situ or hybrid run), the backend is
+/// prepared with them and frozen, so the conductances decode with the scales they were written
+/// at; the model's weights prepared afterwards do not change them.
+pub fn chip_circuit(
+    file: &crate::net::NetFile,
+    ir: &crate::net::NetworkIr,
+    model: &Model,
+    ov: crate::nn::circuit::CircuitOverrides,
+    chip: &Chip,
+    age_s: f64,
+    read_seed: u64,
+) -> Result<CircuitBackend, NnError> {
+    let mut b = CircuitBackend::for_model(file, ir, model, ov)?
+        .with_chip_conductances(chip.read(age_s, read_seed));
+    if let Some(sw) = &chip.manifest.scale_weights {
+        if sw.len() != model.weights.len() {
+            return Err(NnError::Format(format!(
+                "the chip records {} weight matrices, the model has {}",
+                sw.len(),
+                model.weights.len()
+            )));
+        }
+        for (id, (m, w)) in sw.iter().zip(&model.weights).enumerate() {
+            if (m.rows, m.cols) != (w.rows, w.cols) || m.data.len() != m.rows * m.cols {
+                return Err(NnError::Format(format!(
+                    "the chip's weight matrix {id} is {}×{} ({} values), the model's {}×{}",
+                    m.rows,
+                    m.cols,
+                    m.data.len(),
+                    w.rows,
+                    w.cols
+                )));
+            }
+            let mat = crate::nn::matrix::Matrix {
+                rows: m.rows,
+                cols: m.cols,
+                data: m.data.clone(),
+            };
+            b.prepare(id, &mat)?;
+        }
+        b = b.freeze_weights();
+    }
+    Ok(b)
 }
 
 fn print_confusion(out: &mut dyn Write, cm: &[Vec<usize>]) -> std::io::Result<()> {

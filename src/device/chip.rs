@@ -86,6 +86,21 @@ pub struct Manifest {
     pub now_s: f64,
     /// `[rows, cols]` of every array.
     pub arrays: Vec<[usize; 2]>,
+    /// The weights the chip's conductances are decoded with, one matrix per model slot, when
+    /// they are not the weights being evaluated: an in-situ or hybrid run freezes each matrix's
+    /// siemens per weight unit at its first programming (`insitu_weight_scale`, or `auto` at the
+    /// initial / transferred weights), and the trained weights would give other scales. Absent
+    /// for a chip programmed from the weights it is evaluated with (`netc program`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_weights: Option<Vec<ScaleMatrix>>,
+}
+
+/// A row-major matrix of weights (see [`Manifest::scale_weights`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScaleMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f64>,
 }
 
 /// A chip: its manifest and every array's state.

@@ -318,6 +318,7 @@ pub fn program_network<R: Rng>(
             seed,
             now_s: 0.0,
             arrays: states.iter().map(|s| [s.rows, s.cols]).collect(),
+            scale_weights: None,
         },
         arrays: states,
     };

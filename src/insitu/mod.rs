@@ -391,6 +391,7 @@ impl Setup {
                 seed,
                 now_s: 0.0,
                 arrays: arrays.iter().map(|s| [s.rows, s.cols]).collect(),
+                scale_weights: None,
             },
             arrays,
         })

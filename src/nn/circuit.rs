@@ -82,6 +82,9 @@ pub struct CircuitBackend {
     /// Conductances read from a programmed chip (per physical array, row-major), used instead of
     /// encoding the weights: see [`CircuitBackend::with_chip_conductances`].
     chip_g_s: Option<Vec<Vec<f64>>>,
+    /// [`MatmulBackend::prepare`] keeps the weights already prepared: see
+    /// [`CircuitBackend::freeze_weights`].
+    frozen_weights: bool,
 }
 
 fn other(e: impl std::fmt::Display) -> BackendError {
@@ -121,6 +124,7 @@ impl CircuitBackend {
             lin_engines: Mutex::new(Vec::new()),
             exact_nonlinear: overrides.exact_nonlinear,
             chip_g_s: None,
+            frozen_weights: false,
         })
     }
 
@@ -131,6 +135,15 @@ impl CircuitBackend {
     /// been programmed from the same weights for the decoded values to mean the same units).
     pub fn with_chip_conductances(mut self, g_s: Vec<Vec<f64>>) -> CircuitBackend {
         self.chip_g_s = Some(g_s);
+        self
+    }
+
+    /// Keep the weights prepared so far: a later [`MatmulBackend::prepare`] of a slot that has
+    /// weights is a no-op. A chip's conductances decode with the encoder scales of the weights
+    /// it was programmed from ([`crate::device::chip::Manifest::scale_weights`]), not with those
+    /// of the weights evaluated on it.
+    pub fn freeze_weights(mut self) -> CircuitBackend {
+        self.frozen_weights = true;
         self
     }
 
@@ -524,6 +537,9 @@ impl MatmulBackend for CircuitBackend {
     fn prepare(&mut self, id: LayerId, w: &Matrix) -> Result<(), BackendError> {
         if id >= self.slots.len() {
             return Err(other(format!("slot {id} does not exist")));
+        }
+        if self.frozen_weights && self.weights.contains_key(&id) {
+            return Ok(());
         }
         self.weights.insert(id, w.clone());
         *self.solved.lock().map_err(other)? = None;

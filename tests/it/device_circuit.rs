@@ -371,6 +371,7 @@ fn sample_chip() -> Chip {
             seed: 11,
             now_s: 10.0,
             arrays: vec![[4, 3], [2, 5]],
+            scale_weights: None,
         },
         arrays,
     }

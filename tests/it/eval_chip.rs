@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use netc::device::chip::{network_hash, parse_age, ArrayState, Chip, Manifest, CHIP_FORMAT};
+use netc::device::chip::{
+    network_hash, parse_age, ArrayState, Chip, Manifest, ScaleMatrix, CHIP_FORMAT,
+};
 use netc::device::DeviceParams;
 use netc::nn::backend::MatmulBackend;
 use netc::nn::circuit::{CircuitBackend, CircuitOverrides};
@@ -98,6 +100,7 @@ fn exact_chip(file: &netc::net::NetFile, ir: &netc::net::NetworkIr, model: &Mode
             seed: 0,
             now_s: 0.0,
             arrays: arrays.iter().map(|a| [a.rows, a.cols]).collect(),
+            scale_weights: None,
         },
         arrays,
     }
@@ -391,4 +394,79 @@ fn program_and_eval_chip_on_all_five_reference_networks() {
             }
         }
     }
+}
+
+/// A chip records the weights it was programmed from (an in-situ or hybrid run freezes each
+/// matrix's siemens per weight unit there); other weights evaluated on it (the trained ones) do
+/// not change how its conductances decode. Checked against the circuit backend prepared with the
+/// programming weights; without the record, `weight_scale auto` would decode the same chip at the
+/// evaluated weights' scale (three times the weights here).
+#[test]
+fn chip_decodes_with_the_weights_it_records() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
+    let (file, ir) = netc::net::load_str(&net_text(), "mlp_chip.net", &dir).unwrap();
+    let programmed = model_for(&ir);
+    let mut chip = exact_chip(&file, &ir, &programmed);
+    chip.manifest.scale_weights = Some(
+        programmed
+            .weights
+            .iter()
+            .map(|w| ScaleMatrix {
+                rows: w.rows,
+                cols: w.cols,
+                data: w.data.clone(),
+            })
+            .collect(),
+    );
+    let mut trained = programmed.clone();
+    for w in &mut trained.weights {
+        for v in &mut w.data {
+            *v *= 3.0;
+        }
+    }
+    let mut circ =
+        CircuitBackend::for_model(&file, &ir, &programmed, CircuitOverrides::default()).unwrap();
+    programmed.prepare_backend(&mut circ).unwrap();
+    let on_chip = |chip: &Chip| {
+        let mut b = netc::cli::eval::chip_circuit(
+            &file,
+            &ir,
+            &trained,
+            CircuitOverrides::default(),
+            chip,
+            0.0,
+            1,
+        )
+        .unwrap();
+        trained.prepare_backend(&mut b).unwrap();
+        b
+    };
+    let recorded = on_chip(&chip);
+    chip.manifest.scale_weights = None;
+    let unrecorded = on_chip(&chip);
+    for id in 0..programmed.weights.len() {
+        let a = circ.effective_weights(id).unwrap();
+        let scale = a.data.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let b = recorded.effective_weights(id).unwrap();
+        assert!(a.max_abs_diff(&b) <= 1e-12 * scale, "slot {id}");
+        let c = unrecorded.effective_weights(id).unwrap();
+        assert!(
+            a.max_abs_diff(&c) > scale,
+            "slot {id}: the record made no difference"
+        );
+    }
+    // a record that does not fit the model is an error, not a wrong decode
+    chip.manifest.scale_weights = Some(vec![]);
+    let e = netc::cli::eval::chip_circuit(
+        &file,
+        &ir,
+        &trained,
+        CircuitOverrides::default(),
+        &chip,
+        0.0,
+        1,
+    )
+    .err()
+    .expect("a chip with no weight matrices for this model is refused");
+    assert!(e.to_string().contains("weight matrices"), "{e}");
 }

@@ -124,6 +124,7 @@ fn rig(name: &str, ov: &Overrides, g0: f64) -> Rig {
             seed: 0,
             now_s: 0.0,
             arrays: arrays.iter().map(|a| [a.rows, a.cols]).collect(),
+            scale_weights: None,
         },
         arrays,
     };
