@@ -4,7 +4,8 @@
 //! * the in-situ phase's per-epoch test accuracy and the chip's accuracy at several ages,
 //! * how many used cells sit above the top state / at the bottom after the in-situ phase.
 //!
-//! `cargo run --release --example s5diag -- NET OUT_DIR ETA UPDATES [AGES_S...]`
+//! `cargo run --release --example s5diag -- NET OUT_DIR ETA UPDATES [AGES_S...]`; the run's seed
+//! from `S5DIAG_SEED` (default: the file's)
 //! (copy a finished run's `software/` directory into OUT_DIR to skip the software phase).
 
 use std::path::PathBuf;
@@ -56,8 +57,13 @@ fn main() -> anyhow::Result<()> {
     };
     let n_train = base.split.train.len();
     let batch = base.cfg.batch_size;
+    let seed = match std::env::var("S5DIAG_SEED") {
+        Ok(s) => Some(s.parse()?),
+        Err(_) => None,
+    };
     let ov = Overrides {
         mode: Some(TrainMode::Hybrid),
+        seed,
         max_updates: Some(updates),
         insitu_epochs: Some(updates.div_ceil(n_train.div_ceil(batch)).max(1)),
         optimizer: Some(Optimizer::Threshold {
