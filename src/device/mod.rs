@@ -173,6 +173,12 @@ pub struct DeviceSpec {
     pub miswrite_fraction: f64,
     /// Relative σ of each read.
     pub read_noise_rel: f64,
+    /// Absolute σ (S) of the relaxation of a freshly written state: a write-verify that ended in
+    /// its window leaves the device there, and the state then moves by N(0, σ) before anything
+    /// else reads it (S5, seed 004, Methods: the measured programming error of the transfer is
+    /// δ ~ N(0, 108 nA) at 0.2 V although the loop stops within ±50 nA). 0 = none.
+    #[serde(default)]
+    pub relax_sigma_s: f64,
     pub drift: DriftSpec,
     pub verify: VerifySpec,
 }
@@ -210,6 +216,7 @@ impl DeviceSpec {
             stuck_off_g_s: g_min_s,
             miswrite_fraction: 0.0,
             read_noise_rel: 0.0,
+            relax_sigma_s: 0.0,
             drift: DriftSpec {
                 t0_s: 20.0,
                 ..DriftSpec::default()
@@ -243,6 +250,7 @@ impl DeviceSpec {
             ("dw_min_dtod", self.dw_min_dtod),
             ("w_max_dtod", self.w_max_dtod),
             ("read_noise", self.read_noise_rel),
+            ("relax_sigma", self.relax_sigma_s),
             ("v_threshold", self.v_threshold_v),
             ("pulse_width", self.pulse_width_s),
             ("drift nu_d2d", self.drift.nu_d2d),
@@ -492,6 +500,19 @@ impl DeviceSpec {
                 self.clip(p, g_target + self.program_noise_s * xi)
             }
         }
+    }
+
+    /// The state a write left at `g` after its relaxation: `g + relax_sigma·ξ` clipped to the
+    /// device's window (a stuck device stays at its stuck value; no relaxation declared, no draw).
+    pub fn relaxed<R: Rng>(&self, p: &DeviceParams, g: f64, rng: &mut R) -> f64 {
+        if let Fault::Stuck { g_s } = p.fault {
+            return g_s;
+        }
+        if self.relax_sigma_s == 0.0 {
+            return g;
+        }
+        let xi: f64 = StandardNormal.sample(rng);
+        self.clip(p, g + self.relax_sigma_s * xi)
     }
 
     /// RESET: full (depth 1) to G_min or partial.

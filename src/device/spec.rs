@@ -13,7 +13,7 @@
 //!     pulse_width_ns 50; v_pulse 2V; v_threshold 1V;
 //!     c2c 0.02; dw_min_dtod 0.3; w_max_dtod 0.1;
 //!     stuck_on 0.01 100uS; stuck_off 0.11 10uS; miswrite 0.1;
-//!     read_noise 0.01;
+//!     read_noise 0.01; relax_sigma 0.5uS;
 //!     drift { nu 0.005; nu_d2d 0.002; t0_seconds 20; tail_fraction 0.05; tail_tau_seconds 3600; tail_sigma 0.1; }
 //!     verify { v_read 0.2V; tolerance_a 50nA; tolerance_rel 0.05; max_pulses 500; }
 //!   }
@@ -52,6 +52,7 @@ pub const DEVICE_KEYS: &[&str] = &[
     "stuck_off",
     "miswrite",
     "read_noise",
+    "relax_sigma",
     "drift",
     "verify",
 ];
@@ -248,6 +249,7 @@ pub fn device_block(
             }
             "miswrite" => d.miswrite_fraction = bounded(st, "", 0.0, 1.0)?,
             "read_noise" => d.read_noise_rel = bounded(st, "", 0.0, 1.0)?,
+            "relax_sigma" => d.relax_sigma_s = non_negative(st, "s")?,
             "drift" => drift(st, &mut d)?,
             "verify" => verify(st, &mut d)?,
             _ => unreachable!("checked against DEVICE_KEYS"),

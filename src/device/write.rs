@@ -468,7 +468,9 @@ pub fn write_verify<R: Rng>(
 }
 
 /// The write-verify loop of one cell whose read is `reader`: `g_s` is the cell's true conductance
-/// (updated in place), `pulses` its pulse counter.
+/// (updated in place), `pulses` its pulse counter. A loop that pulsed at least once stops on its
+/// last read and the fresh state then relaxes ([`DeviceSpec::relaxed`]); `converged` and
+/// `g_read_s` are the loop's last read, `g_true_s` the state after the relaxation.
 pub fn verify_cell<R: Rng>(
     spec: &DeviceSpec,
     params: &DeviceParams,
@@ -505,6 +507,11 @@ pub fn verify_cell<R: Rng>(
         n += 1;
         g_read = read(g, rng);
     }
+    let converged = spec.within(g_read, g_target_s);
+    if n > 0 {
+        // the loop has stopped on its last read; the fresh state then relaxes (`relax_sigma`)
+        g = spec.relaxed(params, g, rng);
+    }
     *g_s = g;
     *pulses += n as u32;
     VerifyOutcome {
@@ -513,7 +520,7 @@ pub fn verify_cell<R: Rng>(
         g_read_s: g_read,
         g_true_s: g,
         error_rel: (g_read - g_target_s).abs() / g_target_s.abs().max(1e-30),
-        converged: spec.within(g_read, g_target_s),
+        converged,
     }
 }
 

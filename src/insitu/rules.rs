@@ -142,7 +142,13 @@ impl Rule {
             }
         }
         let now_s = chip.manifest.now_s;
-        let (lo, hi) = (spec.g_min_s, spec.g_max_s);
+        // targets stay inside the operating window the mapping uses (the hardware block's
+        // g_min..g_max, narrowed by the device's own): S5's devices saturate at 25 µS, above the
+        // 20 µS top state, and an update must not aim past the window the weights are decoded in
+        let (lo, hi) = match (spec.g_min_s.max(hw.g_min_s), spec.g_max_s.min(hw.g_max_s)) {
+            (lo, hi) if lo < hi => (lo, hi),
+            _ => (spec.g_min_s, spec.g_max_s),
+        };
         if matches!(self, Rule::Threshold { .. } | Rule::WriteVerify) {
             // Write-verify goes through the one programming function: every array's verify reads
             // share one prepared network and factor (ArrayVerifier), arrays run in parallel,

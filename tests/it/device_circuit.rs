@@ -558,3 +558,66 @@ fn cli_set_json_reports_the_solved_compliance_current() {
         assert!((ng[1] - icc).abs() <= 1e-6 * icc, "{} vs {icc}", ng[1]);
     }
 }
+
+#[test]
+fn write_verify_relaxation_is_gaussian_with_the_declared_sigma() {
+    // The same loop from the same state twice, without and with `relax_sigma`: noise-free pulses
+    // and reads make the loop deterministic, so the two landings differ by the relaxation alone,
+    // which must be N(0, σ) (S5: the transfer's error is N(0, 108 nA) at 0.2 V although the
+    // loop stops within ±50 nA).
+    let mut r = ChaCha8Rng::seed_from_u64(11);
+    let g: Vec<f64> = (0..16).map(|_| r.gen_range(5e-6..20e-6)).collect();
+    let mut spec = DeviceSpec::ideal(2.5e-6, 25e-6);
+    spec.pulse = PulseLaw::SoftBounds {
+        dw_min: 0.02,
+        up_down: 0.0,
+    };
+    spec.verify.tolerance_a = Some(50e-9);
+    spec.verify.tolerance_rel = None;
+    let sigma = 0.52e-6;
+    let mut relaxing = spec.clone();
+    relaxing.relax_sigma_s = sigma;
+    relaxing.validate().unwrap();
+    let p = DeviceParams::nominal(&spec);
+    let n = 2000;
+    let mut d = Vec::with_capacity(n);
+    let mut pulses = 0;
+    for t in 0..n {
+        let start = if t % 2 == 0 { 4e-6 } else { 22e-6 };
+        let target = 12.5e-6;
+        let mut a = Crossbar::passive(4, 4, g.clone(), 1.0).unwrap();
+        a.g_siemens[5] = start;
+        let still = write_verify(&spec, &p, &mut a, 1, 1, target, &mut pulses, &mut r).unwrap();
+        let mut b = Crossbar::passive(4, 4, g.clone(), 1.0).unwrap();
+        b.g_siemens[5] = start;
+        let moved = write_verify(&relaxing, &p, &mut b, 1, 1, target, &mut pulses, &mut r).unwrap();
+        // the loop itself is unchanged: same pulses, same last read, in its window
+        assert_eq!(still.pulses, moved.pulses);
+        assert!(moved.converged && (moved.g_read_s - target).abs() * 0.2 <= 50e-9);
+        assert_eq!(moved.g_read_s, still.g_read_s);
+        assert_eq!(b.g_siemens[5], moved.g_true_s);
+        d.push(moved.g_true_s - still.g_true_s);
+    }
+    let nf = n as f64;
+    let mean = d.iter().sum::<f64>() / nf;
+    let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / nf).sqrt();
+    assert!(mean.abs() < 4.0 * sigma / nf.sqrt(), "mean {mean}");
+    assert!(
+        (sd - sigma).abs() < 4.0 * sigma / (2.0 * nf).sqrt(),
+        "sd {sd} vs {sigma}"
+    );
+    // Gaussian, not merely the right spread: P(|ξ| < 1) = 0.6827
+    let inside = d.iter().filter(|x| x.abs() < sigma).count() as f64 / nf;
+    let tol = 4.0 * (0.6827f64 * 0.3173 / nf).sqrt();
+    assert!((inside - 0.6827).abs() < tol, "{inside}");
+    // a loop that does not pulse (already in its window) does not relax; a stuck device never does
+    let mut c = Crossbar::passive(4, 4, g.clone(), 1.0).unwrap();
+    let here = c.g_siemens[5];
+    let out = write_verify(&relaxing, &p, &mut c, 1, 1, here, &mut pulses, &mut r).unwrap();
+    assert!(out.pulses == 0 && c.g_siemens[5] == here);
+    let mut q = p;
+    q.fault = netc::device::Fault::Stuck { g_s: 10e-6 };
+    c.g_siemens[5] = 10e-6;
+    write_verify(&relaxing, &q, &mut c, 1, 1, 15e-6, &mut pulses, &mut r).unwrap();
+    assert_eq!(c.g_siemens[5], 10e-6);
+}

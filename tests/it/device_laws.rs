@@ -255,10 +255,19 @@ fn device_block_parses() {
     let (f, _) = load_str(&src, "t.net", &models_dir()).unwrap();
     let d = f.hardware.device.expect("declared device");
     assert_eq!(d.program_noise_s, 10e-6);
+    assert_eq!(d.relax_sigma_s, 0.0);
     assert_eq!(d.stuck_off_fraction, 0.11);
     assert_eq!(d.verify.tolerance_a, Some(50e-9));
     assert_eq!(d.verify.max_pulses, 500);
     assert!(matches!(d.pulse, PulseLaw::Nonlinear { p_max_pulses, .. } if p_max_pulses == 64.0));
+}
+
+#[test]
+fn relax_sigma_parses_in_siemens() {
+    let src = with_device("    relax_sigma 0.52uS; verify { tolerance_a 50nA; }");
+    let (f, _) = load_str(&src, "t.net", &models_dir()).unwrap();
+    let d = f.hardware.device.expect("declared device");
+    assert!((d.relax_sigma_s - 0.52e-6).abs() < 1e-18);
 }
 
 #[test]
@@ -270,6 +279,8 @@ fn bad_device_parameters_are_located() {
         ("    wobble 3;", 10, 5, "unknown key `wobble`"),
         ("    set_law linear_gate;", 10, 5, "needs `r_vg`"),
         ("    stuck_on 0.2;", 10, 5, "needs 2 value"),
+        ("    relax_sigma 0.5V;", 10, 17, "siemens"),
+        ("    relax_sigma -1uS;", 10, 17, "must be in [0"),
     ] {
         let src = with_device(body);
         let e = match load_str(&src, "t.net", &models_dir()) {
