@@ -260,10 +260,15 @@ impl LineSolver {
             let sb = self.seg_b_ohm[i];
             let row = &p[i * c..(i + 1) * c];
             let out = &mut vb[i * c..(i + 1) * c];
-            for j in 0..c {
-                col_v[j] += sb * col[j];
-                out[j] = col_v[j];
-                col[j] -= row[j];
+            for (((cv, o), cl), pv) in col_v
+                .iter_mut()
+                .zip(out.iter_mut())
+                .zip(col.iter_mut())
+                .zip(row)
+            {
+                *cv += sb * *cl;
+                *o = *cv;
+                *cl -= pv;
             }
         }
     }
@@ -314,7 +319,7 @@ impl LineSolver {
                 }
             }
             let beta = norm2(&basis[..m]);
-            if !(beta > tol) {
+            if beta.is_nan() || beta <= tol {
                 break;
             }
             basis[..m].iter_mut().for_each(|v| *v /= beta);
