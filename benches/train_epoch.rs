@@ -8,11 +8,14 @@
 //! - S1's circuit backend against its ideal epoch, on linear cells (the same array with passive
 //!   memristors, 1 Ω segments) and on the declared 1T1R cells through the small-signal array; the
 //!   circuit backend re-solves the arrays after every optimiser step (new conductance state,
-//!   effective weights, dense products). Target ≤ 2×.
+//!   effective weights, dense products). Ideal and circuit epochs alternate round by round; the
+//!   median of the per-round wall-time ratios is the figure (target ≤ 2×), the process CPU time
+//!   of each epoch (all threads) is printed too, as a load-independent check.
 //!
 //! The numpy script runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its
 //! environment (this machine may set them; the script prints the BLAS it ran). Set
-//! `TRAIN_EPOCH_NUMPY=0` to skip it (e.g. without python3/numpy).
+//! `TRAIN_EPOCH_NUMPY=0` to skip it (e.g. without python3/numpy). `TRAIN_EPOCH_ONLY=circuit` runs
+//! only the S1 circuit-backend comparisons (each still against an ideal epoch of the same run).
 //!
 //! cargo bench --bench train_epoch
 use std::path::Path;
@@ -32,6 +35,26 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Wall and CPU seconds (all threads of the process) and test accuracy of one one-epoch training
+/// from the configuration's seed on a fresh model.
+fn one_epoch(
+    spec: &ModelSpec,
+    split: &Split,
+    cfg: &TrainConfig,
+    backend: &mut dyn MatmulBackend,
+) -> (f64, f64, f64) {
+    let mut cfg = cfg.clone();
+    cfg.epochs = 1;
+    let mut m = Model::new(spec.clone()).expect("model");
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    let rep = train(&mut m, backend, split, &cfg, &TrainOptions::default()).expect("train");
+    (
+        t0.elapsed().as_secs_f64(),
+        cpu_seconds() - c0,
+        rep.metrics[0].test_acc,
+    )
+}
+
 /// Median epoch time (s) and the last run's test accuracy of `runs` one-epoch trainings from the
 /// same seed on a fresh model.
 fn epochs(
@@ -41,18 +64,30 @@ fn epochs(
     backend: &mut dyn MatmulBackend,
     runs: usize,
 ) -> (f64, f64) {
-    let mut cfg = cfg.clone();
-    cfg.epochs = 1;
     let mut t = Vec::new();
     let mut acc = 0.0;
     for _ in 0..runs {
-        let mut m = Model::new(spec.clone()).expect("model");
-        let t0 = Instant::now();
-        let rep = train(&mut m, backend, split, &cfg, &TrainOptions::default()).expect("train");
-        t.push(t0.elapsed().as_secs_f64());
-        acc = rep.metrics[0].test_acc;
+        let (wall, _, a) = one_epoch(spec, split, cfg, backend);
+        t.push(wall);
+        acc = a;
     }
     (median(t), acc)
+}
+
+/// CPU time of the whole process so far (user + system, every thread), in seconds; NaN where
+/// it cannot be read.
+fn cpu_seconds() -> f64 {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: getrusage only writes the zero-initialised struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: RUSAGE_SELF with a valid pointer to a rusage is getrusage's contract.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } == 0 {
+            let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+            return tv(u.ru_utime) + tv(u.ru_stime);
+        }
+    }
+    f64::NAN
 }
 
 /// The numpy reference's median epoch (s), or `None` when it cannot run.
@@ -91,7 +126,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5)
         .max(1);
-    let with_numpy = std::env::var("TRAIN_EPOCH_NUMPY").map_or(true, |v| v != "0");
+    let only_circuit = std::env::var("TRAIN_EPOCH_ONLY").is_ok_and(|v| v == "circuit");
+    let with_numpy = !only_circuit && std::env::var("TRAIN_EPOCH_NUMPY").map_or(true, |v| v != "0");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
     let (p, ir) = recipe(&dir.join("lenet.net")).expect("lenet.net");
     let split = p.data.load().expect("bundled data");
@@ -102,8 +138,16 @@ fn main() {
         rayon::current_num_threads()
     );
 
-    // S1 (lenet.net's own training block: batch 100) and S5 against numpy
-    let (t_s1, acc_s1) = epochs(&p.model, &split, &p.train, &mut IdealBackend::new(), runs);
+    if !only_circuit {
+        ideal_epochs(&p, &split, runs, with_numpy);
+    }
+    circuit_epochs(&p, &ir, &split, runs);
+}
+
+/// S1 (lenet.net's own training block: batch 100) and S5 against numpy; the ideal epoch of every
+/// preset.
+fn ideal_epochs(p: &netc::nn::presets::Preset, split: &Split, runs: usize, with_numpy: bool) {
+    let (t_s1, acc_s1) = epochs(&p.model, split, &p.train, &mut IdealBackend::new(), runs);
     println!(
         "S1 lenet.net, batch {}: ideal backend {t_s1:.3} s (test {:.2}%)",
         p.train.batch_size,
@@ -153,8 +197,16 @@ fn main() {
         }
         ideal_by_preset.push((name, t));
     }
+}
 
-    // S1 circuit backends against the ideal epoch (interleaved reference from above)
+/// S1's circuit backends against the ideal epoch measured just before each.
+fn circuit_epochs(
+    p: &netc::nn::presets::Preset,
+    ir: &netc::net::NetworkIr,
+    split: &Split,
+    runs: usize,
+) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
     let src = std::fs::read_to_string(dir.join("lenet.net")).expect("read lenet.net");
     let passive: String = src
         .lines()
@@ -173,17 +225,40 @@ fn main() {
     let m0 = Model::new(p.model.clone()).expect("model");
     for (label, file, irr) in [
         ("linear cells", &file2, &ir2),
-        ("1T1R, small-signal", &file1, &ir),
+        ("1T1R, small-signal", &file1, ir),
     ] {
         let mut cb = CircuitBackend::for_model(file, irr, &m0, CircuitOverrides::default())
             .expect("backend");
-        let (t_ideal, _) = epochs(&p.model, &split, &p.train, &mut IdealBackend::new(), runs);
-        let (t_circ, acc) = epochs(&p.model, &split, &p.train, &mut cb, runs);
+        // ideal and circuit epochs alternate, so that both see the same load; the ratio is taken
+        // per round (an ideal epoch and the circuit epoch right after it) and its median reported
+        let (mut wi, mut wc, mut ci, mut cc, mut ratio) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut acc = 0.0;
+        for _ in 0..runs {
+            let (w_ideal, c_ideal, _) =
+                one_epoch(&p.model, split, &p.train, &mut IdealBackend::new());
+            let (w_circ, c_circ, a) = one_epoch(&p.model, split, &p.train, &mut cb);
+            ratio.push(w_circ / w_ideal);
+            wi.push(w_ideal);
+            wc.push(w_circ);
+            ci.push(c_ideal);
+            cc.push(c_circ);
+            acc = a;
+        }
+        let r = median(ratio.clone());
+        let (lo, hi) = ratio
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
         println!(
-            "S1 circuit backend, {label}: {t_circ:.3} s (test {:.2}%) vs ideal {t_ideal:.3} s → {:.2}× (target ≤ 2×: {})",
+            "S1 circuit backend, {label}: {:.3} s (test {:.2}%) vs ideal {:.3} s → {r:.2}× \
+             (median of {runs} rounds, range {lo:.2}–{hi:.2}; target ≤ 2×: {}); CPU {:.3} s vs {:.3} s → {:.2}×",
+            median(wc),
             100.0 * acc,
-            t_circ / t_ideal,
-            if t_circ <= 2.0 * t_ideal { "met" } else { "NOT met" }
+            median(wi),
+            if r <= 2.0 { "met" } else { "NOT met" },
+            median(cc.clone()),
+            median(ci.clone()),
+            median(cc) / median(ci),
         );
     }
 }

@@ -93,6 +93,9 @@ struct Res {
 
 #[derive(Debug, Clone)]
 struct Vsrc {
+    /// Terminals (ground is `n`).
+    a: usize,
+    b: usize,
     k: usize,
     v: f64,
     s: [Slot; 4],
@@ -353,6 +356,8 @@ impl Circuit {
                     let (a, b, k) = (ni(&nn[0]), ni(&nn[1]), branch_of[&e.name]);
                     c.sources.insert(e.name.clone(), SourceRef::V(c.vsrc.len()));
                     c.vsrc.push(Vsrc {
+                        a,
+                        b,
                         k,
                         v: *dc_v,
                         s: [sl(a, k), sl(b, k), sl(k, a), sl(k, b)],
@@ -487,6 +492,33 @@ impl Circuit {
     /// True when no device is nonlinear: the matrix is factored once.
     pub fn is_linear(&self) -> bool {
         self.bsrc.is_empty() && self.mos.is_empty()
+    }
+
+    /// The nodes held by voltage sources, as (node, branch unknown, sign), when the circuit is made
+    /// of resistors, independent current sources and independent voltage sources with one
+    /// terminal at ground, each holding a different node; `None` for any other circuit. Such a
+    /// circuit's node voltages solve a symmetric system over the other nodes
+    /// ([`crate::solver::spd`]). The sign is the source's incidence at the node: +1 when the node
+    /// is its positive terminal (`V(node) = v`), −1 when it is the negative one (`V(node) = −v`).
+    pub fn held_nodes(&self) -> Option<Vec<(usize, usize, f64)>> {
+        if !(self.is_linear() && self.lin_entries.is_empty()) {
+            return None;
+        }
+        let gnd = self.n;
+        let mut held = vec![false; self.n_nodes];
+        let mut out = Vec::with_capacity(self.vsrc.len());
+        for v in &self.vsrc {
+            let (node, sign) = match (v.a == gnd, v.b == gnd) {
+                (false, true) => (v.a, 1.0),
+                (true, false) => (v.b, -1.0),
+                _ => return None,
+            };
+            if std::mem::replace(&mut held[node], true) {
+                return None;
+            }
+            out.push((node, v.k, sign));
+        }
+        Some(out)
     }
 
     /// Unknown index of a node name (`None` for ground or unknown names).

@@ -3,7 +3,7 @@
 
 use super::train::{BackendKind, NetArgs};
 use crate::device::chip::{network_hash, Chip};
-use crate::nn::backend::MatmulBackend;
+use crate::nn::backend::{ForwardCtx, MatmulBackend, Pass};
 use crate::nn::circuit::CircuitBackend;
 use crate::nn::model::{Model, WeightsFile};
 use crate::nn::plot::confusion_heatmap;
@@ -77,6 +77,7 @@ pub fn chip_backend(a: &Args, model: &Model) -> Result<Box<dyn MatmulBackend>, N
     let ov = crate::nn::circuit::CircuitOverrides {
         r_wire_ohm: a.net.r_wire_ohm,
         exact_nonlinear: a.net.exact_nonlinear,
+        weight_scale: None,
     };
     let b = CircuitBackend::for_model(&file, &ir, model, ov)?
         .with_chip_conductances(chip.read(a.age, a.read_seed));
@@ -140,7 +141,11 @@ pub fn evaluate_net(
     }
     let split = a.net.split(&p)?;
     let mut results: Vec<(String, EvalResult)> = vec![];
-    let mut backends = vec![];
+    let mut backends: Vec<Box<dyn MatmulBackend>> = vec![];
+    // the chip backend here holds one read taken when it is made (`--age`, `--read-seed`); the
+    // other backends have no devices to read: nothing is drawn from this stream
+    let mut read_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(a.read_seed);
+    let mut ctx = ForwardCtx::new(&mut read_rng, Pass::Test);
     for &k in kinds {
         let mut b = if k == BackendKind::Chip {
             chip_backend(a, &model)?
@@ -148,17 +153,19 @@ pub fn evaluate_net(
             a.net.backend(k, &model)?
         };
         model.prepare_backend(b.as_mut())?;
-        let r = evaluate(&model, b.as_ref(), &split.test, 500)?;
+        let r = evaluate(&model, b.as_mut(), &split.test, 500, &mut ctx)?;
         results.push((b.name(), r));
         backends.push(b);
     }
     let layer_errors = if backends.len() >= 2 {
+        let (first, rest) = backends.split_at_mut(1);
         Some(layer_errors(
             &model,
-            backends[0].as_ref(),
-            backends[1].as_ref(),
+            first[0].as_mut(),
+            rest[0].as_mut(),
             &split.test,
             200,
+            &mut ctx,
         )?)
     } else {
         None

@@ -155,6 +155,7 @@ impl NetArgs {
                 let ov = crate::nn::circuit::CircuitOverrides {
                     r_wire_ohm: self.r_wire_ohm,
                     exact_nonlinear: self.exact_nonlinear,
+                    weight_scale: None,
                 };
                 Box::new(crate::nn::circuit::CircuitBackend::for_model(
                     &file, &ir, model, ov,

@@ -102,15 +102,23 @@ impl Chip {
     /// The read is taken once and held for the whole evaluation.
     pub fn read(&self, age_s: f64, read_seed: u64) -> Vec<Vec<f64>> {
         use rand::SeedableRng;
+        self.read_with(
+            age_s,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(read_seed),
+        )
+    }
+
+    /// [`Chip::read`] with the read noise drawn from `rng` (array by array, cell by cell; a
+    /// training run's read stream).
+    pub fn read_with<R: Rng>(&self, age_s: f64, rng: &mut R) -> Vec<Vec<f64>> {
         let spec = &self.manifest.device;
         let now_s = self.manifest.now_s + age_s;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(read_seed);
         self.arrays
             .iter()
             .map(|a| {
                 a.g_at(spec, now_s)
                     .into_iter()
-                    .map(|g| spec.read(g, &mut rng))
+                    .map(|g| spec.read(g, rng))
                     .collect()
             })
             .collect()

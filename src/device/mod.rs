@@ -9,6 +9,7 @@
 
 pub mod chip;
 pub mod program;
+pub mod set_bias;
 pub mod spec;
 pub mod write;
 

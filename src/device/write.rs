@@ -17,8 +17,9 @@
 //! The floating columns carry no current at DC except what the differences of word-line drops push
 //! through them; they are left out of the bias circuit (so a word line's current is this column's
 //! cell current alone and the word line up to column j is one series resistance). The bias circuit
-//! is emitted as a SPICE netlist ([`set_netlist`]) and solved by netc's general solver
-//! ([`compliance_currents`]); ngspice's `.op` of the same text is the test's reference.
+//! is emitted as a SPICE netlist ([`set_netlist`]); [`compliance_currents`] solves the same circuit
+//! directly as a ladder ([`super::set_bias`], checked against the general solver on the netlist),
+//! and ngspice's `.op` of the netlist is the test's reference.
 //!
 //! **Verify reads and read-back** go through the crossbar engine's small-signal array (wires,
 //! access transistor channel, sense): one row driven at V_read, the others and every column at
@@ -48,16 +49,14 @@ fn mos_of(xb: &Crossbar) -> Result<&crate::circuit::mos1::Mos1, DeviceError> {
     }
 }
 
-/// The SET bias circuit of column `j` of a 1T1R array: every row's top electrode at `v_set_v`, gate
-/// line i at `v_gate_v[i]`, memristors held at `v_m_v`, column j grounded. The compliance current of
-/// cell (i, j) is `i(vm_<i>)`.
-pub fn set_netlist(
-    xb: &Crossbar,
+/// The checks of a column's SET bias (1T1R cells, column in range, one finite gate per row).
+fn check_set_bias<'a>(
+    xb: &'a Crossbar,
     j: usize,
     v_gate_v: &[f64],
     v_set_v: f64,
     v_m_v: f64,
-) -> Result<String, DeviceError> {
+) -> Result<&'a crate::circuit::mos1::Mos1, DeviceError> {
     let mos = mos_of(xb)?;
     xb.validate()
         .map_err(|e| DeviceError::Circuit(e.to_string()))?;
@@ -77,6 +76,20 @@ pub fn set_netlist(
     if !(v_set_v.is_finite() && v_m_v.is_finite() && v_gate_v.iter().all(|v| v.is_finite())) {
         return Err(DeviceError::Param("bias voltages must be finite".into()));
     }
+    Ok(mos)
+}
+
+/// The SET bias circuit of column `j` of a 1T1R array: every row's top electrode at `v_set_v`, gate
+/// line i at `v_gate_v[i]`, memristors held at `v_m_v`, column j grounded. The compliance current of
+/// cell (i, j) is `i(vm_<i>)`.
+pub fn set_netlist(
+    xb: &Crossbar,
+    j: usize,
+    v_gate_v: &[f64],
+    v_set_v: f64,
+    v_m_v: f64,
+) -> Result<String, DeviceError> {
+    let mos = check_set_bias(xb, j, v_gate_v, v_set_v, v_m_v)?;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -153,7 +166,9 @@ pub fn solve_set_netlist(netlist: &str, rows: usize) -> Result<Vec<f64>, DeviceE
         .collect()
 }
 
-/// The solved compliance current (A) of every cell of column `j` during a SET with gates `v_gate_v`.
+/// The solved compliance current (A) of every cell of column `j` during a SET with gates `v_gate_v`:
+/// the bias circuit of [`set_netlist`] solved as a ladder ([`super::set_bias`]), or, should its
+/// Newton not settle, that netlist through the general solver.
 pub fn compliance_currents(
     xb: &Crossbar,
     j: usize,
@@ -161,6 +176,17 @@ pub fn compliance_currents(
     v_set_v: f64,
     v_m_v: f64,
 ) -> Result<Vec<f64>, DeviceError> {
+    let mos = check_set_bias(xb, j, v_gate_v, v_set_v, v_m_v)?;
+    let geo = super::set_bias::LadderGeometry {
+        r_row_ohm: xb.r_driver_ohm + (j as f64 + 1.0) * xb.r_word_ohm,
+        r_bit_ohm: xb.r_bit_ohm,
+        r_end_ohm: xb.r_bit_ohm + xb.r_sense_ohm,
+    };
+    if let Some(i_cc) = super::set_bias::solve_ladder(mos, geo, v_gate_v, v_set_v, v_m_v) {
+        return Ok(i_cc);
+    }
+    // Newton on the ladder did not settle: the general solver (source stepping, limiting) on the
+    // same circuit as text
     let text = set_netlist(xb, j, v_gate_v, v_set_v, v_m_v)?;
     solve_set_netlist(&text, xb.rows)
 }
@@ -453,6 +479,22 @@ pub fn verify_cell<R: Rng>(
     rng: &mut R,
 ) -> VerifyOutcome {
     let read = |g: f64, rng: &mut R| -> f64 { spec.read(reader.g_read(g), rng) };
+    if let super::Fault::Miswritten = params.fault {
+        // a mis-writing device lands anywhere in its window whatever the loop aims at (S5's
+        // deliberately mis-written weights): one write, not verified into place
+        let g = spec.land(params, g_target_s, rng);
+        *g_s = g;
+        *pulses += 1;
+        let g_read = read(g, rng);
+        return VerifyOutcome {
+            pulses: 1,
+            g_target_s,
+            g_read_s: g_read,
+            g_true_s: g,
+            error_rel: (g_read - g_target_s).abs() / g_target_s.abs().max(1e-30),
+            converged: false,
+        };
+    }
     let mut g = *g_s;
     let mut g_read = read(g, rng);
     let mut n = 0usize;

@@ -15,6 +15,7 @@
 //! conductance change and updates beyond the window clip at the device bounds.
 //! `docs/insitu.md` describes the rules and what is a guess.
 
+pub mod chip_backend;
 pub mod rules;
 
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ use crate::device::program::{self as devprog, Algorithm};
 use crate::device::{DeviceError, DeviceSpec, Fault};
 use crate::mapping::weights::Programmed;
 use crate::mapping::Lowering;
-use crate::nn::backend::{IdealBackend, MatmulBackend};
+use crate::nn::backend::{ForwardCtx, IdealBackend, MatmulBackend, Pass, Update, UpdateCtx};
 use crate::nn::circuit::{CircuitBackend, CircuitOverrides};
 use crate::nn::from_net::{slot_rows, weights_from_slots, SlotRows};
 use crate::nn::loss;
@@ -43,6 +44,7 @@ use crate::nn::train::{batch_matrix, evaluate, read_json, write_json, EpochMetri
 use crate::nn::NnError;
 
 pub use crate::net::spec::TrainMode;
+pub use chip_backend::ChipBackend;
 pub use rules::{Rule, UpdateStats};
 
 /// Experiment knobs on top of the `.net` file.
@@ -71,6 +73,9 @@ pub struct Overrides {
     pub trainable: Option<Vec<String>>,
     /// Epochs of the in-situ phase of a hybrid run (default: `epochs`).
     pub insitu_epochs: Option<usize>,
+    /// The in-situ phase trains on the first N training samples only (S5's mis-write recovery:
+    /// 10 % of the data); the ex-situ phase and the reported train accuracy use the whole split.
+    pub insitu_limit_train: Option<usize>,
     /// Mini-batch size (default: the file's).
     pub batch: Option<usize>,
 }
@@ -191,6 +196,9 @@ pub struct Setup {
     /// Layers trained in situ (empty = all).
     pub trainable: Vec<String>,
     pub insitu_epochs: usize,
+    /// The software phase (exsitu, hybrid): its optimiser and epochs.
+    pub software_optimizer: OptimizerSpec,
+    pub software_epochs: usize,
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> InsituError {
@@ -295,6 +303,17 @@ pub fn setup(net_path: &Path, ov: &Overrides) -> Result<Setup, InsituError> {
         }
     }
     let insitu_epochs = ov.insitu_epochs.unwrap_or(cfg.epochs).max(1);
+    // The software phase: the file's `exsitu_optimizer` / `exsitu_epochs` when given (an
+    // optimiser override replaces both optimisers); a threshold in siemens means nothing to float
+    // weights, so a threshold optimiser trains in software as plain SGD at its rate.
+    let software_optimizer = match (&ov.optimizer, &t.exsitu_optimizer) {
+        (None, Some(o)) => nn_optimizer(o),
+        _ => match cfg.optimizer {
+            OptimizerSpec::Threshold { lr, .. } => OptimizerSpec::Sgd { lr, momentum: 0.0 },
+            ref o => o.clone(),
+        },
+    };
+    let software_epochs = ov.epochs.or(t.exsitu_epochs).unwrap_or(cfg.epochs);
     Ok(Setup {
         path: net_path.to_path_buf(),
         text,
@@ -310,6 +329,8 @@ pub fn setup(net_path: &Path, ov: &Overrides) -> Result<Setup, InsituError> {
         net_optimizer,
         trainable,
         insitu_epochs,
+        software_optimizer,
+        software_epochs,
     })
 }
 
@@ -321,16 +342,20 @@ impl Setup {
         model: &Model,
         scale_weights: &[Matrix],
     ) -> Result<CircuitBackend, InsituError> {
+        let ov = CircuitOverrides {
+            weight_scale: Some(self.weight_scale()),
+            ..CircuitOverrides::default()
+        };
         let mut b =
-            CircuitBackend::for_model(&self.file, &self.ir, model, CircuitOverrides::default())
-                .map_err(nn_backend)?;
+            CircuitBackend::for_model(&self.file, &self.ir, model, ov).map_err(nn_backend)?;
         for (id, w) in scale_weights.iter().enumerate() {
             b.prepare(id, w).map_err(nn_backend)?;
         }
         Ok(b)
     }
 
-    /// The compiler's conductances of `weights` (targets of a programming).
+    /// The compiler's conductances of `weights` (targets of a programming), at the mapping's
+    /// weight scale (in-situ training from scratch: its `insitu_weight_scale` when declared).
     pub fn programmed(&self, model: &Model, weights: &[Matrix]) -> Result<Programmed, InsituError> {
         let slots = slot_rows(model, &self.ir)?;
         let ws: Vec<&Matrix> = weights.iter().collect();
@@ -338,9 +363,19 @@ impl Setup {
         Ok(crate::mapping::weights::program(
             &self.lowering,
             &self.file.hardware,
-            self.file.mapping.weight_scale,
+            self.weight_scale(),
             &wf,
         )?)
+    }
+
+    /// The mapping's siemens per weight unit for this run: in-situ training from scratch uses
+    /// `insitu_weight_scale` when declared (programming and read-back alike).
+    pub fn weight_scale(&self) -> crate::net::spec::WeightScale {
+        let m = &self.file.mapping;
+        match (self.mode, m.insitu_weight_scale_s) {
+            (TrainMode::Insitu, Some(s)) => crate::net::spec::WeightScale::SiemensPerUnit(s),
+            _ => m.weight_scale,
+        }
     }
 
     fn empty_chip(&self, seed: u64, arrays: Vec<ArrayState>) -> Result<Chip, InsituError> {
@@ -485,15 +520,67 @@ fn bar(show: bool, len: u64, template: &str) -> ProgressBar {
     pb
 }
 
+/// Train and test accuracy (a chip backend: with the read it holds, or one from `ctx`).
 fn accuracy(
     model: &Model,
-    backend: &dyn MatmulBackend,
+    backend: &mut dyn MatmulBackend,
     split: &crate::data::Split,
+    ctx: &mut ForwardCtx,
 ) -> Result<Acc, InsituError> {
     Ok(Acc {
-        train: evaluate(model, backend, &split.train, 500)?.accuracy,
-        test: evaluate(model, backend, &split.test, 500)?.accuracy,
+        train: evaluate(model, backend, &split.train, 500, ctx)?.accuracy,
+        test: evaluate(model, backend, &split.test, 500, ctx)?.accuracy,
     })
+}
+
+/// The accuracy of a model on a backend without devices (nothing is read).
+fn software_accuracy(
+    model: &Model,
+    backend: &mut dyn MatmulBackend,
+    split: &crate::data::Split,
+) -> Result<Acc, InsituError> {
+    let mut unused = ChaCha8Rng::seed_from_u64(0);
+    accuracy(
+        model,
+        backend,
+        split,
+        &mut ForwardCtx::new(&mut unused, Pass::Test),
+    )
+}
+
+/// A read of the whole chip held by `b` (age 0, read noise from a generator seeded with
+/// `read_seed`, as [`Chip::read`]) and the model's weights set to what it reads back.
+fn read_back(
+    b: &mut ChipBackend,
+    model: &mut Model,
+    age_seconds: f64,
+    read_seed: u64,
+) -> Result<(), InsituError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(read_seed);
+    let mut ctx = ForwardCtx {
+        read_rng: &mut rng,
+        age_seconds,
+        pass: Pass::Test,
+    };
+    b.read(&mut ctx).map_err(nn_backend)?;
+    for id in 0..model.weights.len() {
+        model.weights[id] = b.effective_weights(id).map_err(nn_backend)?;
+    }
+    Ok(())
+}
+
+/// Which slots an in-situ phase writes: all, or (hybrid) those of the `trainable` layers.
+fn trainable_slots(setup: &Setup, model: &Model, map: &CellMap) -> Vec<bool> {
+    model
+        .slots
+        .iter()
+        .map(|s| {
+            setup.trainable.is_empty() || {
+                let layer = &setup.lowering.matrices[map.matrix_of_slot[s.id]].layer;
+                setup.trainable.contains(layer)
+            }
+        })
+        .collect()
 }
 
 /// The weights quantised by the compiler's encoders (what a perfect programming would hold).
@@ -564,11 +651,22 @@ impl MatmulBackend for FrozenBackend {
         let w = self.apply(id, w);
         self.inner.prepare(id, &w)
     }
-    fn forward(&self, id: usize, x: &Matrix) -> Result<Matrix, crate::nn::BackendError> {
-        self.inner.forward(id, x)
+    fn forward(
+        &mut self,
+        id: usize,
+        x: &Matrix,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Matrix, crate::nn::BackendError> {
+        self.inner.forward(id, x, ctx)
     }
     fn effective_weights(&self, id: usize) -> Result<Matrix, crate::nn::BackendError> {
         self.inner.effective_weights(id)
+    }
+    fn save_state(&self, dir: &Path) -> Result<(), crate::nn::BackendError> {
+        self.inner.save_state(dir)
+    }
+    fn load_state(&mut self, dir: &Path) -> Result<(), crate::nn::BackendError> {
+        self.inner.load_state(dir)
     }
 }
 
@@ -618,10 +716,8 @@ fn software_train(
     opts: &RunOptions,
 ) -> Result<Vec<EpochMetrics>, InsituError> {
     let mut cfg = setup.cfg.clone();
-    // a threshold in siemens means nothing to float weights: the software phase is plain SGD
-    if let OptimizerSpec::Threshold { lr, .. } = cfg.optimizer {
-        cfg.optimizer = OptimizerSpec::Sgd { lr, momentum: 0.0 };
-    }
+    cfg.optimizer = setup.software_optimizer.clone();
+    cfg.epochs = setup.software_epochs;
     let topts = crate::nn::train::TrainOptions {
         out_dir: opts.out_dir.as_ref().map(|d| d.join("software")),
         resume: opts.resume,
@@ -704,16 +800,15 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
                 None
             };
             let sw_epochs = software_train(&setup, &mut model, frozen, opts)?;
-            let ideal = IdealBackend::new();
-            let mut ib = ideal.clone();
+            let mut ib = IdealBackend::new();
             model.prepare_backend(&mut ib)?;
-            let software = accuracy(&model, &ib, &setup.split)?;
+            let software = software_accuracy(&model, &mut ib, &setup.split)?;
             let q = quantised_weights(&setup, &model, &model.weights)?;
             let mut qm = model.clone();
             qm.weights = q;
             let mut qb = IdealBackend::new();
             qm.prepare_backend(&mut qb)?;
-            let quantised = accuracy(&qm, &qb, &setup.split)?;
+            let quantised = software_accuracy(&qm, &mut qb, &setup.split)?;
             // transfer: program the software weights with the declared algorithm
             let prog = setup.programmed(&model, &model.weights)?;
             let mut chip = setup.empty_chip(seed, arrays)?;
@@ -726,17 +821,28 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
                 &mut dev_rng,
             )?;
             let scale_weights = model.weights.clone();
-            let mut cb = setup.chip_backend(&model, &scale_weights)?;
-            cb.set_chip_conductances(chip.read(0.0, seed))
-                .map_err(nn_backend)?;
+            let trainable = trainable_slots(&setup, &model, &map);
+            let mut cb = ChipBackend::new(
+                &setup,
+                &model,
+                chip,
+                scale_weights.clone(),
+                map.clone(),
+                trainable,
+            )?;
+            // the transferred chip, read at age 0 with the run's seed
             let mut chip_model = model.clone();
-            for id in 0..chip_model.weights.len() {
-                chip_model.weights[id] = cb.effective_weights(id).map_err(nn_backend)?;
-            }
-            let transferred = accuracy(&chip_model, &cb, &setup.split)?;
+            read_back(&mut cb, &mut chip_model, 0.0, seed)?;
+            let mut unused = ChaCha8Rng::seed_from_u64(seed);
+            let transferred = accuracy(
+                &chip_model,
+                &mut cb,
+                &setup.split,
+                &mut ForwardCtx::new(&mut unused, Pass::Test),
+            )?;
             let cells0 = writes.len() as u64;
             let pulses0: u64 = writes.iter().map(|w| w.pulses as u64).sum();
-            let g_before = used_g(&chip, &prog);
+            let g_before = used_g(cb.chip(), &prog);
             if setup.mode == TrainMode::Exsitu {
                 let res = RunResult {
                     network: setup.ir.name.clone(),
@@ -756,7 +862,7 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
                     seconds: t0.elapsed().as_secs_f64(),
                     interrupted: false,
                     timing: LoopTiming::default(),
-                    chip,
+                    chip: cb.into_chip(),
                     model: chip_model,
                     software_weights: scale_weights.clone(),
                     scale_weights,
@@ -764,17 +870,7 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
                 publish(opts, &res)?;
                 return Ok(res);
             }
-            let mut res = insitu_loop(
-                &setup,
-                chip_model,
-                chip,
-                scale_weights,
-                &map,
-                &prog,
-                dev_rng,
-                ov,
-                opts,
-            )?;
+            let mut res = insitu_loop(&setup, chip_model, cb, &map, &prog, dev_rng, ov, opts)?;
             res.software = Some(software);
             res.quantised = Some(quantised);
             res.transferred = Some(transferred);
@@ -801,18 +897,16 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
                 "initial programming",
                 &mut dev_rng,
             )?;
-            let scale_weights = model.weights.clone();
-            let mut res = insitu_loop(
+            let trainable = trainable_slots(&setup, &model, &map);
+            let cb = ChipBackend::new(
                 &setup,
-                model,
+                &model,
                 chip,
-                scale_weights,
-                &map,
-                &prog,
-                dev_rng,
-                ov,
-                opts,
+                model.weights.clone(),
+                map.clone(),
+                trainable,
             )?;
+            let mut res = insitu_loop(&setup, model, cb, &map, &prog, dev_rng, ov, opts)?;
             res.cells_written += writes.len() as u64;
             res.pulses += writes.iter().map(|w| w.pulses as u64).sum::<u64>();
             res.seconds = t0.elapsed().as_secs_f64();
@@ -850,12 +944,18 @@ struct InsituCheckpoint {
 
 const CKPT_DIR: &str = "insitu_checkpoint";
 
-fn save_checkpoint(dir: &Path, ck: &InsituCheckpoint, chip: &Chip) -> Result<(), InsituError> {
+fn save_checkpoint(
+    dir: &Path,
+    ck: &InsituCheckpoint,
+    backend: &ChipBackend,
+) -> Result<(), InsituError> {
     let d = dir.join(CKPT_DIR);
     std::fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
     // the chip first, then the state that refers to it: a kill between the two leaves a chip one
     // step ahead of its state, so the state carries the update count the chip was saved at
-    chip.save(&d.join(format!("chip_{}", ck.updates)))?;
+    backend
+        .save_state(&d.join(format!("chip_{}", ck.updates)))
+        .map_err(nn_backend)?;
     write_json(&d.join("state.json"), ck)?;
     // older chips are no longer referenced
     if let Ok(rd) = std::fs::read_dir(&d) {
@@ -869,10 +969,11 @@ fn save_checkpoint(dir: &Path, ck: &InsituCheckpoint, chip: &Chip) -> Result<(),
     Ok(())
 }
 
+/// The checkpoint's state and the directory of the chip it refers to.
 fn load_checkpoint(
     dir: &Path,
     text: &str,
-) -> Result<Option<(InsituCheckpoint, Chip)>, InsituError> {
+) -> Result<Option<(InsituCheckpoint, PathBuf)>, InsituError> {
     let d = dir.join(CKPT_DIR);
     let p = d.join("state.json");
     if !p.is_file() {
@@ -885,20 +986,17 @@ fn load_checkpoint(
             p.display()
         )));
     }
-    let chip = Chip::load(
-        &d.join(format!("chip_{}", ck.updates)),
-        Some(&network_hash(text)),
-    )?;
-    Ok(Some((ck, chip)))
+    let chip_dir = d.join(format!("chip_{}", ck.updates));
+    Ok(Some((ck, chip_dir)))
 }
 
-/// In-situ training of `model` on `chip` (already programmed with `scale_weights`).
+/// In-situ training of `model` on the chip of `backend` (already programmed): every mini-batch
+/// is one read, one forward pass and one update through the backend.
 #[allow(clippy::too_many_arguments)]
 fn insitu_loop(
     setup: &Setup,
     mut model: Model,
-    mut chip: Chip,
-    scale_weights: Vec<Matrix>,
+    mut backend: ChipBackend,
     map: &CellMap,
     prog: &Programmed,
     dev_rng: ChaCha8Rng,
@@ -911,7 +1009,10 @@ fn insitu_loop(
     if split.train.is_empty() {
         return Err(InsituError::Usage("the training set is empty".into()));
     }
-    let n = split.train.len();
+    let n = split
+        .train
+        .len()
+        .min(ov.insitu_limit_train.unwrap_or(usize::MAX).max(1));
     let bs = setup.cfg.batch_size;
     let epochs_total = if setup.mode == TrainMode::Hybrid {
         setup.insitu_epochs
@@ -923,25 +1024,13 @@ fn insitu_loop(
         .max_updates
         .unwrap_or(usize::MAX)
         .min(epochs_total * batches_per_epoch);
-    // which slots are written
-    let trainable: Vec<bool> = model
-        .slots
-        .iter()
-        .map(|s| {
-            setup.trainable.is_empty() || {
-                let layer = &setup.lowering.matrices[map.matrix_of_slot[s.id]].layer;
-                setup.trainable.contains(layer)
-            }
-        })
-        .collect();
-    let rule = Rule::of(setup)?;
-    let mut scales = slot_scales(map, prog);
+    let rule = backend.rule();
     let mut state = {
         let mut shuffle_rng = ChaCha8Rng::seed_from_u64(seed);
         shuffle_rng.set_stream(2);
         let mut read_rng = ChaCha8Rng::seed_from_u64(seed);
         read_rng.set_stream(3);
-        let g_before = used_g(&chip, prog);
+        let g_before = used_g(backend.chip(), prog);
         InsituCheckpoint {
             network_sha256: network_hash(&setup.text),
             updates: 0,
@@ -959,7 +1048,7 @@ fn insitu_loop(
             epochs: vec![],
             scale_weights: {
                 let mut m = model.clone();
-                m.weights.clone_from(&scale_weights);
+                m.weights = backend.scale_weights().to_vec();
                 m.to_weights_file()
             },
             cells_written: 0,
@@ -968,22 +1057,26 @@ fn insitu_loop(
             g_before_siemens: g_before,
         }
     };
-    let mut scale_weights = scale_weights;
     if let (Some(dir), true) = (&opts.out_dir, opts.resume) {
-        if let Some((ck, c)) = load_checkpoint(dir, &setup.text)? {
-            chip = c;
+        if let Some((ck, chip_dir)) = load_checkpoint(dir, &setup.text)? {
+            // the backend of the checkpoint's scale weights, holding the checkpoint's chip
             let sm = Model::from_weights_file(&ck.scale_weights)?;
-            scale_weights = sm.weights;
+            let trainable = trainable_slots(setup, &model, map);
+            backend = ChipBackend::new(
+                setup,
+                &model,
+                backend.into_chip(),
+                sm.weights,
+                map.clone(),
+                trainable,
+            )?;
+            backend.load_state(&chip_dir).map_err(nn_backend)?;
             state = ck;
-            let p2 = setup.programmed(&model, &scale_weights)?;
-            scales = slot_scales(map, &p2);
         }
     }
     let mut shuffle_rng = state.shuffle_rng.restore()?;
     let mut dev_rng = state.device_rng.restore()?;
     let mut read_rng = state.read_rng.restore()?;
-    let mut backend = setup.chip_backend(&model, &scale_weights)?;
-    let hw = &setup.file.hardware;
     let pb = bar(
         opts.progress,
         max_updates as u64,
@@ -1010,8 +1103,9 @@ fn insitu_loop(
             let idx = chunks[state.batch_in_epoch];
             let t_read = Instant::now();
             // read the chip (drift since each cell's write, read noise from the run's stream)
-            let g_read = read_chip(&chip, &mut read_rng);
-            backend.set_chip_conductances(g_read).map_err(nn_backend)?;
+            // and back-propagate through the weights it reads back
+            let mut ctx = ForwardCtx::new(&mut read_rng, Pass::Train);
+            backend.read(&mut ctx).map_err(nn_backend)?;
             for id in 0..model.weights.len() {
                 model.weights[id] = backend.effective_weights(id).map_err(nn_backend)?;
             }
@@ -1019,7 +1113,7 @@ fn insitu_loop(
             timing.read_solve_seconds += (t_fb - t_read).as_secs_f64();
             let x = batch_matrix(&split.train, idx);
             let labels: Vec<usize> = idx.iter().map(|&i| split.train.labels[i]).collect();
-            let (out, caches) = model.forward(&backend, &x)?;
+            let (out, caches) = model.forward(&mut backend, &x, &mut ctx)?;
             let l = loss::evaluate(&model.spec.loss, &out, &labels)?;
             if !l.loss.is_finite() {
                 return Err(InsituError::Usage(format!(
@@ -1037,16 +1131,10 @@ fn insitu_loop(
             let deltas = rule.deltas(&mut state.optimizer, &model.weights, &grads, idx.len())?;
             let t_write = Instant::now();
             timing.forward_backward_seconds += (t_write - t_fb).as_secs_f64();
-            let stats = rule.apply(
-                hw,
-                &setup.spec,
-                &mut chip,
-                map,
-                &scales,
-                &deltas,
-                &trainable,
-                &mut dev_rng,
-            )?;
+            let steps = deltas.into_iter().map(Update::Step).enumerate().collect();
+            let stats = backend
+                .update(steps, &mut UpdateCtx::new(&mut dev_rng))
+                .map_err(nn_backend)?;
             timing.write_seconds += t_write.elapsed().as_secs_f64();
             state.cells_written += stats.cells_written;
             state.weights_skipped += stats.skipped;
@@ -1070,7 +1158,7 @@ fn insitu_loop(
             }
             if since_ckpt >= 50 {
                 if let Some(dir) = &opts.out_dir {
-                    save_state(dir, &mut state, &shuffle_rng, &dev_rng, &read_rng, &chip)?;
+                    save_state(dir, &mut state, &shuffle_rng, &dev_rng, &read_rng, &backend)?;
                 }
                 since_ckpt = 0;
             }
@@ -1082,9 +1170,9 @@ fn insitu_loop(
         if state.batch_in_epoch >= chunks.len() {
             // epoch done: test accuracy of the chip as it is now (a held read of the run's stream)
             let t_eval = Instant::now();
-            let g_read = read_chip(&chip, &mut read_rng);
-            backend.set_chip_conductances(g_read).map_err(nn_backend)?;
-            let test = evaluate(&model, &backend, &split.test, 500)?;
+            let mut ctx = ForwardCtx::new(&mut read_rng, Pass::Test);
+            backend.read(&mut ctx).map_err(nn_backend)?;
+            let test = evaluate(&model, &mut backend, &split.test, 500, &mut ctx)?;
             timing.eval_seconds += t_eval.elapsed().as_secs_f64();
             state.epochs.push(EpochMetrics {
                 epoch: state.epoch + 1,
@@ -1113,16 +1201,19 @@ fn insitu_loop(
     }
     pb.finish_and_clear();
     if let Some(dir) = &opts.out_dir {
-        save_state(dir, &mut state, &shuffle_rng, &dev_rng, &read_rng, &chip)?;
+        save_state(dir, &mut state, &shuffle_rng, &dev_rng, &read_rng, &backend)?;
     }
     // the final chip, read as `chip_accuracy_at` reads it (age 0, seed of the run)
-    backend
-        .set_chip_conductances(chip.read(0.0, seed))
-        .map_err(nn_backend)?;
-    for id in 0..model.weights.len() {
-        model.weights[id] = backend.effective_weights(id).map_err(nn_backend)?;
-    }
-    let chip_final = accuracy(&model, &backend, split)?;
+    read_back(&mut backend, &mut model, 0.0, seed)?;
+    let mut unused = ChaCha8Rng::seed_from_u64(seed);
+    let chip_final = accuracy(
+        &model,
+        &mut backend,
+        split,
+        &mut ForwardCtx::new(&mut unused, Pass::Test),
+    )?;
+    let scale_weights = backend.scale_weights().to_vec();
+    let chip = backend.into_chip();
     Ok(RunResult {
         network: setup.ir.name.clone(),
         mode: setup.mode,
@@ -1154,27 +1245,17 @@ fn save_state(
     shuffle_rng: &ChaCha8Rng,
     dev_rng: &ChaCha8Rng,
     read_rng: &ChaCha8Rng,
-    chip: &Chip,
+    backend: &ChipBackend,
 ) -> Result<(), InsituError> {
     state.shuffle_rng = RngState::of(shuffle_rng);
     state.device_rng = RngState::of(dev_rng);
     state.read_rng = RngState::of(read_rng);
-    save_checkpoint(dir, state, chip)
+    save_checkpoint(dir, state, backend)
 }
 
 /// One read of every cell: drift since its last write at the chip's clock, then read noise.
 pub fn read_chip(chip: &Chip, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
-    let spec = &chip.manifest.device;
-    let now = chip.manifest.now_s;
-    chip.arrays
-        .iter()
-        .map(|a| {
-            a.g_at(spec, now)
-                .into_iter()
-                .map(|g| spec.read(g, rng))
-                .collect()
-        })
-        .collect()
+    chip.read_with(0.0, rng)
 }
 
 /// Write the run's outputs: the chip, `result.json`, `batches.csv` and the plots.
@@ -1217,12 +1298,24 @@ pub fn chip_accuracy_at(
             "the run's chip was programmed for another network file".into(),
         ));
     }
-    let mut b = setup.chip_backend(&r.model, &r.scale_weights)?;
-    b.set_chip_conductances(r.chip.read(age_seconds, read_seed))
-        .map_err(nn_backend)?;
+    let slots = slot_rows(&r.model, &setup.ir)?;
+    let map = CellMap::new(&setup.lowering, &slots, &r.model)?;
+    let trainable = trainable_slots(&setup, &r.model, &map);
+    let mut b = ChipBackend::new(
+        &setup,
+        &r.model,
+        r.chip.clone(),
+        r.scale_weights.clone(),
+        map,
+        trainable,
+    )?;
     let mut m = r.model.clone();
-    for id in 0..m.weights.len() {
-        m.weights[id] = b.effective_weights(id).map_err(nn_backend)?;
-    }
-    accuracy(&m, &b, &setup.split)
+    read_back(&mut b, &mut m, age_seconds, read_seed)?;
+    let mut unused = ChaCha8Rng::seed_from_u64(read_seed);
+    accuracy(
+        &m,
+        &mut b,
+        &setup.split,
+        &mut ForwardCtx::new(&mut unused, Pass::Test),
+    )
 }

@@ -16,15 +16,19 @@
 //! * [`Rule::Manhattan`] (S4): one fixed-amplitude pulse per changed cell in the sign of its ΔG,
 //!   V/2 biasing solved on the array ([`crate::device::write::pulse_train`]); no verify.
 //! * [`Rule::Threshold`] (S5): weights whose |ΔG| < threshold are skipped; the others are
-//!   written to G ± ΔG/2 by write-verify ([`crate::device::write::write_verify`]).
+//!   written to G ± ΔG/2 by write-verify through the one programming function
+//!   ([`crate::device::program::program_cells`], verify reads by
+//!   [`crate::device::write::ArrayVerifier`]).
 //! * [`Rule::WriteVerify`]: write-verify of every changed cell (other networks).
 
+use indicatif::ProgressBar;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::{CellMap, InsituError, Setup};
 use crate::device::chip::{ArrayState, Chip};
-use crate::device::write::{gates_square_law, oneshot_column_gates, pulse_train, write_verify};
+use crate::device::program::{program_cells, Algorithm};
+use crate::device::write::{gates_square_law, oneshot_column_gates, pulse_train};
 use crate::device::{DeviceError, DeviceSpec, SetLaw};
 use crate::net::spec::{CellKind as NetCell, HardwareSpec, Optimizer as NetOptimizer};
 use crate::nn::matrix::Matrix;
@@ -139,6 +143,39 @@ impl Rule {
         }
         let now_s = chip.manifest.now_s;
         let (lo, hi) = (spec.g_min_s, spec.g_max_s);
+        if matches!(self, Rule::Threshold { .. } | Rule::WriteVerify) {
+            // Write-verify goes through the one programming function: every array's verify reads
+            // share one prepared network and factor (ArrayVerifier), arrays run in parallel,
+            // each from its own random stream drawn from `rng` in array order.
+            let targets: Vec<Vec<f64>> = chip
+                .arrays
+                .iter()
+                .enumerate()
+                .map(|(a, st)| {
+                    st.g_s
+                        .iter()
+                        .zip(&dg[a])
+                        .map(|(g, d)| (g + d).clamp(lo, hi))
+                        .collect()
+                })
+                .collect();
+            let select = |a: usize, k: usize| touched[a][k];
+            let writes = program_cells(
+                hw,
+                spec,
+                &mut chip.arrays,
+                &targets,
+                &select,
+                Algorithm::WriteVerify,
+                now_s,
+                rng,
+                &ProgressBar::hidden(),
+            )?;
+            stats.cells_written += writes.len() as u64;
+            stats.pulses += writes.iter().map(|w| w.pulses as u64).sum::<u64>();
+            chip.manifest.now_s += stats.pulses as f64 * spec.pulse_width_s;
+            return Ok(stats);
+        }
         for (a, st) in chip.arrays.iter_mut().enumerate() {
             let (r, c) = (st.rows, st.cols);
             if !touched[a].iter().any(|t| *t) {
@@ -224,29 +261,8 @@ impl Rule {
                     }
                     st.g_s.clone_from(&xb.g_siemens);
                 }
-                Rule::Threshold { .. } | Rule::WriteVerify => {
-                    for k in (0..r * c).filter(|&k| touched[a][k]) {
-                        let target = (xb.g_siemens[k] + dg[a][k]).clamp(lo, hi);
-                        let before = st.pulses[k];
-                        write_verify(
-                            spec,
-                            &st.params[k],
-                            &mut xb,
-                            k / c,
-                            k % c,
-                            target,
-                            &mut st.pulses[k],
-                            rng,
-                        )?;
-                        let n = (st.pulses[k] - before) as u64;
-                        if n > 0 {
-                            st.t_written_s[k] = now_s;
-                        }
-                        stats.cells_written += 1;
-                        stats.pulses += n;
-                    }
-                    st.g_s.clone_from(&xb.g_siemens);
-                }
+                // written above, through program_cells, before this loop
+                Rule::Threshold { .. } | Rule::WriteVerify => {}
             }
         }
         // the chip's clock advances by the programming time (cells written one after another)

@@ -261,6 +261,10 @@ pub struct MappingSpec {
     pub bias_rows: usize,
     pub placement: Placement,
     pub weight_scale: WeightScale,
+    /// Siemens per weight unit of in-situ training from scratch (`mode insitu`): its initial
+    /// weights say nothing about the range training needs, so `weight_scale auto` would freeze the
+    /// window at their largest value. None: `weight_scale`.
+    pub insitu_weight_scale_s: Option<f64>,
     pub seed: u64,
     pub layers: Vec<LayerMapping>,
 }
@@ -344,6 +348,13 @@ pub struct TrainingSpec {
     pub preprocess: Preprocess,
     /// Layers trained on the hardware (hybrid: S5 trains only `fc`); empty = all.
     pub trainable: Vec<String>,
+    /// The software phase's optimiser of `exsitu` and `hybrid` training (sgd or rmsprop); None:
+    /// `optimizer` (a threshold optimiser becomes plain SGD at its rate).
+    #[serde(default)]
+    pub exsitu_optimizer: Option<Optimizer>,
+    /// The software phase's epochs of `exsitu` and `hybrid` training; None: `epochs`.
+    #[serde(default)]
+    pub exsitu_epochs: Option<usize>,
     /// Programming noise σ on each conductance update (S).
     pub noise_s: f64,
     /// Write-verify relative tolerance (S4: 0.05); 0 = none.
@@ -667,6 +678,7 @@ impl NetFile {
             bias_rows: 1,
             placement: Placement::Pack,
             weight_scale: WeightScale::Auto,
+            insitu_weight_scale_s: None,
             seed: 1,
             layers: vec![],
         });
@@ -1280,6 +1292,7 @@ const MAP_KEYS: &[&str] = &[
     "bias_rows",
     "placement",
     "weight_scale",
+    "insitu_weight_scale",
     "seed",
     "layer",
 ];
@@ -1291,6 +1304,7 @@ fn mapping_block(s: &Stmt) -> Result<MappingSpec, NetError> {
         bias_rows: 1,
         placement: Placement::Pack,
         weight_scale: WeightScale::Auto,
+        insitu_weight_scale_s: None,
         seed: 1,
         layers: vec![],
     };
@@ -1330,6 +1344,7 @@ fn mapping_block(s: &Stmt) -> Result<MappingSpec, NetError> {
                     _ => WeightScale::SiemensPerUnit(positive(st, "s")?),
                 }
             }
+            "insitu_weight_scale" => m.insitu_weight_scale_s = Some(positive(st, "s")?),
             "seed" => m.seed = count(st)? as u64,
             _ => {
                 let (name, sp) = match st.values.as_slice() {
@@ -1386,6 +1401,8 @@ const TRAIN_KEYS: &[&str] = &[
     "dataset",
     "preprocess",
     "trainable",
+    "exsitu_optimizer",
+    "exsitu_epochs",
     "noise",
     "write_tolerance",
     "seed",
@@ -1411,6 +1428,8 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
         },
         preprocess: Preprocess::default(),
         trainable: vec![],
+        exsitu_optimizer: None,
+        exsitu_epochs: None,
         noise_s: 0.0,
         write_tolerance: 0.0,
         seed: 1,
@@ -1422,7 +1441,10 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
             return Err(unknown_key(st, "training", TRAIN_KEYS));
         }
         seen.check(st)?;
-        if !matches!(st.key.as_str(), "optimizer" | "dataset" | "preprocess") {
+        if !matches!(
+            st.key.as_str(),
+            "optimizer" | "exsitu_optimizer" | "dataset" | "preprocess"
+        ) {
             no_body(st)?;
         }
         match st.key.as_str() {
@@ -1435,7 +1457,18 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
                 };
             }
             "optimizer" => t.optimizer = optimizer(st)?,
+            "exsitu_optimizer" => {
+                let o = optimizer(st)?;
+                if !matches!(o, Optimizer::Sgd { .. } | Optimizer::Rmsprop { .. }) {
+                    return Err(invalid(
+                        &st.values[0].span,
+                        "`exsitu_optimizer` is the software phase's: `sgd` or `rmsprop`",
+                    ));
+                }
+                t.exsitu_optimizer = Some(o);
+            }
             "epochs" => t.epochs = count_pos(st)?,
+            "exsitu_epochs" => t.exsitu_epochs = Some(count_pos(st)?),
             "batch" => t.batch = count_pos(st)?,
             "loss" => {
                 t.loss = match choice(st, &["cross_entropy", "mse"])?.0.as_str() {

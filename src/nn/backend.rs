@@ -10,25 +10,34 @@
 //! * Conv layers call the backend with the im2col patch matrix of the whole
 //!   mini-batch (one row per patch; patch element order channel, ky, kx).
 //!
-//! # Plugging in another backend (e.g. the circuit backend)
-//! 1. `prepare(id, W)` receives the software weights of matmul slot `id`
-//!    (see `Model::matmul_slots` for names and shapes). A circuit backend maps
-//!    `W` through the compiler's codec onto its arrays, solves the array once
-//!    (linear cells: the exact effective matrix `W_eff` including wire
-//!    resistance, sense circuit, ADC transfer) and caches it.
-//! 2. `forward(id, X)` returns what the hardware outputs, converted back to
-//!    weight units (`X · W_eff`, or a Newton solve per vector for nonlinear cells).
-//! 3. `effective_weights(id)` returns the weights as read back from the
-//!    devices: backprop uses them (as S1 did) together with the activations
-//!    `forward` produced.
-//! 4. `program(id, target, delta)` is the weight-programming hook used by the
-//!    trainer after each optimiser step: a software backend just sets the
-//!    weights; an in-situ backend programs the devices with `delta` (pulses,
-//!    write-verify, noise) and returns the weights actually realised, which the
-//!    trainer then adopts as the model's weights when `readback` is on.
+//! # The interface ([`MatmulBackend`])
+//! A backend owns whatever holds the weights: a software matrix (ideal, encoded), the compiled
+//! arrays solved at circuit level (circuit), or a programmed chip with its devices' state and its
+//! write rule (`crate::insitu::ChipBackend`).
+//! 1. `prepare(id, W)` sets the weights of matmul slot `id` exactly (see `Model::matmul_slots` for
+//!    names and shapes): a software backend stores them, the circuit backend maps them through the
+//!    compiler's codec onto its arrays (solved lazily, once per conductance state). A chip is
+//!    programmed when it is made and changed by `update`, never prepared.
+//! 2. `read(ctx)` takes one read of the devices (drift to `ctx.age_seconds` after the chip's last
+//!    write, read noise drawn from `ctx.read_rng`) and holds it for the products and read-backs
+//!    that follow; backends without device state have nothing to read.
+//! 3. `forward(id, X, ctx)` returns what the hardware outputs, converted back to weight units
+//!    (`X · W_eff`, or a Newton solve per vector for nonlinear cells); a chip backend with no read
+//!    held takes one first.
+//! 4. `effective_weights(id)` returns the weights as read back from the devices: backprop uses
+//!    them (as S1 did) together with the activations `forward` produced.
+//! 5. `update(updates, ctx)` writes one optimiser step into every slot named ([`Update`]: a
+//!    target, a weight change, or an outer product `−lr·Xᵀ·δ`): a software backend sets its
+//!    weights, a chip backend turns the step into device writes by its rule (write RNG and clock
+//!    from `ctx`) and reports what it wrote ([`UpdateReport`]).
+//! 6. `save_state(dir)` / `load_state(dir)` checkpoint what the backend holds (software: the
+//!    prepared weights, `weights.json`; a chip: the chip directory).
 
 use super::matrix::Matrix;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 /// Input value of the bias row, in the same units as the layer's inputs.
@@ -52,58 +61,215 @@ pub enum BackendError {
     Codec(String),
     #[error("backend: {0}")]
     Other(String),
+    #[error("backend: {path}: {message}")]
+    State { path: PathBuf, message: String },
 }
 
-/// One interface for every way of computing a crossbar product.
-pub trait MatmulBackend: Send + Sync {
-    /// Short name for reports ("ideal", "encoded", "circuit").
+/// Whether a forward pass belongs to training or to a test evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pass {
+    Train,
+    Test,
+}
+
+/// What a read and a forward pass take from their caller: the read-noise stream and the clock.
+pub struct ForwardCtx<'a> {
+    /// Read noise: a device backend draws one value per cell from it at every [`MatmulBackend::read`].
+    pub read_rng: &'a mut ChaCha8Rng,
+    /// Seconds after the chip's last programming operation at which it is read (drift since each
+    /// cell's own last write); the read does not advance the chip's clock.
+    pub age_seconds: f64,
+    /// Training or test pass (for the caller's bookkeeping and for backends that read differently).
+    pub pass: Pass,
+}
+
+impl<'a> ForwardCtx<'a> {
+    /// A read right after the last write (`age_seconds` 0).
+    pub fn new(read_rng: &'a mut ChaCha8Rng, pass: Pass) -> Self {
+        ForwardCtx {
+            read_rng,
+            age_seconds: 0.0,
+            pass,
+        }
+    }
+}
+
+/// What an update takes from its caller: the write-noise stream and the clock.
+pub struct UpdateCtx<'a> {
+    /// Programming noise, cycle-to-cycle variation and every other random draw of the writes.
+    pub write_rng: &'a mut ChaCha8Rng,
+    /// Seconds the chip idles before these writes (its clock advances by this; the writes then
+    /// advance it by their own programming time).
+    pub idle_seconds: f64,
+}
+
+impl<'a> UpdateCtx<'a> {
+    pub fn new(write_rng: &'a mut ChaCha8Rng) -> Self {
+        UpdateCtx {
+            write_rng,
+            idle_seconds: 0.0,
+        }
+    }
+}
+
+/// One slot's update.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// Move the slot to these weights (a device backend writes the difference from the weights
+    /// it holds as last read).
+    Target(Matrix),
+    /// Change the weights by this much (an optimiser's step: SGD, RMSprop, Manhattan signs).
+    Step(Matrix),
+    /// The rank-`n` update `ΔW = −lr·Xᵀ·δ` of `n` input vectors (rows of `x`, `n × rows`) and
+    /// their output errors (rows of `delta`, `n × cols`), as a crossbar applies it in parallel
+    /// (S4's and S5's rules are outer products of this kind).
+    OuterProduct { x: Matrix, delta: Matrix, lr: f64 },
+}
+
+impl Update {
+    /// The weight change this update asks of slot `id`, which holds `w` now.
+    pub fn step(&self, id: LayerId, w: &Matrix) -> Result<Matrix, BackendError> {
+        let shape = |m: &Matrix| {
+            if (m.rows, m.cols) != (w.rows, w.cols) {
+                Err(BackendError::Other(format!(
+                    "slot {id}: update is {}×{}, the weights are {}×{}",
+                    m.rows, m.cols, w.rows, w.cols
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            Update::Target(t) => {
+                shape(t)?;
+                let mut d = t.clone();
+                d.data.iter_mut().zip(&w.data).for_each(|(a, b)| *a -= b);
+                Ok(d)
+            }
+            Update::Step(d) => {
+                shape(d)?;
+                Ok(d.clone())
+            }
+            Update::OuterProduct { x, delta, lr } => {
+                if x.rows != delta.rows || x.cols != w.rows || delta.cols != w.cols {
+                    return Err(BackendError::Other(format!(
+                        "slot {id}: outer product of {}×{} inputs and {}×{} errors for {}×{} weights",
+                        x.rows, x.cols, delta.rows, delta.cols, w.rows, w.cols
+                    )));
+                }
+                if !lr.is_finite() {
+                    return Err(BackendError::Other(format!(
+                        "slot {id}: learning rate {lr} is not finite"
+                    )));
+                }
+                let mut d = x.t_matmul(delta);
+                d.data.iter_mut().for_each(|v| *v *= -lr);
+                Ok(d)
+            }
+        }
+    }
+
+    /// The weights after this update of weights `w`.
+    pub fn apply_to(self, id: LayerId, w: &Matrix) -> Result<Matrix, BackendError> {
+        let d = match self {
+            Update::Target(t) if (t.rows, t.cols) == (w.rows, w.cols) => return Ok(t),
+            u => u.step(id, w)?,
+        };
+        let mut out = w.clone();
+        out.data.iter_mut().zip(&d.data).for_each(|(a, b)| *a += b);
+        Ok(out)
+    }
+}
+
+/// What one [`MatmulBackend::update`] wrote into the devices (all zero for software backends).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateReport {
+    /// Cells written (a cell written by several pulses counts once).
+    pub cells_written: u64,
+    pub pulses: u64,
+    /// Weight updates the rule left out (S5: |ΔG| below the threshold).
+    pub skipped: u64,
+}
+
+/// One interface for every way of computing a crossbar product (see the module docs).
+pub trait MatmulBackend: Send {
+    /// Short name for reports ("ideal", "encoded", "circuit", "chip").
     fn name(&self) -> String;
-    /// Set (or map) the weights of slot `id`.
+    /// Set (or map) the weights of slot `id` exactly (software and circuit backends).
     fn prepare(&mut self, id: LayerId, w: &Matrix) -> Result<(), BackendError>;
+    /// Take one read of the devices for the products and read-backs that follow (drift at
+    /// `ctx.age_seconds`, read noise from `ctx.read_rng`). Nothing to read without device state.
+    fn read(&mut self, _ctx: &mut ForwardCtx) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// `X · W_eff` for a batch of input vectors (one per row).
-    fn forward(&self, id: LayerId, x: &Matrix) -> Result<Matrix, BackendError>;
-    /// The weights as the hardware holds them (read back); used by backprop.
-    fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError>;
-    /// Weight-programming hook: move slot `id` to `target` (the update being
-    /// `delta = target − previous`). Returns the weights actually realised.
-    fn program(
+    fn forward(
         &mut self,
         id: LayerId,
-        target: &Matrix,
-        _delta: &Matrix,
-    ) -> Result<Matrix, BackendError> {
-        self.prepare(id, target)?;
-        self.effective_weights(id)
-    }
-
-    /// Program every slot after one optimiser step (`targets[id]`, `deltas[id]`) and return the
-    /// weights realised in each. Backends whose state is solved as a whole (the circuit backend:
-    /// one solve per conductance state) override this to set every slot before reading any back.
-    fn program_all(
+        x: &Matrix,
+        ctx: &mut ForwardCtx,
+    ) -> Result<Matrix, BackendError>;
+    /// The weights as the hardware holds them (read back); used by backprop.
+    fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError>;
+    /// Write one step into the slots named. The default (software backends) sets each slot's
+    /// weights to the update applied to the weights it was prepared with.
+    fn update(
         &mut self,
-        targets: &[Matrix],
-        deltas: &[Matrix],
-    ) -> Result<Vec<Matrix>, BackendError> {
-        same_count(targets, deltas)?;
-        targets
-            .iter()
-            .zip(deltas)
-            .enumerate()
-            .map(|(id, (t, d))| self.program(id, t, d))
-            .collect()
+        updates: Vec<(LayerId, Update)>,
+        _ctx: &mut UpdateCtx,
+    ) -> Result<UpdateReport, BackendError> {
+        for (id, u) in updates {
+            let w = u.apply_to(id, &self.effective_weights(id)?)?;
+            self.prepare(id, &w)?;
+        }
+        Ok(UpdateReport::default())
+    }
+    /// Save what the backend holds into the directory `dir` (created if needed).
+    fn save_state(&self, dir: &Path) -> Result<(), BackendError>;
+    /// Restore what [`MatmulBackend::save_state`] saved (into a backend made the same way). The
+    /// default reads the weights file of [`save_weights`] and prepares every matrix in it.
+    fn load_state(&mut self, dir: &Path) -> Result<(), BackendError> {
+        for (id, w) in load_weights(dir)? {
+            self.prepare(id, &w)?;
+        }
+        Ok(())
     }
 }
 
-/// One update per target ([`MatmulBackend::program_all`]).
-pub fn same_count(targets: &[Matrix], deltas: &[Matrix]) -> Result<(), BackendError> {
-    if targets.len() != deltas.len() {
-        return Err(BackendError::Other(format!(
-            "{} targets for {} updates",
-            targets.len(),
-            deltas.len()
+/// The weights file of the software backends' state.
+pub const WEIGHTS_STATE_FILE: &str = "weights.json";
+
+/// Save prepared weights as `dir/weights.json` (written whole or not at all).
+pub fn save_weights(dir: &Path, weights: &BTreeMap<LayerId, Matrix>) -> Result<(), BackendError> {
+    let p = dir.join(WEIGHTS_STATE_FILE);
+    let err = |message: String| BackendError::State {
+        path: p.clone(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let bytes = serde_json::to_vec(weights).map_err(|e| err(e.to_string()))?;
+    crate::data::write_atomic(&p, &bytes).map_err(|e| err(e.to_string()))
+}
+
+/// The weights saved by [`save_weights`].
+pub fn load_weights(dir: &Path) -> Result<BTreeMap<LayerId, Matrix>, BackendError> {
+    let p = dir.join(WEIGHTS_STATE_FILE);
+    let err = |message: String| BackendError::State {
+        path: p.clone(),
+        message,
+    };
+    let bytes = std::fs::read(&p).map_err(|e| err(e.to_string()))?;
+    let w: BTreeMap<LayerId, Matrix> =
+        serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
+    if let Some((id, m)) = w.iter().find(|(_, m)| m.data.len() != m.rows * m.cols) {
+        return Err(err(format!(
+            "slot {id}: {} values for {}×{}",
+            m.data.len(),
+            m.rows,
+            m.cols
         )));
     }
-    Ok(())
+    Ok(w)
 }
 
 /// The weights of slot `id` held by a backend that stores them.
@@ -142,11 +308,19 @@ impl MatmulBackend for IdealBackend {
         self.weights.insert(id, w.clone());
         Ok(())
     }
-    fn forward(&self, id: LayerId, x: &Matrix) -> Result<Matrix, BackendError> {
+    fn forward(
+        &mut self,
+        id: LayerId,
+        x: &Matrix,
+        _ctx: &mut ForwardCtx,
+    ) -> Result<Matrix, BackendError> {
         checked_product(id, x, stored(&self.weights, id)?)
     }
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
         stored(&self.weights, id).cloned()
+    }
+    fn save_state(&self, dir: &Path) -> Result<(), BackendError> {
+        save_weights(dir, &self.weights)
     }
 }
 
@@ -262,6 +436,8 @@ impl WeightCodec for LinearCodec {
 /// Weights passed through a codec's encode → decode before an exact product.
 pub struct EncodedBackend<C: WeightCodec> {
     pub codec: C,
+    /// The weights as prepared (before the codec): updates apply to them, `save_state` saves them.
+    source: BTreeMap<LayerId, Matrix>,
     weights: BTreeMap<LayerId, Matrix>,
 }
 
@@ -269,6 +445,7 @@ impl<C: WeightCodec> EncodedBackend<C> {
     pub fn new(codec: C) -> Self {
         EncodedBackend {
             codec,
+            source: BTreeMap::new(),
             weights: BTreeMap::new(),
         }
     }
@@ -281,13 +458,34 @@ impl<C: WeightCodec> MatmulBackend for EncodedBackend<C> {
     fn prepare(&mut self, id: LayerId, w: &Matrix) -> Result<(), BackendError> {
         let e = self.codec.encode(w)?;
         self.weights.insert(id, self.codec.decode(&e));
+        self.source.insert(id, w.clone());
         Ok(())
     }
-    fn forward(&self, id: LayerId, x: &Matrix) -> Result<Matrix, BackendError> {
+    fn forward(
+        &mut self,
+        id: LayerId,
+        x: &Matrix,
+        _ctx: &mut ForwardCtx,
+    ) -> Result<Matrix, BackendError> {
         checked_product(id, x, stored(&self.weights, id)?)
     }
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
         stored(&self.weights, id).cloned()
+    }
+    /// Steps apply to the weights as prepared (before the codec), then pass through it again.
+    fn update(
+        &mut self,
+        updates: Vec<(LayerId, Update)>,
+        _ctx: &mut UpdateCtx,
+    ) -> Result<UpdateReport, BackendError> {
+        for (id, u) in updates {
+            let w = u.apply_to(id, stored(&self.source, id)?)?;
+            self.prepare(id, &w)?;
+        }
+        Ok(UpdateReport::default())
+    }
+    fn save_state(&self, dir: &Path) -> Result<(), BackendError> {
+        save_weights(dir, &self.source)
     }
 }
 
@@ -319,5 +517,69 @@ mod tests {
             assert!((k - k.round()).abs() < 1e-9);
         }
         assert!(LinearCodec::new(1.0, 0.5, None).is_err());
+    }
+
+    /// An outer-product update is `−lr·Xᵀ·δ` (closed form, written out element by element), a
+    /// target replaces the weights, a step adds; the ideal backend's state round-trips.
+    #[test]
+    fn updates_and_state_of_the_ideal_backend() {
+        use rand::SeedableRng;
+        let w0 = Matrix::from_vec(3, 2, vec![0.1, -0.2, 0.3, 0.0, -0.5, 0.25]).unwrap();
+        let x = Matrix::from_vec(2, 3, vec![1.0, 2.0, -1.0, 0.5, 0.0, 3.0]).unwrap();
+        let delta = Matrix::from_vec(2, 2, vec![0.2, -0.1, 1.0, 0.4]).unwrap();
+        let lr = 0.05;
+        let mut b = IdealBackend::new();
+        b.prepare(0, &w0).unwrap();
+        let mut wrng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let rep = b
+            .update(
+                vec![(
+                    0,
+                    Update::OuterProduct {
+                        x: x.clone(),
+                        delta: delta.clone(),
+                        lr,
+                    },
+                )],
+                &mut UpdateCtx::new(&mut wrng),
+            )
+            .unwrap();
+        assert_eq!(rep, UpdateReport::default());
+        let w1 = b.effective_weights(0).unwrap();
+        for i in 0..3 {
+            for j in 0..2 {
+                let dw: f64 = (0..2).map(|n| -lr * x.get(n, i) * delta.get(n, j)).sum();
+                assert!((w1.get(i, j) - (w0.get(i, j) + dw)).abs() < 1e-15);
+            }
+        }
+        let step = Matrix::from_vec(3, 2, vec![1.0; 6]).unwrap();
+        b.update(
+            vec![(0, Update::Step(step))],
+            &mut UpdateCtx::new(&mut wrng),
+        )
+        .unwrap();
+        let w2 = b.effective_weights(0).unwrap();
+        assert!((w2.get(2, 1) - (w1.get(2, 1) + 1.0)).abs() < 1e-15);
+        b.update(
+            vec![(0, Update::Target(w0.clone()))],
+            &mut UpdateCtx::new(&mut wrng),
+        )
+        .unwrap();
+        assert_eq!(b.effective_weights(0).unwrap(), w0);
+        // a wrong shape is an error, not a panic
+        let bad = Update::Step(Matrix::zeros(2, 2));
+        assert!(b
+            .update(vec![(0, bad)], &mut UpdateCtx::new(&mut wrng))
+            .is_err());
+        let d = tempfile::tempdir().unwrap();
+        b.save_state(d.path()).unwrap();
+        let mut fresh = IdealBackend::new();
+        fresh.load_state(d.path()).unwrap();
+        let mut rrng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut ctx = ForwardCtx::new(&mut rrng, Pass::Test);
+        assert_eq!(
+            fresh.forward(0, &x, &mut ctx).unwrap(),
+            b.forward(0, &x, &mut ctx).unwrap()
+        );
     }
 }

@@ -29,7 +29,9 @@ use std::sync::{Arc, Mutex};
 
 use faer::Mat;
 
-use super::backend::{BackendError, LayerId, MatmulBackend};
+use super::backend::{
+    save_weights, BackendError, ForwardCtx, LayerId, MatmulBackend, Update, UpdateCtx, UpdateReport,
+};
 use super::from_net::{weights_from_slots, SlotRows};
 use super::matrix::Matrix;
 use crate::mapping::weights::{program, Programmed};
@@ -46,12 +48,17 @@ pub struct CircuitOverrides {
     /// Nonlinear arrays: solve every vector exactly (the bulk solver of [`Engine::infer`])
     /// instead of using the small-signal effective matrix at 0 V.
     pub exact_nonlinear: bool,
+    /// Siemens per weight unit instead of the mapping's `weight_scale` (in-situ training from
+    /// scratch programs at the mapping's `insitu_weight_scale`; its read-back must decode at it).
+    pub weight_scale: Option<WeightScale>,
 }
 
 /// Everything computed from one conductance state.
 struct Solved {
     /// Per slot: the effective weight-unit matrix (small-signal for nonlinear arrays).
     w_eff: BTreeMap<LayerId, Matrix>,
+    /// Per slot: the ADC's full scale per unit input ([`column_abs_sums`] of `w_eff`).
+    col_abs: BTreeMap<LayerId, Vec<f64>>,
     programmed: Programmed,
     /// Engines of nonlinear arrays (one per array), for per-vector solves.
     engines: Vec<Option<Mutex<Engine>>>,
@@ -105,7 +112,7 @@ impl CircuitBackend {
         Ok(CircuitBackend {
             linear,
             hw,
-            scale: file.mapping.weight_scale,
+            scale: overrides.weight_scale.unwrap_or(file.mapping.weight_scale),
             lowering,
             network: file.network.name.clone(),
             slots,
@@ -306,8 +313,13 @@ impl CircuitBackend {
             }
             w_eff.insert(id, e);
         }
+        let col_abs = w_eff
+            .iter()
+            .map(|(&id, w)| (id, column_abs_sums(w)))
+            .collect();
         let solved = Arc::new(Solved {
             w_eff,
+            col_abs,
             programmed,
             engines,
         });
@@ -406,20 +418,94 @@ impl CircuitBackend {
 /// `max_i |x_vi| · Σ_i |W_eff[i, j]|` (the per-vector input scale undone), and the output is
 /// rounded to the nearest of the 2^(bits−1) − 1 steps on each side.
 pub fn adc(y: &mut Matrix, x: &Matrix, w: &Matrix, bits: u32) {
-    let steps = (2f64.powi(bits.clamp(2, 52) as i32 - 1) - 1.0).max(1.0);
-    let col_abs: Vec<f64> = (0..w.cols)
+    adc_with_sums(y, x, &column_abs_sums(w), bits);
+}
+
+/// `Σ_i |W[i, j]|` for every column j: the ADC's full scale per unit input (see [`adc`]).
+pub fn column_abs_sums(w: &Matrix) -> Vec<f64> {
+    (0..w.cols)
         .map(|j| (0..w.rows).map(|i| w.get(i, j).abs()).sum())
-        .collect();
-    for v in 0..y.rows {
-        let x_max = x.row(v).iter().fold(0.0f64, |a, e| a.max(e.abs()));
-        for (j, &ca) in col_abs.iter().enumerate() {
-            let fs = x_max * ca;
-            if fs > 0.0 {
-                let q = (y.get(v, j) / fs * steps).round().clamp(-steps, steps);
-                y.set(v, j, q * fs / steps);
+        .collect()
+}
+
+/// Outputs per parallel task of the ADC (smaller outputs are quantised on the calling thread).
+const ADC_TASK_VALUES: usize = 1 << 14;
+
+/// [`adc`] with the column sums of `W_eff` already made ([`column_abs_sums`]; the circuit backend
+/// keeps them per conductance state). Row blocks are quantised in parallel; every output is
+/// computed by the same operations as a plain loop, so the result does not depend on threads.
+pub fn adc_with_sums(y: &mut Matrix, x: &Matrix, col_abs: &[f64], bits: u32) {
+    let steps = (2f64.powi(bits.clamp(2, 52) as i32 - 1) - 1.0).max(1.0);
+    if y.cols == 0 || x.cols == 0 || col_abs.len() != y.cols || x.rows != y.rows {
+        // nothing to quantise (no outputs, or all-zero full scales), or shapes the caller
+        // checked already: left as they are
+        return;
+    }
+    let quantise_rows = |ys: &mut [f64], xs: &[f64]| {
+        for (yr, xr) in ys
+            .chunks_exact_mut(col_abs.len())
+            .zip(xs.chunks_exact(x.cols))
+        {
+            let x_max = max_abs(xr);
+            for (v, &ca) in yr.iter_mut().zip(col_abs) {
+                let fs = x_max * ca;
+                if fs > 0.0 {
+                    let q = round_half_away(*v / fs * steps, steps);
+                    *v = q * fs / steps;
+                }
             }
         }
+    };
+    let rows_per_task = (ADC_TASK_VALUES / y.cols).max(1);
+    if y.rows <= rows_per_task {
+        quantise_rows(&mut y.data, &x.data);
+    } else {
+        use rayon::prelude::*;
+        y.data
+            .par_chunks_mut(rows_per_task * y.cols)
+            .zip(x.data.par_chunks(rows_per_task * x.cols))
+            .for_each(|(ys, xs)| quantise_rows(ys, xs));
     }
+}
+
+/// `xs.iter().fold(0.0, |a, e| a.max(e.abs()))` in four independent lanes: the largest of
+/// magnitudes does not depend on the order they are compared in (NaNs are skipped either way,
+/// and every magnitude is ≥ +0), so the value is the same, without one long dependency chain.
+#[inline(always)]
+fn max_abs(xs: &[f64]) -> f64 {
+    let mut lanes = [0.0f64; 4];
+    let mut quads = xs.chunks_exact(4);
+    for q in &mut quads {
+        for (l, e) in lanes.iter_mut().zip(q) {
+            let a = e.abs();
+            *l = if a > *l { a } else { *l };
+        }
+    }
+    let mut m = quads
+        .remainder()
+        .iter()
+        .fold(0.0f64, |a, e| if e.abs() > a { e.abs() } else { a });
+    for l in lanes {
+        m = if l > m { l } else { m };
+    }
+    m
+}
+
+/// `t.round().clamp(-steps, steps)` for an integral `steps` below 2^52, without the libm call or
+/// a data-dependent branch: clamping first gives the same value (the bounds are integers and
+/// rounding is monotonic); below 2^52 the truncation by an integer conversion and the fraction
+/// `|c| − trunc|c|` are exact, so halves round away from zero exactly as `f64::round`; the sign
+/// (also of a zero) is put back last.
+#[inline(always)]
+fn round_half_away(t: f64, steps: f64) -> f64 {
+    if t.is_nan() {
+        return t;
+    }
+    let c = t.max(-steps).min(steps);
+    let a = c.abs();
+    let r = a as i64 as f64;
+    let up = f64::from(u8::from(a - r >= 0.5));
+    (r + up).copysign(c)
 }
 
 impl MatmulBackend for CircuitBackend {
@@ -444,7 +530,12 @@ impl MatmulBackend for CircuitBackend {
         Ok(())
     }
 
-    fn forward(&self, id: LayerId, x: &Matrix) -> Result<Matrix, BackendError> {
+    fn forward(
+        &mut self,
+        id: LayerId,
+        x: &Matrix,
+        _ctx: &mut ForwardCtx,
+    ) -> Result<Matrix, BackendError> {
         let st = self.solve_state()?;
         let w = st.w_eff.get(&id).ok_or(BackendError::NotPrepared(id))?;
         if x.cols != w.rows {
@@ -460,25 +551,30 @@ impl MatmulBackend for CircuitBackend {
             self.forward_nonlinear(&st, id, x)?
         };
         if let Some(bits) = self.hw.adc_bits {
-            adc(&mut y, x, w, bits);
+            let col_abs = st.col_abs.get(&id).ok_or(BackendError::NotPrepared(id))?;
+            adc_with_sums(&mut y, x, col_abs, bits);
         }
         Ok(y)
     }
 
-    /// Every slot is set first and the arrays are solved once for the new conductance state
-    /// (programming slot by slot would re-solve after each).
-    fn program_all(
+    /// Every slot is set first; the arrays are solved once for the new conductance state, at the
+    /// next product or read-back. Steps apply to the weights as prepared (software weights).
+    fn update(
         &mut self,
-        targets: &[Matrix],
-        deltas: &[Matrix],
-    ) -> Result<Vec<Matrix>, BackendError> {
-        super::backend::same_count(targets, deltas)?;
-        for (id, t) in targets.iter().enumerate() {
-            self.prepare(id, t)?;
+        updates: Vec<(LayerId, Update)>,
+        _ctx: &mut UpdateCtx,
+    ) -> Result<UpdateReport, BackendError> {
+        for (id, u) in updates {
+            let w0 = self.weights.get(&id).ok_or(BackendError::NotPrepared(id))?;
+            let w = u.apply_to(id, w0)?;
+            self.prepare(id, &w)?;
         }
-        (0..targets.len())
-            .map(|id| self.effective_weights(id))
-            .collect()
+        Ok(UpdateReport::default())
+    }
+
+    /// The prepared (software) weights; chip conductances are the chip backend's state.
+    fn save_state(&self, dir: &std::path::Path) -> Result<(), BackendError> {
+        save_weights(dir, &self.weights)
     }
 
     fn effective_weights(&self, id: LayerId) -> Result<Matrix, BackendError> {
@@ -487,5 +583,76 @@ impl MatmulBackend for CircuitBackend {
             .get(&id)
             .cloned()
             .ok_or(BackendError::NotPrepared(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The four-lane largest magnitude equals the plain fold, NaNs and signed zeros included.
+    #[test]
+    fn max_abs_is_the_plain_fold() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        for len in 0..40 {
+            for _ in 0..50 {
+                let xs: Vec<f64> = (0..len)
+                    .map(|_| match rng.gen_range(0..10) {
+                        0 => f64::NAN,
+                        1 => -0.0,
+                        2 => f64::NEG_INFINITY,
+                        _ => rng.gen_range(-1.0..1.0),
+                    })
+                    .collect();
+                let want = xs.iter().fold(0.0f64, |a, e| a.max(e.abs()));
+                assert_eq!(max_abs(&xs).to_bits(), want.to_bits(), "{xs:?}");
+            }
+        }
+    }
+
+    /// The branch-free rounding equals `f64::round` then `clamp`, bit for bit: halves, values
+    /// just below a half, signed zeros, the clamp edges, infinities and NaN.
+    #[test]
+    fn round_half_away_is_round_then_clamp() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for bits in [2u32, 8, 16, 52] {
+            let steps = (2f64.powi(bits as i32 - 1) - 1.0).max(1.0);
+            let mut cases = vec![
+                0.0,
+                -0.0,
+                0.5,
+                -0.5,
+                1.5,
+                -2.5,
+                0.49999999999999994,
+                -0.49999999999999994,
+                steps,
+                -steps,
+                steps + 0.5,
+                -steps - 0.5,
+                steps - 0.5,
+                1e300,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+                f64::MIN_POSITIVE,
+                -f64::MIN_POSITIVE,
+            ];
+            for _ in 0..100_000 {
+                let k: f64 = rng.gen_range(-1.2 * steps..1.2 * steps);
+                cases.push(k);
+                cases.push(k.trunc() + 0.5);
+                cases.push(k.trunc() - 0.5);
+            }
+            for t in cases {
+                let want = t.round().clamp(-steps, steps);
+                let got = round_half_away(t, steps);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{t:e} with {steps} steps: {got:e} vs {want:e}"
+                );
+            }
+        }
     }
 }

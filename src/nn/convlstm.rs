@@ -4,7 +4,7 @@
 //!
 //! Gate columns of the kernel matrices: `[i | f | o | g]`, each `hidden` wide.
 
-use super::backend::{LayerId, MatmulBackend};
+use super::backend::{ForwardCtx, LayerId, MatmulBackend};
 use super::layers::{
     col2im, im2col, maps_to_patches, patches_to_maps, sigmoid, ConvGeom, LayerSpec, Pad, Shape,
 };
@@ -75,8 +75,9 @@ pub fn forward(
     spec: &LayerSpec,
     s: Shape,
     slots: &[LayerId],
-    backend: &dyn MatmulBackend,
+    backend: &mut dyn MatmulBackend,
     x: &Matrix,
+    ctx: &mut ForwardCtx,
 ) -> Result<(Matrix, LstmCache), NnError> {
     let g = geo(spec, s)?;
     let n = x.rows;
@@ -92,10 +93,10 @@ pub fn forward(
     let mut h = Matrix::zeros(n * p, f);
     for t in 0..g.steps {
         let xcols = im2col(&frame(x, t, flen), &g.gx, g.bias);
-        let mut z = backend.forward(slots[0], &xcols)?;
+        let mut z = backend.forward(slots[0], &xcols, ctx)?;
         let hcols = if t > 0 {
             let hc = im2col(&patches_to_maps(&h, n, p), &g.gh, false);
-            let zh = backend.forward(slots[1], &hc)?;
+            let zh = backend.forward(slots[1], &hc, ctx)?;
             z.data.iter_mut().zip(&zh.data).for_each(|(a, b)| *a += b);
             Some(hc)
         } else {

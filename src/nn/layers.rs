@@ -3,7 +3,7 @@
 //! Activations are stored one sample per row, each sample flattened in
 //! channel, row, column order (`c·H·W + y·W + x`).
 
-use super::backend::{LayerId, MatmulBackend, BIAS_INPUT};
+use super::backend::{ForwardCtx, LayerId, MatmulBackend, BIAS_INPUT};
 use super::matrix::Matrix;
 use super::NnError;
 use rayon::prelude::*;
@@ -367,8 +367,9 @@ pub fn forward(
     spec: &LayerSpec,
     in_shape: Shape,
     slots: &[LayerId],
-    backend: &dyn MatmulBackend,
+    backend: &mut dyn MatmulBackend,
     x: &Matrix,
+    ctx: &mut ForwardCtx,
 ) -> Result<(Matrix, Cache), NnError> {
     let n = x.rows;
     Ok(match spec {
@@ -381,12 +382,12 @@ pub fn forward(
         } => {
             let g = ConvGeom::new(in_shape, *kernel, *stride, *pad)?;
             let cols = im2col(x, &g, *bias);
-            let y = backend.forward(slots[0], &cols)?;
+            let y = backend.forward(slots[0], &cols, ctx)?;
             (patches_to_maps(&y, n, g.p()), Cache::Product { cols })
         }
         LayerSpec::Dense { bias, .. } => {
             let cols = if *bias { with_bias(x) } else { x.clone() };
-            let y = backend.forward(slots[0], &cols)?;
+            let y = backend.forward(slots[0], &cols, ctx)?;
             (y, Cache::Product { cols })
         }
         LayerSpec::Relu => {
@@ -441,7 +442,7 @@ pub fn forward(
         }
         LayerSpec::Flatten => (x.clone(), Cache::None),
         LayerSpec::ConvLstm { .. } => {
-            let (y, c) = super::convlstm::forward(spec, in_shape, slots, backend, x)?;
+            let (y, c) = super::convlstm::forward(spec, in_shape, slots, backend, x, ctx)?;
             (y, Cache::Lstm(Box::new(c)))
         }
     })

@@ -17,7 +17,8 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use backend::{
-    BackendError, EncodedBackend, IdealBackend, LayerId, LinearCodec, MatmulBackend, WeightCodec,
+    BackendError, EncodedBackend, ForwardCtx, IdealBackend, LayerId, LinearCodec, MatmulBackend,
+    Pass, Update, UpdateCtx, UpdateReport, WeightCodec,
 };
 pub use layers::{LayerSpec, Pad};
 pub use loss::LossSpec;

@@ -1,6 +1,6 @@
 //! Networks built from a layer list, their parameters and the weights file.
 
-use super::backend::{LayerId, MatmulBackend};
+use super::backend::{ForwardCtx, LayerId, MatmulBackend};
 use super::layers::{self, Cache, LayerSpec, Pad, Shape};
 use super::loss::LossSpec;
 use super::matrix::Matrix;
@@ -246,8 +246,9 @@ impl Model {
     /// Forward pass of a batch (`n × input_len`) through the backend.
     pub fn forward(
         &self,
-        backend: &dyn MatmulBackend,
+        backend: &mut dyn MatmulBackend,
         x: &Matrix,
+        ctx: &mut ForwardCtx,
     ) -> Result<(Matrix, Vec<Cache>), NnError> {
         if x.cols != self.input_len() {
             return Err(NnError::Shape(format!(
@@ -259,7 +260,8 @@ impl Model {
         let mut caches = Vec::with_capacity(self.spec.layers.len());
         let mut a = x.clone();
         for (li, l) in self.spec.layers.iter().enumerate() {
-            let (y, c) = layers::forward(l, self.shapes[li], &self.layer_slots[li], backend, &a)?;
+            let (y, c) =
+                layers::forward(l, self.shapes[li], &self.layer_slots[li], backend, &a, ctx)?;
             caches.push(c);
             a = y;
         }

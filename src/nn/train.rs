@@ -1,6 +1,6 @@
 //! Mini-batch training with checkpoints, evaluation and confusion matrices.
 
-use super::backend::MatmulBackend;
+use super::backend::{ForwardCtx, MatmulBackend, Pass, Update, UpdateCtx};
 use super::loss::{self, argmax};
 use super::matrix::Matrix;
 use super::model::{Model, WeightsFile};
@@ -176,6 +176,13 @@ pub fn train(
         }
     };
     model.prepare_backend(backend)?;
+    // read and write streams of the backend's contexts: software backends draw nothing from them
+    // (a device backend trained here would restart them on resume; in-situ training is
+    // `crate::insitu`, which checkpoints them)
+    let mut read_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    read_rng.set_stream(3);
+    let mut write_rng = ChaCha8Rng::seed_from_u64(config.seed);
+    write_rng.set_stream(1);
     let n = split.train.len();
     let batches = n.div_ceil(config.batch_size);
     // one bar over all epochs (batches of the current one in its message) and a line every
@@ -204,7 +211,11 @@ pub fn train(
         for idx in order.chunks(config.batch_size) {
             let x = batch_matrix(&split.train, idx);
             let labels: Vec<usize> = idx.iter().map(|&i| split.train.labels[i]).collect();
-            let (out, caches) = model.forward(backend, &x)?;
+            let (out, caches) = model.forward(
+                backend,
+                &x,
+                &mut ForwardCtx::new(&mut read_rng, Pass::Train),
+            )?;
             let l = loss::evaluate(&model.spec.loss, &out, &labels)?;
             if !l.loss.is_finite() {
                 return Err(NnError::Format(format!(
@@ -216,7 +227,7 @@ pub fn train(
             loss_sum += l.loss * idx.len() as f64;
             correct += l.correct;
             let grads = model.backward(backend, &caches, &l.grad)?;
-            let deltas = opt.step(&mut model.weights, &grads)?;
+            opt.step(&mut model.weights, &grads)?;
             // Non-finite weights are never published: a diverging run stops here, before its
             // checkpoint and outputs are written, so the last good checkpoint stays.
             if let Some((layer, v)) = first_non_finite(model) {
@@ -231,16 +242,26 @@ pub fn train(
                     }
                 )));
             }
-            let realised = backend.program_all(&model.weights, &deltas)?;
+            let updates = model.weights.iter().cloned().map(Update::Target);
+            let updates = updates.enumerate().collect();
+            backend.update(updates, &mut UpdateCtx::new(&mut write_rng))?;
             if opts.readback {
-                model.weights = realised;
+                for (id, w) in model.weights.iter_mut().enumerate() {
+                    *w = backend.effective_weights(id)?;
+                }
             }
             batch_no += 1;
             if batch_no.is_multiple_of(16) || batch_no == batches {
                 pb.set_message(format!("batch {batch_no}/{batches}"));
             }
         }
-        let test = evaluate(model, backend, &split.test, 500)?;
+        let test = evaluate(
+            model,
+            backend,
+            &split.test,
+            500,
+            &mut ForwardCtx::new(&mut read_rng, Pass::Test),
+        )?;
         let m = EpochMetrics {
             epoch: epoch + 1,
             loss: loss_sum / n.max(1) as f64,
@@ -321,12 +342,14 @@ pub struct EvalResult {
     pub predictions: Vec<usize>,
 }
 
-/// Evaluate a model whose weights are already prepared in `backend`.
+/// Evaluate a model whose weights are already prepared in `backend` (a device backend: with the
+/// read it holds, or one it takes from `ctx` if it holds none).
 pub fn evaluate(
     model: &Model,
-    backend: &dyn MatmulBackend,
+    backend: &mut dyn MatmulBackend,
     data: &Dataset,
     batch: usize,
+    ctx: &mut ForwardCtx,
 ) -> Result<EvalResult, NnError> {
     let k = model.output_len();
     let mut confusion = vec![vec![0usize; k]; k];
@@ -336,7 +359,7 @@ pub fn evaluate(
     for chunk in idx.chunks(batch.max(1)) {
         let x = batch_matrix(data, chunk);
         let labels: Vec<usize> = chunk.iter().map(|&i| data.labels[i]).collect();
-        let (out, _) = model.forward(backend, &x)?;
+        let (out, _) = model.forward(backend, &x, ctx)?;
         let l = loss::evaluate(&model.spec.loss, &out, &labels)?;
         loss_sum += l.loss * chunk.len() as f64;
         correct += l.correct;
@@ -360,18 +383,20 @@ pub fn evaluate(
 /// (same weights, same inputs): `‖a_B − a_A‖ / ‖a_A‖`, one entry per layer.
 pub fn layer_errors(
     model: &Model,
-    a: &dyn MatmulBackend,
-    b: &dyn MatmulBackend,
+    a: &mut dyn MatmulBackend,
+    b: &mut dyn MatmulBackend,
     data: &Dataset,
     samples: usize,
+    ctx: &mut ForwardCtx,
 ) -> Result<Vec<f64>, NnError> {
     let idx: Vec<usize> = (0..data.len().min(samples)).collect();
     let x = batch_matrix(data, &idx);
     let (mut xa, mut xb) = (x.clone(), x);
     let mut out = vec![];
     for (li, l) in model.spec.layers.iter().enumerate() {
-        let ya = super::layers::forward(l, model.shapes[li], &model.layer_slots[li], a, &xa)?.0;
-        let yb = super::layers::forward(l, model.shapes[li], &model.layer_slots[li], b, &xb)?.0;
+        let slots = &model.layer_slots[li];
+        let ya = super::layers::forward(l, model.shapes[li], slots, a, &xa, ctx)?.0;
+        let yb = super::layers::forward(l, model.shapes[li], slots, b, &xb, ctx)?.0;
         let num: f64 = ya
             .data
             .iter()

@@ -106,6 +106,7 @@ pub fn settings_of(spec: &RunSpec) -> Value {
         "hardware_aware": o.hardware_aware,
         "trainable": o.trainable,
         "insitu_epochs": o.insitu_epochs,
+        "insitu_limit_train": o.insitu_limit_train,
         "batch": o.batch,
         "drift_ages_seconds": spec.drift_ages_seconds,
     })
@@ -220,8 +221,7 @@ pub struct Sizes {
     pub s3_defect_seeds: Vec<u64>,
     /// In-situ updates of each sweep point.
     pub s3_sweep_updates: usize,
-    /// Stuck-OFF fractions of the ex-situ sweep, and the subset also trained in situ (S3's
-    /// in-situ writes solve every written column's gates: seconds per update).
+    /// Stuck-OFF fractions of the ex-situ sweep, and the subset also trained in situ.
     pub s3_fractions: Vec<f64>,
     pub s3_insitu_fractions: Vec<f64>,
     pub s3_seeds: Vec<u64>,
@@ -233,8 +233,8 @@ pub struct Sizes {
     pub s4_manhattan_updates: usize,
     pub s5_updates: usize,
     pub s5_miswrite_updates: usize,
-    /// Epochs of S5's ex-situ (software) phase.
-    pub s5_exsitu_epochs: usize,
+    /// Epochs of S5's ex-situ (software) phase (None: the file's `exsitu_epochs`).
+    pub s5_exsitu_epochs: Option<usize>,
     pub s5_drift_ages_seconds: Vec<f64>,
 }
 
@@ -258,19 +258,19 @@ pub fn sizes(scale: Scale) -> Sizes {
             s2_limit_train: None,
             s2_limit_test: None,
             s2_updates: S2_PAPER_UPDATES,
-            s3_updates: 20,
-            s3_defect_seeds: vec![1],
-            s3_sweep_updates: 10,
+            s3_updates: 1600,
+            s3_defect_seeds: vec![1, 2],
+            s3_sweep_updates: 400,
             s3_fractions: vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
-            s3_insitu_fractions: vec![0.0, 0.5],
+            s3_insitu_fractions: vec![0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
             s3_seeds: vec![1, 2, 3],
             s4_seeds: vec![1, 2, 3],
             s4_epochs: None,
             s4_limit_test: None,
             s4_manhattan_updates: 100,
-            s5_updates: 40,
-            s5_miswrite_updates: 40,
-            s5_exsitu_epochs: 4,
+            s5_updates: S5_PAPER_UPDATES,
+            s5_miswrite_updates: S5_PAPER_UPDATES,
+            s5_exsitu_epochs: None,
             s5_drift_ages_seconds: vec![0.0, 600.0, 3600.0, 7200.0],
         },
         Scale::Quick => Sizes {
@@ -280,9 +280,9 @@ pub fn sizes(scale: Scale) -> Sizes {
             s2_limit_train: Some(200),
             s2_limit_test: Some(100),
             s2_updates: 6,
-            s3_updates: 3,
+            s3_updates: 20,
             s3_defect_seeds: vec![1],
-            s3_sweep_updates: 2,
+            s3_sweep_updates: 10,
             s3_fractions: vec![0.0, 0.5],
             s3_insitu_fractions: vec![0.0, 0.5],
             s3_seeds: vec![1],
@@ -290,9 +290,9 @@ pub fn sizes(scale: Scale) -> Sizes {
             s4_epochs: Some(60),
             s4_limit_test: None,
             s4_manhattan_updates: 10,
-            s5_updates: 2,
-            s5_miswrite_updates: 2,
-            s5_exsitu_epochs: 1,
+            s5_updates: 10,
+            s5_miswrite_updates: 10,
+            s5_exsitu_epochs: Some(1),
             s5_drift_ages_seconds: vec![0.0, 7200.0],
         },
         Scale::Tiny => Sizes {
@@ -314,7 +314,7 @@ pub fn sizes(scale: Scale) -> Sizes {
             s4_manhattan_updates: 2,
             s5_updates: 1,
             s5_miswrite_updates: 1,
-            s5_exsitu_epochs: 1,
+            s5_exsitu_epochs: Some(1),
             s5_drift_ages_seconds: vec![0.0, 7200.0],
         },
     }
@@ -658,7 +658,7 @@ pub fn plan(
             // hybrid: `epochs` is the ex-situ phase, `insitu_epochs` the in-situ one
             let hyb = |updates: usize, n: usize| Overrides {
                 mode: Some(TrainMode::Hybrid),
-                epochs: Some(z.s5_exsitu_epochs),
+                epochs: z.s5_exsitu_epochs,
                 max_updates: Some(updates),
                 insitu_epochs: Some(epochs_for(updates, batch, n)),
                 ..base.clone()
@@ -686,7 +686,7 @@ pub fn plan(
                 ),
                 Overrides {
                     miswrite_fraction: Some(0.1),
-                    limit_train: Some(tenth),
+                    insitu_limit_train: Some(tenth),
                     ..hyb(z.s5_miswrite_updates, tenth)
                 },
             );

@@ -361,14 +361,12 @@ pub fn build(paper: Paper, scale: Scale, recs: &[&RunRecord]) -> PaperTable {
             }
             notes.push(format!(
                 "Sweep numbers are means over {} seed(s) (± sample s.d.), the defect comparison \
-                 {} seed(s). In situ: only {} updates of batch 50 for the defect comparison and \
-                 {} for each sweep point (stuck fractions {:?} in situ, {:?} ex situ): S3's \
-                 in-situ write (gate-controlled SET aimed at each target, gates solved per \
-                 written column) takes seconds per update, so in-situ S3 is far from converged \
-                 and its comparisons with ex situ are not the paper's. Ex situ: the .net's \
-                 software training (20 epochs), then one-shot transfer onto the chip with the \
-                 stuck devices (at 10 µS). The paper's learning rate and update count are not \
-                 given.",
+                 {} seed(s). In situ: {} updates of batch 50 for the defect comparison and {} \
+                 for each sweep point (stuck fractions {:?} in situ, {:?} ex situ), every update \
+                 a gate-controlled SET of each changed cell (compliance solved on its column). \
+                 Ex situ: the .net's software training (20 epochs), then one-shot transfer onto \
+                 the chip with the stuck devices (at 10 µS). The paper's learning rate and \
+                 update count are not given.",
                 z.s3_seeds.len(),
                 z.s3_defect_seeds.len(),
                 z.s3_updates,
@@ -612,15 +610,20 @@ pub fn build(paper: Paper, scale: Scale, recs: &[&RunRecord]) -> PaperTable {
             }
             notes.push(format!(
                 "Protocol matched by device writes: the paper's in-situ phase is 550 iterations \
-                 of batch 100 (one epoch of 55,000); netc runs {} updates of the FC layer (the \
-                 threshold rule: updates below 1.5 µS skipped, the rest by write-verify) after \
-                 {} ex-situ epochs. The mis-write experiment runs {} updates on 10 % of netc's \
-                 training digits (the paper: 10 epochs of 10 % = 550 iterations); netc's ex-situ \
-                 phase of that run also sees only that 10 %. Drift reads at {:?} s after training. \
-                 NOT the paper's 550 updates: S5's transfer and in-situ writes (write-verify, a \
-                 read through the array after every pulse) and its chip evaluations take minutes \
-                 per run here, so the full run is cut to fit ~25 minutes.",
-                z.s5_updates, z.s5_exsitu_epochs, z.s5_miswrite_updates, z.s5_drift_ages_seconds
+                 of batch 100 (one epoch of 55,000); netc runs {} updates of batch 100 of the FC \
+                 layer (the threshold rule, ΔW = η·Σ over the batch as eq. 1: updates below \
+                 1.5 µS skipped, the rest by write-verify) after {} of software training \
+                 (`exsitu_optimizer`: the paper does not give its software settings). The \
+                 mis-write run: the same software training on all digits, 10 % of the weights \
+                 mis-written at transfer, then {} in-situ updates on the first 10 % of netc's \
+                 training digits (the paper: 10 epochs of 10 % = 550 iterations). Drift reads at \
+                 {:?} s after training.",
+                z.s5_updates,
+                z.s5_exsitu_epochs
+                    .map(|e| format!("{e} epochs"))
+                    .unwrap_or_else(|| "the .net file's `exsitu_epochs`".into()),
+                z.s5_miswrite_updates,
+                z.s5_drift_ages_seconds
             ));
         }
     }

@@ -3,6 +3,7 @@
 //! fallbacks, and the `.op` / `.dc` analyses.
 
 pub mod lu;
+pub mod spd;
 
 use std::collections::BTreeMap;
 
@@ -51,7 +52,11 @@ pub struct SolveStats {
 /// Owns the numeric workspace of one circuit; nothing is allocated per Newton iteration.
 pub struct Solver {
     pub circuit: Circuit,
-    lu: SparseLu,
+    /// The LU of the whole system, analysed when first needed (linear circuits solved by
+    /// [`spd::Reduced`] never need it).
+    lu: Option<SparseLu>,
+    /// Linear circuits of resistors and grounded sources: the factored reduced system.
+    reduced: Option<spd::Reduced>,
     lin: Vec<f64>,
     vals: Vec<f64>,
     rhs: Vec<f64>,
@@ -65,11 +70,17 @@ pub struct Solver {
 impl Solver {
     pub fn new(circuit: Circuit) -> Result<Solver, SolveError> {
         let nnz = circuit.pattern.nnz();
-        let lu = SparseLu::new(&circuit.pattern)?;
         let mut lin = vec![0.0; nnz + 1];
         circuit.stamp_linear(&mut lin);
+        // Nonlinear circuits factor the whole system from the first iteration on.
+        let lu = if circuit.is_linear() {
+            None
+        } else {
+            Some(SparseLu::new(&circuit.pattern)?)
+        };
         Ok(Solver {
             lu,
+            reduced: None,
             vals: lin.clone(),
             lin,
             rhs: vec![0.0; circuit.n + 1],
@@ -89,16 +100,37 @@ impl Solver {
         Ok(())
     }
 
-    /// Solve a linear circuit (matrix factored once for all right-hand sides).
+    /// The LU of the whole system (symbolic analysis on first use).
+    fn lu(&mut self) -> Result<&mut SparseLu, SolveError> {
+        if self.lu.is_none() {
+            self.lu = Some(SparseLu::new(&self.circuit.pattern)?);
+        }
+        Ok(self.lu.as_mut().expect("set above"))
+    }
+
+    /// Solve a linear circuit (matrix factored once for all right-hand sides): the reduced
+    /// symmetric system when the circuit allows it ([`spd`]), else the LU of the whole system.
     fn solve_linear(&mut self) -> Result<Vec<f64>, SolveError> {
         if !self.linear_factored {
-            self.lu.factor(&self.lin)?;
+            self.reduced = spd::Reduced::new(&self.circuit, &self.lin);
+            if self.reduced.is_none() {
+                let lin = std::mem::take(&mut self.lin);
+                let factored = self.lu().and_then(|lu| Ok(lu.factor(&lin)?));
+                self.lin = lin;
+                factored?;
+            }
             self.stats.factorizations += 1;
             self.linear_factored = true;
         }
         let mut x = vec![0.0; self.circuit.n + 1];
         self.circuit.stamp_sources(&mut x, 1.0);
-        self.lu.solve_vec(&mut x);
+        match &mut self.reduced {
+            Some(r) => {
+                let rhs = x.clone();
+                r.solve(&rhs, &mut x);
+            }
+            None => self.lu()?.solve_vec(&mut x),
+        }
         x[self.circuit.n] = 0.0;
         self.check_finite(&x)?;
         Ok(x)
@@ -224,11 +256,14 @@ impl Solver {
             let limited = self
                 .circuit
                 .stamp_nonlinear(&x, &mut self.vals, &mut self.rhs, true);
-            self.lu.factor(&self.vals)?;
+            let vals = std::mem::take(&mut self.vals);
+            let factored = self.lu().and_then(|lu| Ok(lu.factor(&vals)?));
+            self.vals = vals;
+            factored?;
             self.stats.factorizations += 1;
             self.stats.iterations += 1;
             xn.copy_from_slice(&self.rhs);
-            self.lu.solve_vec(&mut xn);
+            self.lu()?.solve_vec(&mut xn);
             xn[n] = 0.0;
             if let Some(i) = xn[..n].iter().position(|v| !v.is_finite()) {
                 if let Some(e) = self.circuit.non_finite_device(&x) {

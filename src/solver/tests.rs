@@ -609,3 +609,155 @@ fn json_forms_equal_the_object_built_by_hand() {
     assert_eq!(serde_json::to_string(&to_json(&results)).unwrap(), expected);
     assert!(expected.contains("\"i(v1)\":null"), "{expected}");
 }
+
+/// Dense Gaussian elimination with partial pivoting of the whole modified nodal system (the
+/// independent reference for the reduced solve).
+fn dense_solve(s: &mut Solver) -> Vec<f64> {
+    let n = s.circuit.n;
+    let x0 = vec![0.0; n + 1];
+    let mut a = s.jacobian_dense(&x0);
+    let mut b = vec![0.0; n + 1];
+    s.circuit.stamp_sources(&mut b, 1.0);
+    b.truncate(n);
+    for k in 0..n {
+        let p = (k..n)
+            .max_by(|&i, &j| a[i * n + k].abs().total_cmp(&a[j * n + k].abs()))
+            .unwrap();
+        for c in 0..n {
+            a.swap(k * n + c, p * n + c);
+        }
+        b.swap(k, p);
+        for i in k + 1..n {
+            let f = a[i * n + k] / a[k * n + k];
+            for c in k..n {
+                a[i * n + c] -= f * a[k * n + c];
+            }
+            b[i] -= f * b[k];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for k in (0..n).rev() {
+        let s: f64 = (k + 1..n).map(|c| a[k * n + c] * x[c]).sum();
+        x[k] = (b[k] - s) / a[k * n + k];
+    }
+    x
+}
+
+/// A resistor mesh with shunts, grounded voltage sources of both polarities and a current
+/// source: `.op` goes through the reduced symmetric solve (`spd::Reduced`), and every node
+/// voltage and source current equals dense elimination of the whole system to 1e-12 of the
+/// largest value; a `.dc` sweep point reuses the factor and matches too.
+#[test]
+fn reduced_symmetric_solve_equals_dense_elimination() {
+    let mut els = Vec::new();
+    let mut seed = 12345u64;
+    let mut rnd = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let node = |i: usize, j: usize| format!("n{i}_{j}");
+    for i in 0..6 {
+        for j in 0..5 {
+            if j + 1 < 5 {
+                els.push(r(
+                    &format!("rh{i}_{j}"),
+                    &node(i, j),
+                    &node(i, j + 1),
+                    1.0 + 1e3 * rnd(),
+                ));
+            }
+            if i + 1 < 6 {
+                els.push(r(
+                    &format!("rv{i}_{j}"),
+                    &node(i, j),
+                    &node(i + 1, j),
+                    2.5 + 1e4 * rnd(),
+                ));
+            }
+            if (i + j) % 4 == 0 {
+                els.push(r(
+                    &format!("rg{i}_{j}"),
+                    &node(i, j),
+                    "0",
+                    1e5 * (1.0 + rnd()),
+                ));
+            }
+        }
+    }
+    els.push(v("va", &node(0, 0), "0", 0.7));
+    els.push(v("vb", "0", &node(5, 4), 0.3));
+    els.push(v("vc", &node(3, 2), "0", -0.2));
+    els.push(el(
+        "i1",
+        ElementKind::ISource {
+            n: nodes(&node(2, 4), "0"),
+            dc_a: 1e-4,
+        },
+    ));
+    let nl = netlist(els);
+    let mut s = Solver::new(Circuit::build(&nl).unwrap()).unwrap();
+    let x = s.op().unwrap();
+    assert!(s.reduced.is_some(), "the reduced solve was used");
+    assert!(s.lu.is_none(), "the whole system was never analysed");
+    let n = s.circuit.n;
+    let want = dense_solve(&mut s);
+    let nn = s.circuit.n_nodes;
+    let names: Vec<String> = (0..n).map(|i| s.circuit.unknown_name(i)).collect();
+    let close = |x: &[f64], want: &[f64]| {
+        let vmax = want[..nn].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let imax = want[nn..].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for i in 0..n {
+            let tol = 1e-12 * if i < nn { vmax } else { imax };
+            assert!(
+                (x[i] - want[i]).abs() <= tol,
+                "{}: reduced {:e}, dense {:e}",
+                names[i],
+                x[i],
+                want[i]
+            );
+        }
+    };
+    close(&x, &want);
+    assert_eq!(x[s.circuit.node("n5_4").unwrap()], -0.3);
+    // a sweep point: a new source value on the same factor
+    let vb = s.circuit.source("vb").unwrap();
+    let xs = s.dc(vb, &[0.9]).unwrap().remove(0);
+    s.circuit.set_source_value(vb, 0.9);
+    let want = dense_solve(&mut s);
+    close(&xs, &want);
+    assert_eq!(s.stats.factorizations, 1);
+}
+
+/// Circuits outside the reduced form go through the LU of the whole system: a voltage source
+/// between two nodes, and a negative resistance that makes the conductance matrix indefinite
+/// (the Cholesky factorization fails and the LU takes over, same answer as dense elimination).
+#[test]
+fn reduced_solve_falls_back_to_lu() {
+    let floating = netlist(vec![
+        v("v1", "a", "0", 1.0),
+        v("v2", "b", "a", 0.5),
+        r("r1", "b", "c", 1e3),
+        r("r2", "c", "0", 2e3),
+    ]);
+    let mut s = Solver::new(Circuit::build(&floating).unwrap()).unwrap();
+    let x = s.op().unwrap();
+    assert!(s.reduced.is_none() && s.lu.is_some());
+    let c = s.circuit.node("c").unwrap();
+    assert!((x[c] - 1.5 * 2.0 / 3.0).abs() < 1e-12);
+    // G_ff = [[1/1e3 − 1/500, 1/500], [1/500, 1/1e3 − 1/500]]: indefinite
+    let negative = netlist(vec![
+        v("v1", "a", "0", 1.0),
+        r("r1", "a", "b", 1e3),
+        r("r2", "b", "c", -500.0),
+        r("r3", "c", "0", 1e3),
+    ]);
+    let mut s = Solver::new(Circuit::build(&negative).unwrap()).unwrap();
+    let x = s.op().unwrap();
+    assert!(s.reduced.is_none() && s.lu.is_some());
+    let want = dense_solve(&mut s);
+    for i in 0..s.circuit.n {
+        assert!((x[i] - want[i]).abs() <= 1e-12 * want[i].abs().max(1e-3));
+    }
+}

@@ -303,6 +303,7 @@ fn backend_for(
                     .get("exact_nonlinear")
                     .and_then(|v| v.as_bool())
                     .unwrap_or(false),
+                weight_scale: None,
             };
             Ok(Box::new(
                 crate::nn::circuit::CircuitBackend::for_model(file, ir, model, ov)
@@ -374,7 +375,11 @@ fn run_eval(ctx: &PointCtx) -> Result<Metrics, String> {
     model
         .prepare_backend(b.as_mut())
         .map_err(|e| e.to_string())?;
-    let r = crate::nn::train::evaluate(&model, b.as_ref(), &split.test, 500)
+    // ideal and circuit backends have no devices to read: nothing is drawn from this stream
+    let mut read_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+    let mut ctx =
+        crate::nn::backend::ForwardCtx::new(&mut read_rng, crate::nn::backend::Pass::Test);
+    let r = crate::nn::train::evaluate(&model, b.as_mut(), &split.test, 500, &mut ctx)
         .map_err(|e| e.to_string())?;
     Ok(Metrics::from([
         ("accuracy".into(), r.accuracy),

@@ -3,6 +3,7 @@
 //! separate binaries, each ~200 MB of debug info, linking was most of `cargo test --no-run`
 //! (docs/build-time.md).
 
+#[macro_use]
 mod common;
 mod compile_cli;
 mod compile_encode;

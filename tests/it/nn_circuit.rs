@@ -7,7 +7,7 @@ use std::path::Path;
 
 use faer::Mat;
 use netc::mapping::weights::{drive_tile, program, tile_outputs};
-use netc::nn::backend::{IdealBackend, MatmulBackend};
+use netc::nn::backend::{IdealBackend, MatmulBackend, Update, UpdateCtx};
 use netc::nn::circuit::{CircuitBackend, CircuitOverrides};
 use netc::nn::from_net::{model_spec, slot_rows, weights_from_slots};
 use netc::nn::loss::LossSpec;
@@ -61,8 +61,8 @@ fn circuit_backend_zero_wire_is_ideal() {
     model.prepare_backend(&mut circ).unwrap();
     model.prepare_backend(&mut ideal).unwrap();
     let x = random_inputs(64, model.input_len(), 5);
-    let (yi, _) = model.forward(&ideal, &x).unwrap();
-    let (yc, _) = model.forward(&circ, &x).unwrap();
+    let (yi, _) = model.forward(&mut ideal, &x, &mut test_ctx!()).unwrap();
+    let (yc, _) = model.forward(&mut circ, &x, &mut test_ctx!()).unwrap();
     let scale = yi.data.iter().fold(0.0f64, |a, v| a.max(v.abs()));
     assert!(
         yi.max_abs_diff(&yc) <= 1e-9 * scale,
@@ -105,10 +105,10 @@ fn circuit_backend_matches_per_vector_array_solves() {
         .unwrap();
     let m = &lowering.matrices[mi];
     let x = random_inputs(6, model.weights[0].rows, 9);
-    let y = circ.forward(0, &x).unwrap();
+    let y = circ.forward(0, &x, &mut test_ctx!()).unwrap();
     let mut ideal = IdealBackend::new();
     model.prepare_backend(&mut ideal).unwrap();
-    let y_ideal = ideal.forward(0, &x).unwrap();
+    let y_ideal = ideal.forward(0, &x, &mut test_ctx!()).unwrap();
     for v in 0..x.rows {
         let mut want = vec![0.0; m.cols];
         for (ti, t) in m.tiles.iter().enumerate().filter(|(_, t)| t.replica == 0) {
@@ -168,7 +168,12 @@ fn new_conductance_state_equals_a_fresh_backend() {
             }
         }
     }
-    let realised = circ.program_all(&model.weights, &deltas).unwrap();
+    let mut wrng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let steps = deltas.into_iter().map(Update::Step).enumerate().collect();
+    circ.update(steps, &mut UpdateCtx::new(&mut wrng)).unwrap();
+    let realised: Vec<Matrix> = (0..model.weights.len())
+        .map(|id| circ.effective_weights(id).unwrap())
+        .collect();
     let mut fresh =
         CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default()).unwrap();
     model.prepare_backend(&mut fresh).unwrap();
@@ -181,6 +186,39 @@ fn new_conductance_state_equals_a_fresh_backend() {
         realised[0].max_abs_diff(&before) > 1e-3,
         "the state must have changed"
     );
+}
+
+/// The ADC of the backend (row blocks in parallel, branch-free rounding) gives bit for bit what the
+/// definition computes as a plain loop with `f64::round`, on a batch large enough to be split.
+#[test]
+fn adc_equals_plain_definition_bit_for_bit() {
+    let x = random_inputs(20_000, 9, 21);
+    let w = random_inputs(9, 15, 22);
+    let y = x.matmul(&w);
+    for bits in [3u32, 8, 16] {
+        let steps = 2f64.powi(bits as i32 - 1) - 1.0;
+        let mut want = y.clone();
+        for v in 0..y.rows {
+            let xm = x.row(v).iter().fold(0.0f64, |a, e| a.max(e.abs()));
+            for j in 0..y.cols {
+                let fs = xm * (0..w.rows).map(|i| w.get(i, j).abs()).sum::<f64>();
+                if fs > 0.0 {
+                    let q = (y.get(v, j) / fs * steps).round().clamp(-steps, steps);
+                    want.set(v, j, q * fs / steps);
+                }
+            }
+        }
+        let mut got = y.clone();
+        netc::nn::circuit::adc(&mut got, &x, &w, bits);
+        let differ = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differ, 0, "{bits} bits: {differ} outputs differ");
+        assert!(got.max_abs_diff(&y) > 0.0, "{bits} bits quantise");
+    }
 }
 
 /// The ADC model: outputs land on the 2^(b−1) − 1 steps of their full scale, the error is at most

@@ -57,9 +57,16 @@ fn compiler_weights_compute_the_same_dense_outputs() {
         if matches!(l, LayerSpec::Flatten) {
             map = Some((a.clone(), m.shapes[li]));
         }
-        a = layers::forward(l, m.shapes[li], &m.layer_slots[li], &b, &a)
-            .unwrap()
-            .0;
+        a = layers::forward(
+            l,
+            m.shapes[li],
+            &m.layer_slots[li],
+            &mut b,
+            &a,
+            &mut test_ctx!(),
+        )
+        .unwrap()
+        .0;
     }
     let (act, [c, h, w]) = map.unwrap();
     let fc = cw.layer("fc").unwrap();

@@ -33,7 +33,7 @@ fn check_layer(spec: LayerSpec, s: Shape, n: usize) {
         for (i, m) in w.iter().enumerate() {
             b.prepare(i, m).unwrap();
         }
-        let (y, c) = layers::forward(&spec, s, &slots, &b, x).unwrap();
+        let (y, c) = layers::forward(&spec, s, &slots, &mut b, x, &mut test_ctx!()).unwrap();
         (y, c, b)
     };
     let (y, cache, b) = run(&weights, &x);
@@ -182,12 +182,12 @@ fn check_model(mut m: Model, n: usize, k: usize) {
     let lossf = |m: &Model| {
         let mut b = IdealBackend::new();
         m.prepare_backend(&mut b).unwrap();
-        let (y, _) = m.forward(&b, &x).unwrap();
+        let (y, _) = m.forward(&mut b, &x, &mut test_ctx!()).unwrap();
         loss::evaluate(&m.spec.loss, &y, &labels).unwrap().loss
     };
     let mut b = IdealBackend::new();
     m.prepare_backend(&mut b).unwrap();
-    let (y, caches) = m.forward(&b, &x).unwrap();
+    let (y, caches) = m.forward(&mut b, &x, &mut test_ctx!()).unwrap();
     let l = loss::evaluate(&m.spec.loss, &y, &labels).unwrap();
     let grads = m.backward(&b, &caches, &l.grad).unwrap();
     let h = 1e-6;

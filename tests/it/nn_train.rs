@@ -161,7 +161,12 @@ fn s4_letters_reach_full_training_accuracy() {
     let mut b = IdealBackend::new();
     let r = train(&mut m, &mut b, &split, &p.train, &TrainOptions::default()).unwrap();
     assert_eq!(r.metrics.last().unwrap().train_acc, 1.0);
-    assert_eq!(evaluate(&m, &b, &split.train, 100).unwrap().accuracy, 1.0);
+    assert_eq!(
+        evaluate(&m, &mut b, &split.train, 100, &mut test_ctx!())
+            .unwrap()
+            .accuracy,
+        1.0
+    );
 }
 
 #[test]
@@ -177,16 +182,20 @@ fn encoded_backend_matches_ideal_when_analog() {
         &TrainOptions::default(),
     )
     .unwrap();
-    let ri = evaluate(&m, &ideal, &split.test, 50).unwrap();
+    let ri = evaluate(&m, &mut ideal, &split.test, 50, &mut test_ctx!()).unwrap();
     let mut enc = EncodedBackend::new(LinearCodec::new(2.5e-6, 20e-6, None).unwrap());
     m.prepare_backend(&mut enc).unwrap();
-    let re = evaluate(&m, &enc, &split.test, 50).unwrap();
+    let re = evaluate(&m, &mut enc, &split.test, 50, &mut test_ctx!()).unwrap();
     assert_eq!(ri.predictions, re.predictions);
     // 3 levels per device: coarse, the outputs must change
     let mut q = EncodedBackend::new(LinearCodec::new(2.5e-6, 20e-6, Some(3)).unwrap());
     m.prepare_backend(&mut q).unwrap();
-    let errs = netc::nn::train::layer_errors(&m, &ideal, &q, &split.test, 20).unwrap();
+    let errs =
+        netc::nn::train::layer_errors(&m, &mut ideal, &mut q, &split.test, 20, &mut test_ctx!())
+            .unwrap();
     assert!(errs[0] > 1e-3, "{errs:?}");
-    let errs = netc::nn::train::layer_errors(&m, &ideal, &enc, &split.test, 20).unwrap();
+    let errs =
+        netc::nn::train::layer_errors(&m, &mut ideal, &mut enc, &split.test, 20, &mut test_ctx!())
+            .unwrap();
     assert!(errs.iter().all(|&e| e < 1e-12), "{errs:?}");
 }

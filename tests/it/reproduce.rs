@@ -1,10 +1,7 @@
 //! `netc reproduce --quick`: the papers' experiments end to end at the smallest scale (hidden
-//! `--tiny`, for the debug build), the files it writes, every row with a number and a direction,
-//! the table numbers recomputed from the per-run JSON files, and resumption (a second call reuses
-//! every run). S1, S2 and S4 only: S3's in-situ writes (gates solved per written column) and
-//! S5's write-verify transfer take minutes even at the tiny scale in a release build (measured:
-//! S3 65 s, S5 370 s, load ~15), far beyond a debug-build test; `netc reproduce all --quick
-//! --tiny` in release covers them (docs/reproduce.md).
+//! `--tiny`, for the debug build), all five papers: the files it writes, every row with a number
+//! and a direction, the table numbers recomputed from the per-run JSON files, and resumption (a
+//! second call reuses every run).
 
 use std::path::Path;
 
@@ -34,7 +31,7 @@ fn reproduce_all_quick_writes_every_table_and_resumes() {
     let out_s = out.to_str().unwrap();
     let (ok, stdout, stderr) = netc(&[
         "reproduce",
-        "s1,s2,s4",
+        "all",
         "--quick",
         "--tiny",
         "-q",
@@ -49,12 +46,14 @@ fn reproduce_all_quick_writes_every_table_and_resumes() {
         "s1_inbatch.svg",
         "s2_inbatch.png",
         "s1_noise_seed1_conductance.png",
+        "s3_stuck_sweep.png",
+        "s5_chain.png",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let j = read_json(&out.join("results.json"));
     let tables = j["tables"].as_array().unwrap();
-    assert_eq!(tables.len(), 3);
+    assert_eq!(tables.len(), 5);
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     let directions = ["higher", "lower", "same"];
     for t in tables {
@@ -114,7 +113,7 @@ fn reproduce_all_quick_writes_every_table_and_resumes() {
     // again: every run is reused, the tables are the same
     let (ok, stdout, stderr) = netc(&[
         "reproduce",
-        "s1,s2,s4",
+        "all",
         "--quick",
         "--tiny",
         "-q",
