@@ -104,6 +104,12 @@ pub struct LineScratch {
     col: Vec<f64>,
     col_v: Vec<f64>,
     basis: Vec<f64>,
+    /// Bit-line preconditioner: the homogeneous shooting solution per cell and at each
+    /// column's sense end, and a work vector.
+    pre_u1: Vec<f64>,
+    pre_u1_end: Vec<f64>,
+    pre_z: Vec<f64>,
+    pre_ok: bool,
     f_node: Vec<f64>,
     ks: KclScratch,
 }
@@ -115,9 +121,12 @@ pub struct LineStats {
     pub outer: usize,
     /// GMRES iterations (products `J·v`) over all steps.
     pub krylov: usize,
-    /// Time in the cell passes (with the final residual check) and in GMRES (s).
+    /// Thread time in the cell passes, in the final residual checks (converged cells), in
+    /// GMRES and, of that, in its Gram–Schmidt orthogonalisation (s).
     pub cells_s: f64,
+    pub check_s: f64,
     pub krylov_s: f64,
+    pub orth_s: f64,
 }
 
 impl LineSolver {
@@ -202,7 +211,7 @@ impl LineSolver {
 
     /// Bytes of one thread's scratch.
     pub fn scratch_bytes(&self) -> usize {
-        (self.rows * self.cols * (KRYLOV_DIM + 1 + 18) + 2 * self.n + 4 * self.cols) * 8
+        (self.rows * self.cols * (KRYLOV_DIM + 1 + 20) + 2 * self.n + 5 * self.cols) * 8
     }
 
     /// `vw = c_w − R_w·p`, `vb = c_b + R_b·p` over the cells (row-major), with `c_w` the row
@@ -290,13 +299,91 @@ impl LineSolver {
         }
     }
 
-    /// GMRES (restarted, no preconditioner: `J`'s spectrum is already clustered) for
-    /// `J·delta = rhs` to `‖rhs − J·delta‖₂ ≤ tol`; returns the iterations.
-    fn gmres(&self, s: &mut LineScratch, tol: f64) -> usize {
+    /// Set up the bit-line preconditioner `P = 1 + B·R_b` for the present `B` (after a cell
+    /// pass): `P` is block diagonal, one bit line per block, and `P·y = z` on one line is the
+    /// line with its cells as conductances `B` to ground, solved by shooting from the top end
+    /// (`u = R_b·y` the line voltages, `y = z − B·u`, `u` at the sense end zero). This stores the
+    /// homogeneous solution (`u = 1` at the top, `z = 0`); [`Self::precond`] adds the particular
+    /// one. Disabled (identity) when the shooting is not finite.
+    fn precond_setup(&self, s: &mut LineScratch) {
+        let (r, c) = (self.rows, self.cols);
+        let LineScratch {
+            pre_u1,
+            pre_u1_end,
+            col,
+            b,
+            pre_ok,
+            ..
+        } = s;
+        pre_u1_end.iter_mut().for_each(|v| *v = 1.0);
+        col.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..r {
+            let sb = self.seg_b_ohm[i];
+            for k in 0..c {
+                let q = i * c + k;
+                let u = pre_u1_end[k];
+                pre_u1[q] = u;
+                col[k] -= b[q] * u;
+                pre_u1_end[k] = u - sb * col[k];
+            }
+        }
+        *pre_ok = precond_enabled() && pre_u1_end.iter().all(|u| u.is_finite() && *u > 0.0);
+    }
+
+    /// `y = P⁻¹·z` with the bit-line preconditioner of [`Self::precond_setup`] (`y = z` when it
+    /// is disabled).
+    fn precond(&self, s: &mut LineScratch, z: &[f64], y: &mut [f64]) {
+        let (r, c) = (self.rows, self.cols);
+        let LineScratch {
+            pre_u1,
+            pre_u1_end,
+            col,
+            col_v,
+            b,
+            pre_ok,
+            ..
+        } = s;
+        if !*pre_ok {
+            y.copy_from_slice(z);
+            return;
+        }
+        // particular solution (u = 0 at the top): col_v the line voltage, col the current
+        // summed from the top; y holds the voltage at each cell meanwhile
+        col.iter_mut().for_each(|v| *v = 0.0);
+        col_v.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..r {
+            let sb = self.seg_b_ohm[i];
+            for k in 0..c {
+                let q = i * c + k;
+                let u = col_v[k];
+                y[q] = u;
+                col[k] += z[q] - b[q] * u;
+                col_v[k] = u - sb * col[k];
+            }
+        }
+        // the top voltage that makes the sense end zero: u = u0 + α·u1
+        for k in 0..c {
+            col_v[k] = -col_v[k] / pre_u1_end[k];
+        }
+        for i in 0..r {
+            for k in 0..c {
+                let q = i * c + k;
+                y[q] = z[q] - b[q] * (y[q] + col_v[k] * pre_u1[q]);
+            }
+        }
+    }
+
+    /// GMRES (restarted, right-preconditioned by the bit lines, [`Self::precond`]: the
+    /// spectrum of `J·P⁻¹ = 1 + A·R_w·P⁻¹` is that of the word lines alone, their resistance
+    /// being the smaller part on the arrays of the papers) for `J·delta = rhs` to
+    /// `‖rhs − J·delta‖₂ ≤ tol` (true residuals); returns the iterations and the thread time
+    /// of the orthogonalisation (s).
+    fn gmres(&self, s: &mut LineScratch, tol: f64) -> (usize, f64) {
         let m = self.rows * self.cols;
         let mut basis = std::mem::take(&mut s.basis);
         let mut delta = std::mem::take(&mut s.delta);
         let rhs = std::mem::take(&mut s.rhs);
+        let mut z = std::mem::take(&mut s.pre_z);
         delta.iter_mut().for_each(|v| *v = 0.0);
         let mut h = [[0.0f64; KRYLOV_DIM]; KRYLOV_DIM + 1];
         let mut cs = [0.0f64; KRYLOV_DIM];
@@ -304,6 +391,7 @@ impl LineSolver {
         let mut gv = [0.0f64; KRYLOV_DIM + 1];
         let mut y = [0.0f64; KRYLOV_DIM];
         let mut iters = 0;
+        let mut orth_s = 0.0;
         for restart in 0..MAX_RESTARTS {
             // r = rhs − J·delta into basis vector 0
             {
@@ -330,8 +418,10 @@ impl LineSolver {
             for j in 0..KRYLOV_DIM {
                 let (head, tail) = basis.split_at_mut((j + 1) * m);
                 let w = &mut tail[..m];
-                self.apply_j(s, &head[j * m..(j + 1) * m], w);
+                self.precond(s, &head[j * m..(j + 1) * m], &mut z);
+                self.apply_j(s, &z, w);
                 // modified Gram–Schmidt
+                let t_o = std::time::Instant::now();
                 for i in 0..=j {
                     let vi = &head[i * m..(i + 1) * m];
                     let hij = dot(w, vi);
@@ -345,6 +435,7 @@ impl LineSolver {
                 if hn > 0.0 {
                     w.iter_mut().for_each(|v| *v /= hn);
                 }
+                orth_s += t_o.elapsed().as_secs_f64();
                 for i in 0..j {
                     let t = cs[i] * h[i][j] + sn[i] * h[i + 1][j];
                     h[i + 1][j] = -sn[i] * h[i][j] + cs[i] * h[i + 1][j];
@@ -376,11 +467,18 @@ impl LineSolver {
                 }
                 y[i] = if h[i][i] != 0.0 { acc / h[i][i] } else { 0.0 };
             }
+            // delta += P⁻¹·(V·y) (the vector after the last used one is free now)
+            z.iter_mut().for_each(|v| *v = 0.0);
             for i in 0..done {
                 let vi = &basis[i * m..(i + 1) * m];
-                for (d, v) in delta.iter_mut().zip(vi) {
+                for (d, v) in z.iter_mut().zip(vi) {
                     *d += y[i] * v;
                 }
+            }
+            let upd = &mut basis[done * m..(done + 1) * m];
+            self.precond(s, &z, upd);
+            for (d, u) in delta.iter_mut().zip(upd.iter()) {
+                *d += u;
             }
             if converged {
                 break;
@@ -389,7 +487,8 @@ impl LineSolver {
         s.basis = basis;
         s.delta = delta;
         s.rhs = rhs;
-        iters
+        s.pre_z = z;
+        (iters, orth_s)
     }
 
     /// One Newton pass over the cells at the line voltages in the scratch: the cell currents
@@ -465,9 +564,12 @@ impl LineSolver {
             &mut s.delta,
             &mut s.tw,
             &mut s.tb,
+            &mut s.pre_u1,
+            &mut s.pre_z,
         ] {
             buf.resize(m, 0.0);
         }
+        s.pre_u1_end.resize(self.cols, 0.0);
         if is_1t1r {
             for buf in [&mut s.vm, &mut s.vm_chk, &mut s.dmw, &mut s.dmb] {
                 buf.resize(m, 0.0);
@@ -512,7 +614,7 @@ impl LineSolver {
                         .residual(&mut s.ks, x, v_row, v_col, &mut s.f_node, &mut s.vm_chk);
                 scale = scale.max(sc);
                 let norm = s.f_node.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-                stats.cells_s += t_c.elapsed().as_secs_f64();
+                stats.check_s += t_c.elapsed().as_secs_f64();
                 if norm.is_finite() && norm <= opts.reltol * scale * 1e3 + opts.abstol_a {
                     return Some(stats);
                 }
@@ -524,6 +626,7 @@ impl LineSolver {
             if !self.cells(s) {
                 return None;
             }
+            self.precond_setup(s);
             stats.cells_s += t_c.elapsed().as_secs_f64();
             stats.outer += 1;
             let fnorm = norm2(&s.rhs);
@@ -532,7 +635,9 @@ impl LineSolver {
             }
             let floor = 1e-6 * (opts.reltol * scale * 1e3 + opts.abstol_a);
             let t_k = std::time::Instant::now();
-            stats.krylov += self.gmres(s, (INNER_RELTOL * fnorm).max(floor));
+            let (iters, orth_s) = self.gmres(s, (INNER_RELTOL * fnorm).max(floor));
+            stats.krylov += iters;
+            stats.orth_s += orth_s;
             stats.krylov_s += t_k.elapsed().as_secs_f64();
             if s.delta.iter().any(|d| !d.is_finite()) {
                 return None;
@@ -575,6 +680,13 @@ impl LineSolver {
         }
         true
     }
+}
+
+/// The bit-line preconditioner is on unless `NETC_XBAR_LINES_PRECOND=0` (a measurement switch:
+/// the same answers to the stopping test, unpreconditioned GMRES; read once per process).
+fn precond_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("NETC_XBAR_LINES_PRECOND").map_or(true, |v| v != "0"))
 }
 
 #[inline]

@@ -154,9 +154,13 @@ pub struct BulkTimes {
     pub current_vectors: usize,
     pub current_steps: usize,
     pub current_krylov: usize,
-    /// CPU seconds (summed over threads) of its cell passes and of its GMRES solves.
+    /// Thread time (summed over threads; wall time of each thread, so it includes waiting under
+    /// load) of its cell passes, its final residual checks, its GMRES solves and, of those, the
+    /// Gram–Schmidt orthogonalisation (s).
     pub current_cells_cpu_s: f64,
+    pub current_check_cpu_s: f64,
     pub current_krylov_cpu_s: f64,
+    pub current_orth_cpu_s: f64,
     /// Vectors that went through the chord path (the array does not fit the cell-current
     /// iteration, or the vector did not converge there).
     pub chord_vectors: usize,
@@ -512,6 +516,8 @@ impl Engine {
                         times.current_krylov += st.krylov;
                         times.current_cells_cpu_s += st.cells_s;
                         times.current_krylov_cpu_s += st.krylov_s;
+                        times.current_check_cpu_s += st.check_s;
+                        times.current_orth_cpu_s += st.orth_s;
                     }
                     None => todo.push(t),
                 }
