@@ -230,15 +230,21 @@ impl LineSolver {
         let (r, c) = (self.rows, self.cols);
         // word lines, GROUP rows at a time: the suffix sums S (current through each segment,
         // starting from the row total) and the voltage drops accumulated from the driver
+        // (the first sweep also sums the bit lines' column totals)
+        col.iter_mut().for_each(|v| *v = 0.0);
         let mut i0 = 0;
         while i0 < r {
             let gsz = GROUP.min(r - i0);
             let mut s = [0.0f64; GROUP];
             let mut v = [0.0f64; GROUP];
             for j in 0..c {
+                let mut cj = 0.0;
                 for q in 0..gsz {
-                    s[q] += p[(i0 + q) * c + j];
+                    let pv = p[(i0 + q) * c + j];
+                    s[q] += pv;
+                    cj += pv;
                 }
+                col[j] += cj;
             }
             for q in 0..gsz {
                 v[q] = v_row.map_or(0.0, |vr| vr[i0 + q]);
@@ -254,13 +260,7 @@ impl LineSolver {
             }
             i0 += gsz;
         }
-        // bit lines: column totals, then from the sense end upwards (P(m, j) = total − rows below)
-        col.iter_mut().for_each(|v| *v = 0.0);
-        for i in 0..r {
-            for (cv, pv) in col.iter_mut().zip(&p[i * c..(i + 1) * c]) {
-                *cv += pv;
-            }
-        }
+        // bit lines: from the sense end upwards (P(m, j) = column total − rows below)
         match v_col {
             Some(vc) => col_v.copy_from_slice(&vc[..c]),
             None => col_v.iter_mut().for_each(|v| *v = 0.0),
@@ -519,10 +519,10 @@ impl LineSolver {
                         let (vw, vb, vm) = (s.vw[k], s.vb[k], s.vm[k]);
                         let (id, gdd, gdb) = mos.drain(vm, vg, vb);
                         let fv = g * (vw - vm) - id;
-                        let den = g + gdd;
-                        let vm1 = vm + fv / den;
-                        let dmw = g / den;
-                        let dmb = -gdb / den;
+                        let inv = 1.0 / (g + gdd);
+                        let vm1 = vm + fv * inv;
+                        let dmw = g * inv;
+                        let dmb = -gdb * inv;
                         let f = g * (vw - vm1);
                         s.vm[k] = vm1;
                         s.dmw[k] = dmw;
