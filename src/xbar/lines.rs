@@ -17,9 +17,10 @@
 //! cell currents alone, `F(I) = I − f(V_w(I), V_b(I)) = 0`, `f` the cell law. Newton on it has
 //! the Jacobian `J = 1 + A·R_w + B·R_b` (`A = ∂f/∂V_w ≥ 0`, `B = −∂f/∂V_b ≥ 0` diagonal), whose
 //! eigenvalues lie in `[1, 1 + λ]` with `λ ≈ g·r·n²·0.4` summed over the two line directions (a
-//! unit or two for the arrays of the papers): GMRES on `J` itself converges by a factor of
-//! several per iteration, every product `J·v` being two prefix-sum sweeps over the cells — the
-//! 2-D network is never factored. (`J` is not symmetric for 1T1R cells: the gate is held against
+//! unit or two for the arrays of the papers): GMRES converges by a factor of several per
+//! iteration, every product `J·v` being two prefix-sum sweeps over the cells — the 2-D network
+//! is never factored. GMRES is right-preconditioned by the bit lines, `P = 1 + B·R_b` (block
+//! diagonal, one shooting pass per line), which leaves the word lines' part of the spectrum. (`J` is not symmetric for 1T1R cells: the gate is held against
 //! ground, not against the source, so `B ≠ A`.)
 //!
 //! For 1T1R cells the internal node `v_m` of every cell is a further unknown of the same Newton
