@@ -319,7 +319,7 @@ fn main() {
         med(&stages, &|b| b.chord_solve_s),
     );
     println!(
-        "  cell-current Newton, CPU seconds summed over threads (medians): cell passes {:.3} s, final residual checks {:.3} s, GMRES {:.3} s (of which Gram–Schmidt {:.3} s)",
+        "  cell-current Newton, thread time summed over threads (medians; includes waiting under load): cell passes {:.3} s, final residual checks {:.3} s, GMRES {:.3} s (of which Gram–Schmidt {:.3} s)",
         med(&stages, &|b| b.current_cells_cpu_s),
         med(&stages, &|b| b.current_check_cpu_s),
         med(&stages, &|b| b.current_krylov_cpu_s),
