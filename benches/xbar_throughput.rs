@@ -4,15 +4,22 @@
 //!   elimination along the array's geometry), then one product (target ≤ 3× the ideal time);
 //!   also a new conductance state of an existing engine (restamp and T only); outputs go into a
 //!   kept buffer on both sides (the verdict) and, reported beside it, into fresh allocations;
-//! - 1T1R array (level-1 access transistors), exact: the bulk chord solver (the engine's default)
-//!   against per-vector Newton (timed on `XBAR_NEWTON_VECTORS`, default 200, and scaled: its cost
-//!   per vector is flat) and the ideal product; targets < 2 s for 10,000 vectors and ≥ 50×.
+//! - 1T1R array (level-1 access transistors), exact, three solvers on the same array and vectors
+//!   in the same rounds: the engine's default bulk solver (Newton on the cell currents,
+//!   `xbar::lines`; the chord on the small-signal factor for any vector it does not finish), the
+//!   chord path alone (`SolveOptions::max_current_steps = 0`: every vector through the chord
+//!   iteration on the factored small-signal array, `xbar::bulk`; timed on `XBAR_CHORD_VECTORS`,
+//!   default 1000, the first vectors, scaled), per-vector Newton on the factored 2-D network
+//!   (timed on `XBAR_NEWTON_VECTORS`, default 200, the first vectors, scaled: its cost per
+//!   vector is flat) and the ideal product; targets < 2 s for 10,000 vectors and ≥ 50×.
 //!
 //! The process keeps freed memory for reuse (`netc::retain_freed_memory`, as the netc binary
 //! does), for both sides alike.
 //!
 //! `cargo bench --bench xbar_throughput` — env `XBAR_VECTORS` (default 10000),
-//! `XBAR_1T1R_VECTORS` (default: the same), `XBAR_NEWTON_VECTORS` (default 200).
+//! `XBAR_1T1R_VECTORS` (default: the same), `XBAR_CHORD_VECTORS` (default 1000),
+//! `XBAR_NEWTON_VECTORS` (default 200), `XBAR_ROUNDS` (1T1R rounds, default 5),
+//! `XBAR_SKIP_PASSIVE=1` (only the 1T1R part).
 
 use std::time::Instant;
 
@@ -42,6 +49,15 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
+    let kc: usize = std::env::var("XBAR_CHORD_VECTORS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let rounds: usize = std::env::var("XBAR_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let skip_passive = std::env::var("XBAR_SKIP_PASSIVE").is_ok_and(|v| v == "1");
     let (r, c) = (128, 64);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let g: Vec<f64> = (0..r * c).map(|_| rng.gen_range(1e-6..1e-4)).collect();
@@ -68,120 +84,122 @@ fn main() {
         );
         t0.elapsed().as_secs_f64()
     };
-    let mut ideal_t = Vec::new();
-    let mut pass_t = Vec::new();
-    let mut ideal_alloc_t = Vec::new();
-    let mut pass_alloc_t = Vec::new();
     let mut ideal = Mat::<f64>::zeros(k, c);
-    let mut out = Mat::<f64>::zeros(k, c);
-    let mut ideal_alloc = Mat::<f64>::zeros(k, c);
-    let mut out_alloc = Mat::<f64>::zeros(k, c);
-    for _ in 0..21 {
-        ideal_t.push(ideal_into(&mut ideal));
-        let t0 = Instant::now();
-        let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
-        eng.infer_into(x.as_ref(), out.as_mut()).expect("infer");
-        pass_t.push(t0.elapsed().as_secs_f64());
-        drop(eng);
-        // (the previous results are freed outside the timed regions)
-        let t0 = Instant::now();
-        let p = &x * &gmat;
-        ideal_alloc_t.push(t0.elapsed().as_secs_f64());
-        ideal_alloc = p;
-        let t0 = Instant::now();
-        let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
-        let o = eng.infer(x.as_ref()).expect("infer");
-        pass_alloc_t.push(t0.elapsed().as_secs_f64());
-        out_alloc = o;
-    }
-    assert_eq!(ideal, ideal_alloc, "the two ideal products agree");
-    assert_eq!(out, out_alloc, "the two passive pipelines agree");
-    let ideal_alloc_s = median(ideal_alloc_t);
-    let pass_alloc_s = median(pass_alloc_t);
-    let ideal_s = median(ideal_t);
-    let pass_s = median(pass_t);
-    // A new conductance state of an existing engine (what training does after every step):
-    // restamp over the kept network and plan, T, product; interleaved with the ideal product
-    // again, so that this ratio has its own reference from the same moments.
-    let mut ideal_state_t = Vec::new();
-    let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
-    let g2: Vec<f64> = g.iter().map(|v| v * 1.01).collect();
-    let mut scratch = Mat::<f64>::zeros(k, c);
-    let mut state_t = Vec::new();
-    let mut state_tt = Vec::new();
-    for round in 0..21 {
-        ideal_state_t.push(ideal_into(&mut ideal));
-        let t0 = Instant::now();
-        eng.set_conductances(if round % 2 == 0 { &g2 } else { &g })
-            .expect("new state");
-        eng.effective_weights().expect("T");
-        state_tt.push(t0.elapsed().as_secs_f64());
-        eng.infer_into(x.as_ref(), scratch.as_mut()).expect("infer");
-        state_t.push(t0.elapsed().as_secs_f64());
-    }
-    let state_s = median(state_t);
-    let ideal_state_s = median(ideal_state_t);
-    let state_tt_s = median(state_tt);
-    // Product alone once T exists.
-    let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
-    let t0 = Instant::now();
-    eng.effective_weights().expect("T");
-    let t_build_s = t0.elapsed().as_secs_f64();
-    let mut prod_t = Vec::new();
-    let mut ideal_prod_t = Vec::new();
-    for _ in 0..11 {
-        ideal_prod_t.push(ideal_into(&mut ideal));
-        let t0 = Instant::now();
-        eng.infer_into(x.as_ref(), scratch.as_mut()).expect("infer");
-        prod_t.push(t0.elapsed().as_secs_f64());
-    }
-    let prod_s = median(prod_t);
-    let ideal_prod_s = median(ideal_prod_t);
-    // Sanity: T-based outputs equal a direct solve of a few vectors.
-    let mut direct = Engine::new(&xb, SolveOptions::default()).expect("engine");
-    let few = x.subrows(0, 3).to_owned();
-    let d = direct.infer(few.as_ref()).expect("direct");
-    let mut worst: f64 = 0.0;
-    let mut ir: f64 = 0.0;
-    for t in 0..3 {
-        for j in 0..c {
-            worst = worst.max((d[(t, j)] - out[(t, j)]).abs() / d[(t, j)].abs());
-            ir = ir.max((ideal[(t, j)] - out[(t, j)]).abs() / ideal[(t, j)].abs());
+    if !skip_passive {
+        let mut ideal_t = Vec::new();
+        let mut pass_t = Vec::new();
+        let mut ideal_alloc_t = Vec::new();
+        let mut pass_alloc_t = Vec::new();
+        let mut out = Mat::<f64>::zeros(k, c);
+        let mut ideal_alloc = Mat::<f64>::zeros(k, c);
+        let mut out_alloc = Mat::<f64>::zeros(k, c);
+        for _ in 0..21 {
+            ideal_t.push(ideal_into(&mut ideal));
+            let t0 = Instant::now();
+            let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
+            eng.infer_into(x.as_ref(), out.as_mut()).expect("infer");
+            pass_t.push(t0.elapsed().as_secs_f64());
+            drop(eng);
+            // (the previous results are freed outside the timed regions)
+            let t0 = Instant::now();
+            let p = &x * &gmat;
+            ideal_alloc_t.push(t0.elapsed().as_secs_f64());
+            ideal_alloc = p;
+            let t0 = Instant::now();
+            let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
+            let o = eng.infer(x.as_ref()).expect("infer");
+            pass_alloc_t.push(t0.elapsed().as_secs_f64());
+            out_alloc = o;
         }
-    }
-    println!("{k} vectors through a {r}×{c} array, 2.5 Ω segments, g ∈ [1 µS, 100 µS], inputs ∈ [0, 0.5] V");
-    println!(
-        "ideal dense product X·G (into a kept buffer): {:.4} s",
-        ideal_s
-    );
-    let verdict = |x: f64| if x <= 3.0 { "met" } else { "NOT met" };
-    println!(
+        assert_eq!(ideal, ideal_alloc, "the two ideal products agree");
+        assert_eq!(out, out_alloc, "the two passive pipelines agree");
+        let ideal_alloc_s = median(ideal_alloc_t);
+        let pass_alloc_s = median(pass_alloc_t);
+        let ideal_s = median(ideal_t);
+        let pass_s = median(pass_t);
+        // A new conductance state of an existing engine (what training does after every step):
+        // restamp over the kept network and plan, T, product; interleaved with the ideal product
+        // again, so that this ratio has its own reference from the same moments.
+        let mut ideal_state_t = Vec::new();
+        let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
+        let g2: Vec<f64> = g.iter().map(|v| v * 1.01).collect();
+        let mut scratch = Mat::<f64>::zeros(k, c);
+        let mut state_t = Vec::new();
+        let mut state_tt = Vec::new();
+        for round in 0..21 {
+            ideal_state_t.push(ideal_into(&mut ideal));
+            let t0 = Instant::now();
+            eng.set_conductances(if round % 2 == 0 { &g2 } else { &g })
+                .expect("new state");
+            eng.effective_weights().expect("T");
+            state_tt.push(t0.elapsed().as_secs_f64());
+            eng.infer_into(x.as_ref(), scratch.as_mut()).expect("infer");
+            state_t.push(t0.elapsed().as_secs_f64());
+        }
+        let state_s = median(state_t);
+        let ideal_state_s = median(ideal_state_t);
+        let state_tt_s = median(state_tt);
+        // Product alone once T exists.
+        let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
+        let t0 = Instant::now();
+        eng.effective_weights().expect("T");
+        let t_build_s = t0.elapsed().as_secs_f64();
+        let mut prod_t = Vec::new();
+        let mut ideal_prod_t = Vec::new();
+        for _ in 0..11 {
+            ideal_prod_t.push(ideal_into(&mut ideal));
+            let t0 = Instant::now();
+            eng.infer_into(x.as_ref(), scratch.as_mut()).expect("infer");
+            prod_t.push(t0.elapsed().as_secs_f64());
+        }
+        let prod_s = median(prod_t);
+        let ideal_prod_s = median(ideal_prod_t);
+        // Sanity: T-based outputs equal a direct solve of a few vectors.
+        let mut direct = Engine::new(&xb, SolveOptions::default()).expect("engine");
+        let few = x.subrows(0, 3).to_owned();
+        let d = direct.infer(few.as_ref()).expect("direct");
+        let mut worst: f64 = 0.0;
+        let mut ir: f64 = 0.0;
+        for t in 0..3 {
+            for j in 0..c {
+                worst = worst.max((d[(t, j)] - out[(t, j)]).abs() / d[(t, j)].abs());
+                ir = ir.max((ideal[(t, j)] - out[(t, j)]).abs() / ideal[(t, j)].abs());
+            }
+        }
+        println!("{k} vectors through a {r}×{c} array, 2.5 Ω segments, g ∈ [1 µS, 100 µS], inputs ∈ [0, 0.5] V");
+        println!(
+            "ideal dense product X·G (into a kept buffer): {:.4} s",
+            ideal_s
+        );
+        let verdict = |x: f64| if x <= 3.0 { "met" } else { "NOT met" };
+        println!(
         "passive, exact, new engine from scratch (network + plan + T + product): {:.4} s → {:.2}× the ideal time (target ≤ 3×: {})",
         pass_s,
         pass_s / ideal_s,
         verdict(pass_s / ideal_s)
     );
-    println!(
+        println!(
         "  with a freshly allocated output on both sides: ideal {:.4} s, from scratch {:.4} s → {:.2}×",
         ideal_alloc_s,
         pass_alloc_s,
         pass_alloc_s / ideal_alloc_s
     );
-    println!(
+        println!(
         "passive, exact, new conductance state of an engine (restamp + T + product):         {:.4} s → {:.2}× the ideal time (ideal {:.4} s in these rounds; target ≤ 3×: {})",
         state_s,
         state_s / ideal_state_s,
         ideal_state_s,
         verdict(state_s / ideal_state_s)
     );
-    println!(
+        println!(
         "  the exact T (multifrontal Schur complement onto the sources): {:.4} s for a new state, {:.4} s on a fresh engine;\n  product with T alone: {:.4} s ({:.2}× ideal)",
         state_tt_s,
         t_build_s,
         prod_s,
         prod_s / ideal_prod_s
     );
-    println!("  T-product vs direct solve: max rel diff {worst:.1e}; IR-drop error vs ideal up to {:.1}%", ir * 100.0);
+        println!("  T-product vs direct solve: max rel diff {worst:.1e}; IR-drop error vs ideal up to {:.1}%", ir * 100.0);
+    }
 
     // 1T1R: same conductances (memristors) with access transistors at 3 V gates.
     let mut xb1 = xb.clone();
@@ -192,19 +210,29 @@ fn main() {
     let x1 = x.subrows(0, k1.min(k)).to_owned();
     let k1 = x1.nrows();
     let kn = kn.min(k1);
+    let kc = kc.min(k1);
     let xn = x1.subrows(0, kn).to_owned();
-    // Bulk (chord on the small-signal factor, the engine's default) for all vectors, per-vector
-    // Newton for the first `kn` (its time per vector is flat, so it is scaled to k1 vectors), and
-    // the ideal product, interleaved; medians of 5 rounds.
+    let xc = x1.subrows(0, kc).to_owned();
+    // Bulk (the engine's default) for all vectors, the chord path alone for the first `kc` and
+    // per-vector Newton for the first `kn` (both scaled to k1 vectors: their cost per vector is
+    // flat), and the ideal product, interleaved; medians of `rounds` rounds.
+    let chord_opts = SolveOptions {
+        max_current_steps: 0,
+        ..SolveOptions::default()
+    };
     let mut bulk_t = Vec::new();
+    let mut chord_t = Vec::new();
     let mut newton_t = Vec::new();
     let mut ideal1_t = Vec::new();
     let mut o1 = Mat::<f64>::zeros(0, 0);
+    let mut oc = Mat::<f64>::zeros(0, 0);
     let mut on = Mat::<f64>::zeros(0, 0);
     let mut steps = (0, 0);
     let mut stages = Vec::new();
+    let mut chord_stages = Vec::new();
+    let mut chord_steps = (0, 0);
     let mut newton_iters = (0, 0);
-    for _ in 0..5 {
+    for _ in 0..rounds.max(1) {
         ideal1_t.push(ideal_into(&mut ideal) * k1 as f64 / k as f64);
         let t0 = Instant::now();
         let mut eng1 = Engine::new(&xb1, SolveOptions::default()).expect("engine");
@@ -212,6 +240,14 @@ fn main() {
         bulk_t.push(t0.elapsed().as_secs_f64());
         steps = eng1.last_newton().unwrap_or((0, 0));
         stages.push(eng1.last_bulk_times().unwrap_or_default());
+        if kc > 0 {
+            let t0 = Instant::now();
+            let mut eng1 = Engine::new(&xb1, chord_opts).expect("engine");
+            oc = eng1.infer(xc.as_ref()).expect("1t1r chord");
+            chord_t.push(t0.elapsed().as_secs_f64() * k1 as f64 / kc as f64);
+            chord_steps = eng1.last_newton().unwrap_or((0, 0));
+            chord_stages.push(eng1.last_bulk_times().unwrap_or_default());
+        }
         let t0 = Instant::now();
         let mut eng1 = Engine::new(&xb1, SolveOptions::default()).expect("engine");
         on = eng1
@@ -221,43 +257,76 @@ fn main() {
         newton_iters = eng1.last_newton().unwrap_or((0, 0));
     }
     let (bulk_s, newton_s, ideal1_s) = (median(bulk_t), median(newton_t), median(ideal1_t));
-    let mut worst1: f64 = 0.0;
-    for t in 0..kn {
-        for j in 0..c {
-            worst1 = worst1.max((o1[(t, j)] - on[(t, j)]).abs() / on[(t, j)].abs());
+    let chord_s = if kc > 0 { median(chord_t) } else { f64::NAN };
+    let rel_diff = |a: &Mat<f64>, rows: usize| {
+        let mut worst: f64 = 0.0;
+        for t in 0..rows {
+            for j in 0..c {
+                worst = worst.max((a[(t, j)] - on[(t, j)]).abs() / on[(t, j)].abs());
+            }
         }
-    }
+        worst
+    };
+    let worst1 = rel_diff(&o1, kn);
+    let worst_c = rel_diff(&oc, kn.min(kc));
     println!(
-        "1T1R (3 V gates), exact, {k1} vectors, {} threads, medians of 5 rounds:",
-        rayon::current_num_threads()
+        "1T1R (3 V gates), exact, {k1} vectors, {} threads, medians of {} rounds:",
+        rayon::current_num_threads(),
+        rounds.max(1)
     );
+    let med = |st: &[BulkTimes], f: &dyn Fn(&BulkTimes) -> f64| median(st.iter().map(f).collect());
+    let last = stages.last().copied().unwrap_or_default();
+    println!("  ideal product X·G ({k1} vectors): {ideal1_s:.5} s");
     println!(
-        "  bulk chord on the small-signal factor: {bulk_s:.3} s ({:.2} chord steps per vector, max {}) → {:.0}× the ideal product ({ideal1_s:.4} s); target < 2 s: {}",
-        steps.0 as f64 / k1 as f64,
+        "  bulk, default (Newton on the cell currents): {bulk_s:.3} s ({:.2} Newton steps and {:.1} GMRES iterations per vector, max {} steps; {} of {k1} vectors by this path, {} by the chord fallback) → {:.0}× the ideal product; target < 2 s: {}",
+        last.current_steps as f64 / last.current_vectors.max(1) as f64,
+        last.current_krylov as f64 / last.current_vectors.max(1) as f64,
         steps.1,
+        last.current_vectors,
+        last.chord_vectors,
         bulk_s / ideal1_s,
         if bulk_s < 2.0 { "met" } else { "NOT met" }
     );
+    if kc > 0 {
+        println!(
+            "  chord path alone (small-signal factor, max_current_steps = 0): {chord_s:.3} s (timed on {kc} vectors, scaled to {k1}; {:.2} chord steps per vector, max {}) → {:.0}× the ideal product; the default is {:.1}× faster",
+            chord_steps.0 as f64 / kc as f64,
+            chord_steps.1,
+            chord_s / ideal1_s,
+            chord_s / bulk_s
+        );
+        println!(
+            "    chord stages (medians, unscaled): start solves {:.3} s, chord-step solves {:.3} s, residuals {:.3} s",
+            med(&chord_stages, &|b| b.start_solve_s),
+            med(&chord_stages, &|b| b.chord_solve_s),
+            med(&chord_stages, &|b| b.residual_s),
+        );
+    }
     println!(
-        "  per-vector Newton: {newton_s:.1} s (timed on {kn} vectors, scaled; {:.2} iterations per vector) → bulk is {:.0}× faster (target ≥ 50×: {})",
+        "  per-vector Newton: {newton_s:.1} s (timed on {kn} vectors, scaled to {k1}; {:.2} iterations per vector) → {:.0}× the ideal product; the default is {:.0}× faster (target ≥ 50×: {})",
         newton_iters.0 as f64 / kn as f64,
+        newton_s / ideal1_s,
         newton_s / bulk_s,
         if newton_s / bulk_s >= 50.0 { "met" } else { "NOT met" }
     );
-    println!("  bulk vs per-vector Newton on those {kn} vectors: max rel diff {worst1:.1e}");
-    // the floor: the block solves with the factor (start + chord steps) cost this much whatever
-    // the cells cost; medians of the rounds' stage times
-    let med = |f: &dyn Fn(&BulkTimes) -> f64| median(stages.iter().map(f).collect());
-    let (st, res, ch) = (
-        med(&|b| b.start_solve_s),
-        med(&|b| b.residual_s),
-        med(&|b| b.chord_solve_s),
+    println!(
+        "  max rel diff against per-vector Newton on its {kn} vectors: default {worst1:.1e}, chord path {worst_c:.1e}"
+    );
+    let (cur, st, res, ch) = (
+        med(&stages, &|b| b.current_s),
+        med(&stages, &|b| b.start_solve_s),
+        med(&stages, &|b| b.residual_s),
+        med(&stages, &|b| b.chord_solve_s),
     );
     println!(
-        "  bulk stages: start solves {st:.3} s, chord-step solves {ch:.3} s, cell/wire residuals {res:.3} s, rest {:.3} s;\n  \
-         floor of this method (the factor's block solves alone, {:.3} s) → at most {:.0}× per-vector Newton",
-        (bulk_s - st - ch - res).max(0.0),
-        st + ch,
-        newton_s / (st + ch)
+        "  cell-current Newton, thread time summed over threads (medians; includes waiting under load): cell passes {:.3} s, final residual checks {:.3} s, GMRES {:.3} s (of which Gram–Schmidt {:.3} s)",
+        med(&stages, &|b| b.current_cells_cpu_s),
+        med(&stages, &|b| b.current_check_cpu_s),
+        med(&stages, &|b| b.current_krylov_cpu_s),
+        med(&stages, &|b| b.current_orth_cpu_s),
+    );
+    println!(
+        "  bulk stages (medians): cell-current Newton {cur:.3} s; chord fallback: start solves {st:.3} s, chord-step solves {ch:.3} s, residuals {res:.3} s; engine set-up and rest {:.3} s",
+        (bulk_s - cur - st - ch - res).max(0.0),
     );
 }

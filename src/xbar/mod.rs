@@ -22,6 +22,7 @@ pub mod factor;
 pub mod frontal;
 pub mod kernel;
 pub mod linear;
+pub mod lines;
 pub mod network;
 pub mod newton;
 pub mod ops;

@@ -13,6 +13,7 @@ use super::eval::{evaluate, tia_output, Solved};
 use super::factor::Symbolic;
 use super::frontal::FrontalPlan;
 use super::linear::LinearSystem;
+use super::lines::{LineScratch, LineSolver, LineStats};
 use super::network::{linearized_cell_g, ColEnd, Network, Node, RowEnd, Topology};
 use super::newton::{NewtonOptions, NewtonProblem, NewtonStats};
 use super::pcg::{PcgOptions, PcgStats, Stencil};
@@ -34,8 +35,11 @@ pub struct SolveOptions {
     pub newton: NewtonOptions,
     /// Conductance from every unknown node to ground (S); needed when lines float.
     pub gmin_siemens: f64,
-    /// Vectors solved together per block in nonlinear inference.
+    /// Vectors solved together per block in nonlinear inference (the chord path).
     pub block: usize,
+    /// Newton steps on the cell currents ([`super::lines`]) before a vector of a nonlinear
+    /// array goes to the chord path; 0 sends every vector there.
+    pub max_current_steps: usize,
 }
 
 impl Default for SolveOptions {
@@ -45,6 +49,7 @@ impl Default for SolveOptions {
             newton: NewtonOptions::default(),
             gmin_siemens: 0.0,
             block: 256,
+            max_current_steps: super::lines::MAX_OUTER,
         }
     }
 }
@@ -139,14 +144,31 @@ pub struct Engine {
     last_bulk: Option<BulkTimes>,
 }
 
-/// Where the time of the last bulk nonlinear inference went (wall seconds).
+/// Where the time of the last bulk nonlinear inference went (wall seconds) and which path
+/// solved how many vectors.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct BulkTimes {
-    /// Small-signal start of every vector: one block solve with the factor.
+    /// Newton on the cell currents ([`super::lines`]): the whole stage.
+    pub current_s: f64,
+    /// Vectors it solved, its Newton steps and GMRES iterations summed over them.
+    pub current_vectors: usize,
+    pub current_steps: usize,
+    pub current_krylov: usize,
+    /// Thread time (summed over threads; wall time of each thread, so it includes waiting under
+    /// load) of its cell passes, its final residual checks, its GMRES solves and, of those, the
+    /// Gram–Schmidt orthogonalisation (s).
+    pub current_cells_cpu_s: f64,
+    pub current_check_cpu_s: f64,
+    pub current_krylov_cpu_s: f64,
+    pub current_orth_cpu_s: f64,
+    /// Vectors that went through the chord path (the array does not fit the cell-current
+    /// iteration, or the vector did not converge there).
+    pub chord_vectors: usize,
+    /// Chord path: small-signal start of every vector, one block solve with the factor.
     pub start_solve_s: f64,
-    /// Residual evaluations (cells and wires) of the chord iteration.
+    /// Chord path: residual evaluations (cells and wires).
     pub residual_s: f64,
-    /// Block solves of the chord steps.
+    /// Chord path: block solves of the chord steps.
     pub chord_solve_s: f64,
     /// The whole call.
     pub total_s: f64,
@@ -417,9 +439,13 @@ impl Engine {
         }
     }
 
-    /// Nonlinear inference in bulk: blocks of `opts.block` vectors, each started from the
-    /// small-signal solution and finished by the chord iteration of [`super::bulk`] (per-vector
-    /// Newton for the vectors it does not finish); same stopping test as per-vector Newton.
+    /// Nonlinear inference in bulk. Arrays whose lines are paths held at one end (virtual-ground
+    /// columns, no gmin; sinh and 1T1R cells) are solved vector by vector by Newton on the cell
+    /// currents ([`super::lines`]: no factor of the 2-D network, vectors in parallel); the
+    /// vectors it does not finish, and every other array, go in blocks of `opts.block` vectors
+    /// from the small-signal solution through the chord iteration of [`super::bulk`] (per-vector
+    /// Newton for the vectors it does not finish). Same stopping test as per-vector Newton on
+    /// every path.
     ///
     /// Arrays sensed by transimpedance amplifiers stay with per-vector Newton: their outputs are
     /// the sense-node voltages times the gain, and a chord iterate that meets the stopping test
@@ -438,74 +464,134 @@ impl Engine {
         };
         let net = Arc::clone(net);
         let n = net.n_free;
-        let problem = NewtonProblem::new(xb, &net, None, self.opts.gmin_siemens)?;
-        let mut out = Mat::<f64>::zeros(k, c);
-        let block = self.opts.block.max(1);
-        let (mut steps_sum, mut steps_max) = (0usize, 0usize);
-        let (mut start_s, mut res_s, mut chord_solve_s) = (0.0, 0.0, 0.0);
+        let nopts = self.opts.newton;
         let t_all = std::time::Instant::now();
-        let mut v_rows = Vec::new();
-        let mut x = Vec::new();
-        let mut t0 = 0;
-        while t0 < k {
-            let nb = block.min(k - t0);
-            v_rows.clear();
-            for t in 0..nb {
-                v_rows.extend((0..r).map(|i| inputs[(t0 + t, i)]));
-            }
-            x.clear();
-            x.resize(n * nb, 0.0);
-            for (t, xt) in x.chunks_mut(n.max(1)).enumerate().take(nb) {
-                lin.rhs_into(&v_rows[t * r..(t + 1) * r], &v_col, xt);
-            }
-            let t_start = std::time::Instant::now();
-            lin.solve_in_place_parallel(MatMut::from_column_major_slice_mut(&mut x, n, nb))?;
-            start_s += t_start.elapsed().as_secs_f64();
-            let st = super::bulk::solve_block(
-                &problem,
-                lin,
-                &v_rows,
-                &v_col,
-                &mut x,
-                &self.opts.newton,
-            )?;
-            res_s += st.residual_seconds;
-            chord_solve_s += st.solve_seconds;
-            steps_sum += st.chord_steps * nb + st.newton_iterations;
-            steps_max = steps_max.max(st.chord_steps);
-            let outs: Vec<Vec<f64>> = (0..nb)
-                .into_par_iter()
-                .map(|t| {
-                    let xt = if n == 0 {
-                        &[][..]
-                    } else {
-                        &x[t * n..(t + 1) * n]
-                    };
-                    column_outputs(xb, &net, xt, &v_rows[t * r..(t + 1) * r], &v_col)
-                })
-                .collect();
-            for (t, o) in outs.iter().enumerate() {
-                for (j, v) in o.iter().enumerate() {
-                    out[(t0 + t, j)] = *v;
+        let mut out = Mat::<f64>::zeros(k, c);
+        let (mut steps_sum, mut steps_max) = (0usize, 0usize);
+        let mut times = BulkTimes::default();
+        // 1. Newton on the cell currents, where the array's lines are paths held at one end
+        let mut todo: Vec<usize> = (0..k).collect();
+        let max_steps = self.opts.max_current_steps;
+        let line_solver = if max_steps > 0 {
+            LineSolver::new(xb, &net, self.opts.gmin_siemens)
+        } else {
+            None
+        };
+        if let Some(ls) = line_solver {
+            let t_l = std::time::Instant::now();
+            let mut flat = vec![0.0; k * c];
+            let net_ref = &*net;
+            // a few chunks of vectors per thread: one scratch per chunk, reused within it
+            let chunk = k.div_ceil(4 * rayon::current_num_threads().max(1)).max(1);
+            let mut results: Vec<Option<LineStats>> = vec![None; k];
+            flat.par_chunks_mut(c * chunk)
+                .zip(results.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(q, (o, res))| {
+                    let mut s = LineScratch::default();
+                    let mut x = vec![0.0; n];
+                    let mut vr = vec![0.0; r];
+                    for (u, (ot, rt)) in o.chunks_mut(c).zip(res.iter_mut()).enumerate() {
+                        let t = q * chunk + u;
+                        for (i, v) in vr.iter_mut().enumerate() {
+                            *v = inputs[(t, i)];
+                        }
+                        *rt = ls.solve(&mut s, &vr, &v_col, &mut x, &nopts, max_steps);
+                        if rt.is_some() {
+                            column_outputs_into(xb, net_ref, &x, &vr, &v_col, ot);
+                        }
+                    }
+                });
+            todo.clear();
+            for (t, res) in results.iter().enumerate() {
+                match res {
+                    Some(st) => {
+                        for j in 0..c {
+                            out[(t, j)] = flat[t * c + j];
+                        }
+                        steps_sum += st.outer;
+                        steps_max = steps_max.max(st.outer);
+                        times.current_vectors += 1;
+                        times.current_steps += st.outer;
+                        times.current_krylov += st.krylov;
+                        times.current_cells_cpu_s += st.cells_s;
+                        times.current_krylov_cpu_s += st.krylov_s;
+                        times.current_check_cpu_s += st.check_s;
+                        times.current_orth_cpu_s += st.orth_s;
+                    }
+                    None => todo.push(t),
                 }
             }
-            t0 += nb;
+            times.current_s = t_l.elapsed().as_secs_f64();
         }
+        // 2. the chord iteration on the small-signal factor for the rest
+        if !todo.is_empty() {
+            let problem = NewtonProblem::new(xb, &net, None, self.opts.gmin_siemens)?;
+            let block = self.opts.block.max(1);
+            let mut v_rows = Vec::new();
+            let mut x = Vec::new();
+            let mut t0 = 0;
+            while t0 < todo.len() {
+                let nb = block.min(todo.len() - t0);
+                let ids = &todo[t0..t0 + nb];
+                v_rows.clear();
+                for &t in ids {
+                    v_rows.extend((0..r).map(|i| inputs[(t, i)]));
+                }
+                x.clear();
+                x.resize(n * nb, 0.0);
+                for (t, xt) in x.chunks_mut(n.max(1)).enumerate().take(nb) {
+                    lin.rhs_into(&v_rows[t * r..(t + 1) * r], &v_col, xt);
+                }
+                let t_start = std::time::Instant::now();
+                lin.solve_in_place_parallel(MatMut::from_column_major_slice_mut(&mut x, n, nb))?;
+                times.start_solve_s += t_start.elapsed().as_secs_f64();
+                let st = super::bulk::solve_block(&problem, lin, &v_rows, &v_col, &mut x, &nopts)?;
+                times.residual_s += st.residual_seconds;
+                times.chord_solve_s += st.solve_seconds;
+                steps_sum += st.chord_steps * nb + st.newton_iterations;
+                steps_max = steps_max.max(st.chord_steps);
+                times.chord_vectors += nb;
+                let outs: Vec<Vec<f64>> = (0..nb)
+                    .into_par_iter()
+                    .map(|t| {
+                        let xt = if n == 0 {
+                            &[][..]
+                        } else {
+                            &x[t * n..(t + 1) * n]
+                        };
+                        column_outputs(xb, &net, xt, &v_rows[t * r..(t + 1) * r], &v_col)
+                    })
+                    .collect();
+                for (&t, o) in ids.iter().zip(&outs) {
+                    for (j, v) in o.iter().enumerate() {
+                        out[(t, j)] = *v;
+                    }
+                }
+                t0 += nb;
+            }
+        }
+        times.total_s = t_all.elapsed().as_secs_f64();
         if super::trace() {
             eprintln!(
-                "xbar: bulk {k} vectors {:.3} s: start solves {start_s:.3} s, residuals \
-                 {res_s:.3} s, chord solves {chord_solve_s:.3} s, {:.2} chord steps per vector",
-                t_all.elapsed().as_secs_f64(),
-                steps_sum as f64 / k.max(1) as f64
+                "xbar: bulk {k} vectors {:.3} s: cell-current Newton {} vectors {:.3} s ({:.2} \
+                 steps, {:.1} GMRES iterations per vector; CPU: cells {:.3} s, GMRES {:.3} s); \
+                 chord {} vectors: start solves {:.3} s, residuals {:.3} s, chord solves {:.3} s",
+                times.total_s,
+                times.current_vectors,
+                times.current_s,
+                times.current_steps as f64 / times.current_vectors.max(1) as f64,
+                times.current_krylov as f64 / times.current_vectors.max(1) as f64,
+                times.current_cells_cpu_s,
+                times.current_krylov_cpu_s,
+                times.chord_vectors,
+                times.start_solve_s,
+                times.residual_s,
+                times.chord_solve_s,
             );
         }
         self.last_newton = Some((steps_sum, steps_max));
-        self.last_bulk = Some(BulkTimes {
-            start_solve_s: start_s,
-            residual_s: res_s,
-            chord_solve_s,
-            total_s: t_all.elapsed().as_secs_f64(),
-        });
+        self.last_bulk = Some(times);
         Ok(out)
     }
 
@@ -656,8 +742,21 @@ pub fn column_outputs(
     v_row: &[f64],
     v_col: &[f64],
 ) -> Vec<f64> {
-    let c = xb.cols;
-    let mut out = vec![0.0; c];
+    let mut out = vec![0.0; xb.cols];
+    column_outputs_into(xb, net, x, v_row, v_col, &mut out);
+    out
+}
+
+/// [`column_outputs`] into `out` (C values).
+pub fn column_outputs_into(
+    xb: &Crossbar,
+    net: &Network,
+    x: &[f64],
+    v_row: &[f64],
+    v_col: &[f64],
+    out: &mut [f64],
+) {
+    out.iter_mut().for_each(|v| *v = 0.0);
     for e in &net.wires {
         if let Node::Col(j) = e.b {
             out[j as usize] +=
@@ -677,7 +776,6 @@ pub fn column_outputs(
     for &(j, s) in &net.tia {
         out[j] = tia_output(xb.sense, x[s as usize]).0;
     }
-    out
 }
 
 /// Biasing of the unselected lines during a read or a programming pulse.
