@@ -46,6 +46,34 @@ pub struct Pattern {
     pub row_idx: Vec<usize>,
 }
 
+/// Sort and deduplicate the row indices of every column of a pattern bucketed by column
+/// (column `c` holds `rows[start(c)..start(c + 1)]`, `start(n)` = `rows.len()`), compacting
+/// `rows` in place; returns the new column pointers. Shared by the circuit's pattern and the
+/// crossbar engine's nodal pattern.
+pub(crate) fn sort_dedup_columns<I: Copy + Ord>(
+    n: usize,
+    start: impl Fn(usize) -> usize,
+    rows: &mut Vec<I>,
+) -> Vec<usize> {
+    let mut out = vec![0usize; n + 1];
+    let mut w = 0;
+    for (c, o) in out.iter_mut().take(n).enumerate() {
+        let (lo, hi) = (start(c), start(c + 1));
+        rows[lo..hi].sort_unstable();
+        *o = w;
+        for k in lo..hi {
+            let r = rows[k];
+            if k == lo || r != rows[w - 1] {
+                rows[w] = r;
+                w += 1;
+            }
+        }
+    }
+    out[n] = w;
+    rows.truncate(w);
+    out
+}
+
 impl Pattern {
     fn build(n: usize, pairs: Vec<(usize, usize)>) -> Pattern {
         // Bucket the entries by column (counting sort, O(entries)), then sort and deduplicate
@@ -69,23 +97,7 @@ impl Pattern {
             }
         }
         drop(pairs);
-        let mut w = 0;
-        for c in 0..n {
-            let (lo, hi) = (col_ptr[c], col_ptr[c + 1]);
-            rows[lo..hi].sort_unstable();
-            col_ptr[c] = w;
-            let mut last = usize::MAX;
-            for k in lo..hi {
-                let r = rows[k];
-                if r != last {
-                    rows[w] = r;
-                    w += 1;
-                    last = r;
-                }
-            }
-        }
-        col_ptr[n] = w;
-        rows.truncate(w);
+        let col_ptr = sort_dedup_columns(n, |c| col_ptr[c], &mut rows);
         Pattern {
             n,
             col_ptr,

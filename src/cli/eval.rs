@@ -91,10 +91,11 @@ pub fn chip_backend(a: &Args, model: &Model) -> Result<Box<dyn MatmulBackend>, N
 }
 
 /// The circuit backend of `model` whose arrays hold `chip` read at `age_s` (read noise seeded by
-/// `read_seed`). When the chip records the weights it was programmed from
-/// ([`crate::device::chip::Manifest::scale_weights`]: an in-situ or hybrid run), the backend is
-/// prepared with them and frozen, so the conductances decode with the scales they were written
-/// at; the model's weights prepared afterwards do not change them.
+/// `read_seed`), prepared: with the weights the chip records it was programmed from
+/// ([`crate::device::chip::Manifest::scale_weights`]: an in-situ or hybrid run freezes each
+/// matrix's siemens per unit at its first programming), so that the conductances decode with
+/// the scales they were written at; otherwise with the model's weights (a chip of `netc
+/// program`). The caller does not prepare it again.
 pub fn chip_circuit(
     file: &crate::net::NetFile,
     ir: &crate::net::NetworkIr,
@@ -106,33 +107,29 @@ pub fn chip_circuit(
 ) -> Result<CircuitBackend, NnError> {
     let mut b = CircuitBackend::for_model(file, ir, model, ov)?
         .with_chip_conductances(chip.read(age_s, read_seed));
-    if let Some(sw) = &chip.manifest.scale_weights {
-        if sw.len() != model.weights.len() {
+    let Some(sw) = &chip.manifest.scale_weights else {
+        model.prepare_backend(&mut b)?;
+        return Ok(b);
+    };
+    if sw.len() != model.weights.len() {
+        return Err(NnError::Format(format!(
+            "the chip records {} weight matrices, the model has {}",
+            sw.len(),
+            model.weights.len()
+        )));
+    }
+    for (id, (m, w)) in sw.iter().zip(&model.weights).enumerate() {
+        if (m.rows, m.cols) != (w.rows, w.cols) || m.data.len() != m.rows * m.cols {
             return Err(NnError::Format(format!(
-                "the chip records {} weight matrices, the model has {}",
-                sw.len(),
-                model.weights.len()
+                "the chip's weight matrix {id} is {}×{} ({} values), the model's {}×{}",
+                m.rows,
+                m.cols,
+                m.data.len(),
+                w.rows,
+                w.cols
             )));
         }
-        for (id, (m, w)) in sw.iter().zip(&model.weights).enumerate() {
-            if (m.rows, m.cols) != (w.rows, w.cols) || m.data.len() != m.rows * m.cols {
-                return Err(NnError::Format(format!(
-                    "the chip's weight matrix {id} is {}×{} ({} values), the model's {}×{}",
-                    m.rows,
-                    m.cols,
-                    m.data.len(),
-                    w.rows,
-                    w.cols
-                )));
-            }
-            let mat = crate::nn::matrix::Matrix {
-                rows: m.rows,
-                cols: m.cols,
-                data: m.data.clone(),
-            };
-            b.prepare(id, &mat)?;
-        }
-        b = b.freeze_weights();
+        b.prepare(id, m)?;
     }
     Ok(b)
 }
@@ -200,12 +197,14 @@ pub fn evaluate_net(
     let mut read_rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(a.read_seed);
     let mut ctx = ForwardCtx::new(&mut read_rng, Pass::Test);
     for &k in kinds {
+        // the chip backend comes prepared (with the weights its chip records, if any)
         let mut b = if k == BackendKind::Chip {
             chip_backend(a, &model)?
         } else {
-            a.net.backend(k, &model)?
+            let mut b = a.net.backend(k, &model)?;
+            model.prepare_backend(b.as_mut())?;
+            b
         };
-        model.prepare_backend(b.as_mut())?;
         let r = evaluate(&model, b.as_mut(), &split.test, 500, &mut ctx)?;
         results.push((b.name(), r));
         backends.push(b);

@@ -92,15 +92,7 @@ pub struct Manifest {
     /// initial / transferred weights), and the trained weights would give other scales. Absent
     /// for a chip programmed from the weights it is evaluated with (`netc program`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scale_weights: Option<Vec<ScaleMatrix>>,
-}
-
-/// A row-major matrix of weights (see [`Manifest::scale_weights`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScaleMatrix {
-    pub rows: usize,
-    pub cols: usize,
-    pub data: Vec<f64>,
+    pub scale_weights: Option<Vec<crate::nn::matrix::Matrix>>,
 }
 
 /// A chip: its manifest and every array's state.

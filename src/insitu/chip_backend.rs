@@ -19,7 +19,7 @@ use std::path::Path;
 
 use super::rules::Rule;
 use super::{slot_scales, CellMap, InsituError, Setup};
-use crate::device::chip::{network_hash, Chip, ScaleMatrix};
+use crate::device::chip::{network_hash, Chip};
 use crate::device::DeviceSpec;
 use crate::net::spec::HardwareSpec;
 use crate::nn::backend::{
@@ -75,16 +75,7 @@ impl ChipBackend {
         let scales_s = slot_scales(&map, &setup.programmed(model, &scale_weights)?);
         // every saved chip carries the weights its conductances decode with (`netc eval --chip`)
         let mut chip = chip;
-        chip.manifest.scale_weights = Some(
-            scale_weights
-                .iter()
-                .map(|w| ScaleMatrix {
-                    rows: w.rows,
-                    cols: w.cols,
-                    data: w.data.clone(),
-                })
-                .collect(),
-        );
+        chip.manifest.scale_weights = Some(scale_weights.clone());
         Ok(ChipBackend {
             chip,
             circuit,

@@ -278,6 +278,12 @@ fn stored(weights: &BTreeMap<LayerId, Matrix>, id: LayerId) -> Result<&Matrix, B
 }
 
 fn checked_product(id: LayerId, x: &Matrix, w: &Matrix) -> Result<Matrix, BackendError> {
+    check_inputs(id, x, w)?;
+    Ok(x.matmul(w))
+}
+
+/// A batch `x` whose rows have as many inputs as slot `id`'s weights `w` have rows.
+pub(crate) fn check_inputs(id: LayerId, x: &Matrix, w: &Matrix) -> Result<(), BackendError> {
     if x.cols != w.rows {
         return Err(BackendError::Shape {
             id,
@@ -285,7 +291,7 @@ fn checked_product(id: LayerId, x: &Matrix, w: &Matrix) -> Result<Matrix, Backen
             want: w.rows,
         });
     }
-    Ok(x.matmul(w))
+    Ok(())
 }
 
 /// Float weights, exact products.

@@ -82,9 +82,6 @@ pub struct CircuitBackend {
     /// Conductances read from a programmed chip (per physical array, row-major), used instead of
     /// encoding the weights: see [`CircuitBackend::with_chip_conductances`].
     chip_g_s: Option<Vec<Vec<f64>>>,
-    /// [`MatmulBackend::prepare`] keeps the weights already prepared: see
-    /// [`CircuitBackend::freeze_weights`].
-    frozen_weights: bool,
 }
 
 fn other(e: impl std::fmt::Display) -> BackendError {
@@ -124,7 +121,6 @@ impl CircuitBackend {
             lin_engines: Mutex::new(Vec::new()),
             exact_nonlinear: overrides.exact_nonlinear,
             chip_g_s: None,
-            frozen_weights: false,
         })
     }
 
@@ -135,15 +131,6 @@ impl CircuitBackend {
     /// been programmed from the same weights for the decoded values to mean the same units).
     pub fn with_chip_conductances(mut self, g_s: Vec<Vec<f64>>) -> CircuitBackend {
         self.chip_g_s = Some(g_s);
-        self
-    }
-
-    /// Keep the weights prepared so far: a later [`MatmulBackend::prepare`] of a slot that has
-    /// weights is a no-op. A chip's conductances decode with the encoder scales of the weights
-    /// it was programmed from ([`crate::device::chip::Manifest::scale_weights`]), not with those
-    /// of the weights evaluated on it.
-    pub fn freeze_weights(mut self) -> CircuitBackend {
-        self.frozen_weights = true;
         self
     }
 
@@ -538,9 +525,6 @@ impl MatmulBackend for CircuitBackend {
         if id >= self.slots.len() {
             return Err(other(format!("slot {id} does not exist")));
         }
-        if self.frozen_weights && self.weights.contains_key(&id) {
-            return Ok(());
-        }
         self.weights.insert(id, w.clone());
         *self.solved.lock().map_err(other)? = None;
         Ok(())
@@ -554,13 +538,7 @@ impl MatmulBackend for CircuitBackend {
     ) -> Result<Matrix, BackendError> {
         let st = self.solve_state()?;
         let w = st.w_eff.get(&id).ok_or(BackendError::NotPrepared(id))?;
-        if x.cols != w.rows {
-            return Err(BackendError::Shape {
-                id,
-                got: x.cols,
-                want: w.rows,
-            });
-        }
+        super::backend::check_inputs(id, x, w)?;
         let mut y = if self.is_linear() || !self.exact_nonlinear {
             x.matmul(w)
         } else {

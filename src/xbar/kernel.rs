@@ -245,6 +245,26 @@ enum Law {
     OneT1R { mos: AccessNmos, v_gate_v: Vec<f64> },
 }
 
+/// Per 1T1R cell (row-major), the memristor's share of the cell voltage in the small-signal
+/// divider `g / (g + g_ch)` (channel conductance at zero drain–source bias): the warm start of
+/// the internal node. Empty for other cells.
+pub(super) fn small_signal_divider(xb: &Crossbar) -> Vec<f64> {
+    let CellKind::OneT1R { mos, v_gate_v } = &xb.cell else {
+        return Vec::new();
+    };
+    let (r, c) = (xb.rows, xb.cols);
+    let gmin = super::eval::GMIN_JUNCTION_S;
+    let mut out = Vec::with_capacity(r * c);
+    for i in 0..r {
+        let gch = mos.eval([0.0, v_gate_v[i], 0.0, 0.0], gmin).g_s[0][0];
+        for j in 0..c {
+            let g = xb.g_siemens[i * c + j];
+            out.push(g / (g + gch.max(gmin)));
+        }
+    }
+    out
+}
+
 /// An array's KCL residual as flat index arrays over the extended voltage vector
 /// `[x (n unknowns), v_row (R), v_col (C), 0]` (see the module docs). Only for virtual-ground
 /// sensing (amplifier sense nodes are left to [`super::newton::NewtonProblem::residual`]).
@@ -300,23 +320,8 @@ impl Kcl {
                 Node::Ground => n + r + c,
             }) as u32
         };
-        let divider = match &xb.cell {
-            CellKind::OneT1R { mos, v_gate_v } => {
-                let gmin = super::eval::GMIN_JUNCTION_S;
-                let mut out = Vec::with_capacity(r * c);
-                for i in 0..r {
-                    let gch = mos.eval([0.0, v_gate_v[i], 0.0, 0.0], gmin).g_s[0][0];
-                    for j in 0..c {
-                        let g = xb.g_siemens[i * c + j];
-                        out.push(g / (g + gch.max(gmin)));
-                    }
-                }
-                out
-            }
-            _ => Vec::new(),
-        };
         Some(Kcl {
-            divider,
+            divider: small_signal_divider(xb),
             n,
             rows: r,
             cols: c,

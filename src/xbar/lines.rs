@@ -175,21 +175,7 @@ impl LineSolver {
         if seen.iter().any(|s| !s) {
             return None;
         }
-        let divider = match &xb.cell {
-            CellKind::OneT1R { mos, v_gate_v } => {
-                let gmin = super::eval::GMIN_JUNCTION_S;
-                let mut out = Vec::with_capacity(r * c);
-                for i in 0..r {
-                    let gch = mos.eval([0.0, v_gate_v[i], 0.0, 0.0], gmin).g_s[0][0];
-                    for j in 0..c {
-                        let g = xb.g_siemens[i * c + j];
-                        out.push(g / (g + gch.max(gmin)));
-                    }
-                }
-                out
-            }
-            _ => Vec::new(),
-        };
+        let divider = super::kernel::small_signal_divider(xb);
         Some(LineSolver {
             rows: r,
             cols: c,

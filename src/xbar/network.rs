@@ -476,25 +476,11 @@ fn build_pattern(
         fill[p as usize] += 1;
     }
     drop(pairs);
-    // Sort and deduplicate each column, compacting in place.
-    let mut out_ptr = vec![0u32; n + 1];
-    let mut dst = 0usize;
-    for k in 0..n {
-        let (lo, hi) = (col_ptr[k] as usize, col_ptr[k + 1] as usize);
-        row_idx[lo..hi].sort_unstable();
-        out_ptr[k] = dst as u32;
-        let mut last = u32::MAX;
-        for s in lo..hi {
-            let v = row_idx[s];
-            if v != last {
-                row_idx[dst] = v;
-                dst += 1;
-                last = v;
-            }
-        }
-    }
-    out_ptr[n] = dst as u32;
-    row_idx.truncate(dst);
+    let out_ptr: Vec<u32> =
+        crate::circuit::sort_dedup_columns(n, |k| col_ptr[k] as usize, &mut row_idx)
+            .into_iter()
+            .map(|p| p as u32) // ≤ the bucketed length, checked above to fit u32
+            .collect();
     Ok(SymbolicSparseColMat::new_checked(
         n, n, out_ptr, None, row_idx,
     ))

@@ -5,9 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use netc::device::chip::{
-    network_hash, parse_age, ArrayState, Chip, Manifest, ScaleMatrix, CHIP_FORMAT,
-};
+use netc::device::chip::{network_hash, parse_age, ArrayState, Chip, Manifest, CHIP_FORMAT};
 use netc::device::DeviceParams;
 use netc::nn::backend::MatmulBackend;
 use netc::nn::circuit::{CircuitBackend, CircuitOverrides};
@@ -407,17 +405,7 @@ fn chip_decodes_with_the_weights_it_records() {
     let (file, ir) = netc::net::load_str(&net_text(), "mlp_chip.net", &dir).unwrap();
     let programmed = model_for(&ir);
     let mut chip = exact_chip(&file, &ir, &programmed);
-    chip.manifest.scale_weights = Some(
-        programmed
-            .weights
-            .iter()
-            .map(|w| ScaleMatrix {
-                rows: w.rows,
-                cols: w.cols,
-                data: w.data.clone(),
-            })
-            .collect(),
-    );
+    chip.manifest.scale_weights = Some(programmed.weights.clone());
     let mut trained = programmed.clone();
     for w in &mut trained.weights {
         for v in &mut w.data {
@@ -428,7 +416,7 @@ fn chip_decodes_with_the_weights_it_records() {
         CircuitBackend::for_model(&file, &ir, &programmed, CircuitOverrides::default()).unwrap();
     programmed.prepare_backend(&mut circ).unwrap();
     let on_chip = |chip: &Chip| {
-        let mut b = netc::cli::eval::chip_circuit(
+        netc::cli::eval::chip_circuit(
             &file,
             &ir,
             &trained,
@@ -437,9 +425,7 @@ fn chip_decodes_with_the_weights_it_records() {
             0.0,
             1,
         )
-        .unwrap();
-        trained.prepare_backend(&mut b).unwrap();
-        b
+        .unwrap()
     };
     let recorded = on_chip(&chip);
     chip.manifest.scale_weights = None;
