@@ -101,6 +101,12 @@ pub struct BatchPoint {
     pub update: usize,
     pub loss: f64,
     pub batch_acc: f64,
+    /// Cells this update wrote.
+    #[serde(default)]
+    pub cells_written: u64,
+    /// Weights this update skipped (threshold rule).
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1149,6 +1155,8 @@ fn insitu_loop(
                 update: state.updates,
                 loss: l.loss,
                 batch_acc: l.correct as f64 / idx.len().max(1) as f64,
+                cells_written: stats.cells_written,
+                skipped: stats.skipped,
             });
             pb.set_position(state.updates as u64);
             pb.set_message(format!("loss {:.3}", l.loss));
@@ -1267,9 +1275,12 @@ fn publish(opts: &RunOptions, r: &RunResult) -> Result<(), InsituError> {
     r.chip.save(&dir.join("chip"))?;
     write_json(&dir.join("result.json"), r)?;
     write_json(&dir.join("model.json"), &r.model.to_weights_file())?;
-    let mut csv = String::from("update,loss,batch_acc\n");
+    let mut csv = String::from("update,loss,batch_acc,cells_written,skipped\n");
     for b in &r.batches {
-        csv += &format!("{},{},{}\n", b.update, b.loss, b.batch_acc);
+        csv += &format!(
+            "{},{},{},{},{}\n",
+            b.update, b.loss, b.batch_acc, b.cells_written, b.skipped
+        );
     }
     crate::data::write_atomic(&dir.join("batches.csv"), csv.as_bytes())
         .map_err(|e| io_err(dir, e))?;

@@ -72,6 +72,14 @@ fn killed_insitu_run_resumes_to_the_same_result() {
     assert_eq!(resumed.chip.arrays, whole.chip.arrays);
     assert_eq!(resumed.chip_final, whole.chip_final);
     assert_eq!(resumed.cells_written, whole.cells_written);
+    // the per-update write counts add up: the run's cells are the initial programming (every
+    // used cell once) plus every update's
+    let per_update: u64 = whole.batches.iter().map(|b| b.cells_written).sum();
+    assert!(per_update > 0);
+    assert_eq!(
+        whole.cells_written - per_update,
+        whole.g_before_siemens.len() as u64
+    );
     // the run wrote its outputs
     for f in [
         "result.json",
@@ -336,6 +344,32 @@ fn threshold_rule_skips_small_updates() {
     assert_eq!(st.cells_written, rig.map.slots[id][3].len() as u64);
     assert!(st.pulses > 0);
     assert_ne!(pulses(&rig.chip), p0);
+}
+
+/// S5's eq. 1: the threshold rule's step is ΔW = −η·Σᵢ Vᵢ·δᵢ over the batch, i.e. η·batch
+/// times the batch-mean gradient the model gives — no accumulator, no momentum: two calls with
+/// the same gradient give the same step (hand-computed case).
+#[test]
+fn threshold_rule_step_is_eta_times_the_batch_sum() {
+    use netc::nn::optim::{Optimizer, OptimizerSpec};
+    let rule = Rule::Threshold {
+        threshold_s: 1.5e-6,
+    };
+    let mut opt = Optimizer::new(OptimizerSpec::Threshold {
+        lr: 0.002,
+        threshold: 1.5e-6,
+    });
+    let w = vec![Matrix::from_vec(1, 3, vec![0.3, -0.2, 0.0]).unwrap()];
+    // batch-mean gradients of a batch of 100
+    let g = vec![Matrix::from_vec(1, 3, vec![0.5, -1.0, 0.0]).unwrap()];
+    for _ in 0..2 {
+        let d = rule.deltas(&mut opt, &w, &g, 100).unwrap();
+        // −0.002 · 100 · (0.5, −1, 0)
+        let want = [-0.1, 0.2, 0.0];
+        for (a, b) in d[0].data.iter().zip(want) {
+            assert!((a - b).abs() < 1e-15, "{:?} != {want:?}", d[0].data);
+        }
+    }
 }
 
 /// S4's Manhattan rule: every written cell gets exactly one pulse, in the sign of its ΔG (g⁺
