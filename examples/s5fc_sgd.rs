@@ -288,10 +288,11 @@ fn main() -> anyhow::Result<()> {
             }
             let (lt, ct, _) = batch(&vte, &setup.split.test.labels, &w, &all_test);
             let h = hessian_top(&vtr, &w);
+            let r = eta * bs as f64 * h;
             line += &format!(
-                "  after {u} updates: test {:.2} % loss {lt:.4}; Hessian top {h:.3}, eta*batch*lambda {:.2} (> 2: unstable)\n",
+                "  after {u} updates: test {:.2} % loss {lt:.4}; Hessian top {h:.3}, eta*batch*lambda {r:.2} ({})\n",
                 100.0 * ct as f64 / all_test.len() as f64,
-                eta * bs as f64 * h
+                if r > 2.0 { "above 2: unstable" } else { "below 2: stable" }
             );
         }
         print!("{line}");
