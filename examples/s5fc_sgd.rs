@@ -198,7 +198,7 @@ fn main() -> anyhow::Result<()> {
     let h0 = hessian_top(&vtr, &w0);
     println!(
         "features: |mean V|^2 {:.1} = {:.3} of mean |V|^2 (all V >= 0: {}); Hessian top eigenvalue at \
-         the transferred weights {:.3} -> a step eta*batch*mean-gradient is stable below eta = \
+         the quantised weights {:.3} -> a step eta*batch*mean-gradient is stable below eta = \
          2/(batch*lambda) = {:.5}",
         mv2,
         mv2 / mean_n2,
