@@ -508,7 +508,7 @@ impl Circuit {
                     c.mos.push(Mos {
                         t,
                         dev: Mos1 {
-                            model: model.clone(),
+                            model: (**model).clone(),
                             w_m: *w_m,
                             l_m: *l_m,
                         },

@@ -629,11 +629,16 @@ fn quantised_weights(
     Ok(out)
 }
 
-/// Hardware-aware software training: the weights whose cells hold a stuck device are frozen at
-/// the value those devices give (the free device of a pair at g_min).
+/// Hardware-aware software training (S4, Bayat et al. 2018: "the software model utilized
+/// additional information about the defective memristors … whose conductances … could not be
+/// changed during tuning"): a weight whose cells hold a stuck device is kept inside the interval
+/// the pair can still realise — the stuck device at its value, the free one anywhere in the
+/// window. A pair with one device stuck at g_min still holds every weight of the other sign;
+/// freezing such a weight at 0 (as an earlier version did) threw that away and made the aware
+/// network weaker than the oblivious one.
 struct FrozenBackend {
     inner: IdealBackend,
-    frozen: Vec<Vec<Option<f64>>>,
+    frozen: Vec<Vec<Option<(f64, f64)>>>,
 }
 
 impl FrozenBackend {
@@ -641,8 +646,8 @@ impl FrozenBackend {
         let mut w = w.clone();
         if let Some(f) = self.frozen.get(id) {
             for (v, fz) in w.data.iter_mut().zip(f) {
-                if let Some(x) = fz {
-                    *v = *x;
+                if let Some((lo, hi)) = fz {
+                    *v = v.clamp(*lo, *hi);
                 }
             }
         }
@@ -677,13 +682,21 @@ impl MatmulBackend for FrozenBackend {
     }
 }
 
-/// Frozen weight values of every slot element touched by a stuck device.
-fn frozen_weights(
+/// The weight interval `[lo, hi]` of every slot element touched by a stuck device (`None`: no
+/// stuck device), with `w = mean over copies of (g⁺ − g⁻)/scale`: each stuck cell contributes its
+/// fixed conductance, each free cell anything in `g_lo_s..=g_hi_s` (the window the mapping
+/// decodes). An element whose cells are all stuck gets `lo == hi`. With `free_unbounded` (the
+/// mapping's `weight_scale auto`: the transfer's scale puts the largest trained weight at the
+/// window's edge, so the free device's far end is wherever training needs it) a free cell only
+/// bounds the sign; the stuck cells' terms use `scale_s` (exact for a device stuck at `g_lo_s`,
+/// which contributes nothing).
+fn frozen_intervals(
     map: &CellMap,
     arrays: &[ArrayState],
-    spec: &DeviceSpec,
+    (g_lo_s, g_hi_s): (f64, f64),
+    free_unbounded: bool,
     scale_s: &[f64],
-) -> Vec<Vec<Option<f64>>> {
+) -> Vec<Vec<Option<(f64, f64)>>> {
     map.slots
         .iter()
         .enumerate()
@@ -697,18 +710,30 @@ fn frozen_weights(
                     if !stuck {
                         return None;
                     }
-                    // w = mean over copies of (g⁺ − g⁻)/scale, a free device at g_min
-                    let sum: f64 = cells
-                        .iter()
-                        .map(|c| {
-                            let g = match arrays[c.array].params[c.cell].fault {
-                                Fault::Stuck { g_s } => g_s,
-                                _ => spec.g_min_s,
-                            };
-                            c.sign * (g - spec.g_min_s) / c.share.max(1e-300)
-                        })
-                        .sum();
-                    Some(2.0 * sum / (cells.len() as f64 * scale_s[id]))
+                    // Σ sign·(g − g_lo)/share over the cells, bounded term by term
+                    let (mut lo, mut hi) = (0.0, 0.0);
+                    for c in cells {
+                        let share = c.share.max(1e-300);
+                        match arrays[c.array].params[c.cell].fault {
+                            Fault::Stuck { g_s } => {
+                                let t = c.sign * (g_s - g_lo_s) / share;
+                                lo += t;
+                                hi += t;
+                            }
+                            _ => {
+                                let reach = if free_unbounded {
+                                    f64::INFINITY
+                                } else {
+                                    g_hi_s - g_lo_s
+                                };
+                                let t = c.sign * reach / share;
+                                lo += t.min(0.0);
+                                hi += t.max(0.0);
+                            }
+                        }
+                    }
+                    let k = 2.0 / (cells.len() as f64 * scale_s[id]);
+                    Some((k * lo, k * hi))
                 })
                 .collect()
         })
@@ -719,7 +744,7 @@ fn frozen_weights(
 fn software_train(
     setup: &Setup,
     model: &mut Model,
-    frozen: Option<Vec<Vec<Option<f64>>>>,
+    frozen: Option<Vec<Vec<Option<(f64, f64)>>>>,
     opts: &RunOptions,
 ) -> Result<Vec<EpochMetrics>, InsituError> {
     let mut cfg = setup.cfg.clone();
@@ -802,7 +827,21 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
             let arrays = devprog::fresh_arrays(&setup.spec, &init_prog, &mut dev_rng);
             let frozen = if ov.hardware_aware {
                 let scales = slot_scales(&map, &init_prog);
-                Some(frozen_weights(&map, &arrays, &setup.spec, &scales))
+                // the window the mapping decodes, narrowed by the device's own (as the
+                // in-situ rules clamp their targets)
+                let hw = &setup.file.hardware;
+                let window = match (
+                    setup.spec.g_min_s.max(hw.g_min_s),
+                    setup.spec.g_max_s.min(hw.g_max_s),
+                ) {
+                    (lo, hi) if lo < hi => (lo, hi),
+                    _ => (setup.spec.g_min_s, setup.spec.g_max_s),
+                };
+                let auto = matches!(
+                    setup.file.mapping.weight_scale,
+                    crate::net::spec::WeightScale::Auto
+                );
+                Some(frozen_intervals(&map, &arrays, window, auto, &scales))
             } else {
                 None
             };
@@ -1330,4 +1369,84 @@ pub fn chip_accuracy_at(
         &setup.split,
         &mut ForwardCtx::new(&mut unused, Pass::Test),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::DeviceParams;
+
+    /// One array of 4 cells: element 0 is a pair (cells 0 = +, 1 = −), element 1 another pair
+    /// (cells 2, 3). `faults[k]` is cell k's fault.
+    fn one_pair_map(faults: [Fault; 4]) -> (CellMap, Vec<ArrayState>) {
+        let spec = DeviceSpec::ideal(10e-6, 100e-6);
+        let params = faults
+            .iter()
+            .map(|f| DeviceParams {
+                fault: f.clone(),
+                ..DeviceParams::nominal(&spec)
+            })
+            .collect();
+        let arr = ArrayState {
+            rows: 1,
+            cols: 4,
+            g_s: vec![10e-6; 4],
+            params,
+            pulses: vec![0; 4],
+            t_written_s: vec![0.0; 4],
+            v_gate_v: vec![0.0; 4],
+        };
+        let cell = |cell, sign| CellRef {
+            array: 0,
+            cell,
+            sign,
+            share: 1.0,
+        };
+        let map = CellMap {
+            slots: vec![vec![
+                vec![cell(0, 1.0), cell(1, -1.0)],
+                vec![cell(2, 1.0), cell(3, -1.0)],
+            ]],
+            matrix_of_slot: vec![0],
+        };
+        (map, vec![arr])
+    }
+
+    #[test]
+    fn a_pair_with_a_device_stuck_off_keeps_the_other_sign() {
+        // w = (g⁺ − g⁻)/scale with scale 9e-5 S per unit: window 10..100 µS gives |w| ≤ 1
+        let stuck = Fault::Stuck { g_s: 10e-6 };
+        let (map, arrays) = one_pair_map([stuck.clone(), Fault::None, Fault::None, stuck]);
+        let iv = frozen_intervals(&map, &arrays, (10e-6, 100e-6), false, &[9e-5]);
+        // g⁺ stuck at g_min: w = −g⁻'/scale ∈ [−1, 0]; g⁻ stuck: w ∈ [0, 1]
+        let (lo0, hi0) = iv[0][0].expect("element 0 has a stuck device");
+        let (lo1, hi1) = iv[0][1].expect("element 1 has a stuck device");
+        assert!((lo0 + 1.0).abs() < 1e-12 && hi0 == 0.0, "{lo0} {hi0}");
+        assert!(lo1 == 0.0 && (hi1 - 1.0).abs() < 1e-12, "{lo1} {hi1}");
+        // under `weight_scale auto` only the sign is bounded
+        let iv = frozen_intervals(&map, &arrays, (10e-6, 100e-6), true, &[9e-5]);
+        assert_eq!(iv[0][0], Some((f64::NEG_INFINITY, 0.0)));
+        assert_eq!(iv[0][1], Some((0.0, f64::INFINITY)));
+        // a device stuck at 55 µS: w ∈ [(55 − 100)/90, (55 − 10)/90] = [−0.5, 0.5]
+        let mid = Fault::Stuck { g_s: 55e-6 };
+        let (map, arrays) = one_pair_map([mid.clone(), Fault::None, mid.clone(), mid]);
+        let iv = frozen_intervals(&map, &arrays, (10e-6, 100e-6), false, &[9e-5]);
+        let (lo, hi) = iv[0][0].expect("stuck");
+        assert!(
+            (lo + 0.5).abs() < 1e-12 && (hi - 0.5).abs() < 1e-12,
+            "{lo} {hi}"
+        );
+        // both devices stuck at the same value: the weight is fixed at 0
+        assert_eq!(iv[0][1], Some((0.0, 0.0)));
+    }
+
+    #[test]
+    fn hardware_aware_training_clamps_into_the_intervals() {
+        let b = FrozenBackend {
+            inner: IdealBackend::new(),
+            frozen: vec![vec![Some((-1.0, 0.0)), None, Some((0.25, 0.25))]],
+        };
+        let w = Matrix::from_vec(1, 3, vec![0.7, 3.0, -2.0]).expect("1×3");
+        assert_eq!(b.apply(0, &w).data, vec![0.0, 3.0, 0.25]);
+    }
 }

@@ -229,6 +229,11 @@ pub fn elaborate(ld: Loaded) -> Result<Netlist, SpiceError> {
         local_models: HashMap::new(),
     };
     e.check_flat_size()?;
+    // Room for the top level's cards (a flat netlist's elements, at most): one allocation instead
+    // of doubling from 4, which touched about twice the pages and copied the array ~log2(n)
+    // times. Capped by the element budget, which bounds the memory; subcircuits grow it as before.
+    let top_cards = e.defs[0].cards.len().min(e.max_elements);
+    e.elements.reserve_exact(top_cards);
     e.elab_def(0, &mut root)?;
     e.check_names()?;
     for a in &analyses {
@@ -1613,7 +1618,7 @@ impl<'a> Elab<'a> {
             g: it.next().unwrap_or_default(),
             s: it.next().unwrap_or_default(),
             b: it.next().unwrap_or_default(),
-            model,
+            model: Box::new(model),
             w_m: w,
             l_m: l,
         })

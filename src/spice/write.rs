@@ -87,7 +87,7 @@ pub fn write_netlist(n: &Netlist) -> String {
     for el in &n.elements {
         if let ElementKind::Mosfet { model, .. } = &el.kind {
             let entry = models.entry(model.name.clone()).or_default();
-            let name = match entry.iter().find(|(m, _)| m == model) {
+            let name = match entry.iter().find(|(m, _)| m == &**model) {
                 Some((_, nm)) => nm.clone(),
                 None => {
                     let nm = if entry.is_empty() {
@@ -100,7 +100,7 @@ pub fn write_netlist(n: &Netlist) -> String {
                     } else {
                         nm
                     };
-                    entry.push((model.clone(), nm.clone()));
+                    entry.push(((**model).clone(), nm.clone()));
                     let _ = writeln!(s, "{}", model_card(model, &nm));
                     model_names.push(nm.clone());
                     nm

@@ -525,7 +525,7 @@ pub fn write_array(
                             g: format!("{p}g_{i}"),
                             s: bn,
                             b: "0".into(),
-                            model: mos.model.clone(),
+                            model: Box::new(mos.model.clone()),
                             w_m: mos.w_m,
                             l_m: mos.l_m,
                         },

@@ -426,7 +426,7 @@ fn transistor_cards_read_vt0_like_netlists() {
         .elements
         .iter()
         .find_map(|e| match &e.kind {
-            netc::netlist::ElementKind::Mosfet { model, .. } => Some(model.clone()),
+            netc::netlist::ElementKind::Mosfet { model, .. } => Some((**model).clone()),
             _ => None,
         })
         .unwrap();
