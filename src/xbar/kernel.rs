@@ -136,19 +136,9 @@ impl AccessNmos {
         (ich - cj, d_dm + gj, d_db)
     }
 
-    /// [`Self::drain`] without branches, for the row kernels of [`super::rows`]: both channel
-    /// directions, every region and both junction branches are computed and the right values
-    /// selected (a loop over cells of this body vectorises). The selected values are computed by
-    /// the same operations in the same order as `drain`'s: equal bit for bit (tested). The
-    /// discarded branches are kept finite and normal where cheap (square root of a clamped
-    /// argument, the exponential's argument clamped to its range).
+    /// The threshold and its derivative as [`Self::von`], branch-free (for `drain_select`).
     #[inline(always)]
-    pub fn drain_select(&self, vm: f64, vg: f64, vb: f64) -> (f64, f64, f64) {
-        let fwd = vm - vb >= 0.0;
-        let vgx = if fwd { vg - vb } else { vg - vm };
-        let vdx = if fwd { vm - vb } else { vb - vm };
-        let vbx = if fwd { -vb } else { -vm };
-        // threshold (von) and its derivative, as `von`
+    fn von_select(&self, vbx: f64) -> (f64, f64) {
         let s_neg = (self.phi - vbx).max(0.0).sqrt();
         let ds_neg = -0.5 / s_neg;
         let s0 = self.sqrt_phi;
@@ -177,6 +167,43 @@ impl AccessNmos {
             self.tvbi + self.gamma * sarg
         };
         let dvon = if no_body { 0.0 } else { self.gamma * dsarg };
+        (von, dvon)
+    }
+
+    /// [`Self::drain`] without branches, for the row kernels of [`super::rows`]: both channel
+    /// directions, every region and both junction branches are computed and the right values
+    /// selected (a loop over cells of this body vectorises). The selected values are computed by
+    /// the same operations in the same order as `drain`'s: equal bit for bit (tested). The
+    /// discarded branches are kept finite and normal where cheap (square root of a clamped
+    /// argument, the exponential's argument clamped to its range).
+    #[inline(always)]
+    pub fn drain_select(&self, vm: f64, vg: f64, vb: f64) -> (f64, f64, f64) {
+        self.drain_select_as::<true>(vm, vg, vb)
+    }
+
+    /// Whether the body effect is on (`γ ≠ 0`).
+    pub fn has_body_effect(&self) -> bool {
+        self.gamma != 0.0
+    }
+
+    /// [`Self::drain_select`]; with `BODY = false` the threshold's body-effect terms (a square
+    /// root and two divisions per cell) are not computed, which is exact when `γ = 0` (the
+    /// caller's promise: [`Self::has_body_effect`] false) — `drain` returns `tvbi` and 0 then.
+    #[inline(always)]
+    pub fn drain_select_as<const BODY: bool>(&self, vm: f64, vg: f64, vb: f64) -> (f64, f64, f64) {
+        if !BODY {
+            debug_assert!(self.gamma == 0.0);
+        }
+        let fwd = vm - vb >= 0.0;
+        let vgx = if fwd { vg - vb } else { vg - vm };
+        let vdx = if fwd { vm - vb } else { vb - vm };
+        let vbx = if fwd { -vb } else { -vm };
+        // threshold (von) and its derivative, as `von`
+        let (von, dvon) = if BODY {
+            self.von_select(vbx)
+        } else {
+            (self.tvbi, 0.0)
+        };
         // channel, as `channel`
         let vgst = vgx - von;
         let cut = vgst <= 0.0;

@@ -77,23 +77,29 @@ pub struct NewtonRow<'a> {
 
 /// One Newton pass over a row at gate voltage `vg`; false when a value is not finite.
 pub fn newton_row(simd: Simd, mos: &AccessNmos, vg: f64, row: NewtonRow<'_>) -> bool {
+    // without body effect the threshold's terms are skipped (`drain_select_as::<false>`)
+    let body = mos.has_body_effect();
     match simd.0 {
-        Level::Baseline => newton_row_body(mos, vg, row),
+        Level::Baseline if body => newton_row_body::<true>(mos, vg, row),
+        Level::Baseline => newton_row_body::<false>(mos, vg, row),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Level::Avx2Fma` is only constructed by `Simd::detect` after
         // `is_x86_feature_detected!` reported both "avx2" and "fma" on this CPU.
-        Level::Avx2Fma => unsafe { newton_row_avx2(mos, vg, row) },
+        Level::Avx2Fma if body => unsafe { newton_row_avx2::<true>(mos, vg, row) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Level::Avx2Fma => unsafe { newton_row_avx2::<false>(mos, vg, row) },
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn newton_row_avx2(mos: &AccessNmos, vg: f64, row: NewtonRow<'_>) -> bool {
-    newton_row_body(mos, vg, row)
+fn newton_row_avx2<const BODY: bool>(mos: &AccessNmos, vg: f64, row: NewtonRow<'_>) -> bool {
+    newton_row_body::<BODY>(mos, vg, row)
 }
 
 #[inline(always)]
-fn newton_row_body(mos: &AccessNmos, vg: f64, row: NewtonRow<'_>) -> bool {
+fn newton_row_body<const BODY: bool>(mos: &AccessNmos, vg: f64, row: NewtonRow<'_>) -> bool {
     let n = row.g.len();
     let (g, vw, vb, i_a) = (row.g, &row.vw[..n], &row.vb[..n], &row.i_a[..n]);
     let (vm, dmw_o, dmb_o) = (&mut row.vm[..n], &mut row.dmw[..n], &mut row.dmb[..n]);
@@ -102,7 +108,7 @@ fn newton_row_body(mos: &AccessNmos, vg: f64, row: NewtonRow<'_>) -> bool {
     for k in 0..n {
         let gk = g[k];
         let (vwk, vbk, vmk) = (vw[k], vb[k], vm[k]);
-        let (id, gdd, gdb) = mos.drain_select(vmk, vg, vbk);
+        let (id, gdd, gdb) = mos.drain_select_as::<BODY>(vmk, vg, vbk);
         let fv = gk * (vwk - vmk) - id;
         let inv = 1.0 / (gk + gdd);
         let vm1 = vmk + fv * inv;
@@ -158,16 +164,22 @@ pub fn converge_row(
         s.v.iter()
             .map(|v| if v.is_finite() { RUNNING } else { FAILED }),
     );
+    let body = mos.has_body_effect();
     for _ in 0..super::kernel::CELL_NEWTON_STEPS {
+        let (v, st) = (&mut s.v, &mut s.state);
         let running = match simd.0 {
-            Level::Baseline => {
-                converge_pass_body(mos, vg, g, vw, vb, vm, i, &mut s.v, &mut s.state)
-            }
+            Level::Baseline if body => converge_pass_body::<true>(mos, vg, g, vw, vb, vm, i, v, st),
+            Level::Baseline => converge_pass_body::<false>(mos, vg, g, vw, vb, vm, i, v, st),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Level::Avx2Fma` is only constructed by `Simd::detect` after
             // `is_x86_feature_detected!` reported both "avx2" and "fma" on this CPU.
+            Level::Avx2Fma if body => unsafe {
+                converge_pass_avx2::<true>(mos, vg, g, vw, vb, vm, i, v, st)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
             Level::Avx2Fma => unsafe {
-                converge_pass_avx2(mos, vg, g, vw, vb, vm, i, &mut s.v, &mut s.state)
+                converge_pass_avx2::<false>(mos, vg, g, vw, vb, vm, i, v, st)
             },
         };
         if running == 0 {
@@ -181,7 +193,7 @@ pub fn converge_row(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn converge_pass_avx2(
+fn converge_pass_avx2<const BODY: bool>(
     mos: &AccessNmos,
     vg: f64,
     g: &[f64],
@@ -192,14 +204,14 @@ fn converge_pass_avx2(
     v: &mut [f64],
     state: &mut [u64],
 ) -> u64 {
-    converge_pass_body(mos, vg, g, vw, vb, vm, i, v, state)
+    converge_pass_body::<BODY>(mos, vg, g, vw, vb, vm, i, v, state)
 }
 
 /// One lockstep Newton iteration of [`converge_row`]: for every running cell the test of
 /// `cell_current` at its present point (settled: record it), else the step (failed when the
 /// step is not finite). Returns the number of cells still running.
 #[inline(always)]
-fn converge_pass_body(
+fn converge_pass_body<const BODY: bool>(
     mos: &AccessNmos,
     vg: f64,
     g: &[f64],
@@ -216,7 +228,7 @@ fn converge_pass_body(
     let mut running = 0u64;
     for k in 0..n {
         let (gk, vwk, vk, st) = (g[k], vw[k], v[k], state[k]);
-        let (id, gdd, _) = mos.drain_select(vk, vg, vb[k]);
+        let (id, gdd, _) = mos.drain_select_as::<BODY>(vk, vg, vb[k]);
         let fv = gk * (vwk - vk) - id;
         let dfv = -gk - gdd;
         let conv = fv.abs() <= 1e-14 * (1.0 + vk.abs()) * dfv.abs();
@@ -299,6 +311,9 @@ mod tests {
         for (mos, vg, cells) in rows(5) {
             for c in cells {
                 let (a, b) = (mos.drain(c[3], vg, c[2]), mos.drain_select(c[3], vg, c[2]));
+                if !mos.has_body_effect() {
+                    assert_eq!(b, mos.drain_select_as::<false>(c[3], vg, c[2]));
+                }
                 assert_eq!(
                     [a.0.to_bits(), a.1.to_bits(), a.2.to_bits()],
                     [b.0.to_bits(), b.1.to_bits(), b.2.to_bits()],
