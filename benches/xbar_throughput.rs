@@ -276,6 +276,14 @@ fn main() {
     );
     let med = |st: &[BulkTimes], f: &dyn Fn(&BulkTimes) -> f64| median(st.iter().map(f).collect());
     let last = stages.last().copied().unwrap_or_default();
+    println!(
+        "  row kernels of the 1T1R cells and line sweeps: {} (NETC_XBAR_SIMD=sse2 forces SSE2)",
+        if netc::xbar::rows::Simd::detect().is_avx2() {
+            "AVX2 + FMA copies"
+        } else {
+            "SSE2 baseline"
+        }
+    );
     println!("  ideal product X·G ({k1} vectors): {ideal1_s:.5} s");
     println!(
         "  bulk, default (Newton on the cell currents): {bulk_s:.3} s ({:.2} Newton steps and {:.1} GMRES iterations per vector, max {} steps; {} of {k1} vectors by this path, {} by the chord fallback) → {:.0}× the ideal product; target < 2 s: {}",

@@ -22,9 +22,10 @@ use crate::circuit::mos1::{Mos1, VT_300K_V};
 
 use super::array::{CellKind, Crossbar, SenseKind};
 use super::network::{Network, Node};
+use super::rows::{converge_row, ConvergeScratch, Simd};
 
 /// Newton steps on a cell's internal node before the bracketed fallback (as `one_t1r_current`).
-const CELL_NEWTON_STEPS: usize = 6;
+pub(super) const CELL_NEWTON_STEPS: usize = 6;
 
 /// Largest exponent argument used for junctions (ngspice's MAX_EXP_ARG, as `mos1`).
 const MAX_EXP_ARG: f64 = 709.0;
@@ -135,6 +136,129 @@ impl AccessNmos {
         (ich - cj, d_dm + gj, d_db)
     }
 
+    /// The threshold and its derivative as [`Self::von`], branch-free (for `drain_select`).
+    #[inline(always)]
+    fn von_select(&self, vbx: f64) -> (f64, f64) {
+        let s_neg = (self.phi - vbx).max(0.0).sqrt();
+        let ds_neg = -0.5 / s_neg;
+        let s0 = self.sqrt_phi;
+        let s_pos = s0 - vbx / (s0 + s0);
+        let ds_pos = -1.0 / (s0 + s0);
+        let pos_on = s_pos > 0.0;
+        let neg = vbx <= 0.0;
+        let sarg = if neg {
+            s_neg
+        } else if pos_on {
+            s_pos
+        } else {
+            0.0
+        };
+        let dsarg = if neg {
+            ds_neg
+        } else if pos_on {
+            ds_pos
+        } else {
+            0.0
+        };
+        let no_body = self.gamma == 0.0;
+        let von = if no_body {
+            self.tvbi
+        } else {
+            self.tvbi + self.gamma * sarg
+        };
+        let dvon = if no_body { 0.0 } else { self.gamma * dsarg };
+        (von, dvon)
+    }
+
+    /// [`Self::drain`] without branches, for the row kernels of [`super::rows`]: both channel
+    /// directions, every region and both junction branches are computed and the right values
+    /// selected (a loop over cells of this body vectorises). The selected values are computed by
+    /// the same operations in the same order as `drain`'s: equal bit for bit (tested). The
+    /// discarded branches are kept finite and normal where cheap (square root of a clamped
+    /// argument, the exponential's argument clamped to its range).
+    #[inline(always)]
+    pub fn drain_select(&self, vm: f64, vg: f64, vb: f64) -> (f64, f64, f64) {
+        self.drain_select_as::<true>(vm, vg, vb)
+    }
+
+    /// Whether the body effect is on (`γ ≠ 0`).
+    pub fn has_body_effect(&self) -> bool {
+        self.gamma != 0.0
+    }
+
+    /// [`Self::drain_select`]; with `BODY = false` the threshold's body-effect terms (a square
+    /// root and two divisions per cell) are not computed, which is exact when `γ = 0` (the
+    /// caller's promise: [`Self::has_body_effect`] false) — `drain` returns `tvbi` and 0 then.
+    #[inline(always)]
+    pub fn drain_select_as<const BODY: bool>(&self, vm: f64, vg: f64, vb: f64) -> (f64, f64, f64) {
+        if !BODY {
+            debug_assert!(self.gamma == 0.0);
+        }
+        let fwd = vm - vb >= 0.0;
+        let vgx = if fwd { vg - vb } else { vg - vm };
+        let vdx = if fwd { vm - vb } else { vb - vm };
+        let vbx = if fwd { -vb } else { -vm };
+        // threshold (von) and its derivative, as `von`
+        let (von, dvon) = if BODY {
+            self.von_select(vbx)
+        } else {
+            (self.tvbi, 0.0)
+        };
+        // channel, as `channel`
+        let vgst = vgx - von;
+        let cut = vgst <= 0.0;
+        let beta = self.beta;
+        let lambda = self.lambda;
+        let betap = beta * (1.0 + lambda * vdx);
+        let sat = vgst <= vdx;
+        let c_sat = betap * vgst * vgst * 0.5;
+        let gm_sat = betap * vgst;
+        let gds_sat = lambda * beta * vgst * vgst * 0.5;
+        let c_tri = betap * vdx * (vgst - 0.5 * vdx);
+        let gm_tri = betap * vdx;
+        let gds_tri = betap * (vgst - vdx) + lambda * beta * vdx * (vgst - 0.5 * vdx);
+        let c = if cut {
+            0.0
+        } else if sat {
+            c_sat
+        } else {
+            c_tri
+        };
+        let gm = if cut {
+            0.0
+        } else if sat {
+            gm_sat
+        } else {
+            gm_tri
+        };
+        let gds = if cut {
+            0.0
+        } else if sat {
+            gds_sat
+        } else {
+            gds_tri
+        };
+        let gmbs = if cut { 0.0 } else { -gm * dvon };
+        let ich = if fwd { c } else { -c };
+        let d_dm = if fwd { gds } else { gm + gds + gmbs };
+        let d_db = if fwd { -(gm + gds + gmbs) } else { -gds };
+        // bulk–drain junction, as `drain`
+        let vbj = -vm;
+        let off = vbj <= -3.0 * VT_300K_V;
+        // min then max, not clamp: a NaN argument becomes MAX_EXP_ARG as in `drain`
+        #[allow(clippy::manual_clamp)]
+        let e = exp_junction((vbj / VT_300K_V).min(MAX_EXP_ARG).max(-700.0));
+        let cj_on = self.is_a * (e - 1.0) + self.gmin_siemens * vbj;
+        let gj_on = self.is_a * e / VT_300K_V + self.gmin_siemens;
+        let cj = if off {
+            self.gmin_siemens * vbj - self.is_a
+        } else {
+            cj_on
+        };
+        let gj = if off { self.gmin_siemens } else { gj_on };
+        (ich - cj, d_dm + gj, d_db)
+    }
+
     /// The 1T1R cell current (A, word → bit) for memristor conductance `g`, word node `vw`, bit
     /// node `vb` and gate `vg`, with the internal node `vm` (warm start in, solution out); `None`
     /// when Newton does not settle in a few steps (then use [`Crossbar::one_t1r_current`]).
@@ -211,7 +335,8 @@ pub fn exp_junction(x: f64) -> f64 {
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     // round to nearest by the 1.5·2^52 shift (|x·log2 e| < 2^51)
     const SHIFT: f64 = 6_755_399_441_055_744.0;
-    let nf = (x * std::f64::consts::LOG2_E + SHIFT) - SHIFT;
+    let t = x * std::f64::consts::LOG2_E + SHIFT;
+    let nf = t - SHIFT;
     let r = (x - nf * LN2_HI) - nf * LN2_LO;
     // Horner, 1/k! coefficients
     let mut p = 1.0 / 6_227_020_800.0; // 1/13!
@@ -232,8 +357,11 @@ pub fn exp_junction(x: f64) -> f64 {
     ] {
         p = p * r + c;
     }
-    // 2^n: n ∈ [−1010, 1023] over the stated range, a normal number
-    let scale = f64::from_bits(((nf as i64 + 1023) as u64) << 52);
+    // 2^n: n ∈ [−1010, 1023] over the stated range, a normal number. n read from the shifted
+    // sum's low mantissa bits (integer lanes: vectorises, where the float → i64 conversion has
+    // no SSE2/AVX2 instruction); the same n as `nf as i64`.
+    let n_biased = t.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(1023);
+    let scale = f64::from_bits(n_biased << 52);
     p * scale
 }
 
@@ -287,6 +415,8 @@ pub struct Kcl {
     gmin_siemens: f64,
     /// The array (for the bracketed fallback of a 1T1R cell).
     xb: Crossbar,
+    /// Which copy of the row kernels runs (AVX2 + FMA when the CPU has them).
+    simd: Simd,
 }
 
 /// Per-thread scratch of [`Kcl::residual`].
@@ -294,6 +424,12 @@ pub struct Kcl {
 pub struct KclScratch {
     ext: Vec<f64>,
     f_ext: Vec<f64>,
+    /// 1T1R: one row's terminal voltages, currents, settled flags and convergence scratch.
+    row_w: Vec<f64>,
+    row_b: Vec<f64>,
+    row_i: Vec<f64>,
+    row_ok: Vec<bool>,
+    conv: ConvergeScratch,
 }
 
 impl Kcl {
@@ -334,7 +470,14 @@ impl Kcl {
             law,
             gmin_siemens,
             xb: xb.clone(),
+            simd: Simd::detect(),
         })
+    }
+
+    /// The same residual with the given copy of the row kernels (the tests compare copies).
+    pub fn with_simd(mut self, simd: Simd) -> Kcl {
+        self.simd = simd;
+        self
     }
 
     /// Whether the cells carry an internal node (1T1R).
@@ -379,14 +522,21 @@ impl Kcl {
     ) -> f64 {
         let (n, r, c) = (self.n, self.rows, self.cols);
         let len = n + r + c + 1;
-        s.ext.resize(len, 0.0);
-        s.f_ext.resize(len, 0.0);
-        let ext = &mut s.ext;
+        let KclScratch {
+            ext,
+            f_ext: fe,
+            row_w,
+            row_b,
+            row_i,
+            row_ok,
+            conv,
+        } = s;
+        ext.resize(len, 0.0);
+        fe.resize(len, 0.0);
         ext[..n].copy_from_slice(&x[..n]);
         ext[n..n + r].copy_from_slice(&v_row[..r]);
         ext[n + r..n + r + c].copy_from_slice(&v_col[..c]);
         ext[n + r + c] = 0.0;
-        let fe = &mut s.f_ext;
         fe.iter_mut().for_each(|v| *v = 0.0);
         let mut scale = 0.0f64;
         for ((&a, &b), &g) in self.wire_a.iter().zip(&self.wire_b).zip(&self.wire_g) {
@@ -415,15 +565,38 @@ impl Kcl {
                 }
             }
             Law::OneT1R { mos, v_gate_v } => {
+                // a row at a time: gather its terminal voltages, converge its cells in
+                // lockstep (vectorised, `super::rows`; the same answers as `cell_current`),
+                // the bracketed fallback for the cells that did not settle, then scatter
+                row_w.resize(c, 0.0);
+                row_b.resize(c, 0.0);
+                row_i.resize(c, 0.0);
+                row_ok.resize(c, false);
                 for row in 0..r {
                     let vg = v_gate_v[row];
-                    for k in row * c..(row + 1) * c {
+                    let q = row * c..(row + 1) * c;
+                    for (j, k) in q.clone().enumerate() {
+                        row_w[j] = ext[self.cell_w[k] as usize];
+                        row_b[j] = ext[self.cell_b[k] as usize];
+                    }
+                    converge_row(
+                        self.simd,
+                        mos,
+                        vg,
+                        &self.cell_g[q.clone()],
+                        row_w,
+                        row_b,
+                        &mut vm[q.clone()],
+                        row_i,
+                        row_ok,
+                        conv,
+                    );
+                    for (j, k) in q.enumerate() {
                         let (a, b) = (self.cell_w[k] as usize, self.cell_b[k] as usize);
-                        let (vw, vb) = (ext[a], ext[b]);
-                        let g = self.cell_g[k];
-                        let i = match mos.cell_current(g, vw, vb, vg, &mut vm[k]) {
-                            Some(i) => i,
-                            None => self.fallback(k, vw, vb, &mut vm[k]),
+                        let i = if row_ok[j] {
+                            row_i[j]
+                        } else {
+                            self.fallback(k, row_w[j], row_b[j], &mut vm[k])
                         };
                         scale = scale.max(i.abs());
                         fe[a] += i;

@@ -43,6 +43,7 @@ use super::array::{CellKind, Crossbar, SenseKind};
 use super::kernel::{AccessNmos, Kcl, KclScratch};
 use super::network::{Network, Node};
 use super::newton::NewtonOptions;
+use super::rows::{newton_row, NewtonRow, Simd};
 
 /// Newton steps on the cell currents before a vector is handed back unsolved (the default of
 /// `SolveOptions::max_current_steps`).
@@ -82,6 +83,8 @@ pub struct LineSolver {
     /// 1T1R: the internal node's place on the small-signal divider (start).
     divider: Vec<f64>,
     kcl: Kcl,
+    /// Which copy of the row kernels runs (AVX2 + FMA when the CPU has them).
+    simd: Simd,
 }
 
 /// Per-thread scratch of [`LineSolver::solve`] (sized on first use, reused across vectors).
@@ -188,6 +191,7 @@ impl LineSolver {
             b_free,
             divider,
             kcl,
+            simd: Simd::detect(),
         })
     }
 
@@ -205,6 +209,45 @@ impl LineSolver {
     /// sources and `c_b` the column sources (zero when `None`).
     #[allow(clippy::too_many_arguments)]
     fn line_voltages(
+        &self,
+        p: &[f64],
+        v_row: Option<&[f64]>,
+        v_col: Option<&[f64]>,
+        vw: &mut [f64],
+        vb: &mut [f64],
+        col: &mut [f64],
+        col_v: &mut [f64],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if self.simd.is_avx2() {
+            // SAFETY: `is_avx2` holds only for a `Simd` from `Simd::detect`, which checked
+            // with `is_x86_feature_detected!` that this CPU has AVX2 and FMA.
+            unsafe { self.line_voltages_avx2(p, v_row, v_col, vw, vb, col, col_v) };
+            return;
+        }
+        self.line_voltages_body(p, v_row, v_col, vw, vb, col, col_v)
+    }
+
+    /// [`Self::line_voltages`] compiled with AVX2 + FMA (same operations, same answers).
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    fn line_voltages_avx2(
+        &self,
+        p: &[f64],
+        v_row: Option<&[f64]>,
+        v_col: Option<&[f64]>,
+        vw: &mut [f64],
+        vb: &mut [f64],
+        col: &mut [f64],
+        col_v: &mut [f64],
+    ) {
+        self.line_voltages_body(p, v_row, v_col, vw, vb, col, col_v)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn line_voltages_body(
         &self,
         p: &[f64],
         v_row: Option<&[f64]>,
@@ -293,6 +336,24 @@ impl LineSolver {
     /// homogeneous solution (`u = 1` at the top, `z = 0`); [`Self::precond`] adds the particular
     /// one. Disabled (identity) when the shooting is not finite.
     fn precond_setup(&self, s: &mut LineScratch) {
+        #[cfg(target_arch = "x86_64")]
+        if self.simd.is_avx2() {
+            // SAFETY: `is_avx2` holds only for a `Simd` from `Simd::detect`, which checked
+            // with `is_x86_feature_detected!` that this CPU has AVX2 and FMA.
+            unsafe { self.precond_setup_avx2(s) };
+            return;
+        }
+        self.precond_setup_body(s)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn precond_setup_avx2(&self, s: &mut LineScratch) {
+        self.precond_setup_body(s)
+    }
+
+    #[inline(always)]
+    fn precond_setup_body(&self, s: &mut LineScratch) {
         let (r, c) = (self.rows, self.cols);
         let LineScratch {
             pre_u1,
@@ -320,6 +381,24 @@ impl LineSolver {
     /// `y = P⁻¹·z` with the bit-line preconditioner of [`Self::precond_setup`] (`y = z` when it
     /// is disabled).
     fn precond(&self, s: &mut LineScratch, z: &[f64], y: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.simd.is_avx2() {
+            // SAFETY: `is_avx2` holds only for a `Simd` from `Simd::detect`, which checked
+            // with `is_x86_feature_detected!` that this CPU has AVX2 and FMA.
+            unsafe { self.precond_avx2(s, z, y) };
+            return;
+        }
+        self.precond_body(s, z, y)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn precond_avx2(&self, s: &mut LineScratch, z: &[f64], y: &mut [f64]) {
+        self.precond_body(s, z, y)
+    }
+
+    #[inline(always)]
+    fn precond_body(&self, s: &mut LineScratch, z: &[f64], y: &mut [f64]) {
         let (r, c) = (self.rows, self.cols);
         let LineScratch {
             pre_u1,
@@ -409,15 +488,11 @@ impl LineSolver {
                 self.apply_j(s, &z, w);
                 // modified Gram–Schmidt
                 let t_o = std::time::Instant::now();
+                let mut hcol = [0.0f64; KRYLOV_DIM + 1];
+                let hn = gram_schmidt(self.simd, head, w, j, &mut hcol);
                 for i in 0..=j {
-                    let vi = &head[i * m..(i + 1) * m];
-                    let hij = dot(w, vi);
-                    h[i][j] = hij;
-                    for (wk, vk) in w.iter_mut().zip(vi) {
-                        *wk -= hij * vk;
-                    }
+                    h[i][j] = hcol[i];
                 }
-                let hn = norm2(w);
                 h[j + 1][j] = hn;
                 if hn > 0.0 {
                     w.iter_mut().for_each(|v| *v /= hn);
@@ -500,25 +575,26 @@ impl LineSolver {
                 }
             }
             Law::OneT1R { mos, v_gate_v } => {
+                // a row at a time (one gate voltage), vectorised (`super::rows`)
                 for (row, &vg) in v_gate_v.iter().enumerate() {
-                    for k in row * c..(row + 1) * c {
-                        let g = self.g_siemens[k];
-                        let (vw, vb, vm) = (s.vw[k], s.vb[k], s.vm[k]);
-                        let (id, gdd, gdb) = mos.drain(vm, vg, vb);
-                        let fv = g * (vw - vm) - id;
-                        let inv = 1.0 / (g + gdd);
-                        let vm1 = vm + fv * inv;
-                        let dmw = g * inv;
-                        let dmb = -gdb * inv;
-                        let f = g * (vw - vm1);
-                        s.vm[k] = vm1;
-                        s.dmw[k] = dmw;
-                        s.dmb[k] = dmb;
-                        s.a[k] = g * (1.0 - dmw);
-                        s.b[k] = g * dmb;
-                        s.rhs[k] = f - s.i_a[k];
-                        finite &= f.is_finite() && dmw.is_finite() && dmb.is_finite();
-                    }
+                    let q = row * c..(row + 1) * c;
+                    finite &= newton_row(
+                        self.simd,
+                        mos,
+                        vg,
+                        NewtonRow {
+                            g: &self.g_siemens[q.clone()],
+                            vw: &s.vw[q.clone()],
+                            vb: &s.vb[q.clone()],
+                            i_a: &s.i_a[q.clone()],
+                            vm: &mut s.vm[q.clone()],
+                            dmw: &mut s.dmw[q.clone()],
+                            dmb: &mut s.dmb[q.clone()],
+                            a: &mut s.a[q.clone()],
+                            b: &mut s.b[q.clone()],
+                            rhs: &mut s.rhs[q],
+                        },
+                    );
                 }
             }
         }
@@ -669,6 +745,55 @@ impl LineSolver {
     }
 }
 
+/// Modified Gram–Schmidt of `w` against the first `j + 1` basis vectors in `head` (each of
+/// `w.len()` entries): the coefficients into `hcol`, `w` orthogonalised; returns `‖w‖₂` after it.
+fn gram_schmidt(
+    simd: Simd,
+    head: &[f64],
+    w: &mut [f64],
+    j: usize,
+    hcol: &mut [f64; KRYLOV_DIM + 1],
+) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if simd.is_avx2() {
+        // SAFETY: `is_avx2` holds only for a `Simd` from `Simd::detect`, which checked with
+        // `is_x86_feature_detected!` that this CPU has AVX2 and FMA.
+        return unsafe { gram_schmidt_avx2(head, w, j, hcol) };
+    }
+    let _ = simd;
+    gram_schmidt_body(head, w, j, hcol)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn gram_schmidt_avx2(
+    head: &[f64],
+    w: &mut [f64],
+    j: usize,
+    hcol: &mut [f64; KRYLOV_DIM + 1],
+) -> f64 {
+    gram_schmidt_body(head, w, j, hcol)
+}
+
+#[inline(always)]
+fn gram_schmidt_body(
+    head: &[f64],
+    w: &mut [f64],
+    j: usize,
+    hcol: &mut [f64; KRYLOV_DIM + 1],
+) -> f64 {
+    let m = w.len();
+    for i in 0..=j {
+        let vi = &head[i * m..(i + 1) * m];
+        let hij = dot(w, vi);
+        hcol[i] = hij;
+        for (wk, vk) in w.iter_mut().zip(vi) {
+            *wk -= hij * vk;
+        }
+    }
+    norm2(w)
+}
+
 /// The bit-line preconditioner is on unless `NETC_XBAR_LINES_PRECOND=0` (a measurement switch:
 /// the same answers to the stopping test, unpreconditioned GMRES; read once per process).
 fn precond_enabled() -> bool {
@@ -676,7 +801,7 @@ fn precond_enabled() -> bool {
     *ON.get_or_init(|| std::env::var("NETC_XBAR_LINES_PRECOND").map_or(true, |v| v != "0"))
 }
 
-#[inline]
+#[inline(always)]
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     // four partial sums: vectorisable, and the same order whatever the thread
     let mut acc = [0.0f64; 4];
@@ -694,7 +819,79 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
 
-#[inline]
+#[inline(always)]
 fn norm2(a: &[f64]) -> f64 {
     dot(a, a).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::super::array::{default_access_mos, CellKind, Crossbar, SenseKind};
+    use super::super::network::{Network, Topology};
+    use super::super::newton::NewtonOptions;
+    use super::super::rows::Simd;
+    use super::{LineScratch, LineSolver};
+
+    /// The whole cell-current Newton with the AVX2 copies of the kernels (when the CPU has
+    /// them) and with the baseline copies: the same node voltages bit for bit, the same steps.
+    #[test]
+    fn avx2_and_baseline_solves_are_bit_identical() {
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        let (r, c) = (19, 13);
+        let mut mos = default_access_mos();
+        mos.model.gamma_sqrt_v = 0.45;
+        let xb = Crossbar {
+            rows: r,
+            cols: c,
+            g_siemens: (0..r * c).map(|_| rng.gen_range(1e-6..1e-4)).collect(),
+            cell: CellKind::OneT1R {
+                mos,
+                v_gate_v: (0..r).map(|_| rng.gen_range(1.5..3.5)).collect(),
+            },
+            r_word_ohm: 2.5,
+            r_bit_ohm: 2.5,
+            r_driver_ohm: 1.0,
+            r_sense_ohm: 0.5,
+            sense: SenseKind::VirtualGround,
+        };
+        let net = Network::new(&xb, &Topology::inference(&xb)).expect("network");
+        let wide = LineSolver::new(&xb, &net, 0.0).expect("line solver");
+        if !wide.simd.is_avx2() {
+            eprintln!(
+                "lines: no AVX2 + FMA on this CPU (or NETC_XBAR_SIMD=sse2): nothing to compare"
+            );
+            return;
+        }
+        let mut base = wide.clone();
+        base.simd = Simd::baseline();
+        base.kcl = base.kcl.with_simd(Simd::baseline());
+        let opts = NewtonOptions::default();
+        let v_col = vec![0.0; c];
+        let (mut s1, mut s2) = (LineScratch::default(), LineScratch::default());
+        let n = wide.unknowns();
+        let mut solved = 0;
+        for _ in 0..5 {
+            let v_row: Vec<f64> = (0..r).map(|_| rng.gen_range(-0.2..0.8)).collect();
+            let (mut x1, mut x2) = (vec![0.0; n], vec![0.0; n]);
+            let a = wide.solve(&mut s1, &v_row, &v_col, &mut x1, &opts, 20);
+            let b = base.solve(&mut s2, &v_row, &v_col, &mut x2, &opts, 20);
+            let (Some(a), Some(b)) = (a, b) else {
+                assert_eq!(
+                    a.is_some(),
+                    b.is_some(),
+                    "one copy solved, the other did not"
+                );
+                continue;
+            };
+            solved += 1;
+            assert_eq!((a.outer, a.krylov), (b.outer, b.krylov));
+            for (p, q) in x1.iter().zip(&x2) {
+                assert_eq!(p.to_bits(), q.to_bits(), "{p} vs {q}");
+            }
+        }
+        assert!(solved >= 4, "{solved} of 5 vectors solved");
+    }
 }

@@ -28,6 +28,7 @@ pub mod newton;
 pub mod ops;
 pub mod pcg;
 pub mod plot;
+pub mod rows;
 pub mod spec;
 
 pub use array::{default_access_mos, CellKind, Crossbar, SenseKind};
