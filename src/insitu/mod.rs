@@ -638,8 +638,12 @@ fn quantised_weights(
 /// network weaker than the oblivious one.
 struct FrozenBackend {
     inner: IdealBackend,
-    frozen: Vec<Vec<Option<(f64, f64)>>>,
+    frozen: WeightIntervals,
 }
+
+/// Per slot, per weight: the interval `[lo, hi]` a weight with a stuck device can hold (`None`:
+/// no stuck device).
+type WeightIntervals = Vec<Vec<Option<(f64, f64)>>>;
 
 impl FrozenBackend {
     fn apply(&self, id: usize, w: &Matrix) -> Matrix {
@@ -696,7 +700,7 @@ fn frozen_intervals(
     (g_lo_s, g_hi_s): (f64, f64),
     free_unbounded: bool,
     scale_s: &[f64],
-) -> Vec<Vec<Option<(f64, f64)>>> {
+) -> WeightIntervals {
     map.slots
         .iter()
         .enumerate()
@@ -744,7 +748,7 @@ fn frozen_intervals(
 fn software_train(
     setup: &Setup,
     model: &mut Model,
-    frozen: Option<Vec<Vec<Option<(f64, f64)>>>>,
+    frozen: Option<WeightIntervals>,
     opts: &RunOptions,
 ) -> Result<Vec<EpochMetrics>, InsituError> {
     let mut cfg = setup.cfg.clone();
@@ -1383,7 +1387,7 @@ mod tests {
         let params = faults
             .iter()
             .map(|f| DeviceParams {
-                fault: f.clone(),
+                fault: *f,
                 ..DeviceParams::nominal(&spec)
             })
             .collect();
@@ -1416,7 +1420,7 @@ mod tests {
     fn a_pair_with_a_device_stuck_off_keeps_the_other_sign() {
         // w = (g⁺ − g⁻)/scale with scale 9e-5 S per unit: window 10..100 µS gives |w| ≤ 1
         let stuck = Fault::Stuck { g_s: 10e-6 };
-        let (map, arrays) = one_pair_map([stuck.clone(), Fault::None, Fault::None, stuck]);
+        let (map, arrays) = one_pair_map([stuck, Fault::None, Fault::None, stuck]);
         let iv = frozen_intervals(&map, &arrays, (10e-6, 100e-6), false, &[9e-5]);
         // g⁺ stuck at g_min: w = −g⁻'/scale ∈ [−1, 0]; g⁻ stuck: w ∈ [0, 1]
         let (lo0, hi0) = iv[0][0].expect("element 0 has a stuck device");
@@ -1429,7 +1433,7 @@ mod tests {
         assert_eq!(iv[0][1], Some((0.0, f64::INFINITY)));
         // a device stuck at 55 µS: w ∈ [(55 − 100)/90, (55 − 10)/90] = [−0.5, 0.5]
         let mid = Fault::Stuck { g_s: 55e-6 };
-        let (map, arrays) = one_pair_map([mid.clone(), Fault::None, mid.clone(), mid]);
+        let (map, arrays) = one_pair_map([mid, Fault::None, mid, mid]);
         let iv = frozen_intervals(&map, &arrays, (10e-6, 100e-6), false, &[9e-5]);
         let (lo, hi) = iv[0][0].expect("stuck");
         assert!(
