@@ -1,10 +1,12 @@
 //! One training epoch, every ratio measured in the same run (medians of `TRAIN_EPOCH_RUNS`
 //! epochs, default 5; each epoch is every training batch plus the test pass):
 //! - netc's ideal backend against the numpy reference (`benches/numpy_reference.py`: float32,
-//!   im2col + BLAS, the same network, optimiser and batch, random data of the same sizes) for S1
-//!   (`netlists/lenet.net`: 8,000 bundled digits, batch 100, RMSprop) and S5 (the preset's 28×28
-//!   CNN, batch 50); target: netc ≤ numpy;
-//! - the ideal epoch of every preset S1–S5 (S2–S4 have no numpy reference: times only);
+//!   im2col + BLAS, the same network, loss, optimiser and batch, random data of the same shapes
+//!   and counts) for S1 (`netlists/lenet.net`: 8,000 bundled digits, batch 100, RMSprop) and for
+//!   every preset S1–S5 at its own batch size (S2: ConvLSTM with backprop through time, 798 + 193
+//!   sequences, batch 20; S3: 64-54-10 MLP, batch 50; S4: 16-10-4 tanh MLP, MSE, SGD with
+//!   momentum, 40 + 640 letters, batch 4; S5: 28×28 CNN, batch 50); target: netc ≤ numpy;
+//!   a last line sums up the five ratios;
 //! - S1's circuit backend against its ideal epoch, on linear cells (the same array with passive
 //!   memristors, 1 Ω segments) and on the declared 1T1R cells through the small-signal array; the
 //!   circuit backend re-solves the arrays after every optimiser step (new conductance state,
@@ -14,8 +16,10 @@
 //!
 //! The numpy script runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its
 //! environment (this machine may set them; the script prints the BLAS it ran). Set
-//! `TRAIN_EPOCH_NUMPY=0` to skip it (e.g. without python3/numpy). `TRAIN_EPOCH_ONLY=circuit` runs
-//! only the S1 circuit-backend comparisons (each still against an ideal epoch of the same run).
+//! `TRAIN_EPOCH_NUMPY=0` to skip it (e.g. without python3/numpy; a failing script is skipped with
+//! a message). `TRAIN_EPOCH_ONLY=circuit` runs only the S1 circuit-backend comparisons (each
+//! still against an ideal epoch of the same run). `TRAIN_EPOCH_NETS=s2,s3,s4` runs only the
+//! ideal-vs-numpy comparisons of the listed presets (lenet.net's with `s1`), no circuit epochs.
 //!
 //! cargo bench --bench train_epoch
 use std::path::Path;
@@ -100,12 +104,18 @@ fn numpy(net: &str, batch: usize, train: usize, test: usize, runs: usize) -> Opt
         .args(["--train", &train.to_string(), "--test", &test.to_string()])
         .env_remove("OPENBLAS_CORETYPE")
         .env_remove("OPENBLAS_L2_SIZE")
-        .output()
-        .ok()?;
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("numpy reference skipped: cannot run python3: {e}");
+            return None;
+        }
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         eprintln!(
-            "numpy reference failed: {}",
+            "numpy reference skipped (script failed; numpy missing?): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         return None;
@@ -128,6 +138,12 @@ fn main() {
         .max(1);
     let only_circuit = std::env::var("TRAIN_EPOCH_ONLY").is_ok_and(|v| v == "circuit");
     let with_numpy = !only_circuit && std::env::var("TRAIN_EPOCH_NUMPY").map_or(true, |v| v != "0");
+    let nets: Option<Vec<String>> = std::env::var("TRAIN_EPOCH_NETS").ok().map(|v| {
+        v.split(',')
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect()
+    });
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
     let (p, ir) = recipe(&dir.join("lenet.net")).expect("lenet.net");
     let split = p.data.load().expect("bundled data");
@@ -139,37 +155,54 @@ fn main() {
     );
 
     if !only_circuit {
-        ideal_epochs(&p, &split, runs, with_numpy);
+        ideal_epochs(&p, &split, runs, with_numpy, nets.as_deref());
     }
-    circuit_epochs(&p, &ir, &split, runs);
+    if nets.is_none() {
+        circuit_epochs(&p, &ir, &split, runs);
+    }
 }
 
-/// S1 (lenet.net's own training block: batch 100) and S5 against numpy; the ideal epoch of every
-/// preset.
-fn ideal_epochs(p: &netc::nn::presets::Preset, split: &Split, runs: usize, with_numpy: bool) {
-    let (t_s1, acc_s1) = epochs(&p.model, split, &p.train, &mut IdealBackend::new(), runs);
-    println!(
-        "S1 lenet.net, batch {}: ideal backend {t_s1:.3} s (test {:.2}%)",
-        p.train.batch_size,
-        100.0 * acc_s1
-    );
-    if with_numpy {
-        if let Some(np) = numpy(
-            "s1",
+/// S1 (lenet.net's own training block: batch 100) against numpy, then the ideal epoch of every
+/// preset (of `nets` when given) against numpy at the preset's batch size.
+fn ideal_epochs(
+    p: &netc::nn::presets::Preset,
+    split: &Split,
+    runs: usize,
+    with_numpy: bool,
+    nets: Option<&[String]>,
+) {
+    let wanted = |name: &str| nets.is_none_or(|n| n.iter().any(|v| v == name));
+    let verdict = |t: f64, np: f64| {
+        format!(
+            "netc/numpy {:.2} (target ≤ 1: {})",
+            t / np,
+            if t <= np { "met" } else { "NOT met" }
+        )
+    };
+    if wanted("s1") {
+        let (t_s1, acc_s1) = epochs(&p.model, split, &p.train, &mut IdealBackend::new(), runs);
+        println!(
+            "S1 lenet.net, batch {}: ideal backend {t_s1:.3} s (test {:.2}%)",
             p.train.batch_size,
-            split.train.len(),
-            split.test.len(),
-            runs,
-        ) {
-            println!(
-                "  numpy reference {np:.3} s → netc/numpy {:.2} (target ≤ 1: {})",
-                t_s1 / np,
-                if t_s1 <= np { "met" } else { "NOT met" }
-            );
+            100.0 * acc_s1
+        );
+        if with_numpy {
+            if let Some(np) = numpy(
+                "s1",
+                p.train.batch_size,
+                split.train.len(),
+                split.test.len(),
+                runs,
+            ) {
+                println!("  numpy reference {np:.3} s → {}", verdict(t_s1, np));
+            }
         }
     }
-    let mut ideal_by_preset = Vec::new();
+    let mut summary = Vec::new();
     for name in ["s1", "s2", "s3", "s4", "s5"] {
+        if !wanted(name) {
+            continue;
+        }
         let pr = preset(name).expect("preset");
         let sp = pr.data.load().expect("preset data");
         let (t, acc) = epochs(&pr.model, &sp, &pr.train, &mut IdealBackend::new(), runs);
@@ -180,22 +213,24 @@ fn ideal_epochs(p: &netc::nn::presets::Preset, split: &Split, runs: usize, with_
             pr.train.batch_size,
             100.0 * acc
         );
-        if name == "s5" && with_numpy {
+        if with_numpy {
             if let Some(np) = numpy(
-                "s5",
+                name,
                 pr.train.batch_size,
                 sp.train.len(),
                 sp.test.len(),
                 runs,
             ) {
-                println!(
-                    "  numpy reference {np:.3} s → netc/numpy {:.2} (target ≤ 1: {})",
-                    t / np,
-                    if t <= np { "met" } else { "NOT met" }
-                );
+                println!("  numpy reference {np:.4} s → {}", verdict(t, np));
+                summary.push(format!("{name} {:.2}", t / np));
             }
         }
-        ideal_by_preset.push((name, t));
+    }
+    if !summary.is_empty() {
+        println!(
+            "netc/numpy per preset epoch (medians of {runs}, same run): {}",
+            summary.join(", ")
+        );
     }
 }
 
