@@ -207,7 +207,7 @@ fn ideal_epochs(
         let sp = pr.data.load().expect("preset data");
         let (t, acc) = epochs(&pr.model, &sp, &pr.train, &mut IdealBackend::new(), runs);
         println!(
-            "preset {name}: ideal epoch {t:.3} s ({} + {} samples, batch {}; test {:.2}%)",
+            "preset {name}: ideal epoch {t:.4} s ({} + {} samples, batch {}; test {:.2}%)",
             sp.train.len(),
             sp.test.len(),
             pr.train.batch_size,
