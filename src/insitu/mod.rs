@@ -831,16 +831,7 @@ pub fn run(net_path: &Path, ov: &Overrides, opts: &RunOptions) -> Result<RunResu
             let arrays = devprog::fresh_arrays(&setup.spec, &init_prog, &mut dev_rng);
             let frozen = if ov.hardware_aware {
                 let scales = slot_scales(&map, &init_prog);
-                // the window the mapping decodes, narrowed by the device's own (as the
-                // in-situ rules clamp their targets)
-                let hw = &setup.file.hardware;
-                let window = match (
-                    setup.spec.g_min_s.max(hw.g_min_s),
-                    setup.spec.g_max_s.min(hw.g_max_s),
-                ) {
-                    (lo, hi) if lo < hi => (lo, hi),
-                    _ => (setup.spec.g_min_s, setup.spec.g_max_s),
-                };
+                let window = rules::operating_window(&setup.spec, &setup.file.hardware);
                 let auto = matches!(
                     setup.file.mapping.weight_scale,
                     crate::net::spec::WeightScale::Auto

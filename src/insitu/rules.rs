@@ -142,13 +142,10 @@ impl Rule {
             }
         }
         let now_s = chip.manifest.now_s;
-        // targets stay inside the operating window the mapping uses (the hardware block's
-        // g_min..g_max, narrowed by the device's own): S5's devices saturate at 25 µS, above the
-        // 20 µS top state, and an update must not aim past the window the weights are decoded in
-        let (lo, hi) = match (spec.g_min_s.max(hw.g_min_s), spec.g_max_s.min(hw.g_max_s)) {
-            (lo, hi) if lo < hi => (lo, hi),
-            _ => (spec.g_min_s, spec.g_max_s),
-        };
+        // targets stay inside the operating window the mapping uses: S5's devices saturate at
+        // 25 µS, above the 20 µS top state, and an update must not aim past the window the
+        // weights are decoded in
+        let (lo, hi) = operating_window(spec, hw);
         if matches!(self, Rule::Threshold { .. } | Rule::WriteVerify) {
             // Write-verify goes through the one programming function: every array's verify reads
             // share one prepared network and factor (ArrayVerifier), arrays run in parallel,
@@ -328,4 +325,13 @@ pub fn last_gate(spec: &DeviceSpec, v_gate_v: f64, g_s: f64) -> f64 {
 /// S1's rule: the new SET gate is the last one plus R_vg·ΔG, bounded to the gate range.
 pub fn new_gate(spec: &DeviceSpec, last_v: f64, r_vg_v_per_s: f64, dg_s: f64) -> f64 {
     (last_v + r_vg_v_per_s * dg_s).clamp(spec.v_gate_min_v, spec.v_gate_max_v)
+}
+
+/// The conductance window the mapping decodes weights in (the hardware block's g_min..g_max),
+/// narrowed by the device's own; the device's window when the two do not overlap.
+pub(crate) fn operating_window(spec: &DeviceSpec, hw: &HardwareSpec) -> (f64, f64) {
+    match (spec.g_min_s.max(hw.g_min_s), spec.g_max_s.min(hw.g_max_s)) {
+        (lo, hi) if lo < hi => (lo, hi),
+        _ => (spec.g_min_s, spec.g_max_s),
+    }
 }
