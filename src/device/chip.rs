@@ -5,7 +5,9 @@
 //! (`fault.npy`: 0 none, 1 stuck, 2 mis-written; `g_stuck.npy`), its pulse count (`pulses.npy`) and
 //! when it was last written (`t_written.npy`, seconds on the chip's clock), and the gate voltage of
 //! its last one-shot SET (`v_gate.npy`, V; 0 = never set one-shot — S1's in-situ rule adds each
-//! update's gate change to it; format 2, a format-1 chip loads with zeros). Saved as a directory
+//! update's gate change to it; format 2, a format-1 chip loads with zeros), and the multipliers of
+//! its SET and RESET switching thresholds (`th_set_gain.npy`, `th_reset_gain.npy`; format 3, older
+//! chips load with 1 = the device block's thresholds). Saved as a directory
 //! `array_<k>/<name>.npy` (plain little-endian `.npy` files numpy opens directly) plus a versioned
 //! `chip.json` manifest; written into a temporary directory next to the target and renamed into
 //! place, so a chip directory is whole or absent.
@@ -21,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::{DeviceError, DeviceParams, DeviceSpec, Fault};
 
 /// Manifest format version.
-pub const CHIP_FORMAT: u32 = 2;
+pub const CHIP_FORMAT: u32 = 3;
 /// Oldest manifest format this netc still reads (format 1 has no `v_gate.npy`).
 pub const CHIP_FORMAT_MIN: u32 = 1;
 
@@ -242,6 +244,8 @@ impl Chip {
             write_npy(&d.join("g_max.npy"), sh, &col(|p| p.g_max_s))?;
             write_npy(&d.join("nu.npy"), sh, &col(|p| p.nu))?;
             write_npy(&d.join("tail.npy"), sh, &col(|p| p.tail_g_rel))?;
+            write_npy(&d.join("th_set_gain.npy"), sh, &col(|p| p.th_set_gain))?;
+            write_npy(&d.join("th_reset_gain.npy"), sh, &col(|p| p.th_reset_gain))?;
             let fault: Vec<u8> = a.params.iter().map(|p| p.fault.code()).collect();
             write_npy(&d.join("fault.npy"), sh, &fault)?;
             let g_stuck = col(|p| match p.fault {
@@ -327,6 +331,15 @@ impl Chip {
             } else {
                 vec![0.0; rows * cols]
             };
+            // format 3 stores each device's threshold multipliers; older chips had nominal ones
+            let (th_set, th_reset): (Vec<f64>, Vec<f64>) = if manifest.format >= 3 {
+                (
+                    read_npy(&d.join("th_set_gain.npy"), sh)?,
+                    read_npy(&d.join("th_reset_gain.npy"), sh)?,
+                )
+            } else {
+                (vec![1.0; rows * cols], vec![1.0; rows * cols])
+            };
             let mut params = Vec::with_capacity(rows * cols);
             for c in 0..rows * cols {
                 let fault = match fault[c] {
@@ -346,6 +359,8 @@ impl Chip {
                     nu: nu[c],
                     fault,
                     tail_g_rel: tail[c],
+                    th_set_gain: th_set[c],
+                    th_reset_gain: th_reset[c],
                 });
             }
             arrays.push(ArrayState {

@@ -156,9 +156,22 @@ pub struct DeviceSpec {
     pub program_noise_s: f64,
     pub pulse: PulseLaw,
     pub pulse_width_s: f64,
-    /// Amplitude of a programming pulse; a cell moves only when |V across it| ≥ v_threshold.
+    /// Amplitude of a programming pulse; a cell moves only when |V across it| reaches its
+    /// switching threshold: `v_threshold` for SET (potentiating) pulses, `v_threshold_reset` (when
+    /// given, else `v_threshold`) for RESET (depressing) ones.
     pub v_pulse_v: f64,
     pub v_threshold_v: f64,
+    #[serde(default)]
+    pub v_threshold_reset_v: Option<f64>,
+    /// Device-to-device relative σ of both switching thresholds, drawn once per device (S4, seed
+    /// 003 Fig. 2: SET 1.0 ± 0.13 V, RESET −1.2 ± 0.15 V within one crossbar, i.e. ≈ 13 % of the mean).
+    #[serde(default)]
+    pub v_threshold_dtod: f64,
+    /// How a pulse's step depends on its overdrive (VTEAM-like threshold switching): the step is
+    /// multiplied by ((|V| − V_th,device) / (V_pulse − V_th,nominal))^α. α = 0 (the default): the
+    /// step does not depend on the amplitude once the threshold is reached.
+    #[serde(default)]
+    pub overdrive_exponent: f64,
     /// Cycle-to-cycle relative σ of each pulse's step (aihwkit `dw_min_std`).
     pub c2c_sigma: f64,
     /// Device-to-device relative σ of the step size (aihwkit `dw_min_dtod`) and of G_max
@@ -207,6 +220,9 @@ impl DeviceSpec {
             pulse_width_s: 50e-9,
             v_pulse_v: 2.0,
             v_threshold_v: 0.0,
+            v_threshold_reset_v: None,
+            v_threshold_dtod: 0.0,
+            overdrive_exponent: 0.0,
             c2c_sigma: 0.0,
             dw_min_dtod: 0.0,
             w_max_dtod: 0.0,
@@ -252,6 +268,9 @@ impl DeviceSpec {
             ("read_noise", self.read_noise_rel),
             ("relax_sigma", self.relax_sigma_s),
             ("v_threshold", self.v_threshold_v),
+            ("v_threshold_reset", self.v_threshold_reset()),
+            ("v_threshold_dtod", self.v_threshold_dtod),
+            ("overdrive_exponent", self.overdrive_exponent),
             ("pulse_width", self.pulse_width_s),
             ("drift nu_d2d", self.drift.nu_d2d),
             ("tail sigma", self.drift.tail_sigma_rel),
@@ -298,6 +317,17 @@ impl DeviceSpec {
         }
         if self.verify.max_pulses == 0 {
             return bad("write-verify needs at least one pulse".into());
+        }
+        if self.overdrive_exponent > 0.0
+            && !(self.v_pulse_v > self.v_threshold_v && self.v_pulse_v > self.v_threshold_reset())
+        {
+            return bad(format!(
+                "an overdrive-dependent step needs v_pulse above both switching thresholds, got \
+                 v_pulse {} V, thresholds {} V (SET) and {} V (RESET)",
+                self.v_pulse_v,
+                self.v_threshold_v,
+                self.v_threshold_reset()
+            ));
         }
         match &self.pulse {
             PulseLaw::Linear { dg_up_s, dg_down_s } => {
@@ -359,13 +389,59 @@ impl DeviceSpec {
         } else {
             0.0
         };
+        // drawn last and only when there is a spread, so that devices without one draw exactly
+        // the stream they drew before thresholds could vary
+        let (th_set_gain, th_reset_gain) = if self.v_threshold_dtod > 0.0 {
+            let set = 1.0 + self.v_threshold_dtod * n(rng);
+            let reset = 1.0 + self.v_threshold_dtod * n(rng);
+            (set.max(0.0), reset.max(0.0))
+        } else {
+            (1.0, 1.0)
+        };
         DeviceParams {
             step_gain: gain,
             g_max_s: g_max,
             nu,
             fault,
             tail_g_rel,
+            th_set_gain,
+            th_reset_gain,
         }
+    }
+
+    /// Device `p`'s switching threshold (magnitude, V) for a SET (`set`) or RESET pulse.
+    pub fn device_threshold(&self, p: &DeviceParams, set: bool) -> f64 {
+        if set {
+            self.v_threshold_v * p.th_set_gain
+        } else {
+            self.v_threshold_reset() * p.th_reset_gain
+        }
+    }
+
+    /// The nominal RESET switching threshold (magnitude).
+    pub fn v_threshold_reset(&self) -> f64 {
+        self.v_threshold_reset_v.unwrap_or(self.v_threshold_v)
+    }
+
+    /// The step multiplier of one pulse of amplitude `v_cell_v` on device `p`: 0 below the
+    /// device's threshold for that polarity (positive = SET), else the overdrive factor
+    /// ((|V| − V_th,device) / (V_pulse − V_th,nominal))^α (1 when α = 0).
+    pub fn pulse_drive(&self, p: &DeviceParams, v_cell_v: f64) -> f64 {
+        let th_nominal = if v_cell_v >= 0.0 {
+            self.v_threshold_v
+        } else {
+            self.v_threshold_reset()
+        };
+        let th = self.device_threshold(p, v_cell_v >= 0.0);
+        let v = v_cell_v.abs();
+        if v < th {
+            return 0.0;
+        }
+        if self.overdrive_exponent == 0.0 {
+            return 1.0;
+        }
+        // validate() guarantees v_pulse > th_nominal when α > 0
+        ((v - th) / (self.v_pulse_v - th_nominal)).powf(self.overdrive_exponent)
     }
 
     /// Clamp to this device's window.
@@ -374,8 +450,10 @@ impl DeviceSpec {
     }
 
     /// The conductance after `n` identical pulses (n > 0 potentiating, n < 0 depressing) of
-    /// amplitude `v_cell_v` across the cell, from `g`. Below the switching threshold nothing moves;
-    /// a stuck device never moves. Cycle-to-cycle noise multiplies each step by (1 + c2c·ξ).
+    /// amplitude `v_cell_v` across the cell, from `g`. Below the device's switching threshold
+    /// nothing moves; above it each step is scaled by the overdrive factor
+    /// ([`DeviceSpec::pulse_drive`]); a stuck device never moves. Cycle-to-cycle noise multiplies
+    /// each step by (1 + c2c·ξ).
     pub fn pulses<R: Rng>(
         &self,
         p: &DeviceParams,
@@ -387,7 +465,16 @@ impl DeviceSpec {
         if let Fault::Stuck { g_s } = p.fault {
             return g_s;
         }
-        if n == 0 || v_cell_v.abs() < self.v_threshold_v {
+        // the polarity the cell sees is the pulse's: a SET pulse is positive across the cell
+        let drive = self.pulse_drive(
+            p,
+            if n > 0 {
+                v_cell_v.abs()
+            } else {
+                -v_cell_v.abs()
+            },
+        );
+        if n == 0 || drive == 0.0 {
             return g;
         }
         let mut g = g;
@@ -398,7 +485,7 @@ impl DeviceSpec {
             } else {
                 1.0
             };
-            g = self.one_pulse(p, g, n > 0, noise);
+            g = self.one_pulse(p, g, n > 0, drive * noise);
         }
         g
     }
@@ -593,6 +680,17 @@ pub struct DeviceParams {
     pub fault: Fault,
     /// Tail cell: relative offset its conductance relaxes to (0 = not a tail cell).
     pub tail_g_rel: f64,
+    /// Multipliers of the nominal SET and RESET switching thresholds (device-to-device; 1 =
+    /// nominal): this device switches at `v_threshold·th_set_gain` and
+    /// `v_threshold_reset·th_reset_gain`.
+    #[serde(default = "one")]
+    pub th_set_gain: f64,
+    #[serde(default = "one")]
+    pub th_reset_gain: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl DeviceParams {
@@ -604,6 +702,8 @@ impl DeviceParams {
             nu: spec.drift.nu,
             fault: Fault::None,
             tail_g_rel: 0.0,
+            th_set_gain: 1.0,
+            th_reset_gain: 1.0,
         }
     }
 }

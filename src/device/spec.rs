@@ -10,7 +10,8 @@
 //!     pulse soft_bounds { dw_min 0.01; up_down 0; }  // linear { up 1uS; down 1uS; }
 //!                                                    // nonlinear { a_ltp 20; a_ltd 20; p_max 100; }
 //!                                                    // table "curve.csv";
-//!     pulse_width_ns 50; v_pulse 2V; v_threshold 1V;
+//!     pulse_width_ns 50; v_pulse 2V; v_threshold 1V; v_threshold_reset 1.2V;
+//!     v_threshold_dtod 0.13; overdrive_exponent 1;
 //!     c2c 0.02; dw_min_dtod 0.3; w_max_dtod 0.1;
 //!     stuck_on 0.01 100uS; stuck_off 0.11 10uS; miswrite 0.1;
 //!     read_noise 0.01; relax_sigma 0.5uS;
@@ -45,6 +46,9 @@ pub const DEVICE_KEYS: &[&str] = &[
     "pulse_width_ns",
     "v_pulse",
     "v_threshold",
+    "v_threshold_reset",
+    "v_threshold_dtod",
+    "overdrive_exponent",
     "c2c",
     "dw_min_dtod",
     "w_max_dtod",
@@ -221,6 +225,9 @@ pub fn device_block(
             "pulse_width_ns" => d.pulse_width_s = positive(st, "")? * 1e-9,
             "v_pulse" => d.v_pulse_v = positive(st, "v")?,
             "v_threshold" => d.v_threshold_v = non_negative(st, "v")?,
+            "v_threshold_reset" => d.v_threshold_reset_v = Some(non_negative(st, "v")?),
+            "v_threshold_dtod" => d.v_threshold_dtod = bounded(st, "", 0.0, 1.0)?,
+            "overdrive_exponent" => d.overdrive_exponent = bounded(st, "", 0.0, 10.0)?,
             "c2c" => d.c2c_sigma = bounded(st, "", 0.0, 1.0)?,
             "dw_min_dtod" => d.dw_min_dtod = bounded(st, "", 0.0, 1.0)?,
             "w_max_dtod" => d.w_max_dtod = bounded(st, "", 0.0, 1.0)?,

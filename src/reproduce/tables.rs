@@ -481,10 +481,14 @@ pub fn build(paper: Paper, scale: Scale, recs: &[&RunRecord]) -> PaperTable {
                  compared with netc's 30 % runs; 5 % is the nominal tolerance. {:.1} % of the \
                  devices are stuck in every S4 run (the paper: ≤ 10 of 400 could not be formed), \
                  which the hardware-aware training knows. Ex-situ numbers are means over {} \
-                 seed(s); the in-situ Manhattan run is one seed, {} updates (one batch of all 40 \
-                 patterns each). One training pattern is 2.5 points, one test pattern 0.16 points.",
+                 seed(s); in-situ Manhattan over {} seed(s), {} updates each (one batch of all 40 \
+                 patterns each). One training pattern is 2.5 points, one test pattern 0.16 points. \
+                 The devices' switching thresholds vary (SET 1.0 V, RESET 1.2 V, σ 13 %, the \
+                 paper's Fig. 2) and a pulse's step grows with its overdrive (α = 1, a guess): \
+                 write-verify corrects each device by its reads, a fixed-amplitude pulse does not.",
                 100.0 * super::experiments::S4_STUCK_FRACTION,
                 z.s4_seeds.len(),
+                z.s4_manhattan_seeds.min(z.s4_seeds.len()),
                 z.s4_manhattan_updates
             ));
         }

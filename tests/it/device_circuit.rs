@@ -348,6 +348,8 @@ fn sample_chip() -> Chip {
     spec.drift.tail_fraction = 0.2;
     spec.drift.tail_tau_s = 100.0;
     spec.drift.tail_sigma_rel = 0.1;
+    spec.v_threshold_v = 1.0;
+    spec.v_threshold_dtod = 0.13;
     let mut r = ChaCha8Rng::seed_from_u64(11);
     let mut arrays = vec![
         ArrayState::fresh(&spec, 4, 3, &mut r),
@@ -385,6 +387,8 @@ fn chip_save_load_is_bit_identical_and_checks_the_network() {
     chip.save(&path).unwrap();
     let back = Chip::load(&path, Some(&network_hash("network t {}"))).unwrap();
     assert_eq!(back, chip);
+    // the threshold spread was drawn, so the round trip carries real per-device thresholds
+    assert!(chip.arrays[0].params.iter().any(|p| p.th_set_gain != 1.0));
     for (a, b) in back.arrays.iter().zip(&chip.arrays) {
         for (x, y) in a.g_s.iter().zip(&b.g_s) {
             assert_eq!(x.to_bits(), y.to_bits());

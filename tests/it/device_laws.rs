@@ -263,6 +263,28 @@ fn device_block_parses() {
 }
 
 #[test]
+fn threshold_keys_parse() {
+    let src = with_device(
+        "    v_pulse 1.6V; v_threshold 1V; v_threshold_reset 1.2V; v_threshold_dtod 0.13;\n    overdrive_exponent 1;",
+    );
+    let (f, _) = load_str(&src, "t.net", &models_dir()).unwrap();
+    let d = f.hardware.device.expect("declared device");
+    assert_eq!(
+        (d.v_threshold_v, d.v_threshold_reset(), d.v_threshold_dtod),
+        (1.0, 1.2, 0.13)
+    );
+    assert_eq!(d.overdrive_exponent, 1.0);
+    // without `v_threshold_reset` both polarities switch at `v_threshold`
+    let (f, _) = load_str(
+        &with_device("    v_threshold 0.9V;"),
+        "t.net",
+        &models_dir(),
+    )
+    .unwrap();
+    assert_eq!(f.hardware.device.unwrap().v_threshold_reset(), 0.9);
+}
+
+#[test]
 fn relax_sigma_parses_in_siemens() {
     let src = with_device("    relax_sigma 0.52uS; verify { tolerance_a 50nA; }");
     let (f, _) = load_str(&src, "t.net", &models_dir()).unwrap();
@@ -281,6 +303,13 @@ fn bad_device_parameters_are_located() {
         ("    stuck_on 0.2;", 10, 5, "needs 2 value"),
         ("    relax_sigma 0.5V;", 10, 17, "siemens"),
         ("    relax_sigma -1uS;", 10, 17, "must be in [0"),
+        ("    v_threshold_dtod 2;", 10, 22, "must be in [0, 1]"),
+        (
+            "    v_pulse 1V; v_threshold 0.9V; v_threshold_reset 1V; overdrive_exponent 1;",
+            9,
+            3,
+            "above both switching thresholds",
+        ),
     ] {
         let src = with_device(body);
         let e = match load_str(&src, "t.net", &models_dir()) {
@@ -350,4 +379,89 @@ fn half_select_disturb_is_decided_by_the_threshold() {
     .unwrap();
     assert_eq!(rep.disturbed_cells, 6, "{rep:?}");
     assert_eq!(xb.g_siemens[0], 40e-6);
+}
+
+/// S4 (seed 003 Fig. 2): switching thresholds vary from device to device, and with an
+/// overdrive-dependent step (VTEAM-like, α) a fixed-amplitude pulse moves each device by
+/// ((|V| − V_th,device) / (V_pulse − V_th,nominal))^α steps — closed forms on a linear law.
+#[test]
+fn threshold_spread_and_overdrive_scale_the_step() {
+    let mut s = spec(PulseLaw::Linear {
+        dg_up_s: 1e-6,
+        dg_down_s: 1e-6,
+    });
+    s.v_pulse_v = 1.6;
+    s.v_threshold_v = 1.0;
+    s.v_threshold_reset_v = Some(1.2);
+    s.overdrive_exponent = 1.0;
+    s.validate().unwrap();
+    let p = DeviceParams::nominal(&s);
+    let mut r = rng();
+    let g0 = 50e-6;
+    // the nominal device at the nominal amplitude: exactly one step either way
+    assert!(close(s.pulses(&p, g0, 1, 1.6, &mut r), g0 + 1e-6, 1e-12));
+    assert!(close(s.pulses(&p, g0, -1, -1.6, &mut r), g0 - 1e-6, 1e-12));
+    // half the SET overdrive: half a step; RESET uses its own threshold (0.1 / 0.4 V)
+    assert!(close(
+        s.pulses(&p, g0, 2, 1.3, &mut r),
+        g0 + 2.0 * 0.5e-6,
+        1e-12
+    ));
+    assert!(close(
+        s.pulses(&p, g0, -1, -1.3, &mut r),
+        g0 - 0.25e-6,
+        1e-12
+    ));
+    // below the RESET threshold nothing moves, although the SET threshold is lower
+    assert_eq!(s.pulses(&p, g0, -3, -1.1, &mut r), g0);
+    // a device whose SET threshold is 30 % high: 1.3 V does not reach it, 1.6 V half a step
+    let high = DeviceParams {
+        th_set_gain: 1.3,
+        ..p
+    };
+    assert_eq!(s.pulses(&high, g0, 1, 1.3, &mut r), g0);
+    assert!(close(
+        s.pulses(&high, g0, 1, 1.6, &mut r),
+        g0 + 0.5e-6,
+        1e-12
+    ));
+    // α = 2 squares the ratio; α = 0 is today's threshold-only law
+    s.overdrive_exponent = 2.0;
+    assert!(close(s.pulses(&p, g0, 1, 1.3, &mut r), g0 + 0.25e-6, 1e-12));
+    s.overdrive_exponent = 0.0;
+    assert!(close(s.pulses(&p, g0, 1, 1.3, &mut r), g0 + 1e-6, 1e-12));
+    // an overdrive law needs the pulse above both thresholds
+    s.overdrive_exponent = 1.0;
+    s.v_pulse_v = 1.2;
+    assert!(s.validate().is_err());
+}
+
+#[test]
+fn threshold_spread_is_drawn_with_its_sigma() {
+    let mut s = spec(PulseLaw::Linear {
+        dg_up_s: 1e-6,
+        dg_down_s: 1e-6,
+    });
+    s.v_threshold_v = 1.0;
+    s.v_threshold_dtod = 0.13;
+    let mut r = rng();
+    let n = 20_000;
+    let (mut m1, mut m2, mut c) = (0.0, 0.0, 0.0);
+    for _ in 0..n {
+        let p = s.draw(&mut r);
+        m1 += p.th_set_gain;
+        m2 += p.th_set_gain * p.th_set_gain;
+        c += (p.th_set_gain - 1.0) * (p.th_reset_gain - 1.0);
+    }
+    let mean = m1 / n as f64;
+    let sd = (m2 / n as f64 - mean * mean).sqrt();
+    // standard errors: 0.13/√n ≈ 0.0009 for the mean, ≈ 0.0007 for σ
+    assert!((mean - 1.0).abs() < 0.004, "{mean}");
+    assert!((sd - 0.13).abs() < 0.004, "{sd}");
+    // SET and RESET thresholds are drawn independently
+    assert!((c / n as f64).abs() < 0.13 * 0.13 * 0.05, "{c}");
+    // no spread: every device nominal
+    s.v_threshold_dtod = 0.0;
+    let p = s.draw(&mut r);
+    assert_eq!((p.th_set_gain, p.th_reset_gain), (1.0, 1.0));
 }
