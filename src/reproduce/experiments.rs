@@ -87,11 +87,21 @@ pub struct RunRecord {
     pub seconds: f64,
 }
 
-/// The overrides as JSON (what makes two runs the same experiment).
+/// The overrides as JSON, with the SHA-256 of the `.net` file's text (what makes two runs the
+/// same experiment: an edited device block or training key is a new experiment, never a stale
+/// reuse).
 pub fn settings_of(spec: &RunSpec) -> Value {
+    use sha2::{Digest, Sha256};
     let o = &spec.ov;
+    let net_sha256 = std::fs::read(&spec.net).ok().map(|b| {
+        Sha256::digest(&b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    });
     json!({
         "net": spec.net.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "net_sha256": net_sha256,
         "mode": o.mode.map(|m| format!("{m:?}").to_lowercase()),
         "epochs": o.epochs,
         "max_updates": o.max_updates,
@@ -790,6 +800,18 @@ mod tests {
         assert_eq!(load_record(&path, &specs[1]).unwrap(), None);
         let mut other = specs[0].clone();
         other.ov.max_updates = Some(99);
+        assert_eq!(load_record(&path, &other).unwrap(), None);
+        // the same settings on an edited `.net` file of the same name (one comment more): run again
+        std::fs::create_dir(out.path().join("edited")).unwrap();
+        let edited = out
+            .path()
+            .join("edited")
+            .join(specs[0].net.file_name().unwrap());
+        let mut text = std::fs::read_to_string(&specs[0].net).unwrap();
+        text.push_str("\n// edited\n");
+        std::fs::write(&edited, text).unwrap();
+        let mut other = specs[0].clone();
+        other.net = edited;
         assert_eq!(load_record(&path, &other).unwrap(), None);
         std::fs::write(&path, b"{ damaged").unwrap();
         assert_eq!(load_record(&path, &specs[0]).unwrap(), None);
