@@ -65,10 +65,19 @@ pub fn evaluate(spec: &LossSpec, out: &Matrix, labels: &[usize]) -> Result<LossO
         let g = grad.row_mut(s);
         match spec {
             LossSpec::SoftmaxCrossEntropy => {
-                let p = softmax(z);
-                loss -= p[label].max(1e-300).ln();
-                for j in 0..k {
-                    g[j] = (p[j] - (j == label) as u8 as f64) / n as f64;
+                // softmax(z) written into the gradient row (the same operations as `softmax`,
+                // without its two allocations per sample)
+                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                for (gj, &zj) in g.iter_mut().zip(z) {
+                    *gj = (zj - m).exp();
+                }
+                let s: f64 = g.iter().sum();
+                for gj in g.iter_mut() {
+                    *gj /= s;
+                }
+                loss -= g[label].max(1e-300).ln();
+                for (j, gj) in g.iter_mut().enumerate() {
+                    *gj = (*gj - (j == label) as u8 as f64) / n as f64;
                 }
             }
             LossSpec::Mse {

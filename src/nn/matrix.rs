@@ -50,6 +50,9 @@ fn gemm(out: &mut Matrix, a: MatRef<'_, f64>, b: MatRef<'_, f64>) {
                 1.0,
                 Par::Seq,
             );
+            // faer's AVX-512 kernels leave the upper vector state dirty: without this, every
+            // later libm call on this thread pays SSE/AVX transition penalties (nn::fastmath)
+            super::fastmath::clear_upper_vector_state();
         });
 }
 

@@ -227,7 +227,7 @@ pub fn train(
             loss_sum += l.loss * idx.len() as f64;
             correct += l.correct;
             let grads = model.backward(backend, &caches, &l.grad)?;
-            opt.step(&mut model.weights, &grads)?;
+            opt.apply(&mut model.weights, &grads)?;
             // Non-finite weights are never published: a diverging run stops here, before its
             // checkpoint and outputs are written, so the last good checkpoint stays.
             if let Some((layer, v)) = first_non_finite(model) {
