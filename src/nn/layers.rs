@@ -8,6 +8,7 @@ use super::matrix::Matrix;
 use super::NnError;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::mem::MaybeUninit;
 
 /// Zero padding on each side of a feature map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -140,97 +141,145 @@ impl ConvGeom {
     }
 }
 
+/// Below this many values an im2col / col2im / layout pass runs on the calling thread: waking
+/// rayon's workers costs more than the copy (S1's first layer: 50 × 64 × 9 values a batch).
+const PAR_VALUES: usize = 1 << 16;
+
+/// Gather table of one sample's patches: for patch `pi` and patch element `e` (channel, ky, kx
+/// order), entry `pi·k() + e` is the flat index of its source value in the sample
+/// (`c·H·W + y·W + x`), or `usize::MAX` where the patch lies on the zero padding. Built once
+/// per call (`P·k` entries, a sample's worth, against `n·P·k` values moved).
+fn gather_table(g: &ConvGeom) -> Vec<usize> {
+    let mut t = Vec::with_capacity(g.p() * g.k());
+    for oy in 0..g.oh {
+        for ox in 0..g.ow {
+            for ci in 0..g.c {
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        t.push(match g.src(oy, ox, ky, kx) {
+                            Some((iy, ix)) => (ci * g.h + iy) * g.w + ix,
+                            None => usize::MAX,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    t
+}
+
 /// im2col: one row per (sample, output position), `k()` patch values in
 /// channel, ky, kx order, plus a last [`BIAS_INPUT`] column when `bias`.
 pub fn im2col(x: &Matrix, g: &ConvGeom, bias: bool) -> Matrix {
     let n = x.rows;
     let (p, k) = (g.p(), g.k());
     let kc = k + bias as usize;
-    let mut out = Matrix::zeros(n * p, kc);
-    out.data
-        .par_chunks_mut((p * kc).max(1))
-        .enumerate()
-        .for_each(|(s, chunk)| {
-            let xs = x.row(s);
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let r = &mut chunk[(oy * g.ow + ox) * kc..(oy * g.ow + ox + 1) * kc];
-                    for ci in 0..g.c {
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
-                                    r[(ci * g.kh + ky) * g.kw + kx] =
-                                        xs[(ci * g.h + iy) * g.w + ix];
-                                }
-                            }
-                        }
-                    }
-                    if bias {
-                        r[k] = BIAS_INPUT;
-                    }
-                }
+    let table = gather_table(g);
+    let len = n * p * kc;
+    let mut data: Vec<f64> = Vec::with_capacity(len);
+    if kc == 0 {
+        return Matrix::zeros(n * p, 0);
+    }
+    let fill = |s: usize, chunk: &mut [MaybeUninit<f64>]| {
+        let xs = x.row(s);
+        for (pi, r) in chunk.chunks_exact_mut(kc).enumerate() {
+            let t = &table[pi * k..(pi + 1) * k];
+            for (o, &i) in r.iter_mut().zip(t) {
+                // the padding's usize::MAX is out of range: zero
+                o.write(xs.get(i).copied().unwrap_or(0.0));
             }
-        });
-    out
+            if bias {
+                r[k].write(BIAS_INPUT);
+            }
+        }
+    };
+    let out = &mut data.spare_capacity_mut()[..len];
+    if len >= PAR_VALUES {
+        out.par_chunks_mut((p * kc).max(1))
+            .enumerate()
+            .for_each(|(s, c)| fill(s, c));
+    } else {
+        out.chunks_mut((p * kc).max(1))
+            .enumerate()
+            .for_each(|(s, c)| fill(s, c));
+    }
+    // SAFETY: `fill` wrote every one of the first `len` values: the `n` sample chunks of
+    // `P·kc` values cover them, and in each of a chunk's `P` rows of `kc` values it writes the
+    // `k` gathered values (row `pi`'s `k` table entries) and, when `bias` (`kc = k + 1`), the last.
+    unsafe { data.set_len(len) };
+    Matrix {
+        rows: n * p,
+        cols: kc,
+        data,
+    }
 }
 
 /// Adjoint of [`im2col`]: accumulate patch gradients back onto the input
-/// (a trailing bias column, if present, is ignored).
+/// (a trailing bias column, if present, is ignored). Each input value receives its patch
+/// values in (output position, channel, ky, kx) order.
 pub fn col2im(d: &Matrix, g: &ConvGeom, n: usize) -> Matrix {
     let (p, k) = (g.p(), g.k());
     let kc = d.cols;
     let len = g.c * g.h * g.w;
+    let table = gather_table(g);
     let mut out = Matrix::zeros(n, len);
-    out.data
-        .par_chunks_mut(len.max(1))
-        .enumerate()
-        .for_each(|(s, xs)| {
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let row = s * p + oy * g.ow + ox;
-                    let r = &d.data[row * kc..row * kc + k];
-                    for ci in 0..g.c {
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
-                                    xs[(ci * g.h + iy) * g.w + ix] +=
-                                        r[(ci * g.kh + ky) * g.kw + kx];
-                                }
-                            }
-                        }
-                    }
+    let scatter = |s: usize, xs: &mut [f64]| {
+        let rows = &d.data[s * p * kc..(s + 1) * p * kc];
+        for (pi, t) in table.chunks_exact(k.max(1)).enumerate().take(p) {
+            let r = &rows[pi * kc..pi * kc + k];
+            for (&v, &i) in r.iter().zip(t) {
+                if let Some(o) = xs.get_mut(i) {
+                    *o += v;
                 }
             }
-        });
+        }
+    };
+    if n * p * kc >= PAR_VALUES {
+        out.data
+            .par_chunks_mut(len.max(1))
+            .enumerate()
+            .for_each(|(s, xs)| scatter(s, xs));
+    } else {
+        out.data
+            .chunks_mut(len.max(1))
+            .enumerate()
+            .for_each(|(s, xs)| scatter(s, xs));
+    }
     out
 }
 
 /// Patch-major `(n·P) × C` → channel-major `n × (C·P)`.
 pub fn patches_to_maps(y: &Matrix, n: usize, p: usize) -> Matrix {
     let c = y.cols;
-    let mut out = Matrix::zeros(n, c * p);
+    let mut data = Vec::with_capacity(n * c * p);
     for s in 0..n {
-        for pi in 0..p {
-            for ch in 0..c {
-                out.data[s * c * p + ch * p + pi] = y.data[(s * p + pi) * c + ch];
-            }
+        let ys = &y.data[s * p * c..(s + 1) * p * c];
+        for ch in 0..c {
+            data.extend(ys.iter().skip(ch).step_by(c.max(1)).take(p));
         }
     }
-    out
+    Matrix {
+        rows: n,
+        cols: c * p,
+        data,
+    }
 }
 
 /// Channel-major `n × (C·P)` → patch-major `(n·P) × C`.
 pub fn maps_to_patches(x: &Matrix, c: usize, p: usize) -> Matrix {
     let n = x.rows;
-    let mut out = Matrix::zeros(n * p, c);
+    let mut data = Vec::with_capacity(n * p * c);
     for s in 0..n {
+        let xs = &x.data[s * c * p..(s + 1) * c * p];
         for pi in 0..p {
-            for ch in 0..c {
-                out.data[(s * p + pi) * c + ch] = x.data[s * c * p + ch * p + pi];
-            }
+            data.extend(xs.iter().skip(pi).step_by(p.max(1)).take(c));
         }
     }
-    out
+    Matrix {
+        rows: n * p,
+        cols: c,
+        data,
+    }
 }
 
 /// Append the bias input column.
@@ -371,6 +420,19 @@ pub fn forward(
     x: &Matrix,
     ctx: &mut ForwardCtx,
 ) -> Result<(Matrix, Cache), NnError> {
+    forward_owned(spec, in_shape, slots, backend, x.clone(), ctx)
+}
+
+/// [`forward`] taking the batch by value: layers whose output or cache is the input itself
+/// (dense without bias, ReLU's cache, tanh, sigmoid, flatten) keep it instead of copying it.
+pub fn forward_owned(
+    spec: &LayerSpec,
+    in_shape: Shape,
+    slots: &[LayerId],
+    backend: &mut dyn MatmulBackend,
+    x: Matrix,
+    ctx: &mut ForwardCtx,
+) -> Result<(Matrix, Cache), NnError> {
     let n = x.rows;
     Ok(match spec {
         LayerSpec::Conv2d {
@@ -381,27 +443,30 @@ pub fn forward(
             ..
         } => {
             let g = ConvGeom::new(in_shape, *kernel, *stride, *pad)?;
-            let cols = im2col(x, &g, *bias);
+            let cols = im2col(&x, &g, *bias);
             let y = backend.forward(slots[0], &cols, ctx)?;
             (patches_to_maps(&y, n, g.p()), Cache::Product { cols })
         }
         LayerSpec::Dense { bias, .. } => {
-            let cols = if *bias { with_bias(x) } else { x.clone() };
+            let cols = if *bias { with_bias(&x) } else { x };
             let y = backend.forward(slots[0], &cols, ctx)?;
             (y, Cache::Product { cols })
         }
         LayerSpec::Relu => {
-            let mut y = x.clone();
-            y.data.iter_mut().for_each(|v| *v = v.max(0.0));
-            (y, Cache::Input { x: x.clone() })
+            let y = Matrix {
+                rows: x.rows,
+                cols: x.cols,
+                data: x.data.iter().map(|v| v.max(0.0)).collect(),
+            };
+            (y, Cache::Input { x })
         }
         LayerSpec::Tanh { slope } => {
-            let mut y = x.clone();
+            let mut y = x;
             y.data.iter_mut().for_each(|v| *v = (slope * *v).tanh());
             (y.clone(), Cache::Output { y })
         }
         LayerSpec::Sigmoid => {
-            let mut y = x.clone();
+            let mut y = x;
             y.data.iter_mut().for_each(|v| *v = sigmoid(*v));
             (y.clone(), Cache::Output { y })
         }
@@ -440,9 +505,9 @@ pub fn forward(
                 },
             )
         }
-        LayerSpec::Flatten => (x.clone(), Cache::None),
+        LayerSpec::Flatten => (x, Cache::None),
         LayerSpec::ConvLstm { .. } => {
-            let (y, c) = super::convlstm::forward(spec, in_shape, slots, backend, x, ctx)?;
+            let (y, c) = super::convlstm::forward(spec, in_shape, slots, backend, &x, ctx)?;
             (y, Cache::Lstm(Box::new(c)))
         }
     })
@@ -459,9 +524,37 @@ pub fn backward(
     dy: &Matrix,
     grads: &mut [Matrix],
 ) -> Result<Matrix, NnError> {
+    backward_owned(
+        spec,
+        in_shape,
+        slots,
+        backend,
+        cache,
+        dy.clone(),
+        grads,
+        true,
+    )?
+    .ok_or_else(|| NnError::Shape("internal: input gradient not computed".into()))
+}
+
+/// [`backward`] taking `dL/dy` by value (element-wise layers scale it in place). With `need_dx`
+/// false (the first layer of a network: nothing below it) a conv or dense layer skips the
+/// input-gradient product `dy·Wᵀ` (and the conv its col2im) and returns `None`; the other
+/// layers return their input gradient either way.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_owned(
+    spec: &LayerSpec,
+    in_shape: Shape,
+    slots: &[LayerId],
+    backend: &dyn MatmulBackend,
+    cache: &Cache,
+    dy: Matrix,
+    grads: &mut [Matrix],
+    need_dx: bool,
+) -> Result<Option<Matrix>, NnError> {
     let n = dy.rows;
     let bad_cache = || NnError::Shape("internal: layer cache does not match its layer".into());
-    Ok(match (spec, cache) {
+    Ok(Some(match (spec, cache) {
         (
             LayerSpec::Conv2d {
                 kernel,
@@ -473,19 +566,25 @@ pub fn backward(
             Cache::Product { cols },
         ) => {
             let g = ConvGeom::new(in_shape, *kernel, *stride, *pad)?;
-            let dyp = maps_to_patches(dy, *out_channels, g.p());
+            let dyp = maps_to_patches(&dy, *out_channels, g.p());
             grads[0] = cols.t_matmul(&dyp);
+            if !need_dx {
+                return Ok(None);
+            }
             let w = backend.effective_weights(slots[0])?;
             let dcols = dyp.matmul_t(&w);
             col2im(&dcols, &g, n)
         }
         (LayerSpec::Dense { .. }, Cache::Product { cols }) => {
-            grads[0] = cols.t_matmul(dy);
+            grads[0] = cols.t_matmul(&dy);
+            if !need_dx {
+                return Ok(None);
+            }
             let w = backend.effective_weights(slots[0])?;
             drop_cols(&dy.matmul_t(&w), in_shape.iter().product())
         }
         (LayerSpec::Relu, Cache::Input { x }) => {
-            let mut d = dy.clone();
+            let mut d = dy;
             d.data.iter_mut().zip(&x.data).for_each(|(d, &x)| {
                 if x <= 0.0 {
                     *d = 0.0
@@ -494,7 +593,7 @@ pub fn backward(
             d
         }
         (LayerSpec::Tanh { slope }, Cache::Output { y }) => {
-            let mut d = dy.clone();
+            let mut d = dy;
             d.data
                 .iter_mut()
                 .zip(&y.data)
@@ -502,7 +601,7 @@ pub fn backward(
             d
         }
         (LayerSpec::Sigmoid, Cache::Output { y }) => {
-            let mut d = dy.clone();
+            let mut d = dy;
             d.data
                 .iter_mut()
                 .zip(&y.data)
@@ -519,10 +618,156 @@ pub fn backward(
             }
             dx
         }
-        (LayerSpec::Flatten, Cache::None) => dy.clone(),
+        (LayerSpec::Flatten, Cache::None) => dy,
         (LayerSpec::ConvLstm { .. }, Cache::Lstm(c)) => {
-            super::convlstm::backward(spec, in_shape, slots, backend, c, dy, grads)?
+            super::convlstm::backward(spec, in_shape, slots, backend, c, &dy, grads)?
         }
         _ => return Err(bad_cache()),
-    })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// im2col by its definition: patch element (ci, ky, kx) of output position (oy, ox) is input
+    /// pixel (oy·stride + ky − top, ox·stride + kx − left) of channel ci, zero outside the map.
+    fn im2col_def(x: &Matrix, g: &ConvGeom, bias: bool) -> Matrix {
+        let kc = g.k() + bias as usize;
+        let mut out = Matrix::zeros(x.rows * g.p(), kc);
+        for s in 0..x.rows {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let row = s * g.p() + oy * g.ow + ox;
+                    for ci in 0..g.c {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (oy * g.stride + ky) as i64 - g.pad.top as i64;
+                                let ix = (ox * g.stride + kx) as i64 - g.pad.left as i64;
+                                if iy >= 0 && ix >= 0 && iy < g.h as i64 && ix < g.w as i64 {
+                                    let v = x.get(s, (ci * g.h + iy as usize) * g.w + ix as usize);
+                                    out.set(row, (ci * g.kh + ky) * g.kw + kx, v);
+                                }
+                            }
+                        }
+                    }
+                    if bias {
+                        out.set(row, g.k(), BIAS_INPUT);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The adjoint by its definition: every patch value added onto its source pixel, in
+    /// (sample, output position, channel, ky, kx) order.
+    fn col2im_def(d: &Matrix, g: &ConvGeom, n: usize) -> Matrix {
+        let mut out = Matrix::zeros(n, g.c * g.h * g.w);
+        for s in 0..n {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let row = s * g.p() + oy * g.ow + ox;
+                    for ci in 0..g.c {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (oy * g.stride + ky) as i64 - g.pad.top as i64;
+                                let ix = (ox * g.stride + kx) as i64 - g.pad.left as i64;
+                                if iy >= 0 && ix >= 0 && iy < g.h as i64 && ix < g.w as i64 {
+                                    let i = (ci * g.h + iy as usize) * g.w + ix as usize;
+                                    let v =
+                                        out.get(s, i) + d.get(row, (ci * g.kh + ky) * g.kw + kx);
+                                    out.set(s, i, v);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn random(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Matrix {
+        let data = (0..rows * cols).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        Matrix::from_vec(rows, cols, data).unwrap()
+    }
+
+    /// Geometries of S1, S5 and odd ones (stride 2, uneven padding, padding wider than the
+    /// kernel reach), small batches (sequential) and large ones (parallel, above `PAR_VALUES`).
+    fn cases() -> Vec<(Shape, [usize; 2], usize, Pad, usize)> {
+        let odd = Pad {
+            top: 2,
+            bottom: 0,
+            left: 1,
+            right: 3,
+        };
+        vec![
+            ([1, 8, 8], [3, 3], 1, Pad::uniform(1), 5),
+            ([15, 8, 8], [2, 2], 1, Pad::same(2, 2), 50),
+            ([1, 28, 28], [3, 3], 1, Pad::default(), 12),
+            ([8, 8, 8], [3, 3], 1, Pad::uniform(1), 3),
+            ([3, 7, 9], [3, 2], 2, odd, 4),
+            ([2, 5, 4], [4, 5], 3, odd, 60),
+            ([1, 1, 1], [1, 1], 1, Pad::default(), 2),
+        ]
+    }
+
+    #[test]
+    fn im2col_and_col2im_equal_their_definitions_bit_for_bit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(16);
+        for (shape, kernel, stride, pad, n) in cases() {
+            let g = ConvGeom::new(shape, kernel, stride, pad).unwrap();
+            let x = random(n, shape.iter().product(), &mut rng);
+            for bias in [false, true] {
+                let cols = im2col(&x, &g, bias);
+                assert_eq!(cols, im2col_def(&x, &g, bias), "{g:?} bias {bias}");
+                let d = random(cols.rows, cols.cols, &mut rng);
+                assert_eq!(
+                    col2im(&d, &g, n),
+                    col2im_def(&d, &g, n),
+                    "{g:?} bias {bias}"
+                );
+            }
+        }
+    }
+
+    /// ⟨im2col(x), y⟩ = ⟨x, col2im(y)⟩ (bias column excluded) within rounding.
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        for (shape, kernel, stride, pad, n) in cases() {
+            let g = ConvGeom::new(shape, kernel, stride, pad).unwrap();
+            let x = random(n, shape.iter().product(), &mut rng);
+            let cols = im2col(&x, &g, false);
+            let y = random(cols.rows, cols.cols, &mut rng);
+            let lhs: f64 = cols.data.iter().zip(&y.data).map(|(a, b)| a * b).sum();
+            let back = col2im(&y, &g, n);
+            let rhs: f64 = x.data.iter().zip(&back.data).map(|(a, b)| a * b).sum();
+            assert!(
+                (lhs - rhs).abs() <= 1e-12 * (1.0 + lhs.abs()),
+                "{g:?}: {lhs} vs {rhs}"
+            );
+        }
+    }
+
+    #[test]
+    fn patch_and_map_layouts_are_inverse_transposes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(18);
+        for (n, p, c) in [(3, 5, 4), (50, 64, 15), (1, 1, 1), (2, 7, 1), (2, 1, 6)] {
+            let y = random(n * p, c, &mut rng);
+            let maps = patches_to_maps(&y, n, p);
+            assert_eq!((maps.rows, maps.cols), (n, c * p));
+            for s in 0..n {
+                for pi in 0..p {
+                    for ch in 0..c {
+                        assert_eq!(maps.get(s, ch * p + pi), y.get(s * p + pi, ch));
+                    }
+                }
+            }
+            assert_eq!(maps_to_patches(&maps, c, p), y);
+        }
+    }
 }
