@@ -248,15 +248,19 @@ pub fn col2im(d: &Matrix, g: &ConvGeom, n: usize) -> Matrix {
     out
 }
 
+/// Append the transpose of the row-major `rows × cols` block `src` to `out`.
+fn push_transposed(out: &mut Vec<f64>, src: &[f64], rows: usize, cols: usize) {
+    for j in 0..cols {
+        out.extend((0..rows).map(|i| src[i * cols + j]));
+    }
+}
+
 /// Patch-major `(n·P) × C` → channel-major `n × (C·P)`.
 pub fn patches_to_maps(y: &Matrix, n: usize, p: usize) -> Matrix {
     let c = y.cols;
     let mut data = Vec::with_capacity(n * c * p);
     for s in 0..n {
-        let ys = &y.data[s * p * c..(s + 1) * p * c];
-        for ch in 0..c {
-            data.extend(ys.iter().skip(ch).step_by(c.max(1)).take(p));
-        }
+        push_transposed(&mut data, &y.data[s * p * c..(s + 1) * p * c], p, c);
     }
     Matrix {
         rows: n,
@@ -270,10 +274,7 @@ pub fn maps_to_patches(x: &Matrix, c: usize, p: usize) -> Matrix {
     let n = x.rows;
     let mut data = Vec::with_capacity(n * p * c);
     for s in 0..n {
-        let xs = &x.data[s * c * p..(s + 1) * c * p];
-        for pi in 0..p {
-            data.extend(xs.iter().skip(pi).step_by(p.max(1)).take(c));
-        }
+        push_transposed(&mut data, &x.data[s * c * p..(s + 1) * c * p], c, p);
     }
     Matrix {
         rows: n * p,
