@@ -134,38 +134,63 @@ impl ConvGeom {
     pub fn p(&self) -> usize {
         self.oh * self.ow
     }
-    fn src(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
-        let iy = (oy * self.stride + ky).checked_sub(self.pad.top)?;
-        let ix = (ox * self.stride + kx).checked_sub(self.pad.left)?;
-        (iy < self.h && ix < self.w).then_some((iy, ix))
-    }
 }
 
-/// Below this many values an im2col / col2im / layout pass runs on the calling thread: waking
-/// rayon's workers costs more than the copy (S1's first layer: 50 × 64 × 9 values a batch).
+/// Below this many values an im2col / col2im pass runs on the calling thread: waking rayon's
+/// workers costs more than the copy (S1's first layer: 50 × 64 × 9 values a batch).
 const PAR_VALUES: usize = 1 << 16;
 
-/// Gather table of one sample's patches: for patch `pi` and patch element `e` (channel, ky, kx
-/// order), entry `pi·k() + e` is the flat index of its source value in the sample
-/// (`c·H·W + y·W + x`), or `usize::MAX` where the patch lies on the zero padding. Built once
-/// per call (`P·k` entries, a sample's worth, against `n·P·k` values moved).
-fn gather_table(g: &ConvGeom) -> Vec<usize> {
-    let mut t = Vec::with_capacity(g.p() * g.k());
-    for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            for ci in 0..g.c {
-                for ky in 0..g.kh {
-                    for kx in 0..g.kw {
-                        t.push(match g.src(oy, ox, ky, kx) {
-                            Some((iy, ix)) => (ci * g.h + iy) * g.w + ix,
-                            None => usize::MAX,
-                        });
-                    }
+impl ConvGeom {
+    /// Height and width of the zero-padded map.
+    fn padded_hw(&self) -> (usize, usize) {
+        (
+            self.h + self.pad.top + self.pad.bottom,
+            self.w + self.pad.left + self.pad.right,
+        )
+    }
+    fn has_padding(&self) -> bool {
+        self.pad != Pad::default()
+    }
+    /// Offset of every patch element (channel, ky, kx order) from its patch's top-left corner
+    /// in the zero-padded sample (`c·Hp·Wp + y·Wp + x`).
+    fn patch_offsets(&self) -> Vec<usize> {
+        let (hp, wp) = self.padded_hw();
+        let mut o = Vec::with_capacity(self.k());
+        for ci in 0..self.c {
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    o.push((ci * hp + ky) * wp + kx);
                 }
             }
         }
+        o
     }
-    t
+    /// The top-left corner of output position `(oy, ox)`'s patch in the padded sample.
+    fn patch_base(&self, oy: usize, ox: usize) -> usize {
+        let wp = self.padded_hw().1;
+        (oy * wp + ox) * self.stride
+    }
+    /// Copy a sample into the interior of `padded` (whose border is left as it is: zero).
+    fn pad_into(&self, sample: &[f64], padded: &mut [f64]) {
+        let (hp, wp) = self.padded_hw();
+        for ci in 0..self.c {
+            for y in 0..self.h {
+                padded[(ci * hp + y + self.pad.top) * wp + self.pad.left..][..self.w]
+                    .copy_from_slice(&sample[(ci * self.h + y) * self.w..][..self.w]);
+            }
+        }
+    }
+    /// Copy the interior of `padded` into a sample.
+    fn unpad_from(&self, padded: &[f64], sample: &mut [f64]) {
+        let (hp, wp) = self.padded_hw();
+        for ci in 0..self.c {
+            for y in 0..self.h {
+                sample[(ci * self.h + y) * self.w..][..self.w].copy_from_slice(
+                    &padded[(ci * hp + y + self.pad.top) * wp + self.pad.left..][..self.w],
+                );
+            }
+        }
+    }
 }
 
 /// im2col: one row per (sample, output position), `k()` patch values in
@@ -174,38 +199,51 @@ pub fn im2col(x: &Matrix, g: &ConvGeom, bias: bool) -> Matrix {
     let n = x.rows;
     let (p, k) = (g.p(), g.k());
     let kc = k + bias as usize;
-    let table = gather_table(g);
-    let len = n * p * kc;
-    let mut data: Vec<f64> = Vec::with_capacity(len);
     if kc == 0 {
         return Matrix::zeros(n * p, 0);
     }
-    let fill = |s: usize, chunk: &mut [MaybeUninit<f64>]| {
-        let xs = x.row(s);
-        for (pi, r) in chunk.chunks_exact_mut(kc).enumerate() {
-            let t = &table[pi * k..(pi + 1) * k];
-            for (o, &i) in r.iter_mut().zip(t) {
-                // the padding's usize::MAX is out of range: zero
-                o.write(xs.get(i).copied().unwrap_or(0.0));
-            }
-            if bias {
-                r[k].write(BIAS_INPUT);
+    let offsets = g.patch_offsets();
+    let (hp, wp) = g.padded_hw();
+    let padded_len = g.c * hp * wp;
+    let len = n * p * kc;
+    let mut data: Vec<f64> = Vec::with_capacity(len);
+    // `buf`: the zero-padded sample (its border is never written, so it stays zero)
+    let fill = |buf: &mut Vec<f64>, s: usize, chunk: &mut [MaybeUninit<f64>]| {
+        let src: &[f64] = if g.has_padding() {
+            g.pad_into(x.row(s), buf);
+            buf
+        } else {
+            x.row(s)
+        };
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let win = &src[g.patch_base(oy, ox)..];
+                let r = &mut chunk[(oy * g.ow + ox) * kc..][..kc];
+                for (o, &off) in r.iter_mut().zip(&offsets) {
+                    o.write(win[off]);
+                }
+                if bias {
+                    r[k].write(BIAS_INPUT);
+                }
             }
         }
     };
+    let new_buf = || vec![0.0; if g.has_padding() { padded_len } else { 0 }];
     let out = &mut data.spare_capacity_mut()[..len];
     if len >= PAR_VALUES {
-        out.par_chunks_mut((p * kc).max(1))
+        out.par_chunks_mut(p * kc)
             .enumerate()
-            .for_each(|(s, c)| fill(s, c));
+            .for_each_init(new_buf, |buf, (s, c)| fill(buf, s, c));
     } else {
-        out.chunks_mut((p * kc).max(1))
+        let mut buf = new_buf();
+        out.chunks_mut(p * kc)
             .enumerate()
-            .for_each(|(s, c)| fill(s, c));
+            .for_each(|(s, c)| fill(&mut buf, s, c));
     }
-    // SAFETY: `fill` wrote every one of the first `len` values: the `n` sample chunks of
-    // `P·kc` values cover them, and in each of a chunk's `P` rows of `kc` values it writes the
-    // `k` gathered values (row `pi`'s `k` table entries) and, when `bias` (`kc = k + 1`), the last.
+    // SAFETY: `fill` wrote every one of the first `len` values: the `n` sample chunks of `P·kc`
+    // values cover them, and in each of a chunk's `P` rows of `kc` values it writes the first
+    // `k` (one per patch offset; `offsets` has `k` entries) and, when `bias` (`kc = k + 1`), the
+    // last.
     unsafe { data.set_len(len) };
     Matrix {
         rows: n * p,
@@ -216,34 +254,48 @@ pub fn im2col(x: &Matrix, g: &ConvGeom, bias: bool) -> Matrix {
 
 /// Adjoint of [`im2col`]: accumulate patch gradients back onto the input
 /// (a trailing bias column, if present, is ignored). Each input value receives its patch
-/// values in (output position, channel, ky, kx) order.
+/// values in (output position, channel, ky, kx) order, into a zero-padded copy of the sample
+/// whose interior is then the result.
 pub fn col2im(d: &Matrix, g: &ConvGeom, n: usize) -> Matrix {
-    let (p, k) = (g.p(), g.k());
-    let kc = d.cols;
+    let (p, kc) = (g.p(), d.cols);
+    let offsets = g.patch_offsets();
+    let (hp, wp) = g.padded_hw();
+    let padded_len = g.c * hp * wp;
     let len = g.c * g.h * g.w;
-    let table = gather_table(g);
     let mut out = Matrix::zeros(n, len);
-    let scatter = |s: usize, xs: &mut [f64]| {
+    let scatter = |buf: &mut Vec<f64>, s: usize, xs: &mut [f64]| {
+        let acc: &mut [f64] = if g.has_padding() {
+            buf.iter_mut().for_each(|v| *v = 0.0);
+            buf
+        } else {
+            xs
+        };
         let rows = &d.data[s * p * kc..(s + 1) * p * kc];
-        for (pi, t) in table.chunks_exact(k.max(1)).enumerate().take(p) {
-            let r = &rows[pi * kc..pi * kc + k];
-            for (&v, &i) in r.iter().zip(t) {
-                if let Some(o) = xs.get_mut(i) {
-                    *o += v;
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let win = &mut acc[g.patch_base(oy, ox)..];
+                let r = &rows[(oy * g.ow + ox) * kc..][..kc];
+                for (&v, &off) in r.iter().zip(&offsets) {
+                    win[off] += v;
                 }
             }
         }
+        if g.has_padding() {
+            g.unpad_from(buf, xs);
+        }
     };
+    let new_buf = || vec![0.0; if g.has_padding() { padded_len } else { 0 }];
     if n * p * kc >= PAR_VALUES {
         out.data
             .par_chunks_mut(len.max(1))
             .enumerate()
-            .for_each(|(s, xs)| scatter(s, xs));
+            .for_each_init(new_buf, |buf, (s, xs)| scatter(buf, s, xs));
     } else {
+        let mut buf = new_buf();
         out.data
             .chunks_mut(len.max(1))
             .enumerate()
-            .for_each(|(s, xs)| scatter(s, xs));
+            .for_each(|(s, xs)| scatter(&mut buf, s, xs));
     }
     out
 }
