@@ -8,6 +8,7 @@ use super::matrix::Matrix;
 use super::NnError;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::mem::MaybeUninit;
 
 /// Zero padding on each side of a feature map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -133,10 +134,62 @@ impl ConvGeom {
     pub fn p(&self) -> usize {
         self.oh * self.ow
     }
-    fn src(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
-        let iy = (oy * self.stride + ky).checked_sub(self.pad.top)?;
-        let ix = (ox * self.stride + kx).checked_sub(self.pad.left)?;
-        (iy < self.h && ix < self.w).then_some((iy, ix))
+}
+
+/// Below this many values an im2col / col2im pass runs on the calling thread: waking rayon's
+/// workers costs more than the copy (S1's first layer: 50 × 64 × 9 values a batch).
+const PAR_VALUES: usize = 1 << 16;
+
+impl ConvGeom {
+    /// Height and width of the zero-padded map.
+    fn padded_hw(&self) -> (usize, usize) {
+        (
+            self.h + self.pad.top + self.pad.bottom,
+            self.w + self.pad.left + self.pad.right,
+        )
+    }
+    fn has_padding(&self) -> bool {
+        self.pad != Pad::default()
+    }
+    /// Offset of every patch element (channel, ky, kx order) from its patch's top-left corner
+    /// in the zero-padded sample (`c·Hp·Wp + y·Wp + x`).
+    fn patch_offsets(&self) -> Vec<usize> {
+        let (hp, wp) = self.padded_hw();
+        let mut o = Vec::with_capacity(self.k());
+        for ci in 0..self.c {
+            for ky in 0..self.kh {
+                for kx in 0..self.kw {
+                    o.push((ci * hp + ky) * wp + kx);
+                }
+            }
+        }
+        o
+    }
+    /// The top-left corner of output position `(oy, ox)`'s patch in the padded sample.
+    fn patch_base(&self, oy: usize, ox: usize) -> usize {
+        let wp = self.padded_hw().1;
+        (oy * wp + ox) * self.stride
+    }
+    /// Copy a sample into the interior of `padded` (whose border is left as it is: zero).
+    fn pad_into(&self, sample: &[f64], padded: &mut [f64]) {
+        let (hp, wp) = self.padded_hw();
+        for ci in 0..self.c {
+            for y in 0..self.h {
+                padded[(ci * hp + y + self.pad.top) * wp + self.pad.left..][..self.w]
+                    .copy_from_slice(&sample[(ci * self.h + y) * self.w..][..self.w]);
+            }
+        }
+    }
+    /// Copy the interior of `padded` into a sample.
+    fn unpad_from(&self, padded: &[f64], sample: &mut [f64]) {
+        let (hp, wp) = self.padded_hw();
+        for ci in 0..self.c {
+            for y in 0..self.h {
+                sample[(ci * self.h + y) * self.w..][..self.w].copy_from_slice(
+                    &padded[(ci * hp + y + self.pad.top) * wp + self.pad.left..][..self.w],
+                );
+            }
+        }
     }
 }
 
@@ -146,91 +199,140 @@ pub fn im2col(x: &Matrix, g: &ConvGeom, bias: bool) -> Matrix {
     let n = x.rows;
     let (p, k) = (g.p(), g.k());
     let kc = k + bias as usize;
-    let mut out = Matrix::zeros(n * p, kc);
-    out.data
-        .par_chunks_mut((p * kc).max(1))
-        .enumerate()
-        .for_each(|(s, chunk)| {
-            let xs = x.row(s);
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let r = &mut chunk[(oy * g.ow + ox) * kc..(oy * g.ow + ox + 1) * kc];
-                    for ci in 0..g.c {
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
-                                    r[(ci * g.kh + ky) * g.kw + kx] =
-                                        xs[(ci * g.h + iy) * g.w + ix];
-                                }
-                            }
-                        }
-                    }
-                    if bias {
-                        r[k] = BIAS_INPUT;
-                    }
+    if kc == 0 {
+        return Matrix::zeros(n * p, 0);
+    }
+    let offsets = g.patch_offsets();
+    let (hp, wp) = g.padded_hw();
+    let padded_len = g.c * hp * wp;
+    let len = n * p * kc;
+    let mut data: Vec<f64> = Vec::with_capacity(len);
+    // `buf`: the zero-padded sample (its border is never written, so it stays zero)
+    let fill = |buf: &mut Vec<f64>, s: usize, chunk: &mut [MaybeUninit<f64>]| {
+        let src: &[f64] = if g.has_padding() {
+            g.pad_into(x.row(s), buf);
+            buf
+        } else {
+            x.row(s)
+        };
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let win = &src[g.patch_base(oy, ox)..];
+                let r = &mut chunk[(oy * g.ow + ox) * kc..][..kc];
+                for (o, &off) in r.iter_mut().zip(&offsets) {
+                    o.write(win[off]);
+                }
+                if bias {
+                    r[k].write(BIAS_INPUT);
                 }
             }
-        });
-    out
+        }
+    };
+    let new_buf = || vec![0.0; if g.has_padding() { padded_len } else { 0 }];
+    let out = &mut data.spare_capacity_mut()[..len];
+    if len >= PAR_VALUES {
+        out.par_chunks_mut(p * kc)
+            .enumerate()
+            .for_each_init(new_buf, |buf, (s, c)| fill(buf, s, c));
+    } else {
+        let mut buf = new_buf();
+        out.chunks_mut(p * kc)
+            .enumerate()
+            .for_each(|(s, c)| fill(&mut buf, s, c));
+    }
+    // SAFETY: `fill` wrote every one of the first `len` values: the `n` sample chunks of `P·kc`
+    // values cover them, and in each of a chunk's `P` rows of `kc` values it writes the first
+    // `k` (one per patch offset; `offsets` has `k` entries) and, when `bias` (`kc = k + 1`), the
+    // last.
+    unsafe { data.set_len(len) };
+    Matrix {
+        rows: n * p,
+        cols: kc,
+        data,
+    }
 }
 
 /// Adjoint of [`im2col`]: accumulate patch gradients back onto the input
-/// (a trailing bias column, if present, is ignored).
+/// (a trailing bias column, if present, is ignored). Each input value receives its patch
+/// values in (output position, channel, ky, kx) order, into a zero-padded copy of the sample
+/// whose interior is then the result.
 pub fn col2im(d: &Matrix, g: &ConvGeom, n: usize) -> Matrix {
-    let (p, k) = (g.p(), g.k());
-    let kc = d.cols;
+    let (p, kc) = (g.p(), d.cols);
+    let offsets = g.patch_offsets();
+    let (hp, wp) = g.padded_hw();
+    let padded_len = g.c * hp * wp;
     let len = g.c * g.h * g.w;
     let mut out = Matrix::zeros(n, len);
-    out.data
-        .par_chunks_mut(len.max(1))
-        .enumerate()
-        .for_each(|(s, xs)| {
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let row = s * p + oy * g.ow + ox;
-                    let r = &d.data[row * kc..row * kc + k];
-                    for ci in 0..g.c {
-                        for ky in 0..g.kh {
-                            for kx in 0..g.kw {
-                                if let Some((iy, ix)) = g.src(oy, ox, ky, kx) {
-                                    xs[(ci * g.h + iy) * g.w + ix] +=
-                                        r[(ci * g.kh + ky) * g.kw + kx];
-                                }
-                            }
-                        }
-                    }
+    let scatter = |buf: &mut Vec<f64>, s: usize, xs: &mut [f64]| {
+        let acc: &mut [f64] = if g.has_padding() {
+            buf.iter_mut().for_each(|v| *v = 0.0);
+            buf
+        } else {
+            xs
+        };
+        let rows = &d.data[s * p * kc..(s + 1) * p * kc];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let win = &mut acc[g.patch_base(oy, ox)..];
+                let r = &rows[(oy * g.ow + ox) * kc..][..kc];
+                for (&v, &off) in r.iter().zip(&offsets) {
+                    win[off] += v;
                 }
             }
-        });
+        }
+        if g.has_padding() {
+            g.unpad_from(buf, xs);
+        }
+    };
+    let new_buf = || vec![0.0; if g.has_padding() { padded_len } else { 0 }];
+    if n * p * kc >= PAR_VALUES {
+        out.data
+            .par_chunks_mut(len.max(1))
+            .enumerate()
+            .for_each_init(new_buf, |buf, (s, xs)| scatter(buf, s, xs));
+    } else {
+        let mut buf = new_buf();
+        out.data
+            .chunks_mut(len.max(1))
+            .enumerate()
+            .for_each(|(s, xs)| scatter(&mut buf, s, xs));
+    }
     out
+}
+
+/// Append the transpose of the row-major `rows × cols` block `src` to `out`.
+fn push_transposed(out: &mut Vec<f64>, src: &[f64], rows: usize, cols: usize) {
+    for j in 0..cols {
+        out.extend((0..rows).map(|i| src[i * cols + j]));
+    }
 }
 
 /// Patch-major `(n·P) × C` → channel-major `n × (C·P)`.
 pub fn patches_to_maps(y: &Matrix, n: usize, p: usize) -> Matrix {
     let c = y.cols;
-    let mut out = Matrix::zeros(n, c * p);
+    let mut data = Vec::with_capacity(n * c * p);
     for s in 0..n {
-        for pi in 0..p {
-            for ch in 0..c {
-                out.data[s * c * p + ch * p + pi] = y.data[(s * p + pi) * c + ch];
-            }
-        }
+        push_transposed(&mut data, &y.data[s * p * c..(s + 1) * p * c], p, c);
     }
-    out
+    Matrix {
+        rows: n,
+        cols: c * p,
+        data,
+    }
 }
 
 /// Channel-major `n × (C·P)` → patch-major `(n·P) × C`.
 pub fn maps_to_patches(x: &Matrix, c: usize, p: usize) -> Matrix {
     let n = x.rows;
-    let mut out = Matrix::zeros(n * p, c);
+    let mut data = Vec::with_capacity(n * p * c);
     for s in 0..n {
-        for pi in 0..p {
-            for ch in 0..c {
-                out.data[(s * p + pi) * c + ch] = x.data[s * c * p + ch * p + pi];
-            }
-        }
+        push_transposed(&mut data, &x.data[s * c * p..(s + 1) * c * p], c, p);
     }
-    out
+    Matrix {
+        rows: n * p,
+        cols: c,
+        data,
+    }
 }
 
 /// Append the bias input column.
@@ -371,6 +473,19 @@ pub fn forward(
     x: &Matrix,
     ctx: &mut ForwardCtx,
 ) -> Result<(Matrix, Cache), NnError> {
+    forward_owned(spec, in_shape, slots, backend, x.clone(), ctx)
+}
+
+/// [`forward`] taking the batch by value: layers whose output or cache is the input itself
+/// (dense without bias, ReLU's cache, tanh, sigmoid, flatten) keep it instead of copying it.
+pub fn forward_owned(
+    spec: &LayerSpec,
+    in_shape: Shape,
+    slots: &[LayerId],
+    backend: &mut dyn MatmulBackend,
+    x: Matrix,
+    ctx: &mut ForwardCtx,
+) -> Result<(Matrix, Cache), NnError> {
     let n = x.rows;
     Ok(match spec {
         LayerSpec::Conv2d {
@@ -381,27 +496,30 @@ pub fn forward(
             ..
         } => {
             let g = ConvGeom::new(in_shape, *kernel, *stride, *pad)?;
-            let cols = im2col(x, &g, *bias);
+            let cols = im2col(&x, &g, *bias);
             let y = backend.forward(slots[0], &cols, ctx)?;
             (patches_to_maps(&y, n, g.p()), Cache::Product { cols })
         }
         LayerSpec::Dense { bias, .. } => {
-            let cols = if *bias { with_bias(x) } else { x.clone() };
+            let cols = if *bias { with_bias(&x) } else { x };
             let y = backend.forward(slots[0], &cols, ctx)?;
             (y, Cache::Product { cols })
         }
         LayerSpec::Relu => {
-            let mut y = x.clone();
-            y.data.iter_mut().for_each(|v| *v = v.max(0.0));
-            (y, Cache::Input { x: x.clone() })
+            let y = Matrix {
+                rows: x.rows,
+                cols: x.cols,
+                data: x.data.iter().map(|v| v.max(0.0)).collect(),
+            };
+            (y, Cache::Input { x })
         }
         LayerSpec::Tanh { slope } => {
-            let mut y = x.clone();
+            let mut y = x;
             y.data.iter_mut().for_each(|v| *v = (slope * *v).tanh());
             (y.clone(), Cache::Output { y })
         }
         LayerSpec::Sigmoid => {
-            let mut y = x.clone();
+            let mut y = x;
             y.data.iter_mut().for_each(|v| *v = sigmoid(*v));
             (y.clone(), Cache::Output { y })
         }
@@ -440,9 +558,9 @@ pub fn forward(
                 },
             )
         }
-        LayerSpec::Flatten => (x.clone(), Cache::None),
+        LayerSpec::Flatten => (x, Cache::None),
         LayerSpec::ConvLstm { .. } => {
-            let (y, c) = super::convlstm::forward(spec, in_shape, slots, backend, x, ctx)?;
+            let (y, c) = super::convlstm::forward(spec, in_shape, slots, backend, &x, ctx)?;
             (y, Cache::Lstm(Box::new(c)))
         }
     })
@@ -459,9 +577,37 @@ pub fn backward(
     dy: &Matrix,
     grads: &mut [Matrix],
 ) -> Result<Matrix, NnError> {
+    backward_owned(
+        spec,
+        in_shape,
+        slots,
+        backend,
+        cache,
+        dy.clone(),
+        grads,
+        true,
+    )?
+    .ok_or_else(|| NnError::Shape("internal: input gradient not computed".into()))
+}
+
+/// [`backward`] taking `dL/dy` by value (element-wise layers scale it in place). With `need_dx`
+/// false (the first layer of a network: nothing below it) a conv or dense layer skips the
+/// input-gradient product `dy·Wᵀ` (and the conv its col2im) and returns `None`; the other
+/// layers return their input gradient either way.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_owned(
+    spec: &LayerSpec,
+    in_shape: Shape,
+    slots: &[LayerId],
+    backend: &dyn MatmulBackend,
+    cache: &Cache,
+    dy: Matrix,
+    grads: &mut [Matrix],
+    need_dx: bool,
+) -> Result<Option<Matrix>, NnError> {
     let n = dy.rows;
     let bad_cache = || NnError::Shape("internal: layer cache does not match its layer".into());
-    Ok(match (spec, cache) {
+    Ok(Some(match (spec, cache) {
         (
             LayerSpec::Conv2d {
                 kernel,
@@ -473,28 +619,34 @@ pub fn backward(
             Cache::Product { cols },
         ) => {
             let g = ConvGeom::new(in_shape, *kernel, *stride, *pad)?;
-            let dyp = maps_to_patches(dy, *out_channels, g.p());
+            let dyp = maps_to_patches(&dy, *out_channels, g.p());
             grads[0] = cols.t_matmul(&dyp);
+            if !need_dx {
+                return Ok(None);
+            }
             let w = backend.effective_weights(slots[0])?;
             let dcols = dyp.matmul_t(&w);
             col2im(&dcols, &g, n)
         }
         (LayerSpec::Dense { .. }, Cache::Product { cols }) => {
-            grads[0] = cols.t_matmul(dy);
+            grads[0] = cols.t_matmul(&dy);
+            if !need_dx {
+                return Ok(None);
+            }
             let w = backend.effective_weights(slots[0])?;
             drop_cols(&dy.matmul_t(&w), in_shape.iter().product())
         }
         (LayerSpec::Relu, Cache::Input { x }) => {
-            let mut d = dy.clone();
-            d.data.iter_mut().zip(&x.data).for_each(|(d, &x)| {
-                if x <= 0.0 {
-                    *d = 0.0
-                }
-            });
+            let mut d = dy;
+            // a select, not a branch (random signs mispredict): vectorises
+            d.data
+                .iter_mut()
+                .zip(&x.data)
+                .for_each(|(d, &x)| *d = if x <= 0.0 { 0.0 } else { *d });
             d
         }
         (LayerSpec::Tanh { slope }, Cache::Output { y }) => {
-            let mut d = dy.clone();
+            let mut d = dy;
             d.data
                 .iter_mut()
                 .zip(&y.data)
@@ -502,7 +654,7 @@ pub fn backward(
             d
         }
         (LayerSpec::Sigmoid, Cache::Output { y }) => {
-            let mut d = dy.clone();
+            let mut d = dy;
             d.data
                 .iter_mut()
                 .zip(&y.data)
@@ -519,10 +671,156 @@ pub fn backward(
             }
             dx
         }
-        (LayerSpec::Flatten, Cache::None) => dy.clone(),
+        (LayerSpec::Flatten, Cache::None) => dy,
         (LayerSpec::ConvLstm { .. }, Cache::Lstm(c)) => {
-            super::convlstm::backward(spec, in_shape, slots, backend, c, dy, grads)?
+            super::convlstm::backward(spec, in_shape, slots, backend, c, &dy, grads)?
         }
         _ => return Err(bad_cache()),
-    })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// im2col by its definition: patch element (ci, ky, kx) of output position (oy, ox) is input
+    /// pixel (oy·stride + ky − top, ox·stride + kx − left) of channel ci, zero outside the map.
+    fn im2col_def(x: &Matrix, g: &ConvGeom, bias: bool) -> Matrix {
+        let kc = g.k() + bias as usize;
+        let mut out = Matrix::zeros(x.rows * g.p(), kc);
+        for s in 0..x.rows {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let row = s * g.p() + oy * g.ow + ox;
+                    for ci in 0..g.c {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (oy * g.stride + ky) as i64 - g.pad.top as i64;
+                                let ix = (ox * g.stride + kx) as i64 - g.pad.left as i64;
+                                if iy >= 0 && ix >= 0 && iy < g.h as i64 && ix < g.w as i64 {
+                                    let v = x.get(s, (ci * g.h + iy as usize) * g.w + ix as usize);
+                                    out.set(row, (ci * g.kh + ky) * g.kw + kx, v);
+                                }
+                            }
+                        }
+                    }
+                    if bias {
+                        out.set(row, g.k(), BIAS_INPUT);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The adjoint by its definition: every patch value added onto its source pixel, in
+    /// (sample, output position, channel, ky, kx) order.
+    fn col2im_def(d: &Matrix, g: &ConvGeom, n: usize) -> Matrix {
+        let mut out = Matrix::zeros(n, g.c * g.h * g.w);
+        for s in 0..n {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let row = s * g.p() + oy * g.ow + ox;
+                    for ci in 0..g.c {
+                        for ky in 0..g.kh {
+                            for kx in 0..g.kw {
+                                let iy = (oy * g.stride + ky) as i64 - g.pad.top as i64;
+                                let ix = (ox * g.stride + kx) as i64 - g.pad.left as i64;
+                                if iy >= 0 && ix >= 0 && iy < g.h as i64 && ix < g.w as i64 {
+                                    let i = (ci * g.h + iy as usize) * g.w + ix as usize;
+                                    let v =
+                                        out.get(s, i) + d.get(row, (ci * g.kh + ky) * g.kw + kx);
+                                    out.set(s, i, v);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn random(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Matrix {
+        let data = (0..rows * cols).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        Matrix::from_vec(rows, cols, data).unwrap()
+    }
+
+    /// Geometries of S1, S5 and odd ones (stride 2, uneven padding, padding wider than the
+    /// kernel reach), small batches (sequential) and large ones (parallel, above `PAR_VALUES`).
+    fn cases() -> Vec<(Shape, [usize; 2], usize, Pad, usize)> {
+        let odd = Pad {
+            top: 2,
+            bottom: 0,
+            left: 1,
+            right: 3,
+        };
+        vec![
+            ([1, 8, 8], [3, 3], 1, Pad::uniform(1), 5),
+            ([15, 8, 8], [2, 2], 1, Pad::same(2, 2), 50),
+            ([1, 28, 28], [3, 3], 1, Pad::default(), 12),
+            ([8, 8, 8], [3, 3], 1, Pad::uniform(1), 3),
+            ([3, 7, 9], [3, 2], 2, odd, 4),
+            ([2, 5, 4], [4, 5], 3, odd, 60),
+            ([1, 1, 1], [1, 1], 1, Pad::default(), 2),
+        ]
+    }
+
+    #[test]
+    fn im2col_and_col2im_equal_their_definitions_bit_for_bit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(16);
+        for (shape, kernel, stride, pad, n) in cases() {
+            let g = ConvGeom::new(shape, kernel, stride, pad).unwrap();
+            let x = random(n, shape.iter().product(), &mut rng);
+            for bias in [false, true] {
+                let cols = im2col(&x, &g, bias);
+                assert_eq!(cols, im2col_def(&x, &g, bias), "{g:?} bias {bias}");
+                let d = random(cols.rows, cols.cols, &mut rng);
+                assert_eq!(
+                    col2im(&d, &g, n),
+                    col2im_def(&d, &g, n),
+                    "{g:?} bias {bias}"
+                );
+            }
+        }
+    }
+
+    /// ⟨im2col(x), y⟩ = ⟨x, col2im(y)⟩ (bias column excluded) within rounding.
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        for (shape, kernel, stride, pad, n) in cases() {
+            let g = ConvGeom::new(shape, kernel, stride, pad).unwrap();
+            let x = random(n, shape.iter().product(), &mut rng);
+            let cols = im2col(&x, &g, false);
+            let y = random(cols.rows, cols.cols, &mut rng);
+            let lhs: f64 = cols.data.iter().zip(&y.data).map(|(a, b)| a * b).sum();
+            let back = col2im(&y, &g, n);
+            let rhs: f64 = x.data.iter().zip(&back.data).map(|(a, b)| a * b).sum();
+            assert!(
+                (lhs - rhs).abs() <= 1e-12 * (1.0 + lhs.abs()),
+                "{g:?}: {lhs} vs {rhs}"
+            );
+        }
+    }
+
+    #[test]
+    fn patch_and_map_layouts_are_inverse_transposes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(18);
+        for (n, p, c) in [(3, 5, 4), (50, 64, 15), (1, 1, 1), (2, 7, 1), (2, 1, 6)] {
+            let y = random(n * p, c, &mut rng);
+            let maps = patches_to_maps(&y, n, p);
+            assert_eq!((maps.rows, maps.cols), (n, c * p));
+            for s in 0..n {
+                for pi in 0..p {
+                    for ch in 0..c {
+                        assert_eq!(maps.get(s, ch * p + pi), y.get(s * p + pi, ch));
+                    }
+                }
+            }
+            assert_eq!(maps_to_patches(&maps, c, p), y);
+        }
+    }
 }

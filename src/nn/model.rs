@@ -261,7 +261,7 @@ impl Model {
         let mut a = x.clone();
         for (li, l) in self.spec.layers.iter().enumerate() {
             let (y, c) =
-                layers::forward(l, self.shapes[li], &self.layer_slots[li], backend, &a, ctx)?;
+                layers::forward_owned(l, self.shapes[li], &self.layer_slots[li], backend, a, ctx)?;
             caches.push(c);
             a = y;
         }
@@ -270,7 +270,8 @@ impl Model {
 
     /// Backward pass from `dL/d(output)`; returns one gradient per slot.
     /// Uses the backend's effective (read-back) weights and the activations
-    /// of the forward pass that produced `caches`.
+    /// of the forward pass that produced `caches`. The first layer's input gradient is not
+    /// computed where that saves work (conv, dense: nothing below them uses it).
     pub fn backward(
         &self,
         backend: &dyn MatmulBackend,
@@ -289,18 +290,28 @@ impl Model {
                 .iter()
                 .map(|&id| Matrix::zeros(self.weights[id].rows, self.weights[id].cols))
                 .collect();
-            d = layers::backward(
+            let dx = layers::backward_owned(
                 &self.spec.layers[li],
                 self.shapes[li],
                 ids,
                 backend,
                 &caches[li],
-                &d,
+                d,
                 &mut g,
+                li > 0,
             )?;
             for (&id, gm) in ids.iter().zip(g) {
                 grads[id] = gm;
             }
+            d = match dx {
+                Some(dx) => dx,
+                None if li == 0 => break,
+                None => {
+                    return Err(NnError::Shape(format!(
+                        "internal: layer {li} returned no input gradient"
+                    )))
+                }
+            };
         }
         Ok(grads)
     }
