@@ -673,7 +673,12 @@ pub fn backward_owned(
         }
         (LayerSpec::Flatten, Cache::None) => dy,
         (LayerSpec::ConvLstm { .. }, Cache::Lstm(c)) => {
-            super::convlstm::backward(spec, in_shape, slots, backend, c, &dy, grads)?
+            match super::convlstm::backward_with(
+                spec, in_shape, slots, backend, c, &dy, grads, need_dx,
+            )? {
+                Some(dx) => dx,
+                None => return Ok(None),
+            }
         }
         _ => return Err(bad_cache()),
     }))

@@ -21,19 +21,25 @@ pub struct Matrix {
 /// Minimum number of multiply–adds before a product goes parallel.
 const PAR_THRESHOLD: usize = 1 << 15;
 
-/// `out = a · b` (`out` n×m, row-major) with faer's blocked kernel. Parallel over bands of
-/// output rows, each band a sequential product: an output element's sum runs over the inner
-/// dimension in the kernel's fixed order whatever band holds it, so the result does not depend
-/// on the number of threads.
+/// Output-row bands of a parallel product (multiples of the kernel's 8-row register tile).
+/// Fixed, not derived from the thread count: faer's kernel sums a row in a different order
+/// depending on the band shape around it (a lone last row vs the same row inside an 8-row
+/// tile), so bands that followed the threads made results depend on `RAYON_NUM_THREADS`.
+/// Eight bands keep two threads busy with a few bands each (the results of the earlier
+/// `4 × threads` rule at 2 threads, unchanged) and use at most 8 threads per product.
+const BANDS: usize = 8;
+
+/// `out = a · b` (`out` n×m, row-major) with faer's blocked kernel. Parallel over [`BANDS`]
+/// bands of output rows, each band a sequential product; the bands depend only on the shape, so
+/// the result does not depend on the number of threads (test
+/// `products_do_not_depend_on_the_thread_count`).
 fn gemm(out: &mut Matrix, a: MatRef<'_, f64>, b: MatRef<'_, f64>) {
     let (n, k, m) = (a.nrows(), a.ncols(), b.ncols());
     if n == 0 || m == 0 {
         return;
     }
-    let threads = rayon::current_num_threads().max(1);
-    let band = if n * k * m >= PAR_THRESHOLD && threads > 1 {
-        // a few bands per thread, multiples of the kernel's 8-row register tile
-        n.div_ceil(4 * threads).div_ceil(8) * 8
+    let band = if n * k * m >= PAR_THRESHOLD {
+        n.div_ceil(BANDS).div_ceil(8) * 8
     } else {
         n
     };
@@ -151,6 +157,41 @@ impl Matrix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Output bands must not depend on the thread count: faer sums a 1-row band in another
+    /// order than the same row inside an 8-row tile (S5's first-layer weight gradient, 9 rows,
+    /// differed in the last digits between 1 and 2 threads when the bands followed the threads).
+    #[test]
+    fn products_do_not_depend_on_the_thread_count() {
+        let (n, k, m) = (9, 2000, 6);
+        let a = Matrix::from_vec(
+            n,
+            k,
+            (0..n * k)
+                .map(|i| ((i * 7919) % 1013) as f64 / 1013.0 - 0.5)
+                .collect(),
+        )
+        .unwrap();
+        let b = Matrix::from_vec(
+            k,
+            m,
+            (0..k * m)
+                .map(|i| ((i * 104729) % 997) as f64 / 997.0 - 0.5)
+                .collect(),
+        )
+        .unwrap();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| (a.matmul(&b), a.transpose().t_matmul(&b)))
+        };
+        let one = run(1);
+        for t in [2, 3, 4] {
+            assert_eq!(run(t), one, "{t} threads");
+        }
+    }
 
     #[test]
     fn products_agree() {
