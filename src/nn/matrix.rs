@@ -18,8 +18,13 @@ pub struct Matrix {
     pub data: Vec<f64>,
 }
 
-/// Minimum number of multiply–adds before a product goes parallel.
+/// Minimum number of multiply–adds before a product is cut into [`BANDS`] output bands.
 const PAR_THRESHOLD: usize = 1 << 15;
+/// Minimum number of multiply–adds before the bands run on rayon threads: below it they run one
+/// after another on the calling thread (the same bands, so the same sums), because waking the
+/// pool costs more than S3's 50×65×54 products (~0.2 M multiply–adds; perf on a quiet machine:
+/// ~40 % of an S3 epoch in scheduler calls).
+const PAR_RUN_THRESHOLD: usize = 1 << 20;
 
 /// Output-row bands of a parallel product (multiples of the kernel's 8-row register tile).
 /// Fixed, not derived from the thread count: faer's kernel sums a row in a different order
@@ -43,23 +48,28 @@ fn gemm(out: &mut Matrix, a: MatRef<'_, f64>, b: MatRef<'_, f64>) {
     } else {
         n
     };
-    out.data
-        .par_chunks_mut(band * m)
-        .enumerate()
-        .for_each(|(q, o)| {
-            let rows = o.len() / m;
-            matmul(
-                MatMut::from_row_major_slice_mut(o, rows, m),
-                Accum::Replace,
-                a.subrows(q * band, rows),
-                b,
-                1.0,
-                Par::Seq,
-            );
-            // faer's AVX-512 kernels leave the upper vector state dirty: without this, every
-            // later libm call on this thread pays SSE/AVX transition penalties (nn::fastmath)
-            super::fastmath::clear_upper_vector_state();
-        });
+    let one_band = |(q, o): (usize, &mut [f64])| {
+        let rows = o.len() / m;
+        matmul(
+            MatMut::from_row_major_slice_mut(o, rows, m),
+            Accum::Replace,
+            a.subrows(q * band, rows),
+            b,
+            1.0,
+            Par::Seq,
+        );
+        // faer's AVX-512 kernels leave the upper vector state dirty: without this, every
+        // later libm call on this thread pays SSE/AVX transition penalties (nn::fastmath)
+        super::fastmath::clear_upper_vector_state();
+    };
+    if n * k * m >= PAR_RUN_THRESHOLD {
+        out.data
+            .par_chunks_mut(band * m)
+            .enumerate()
+            .for_each(one_band);
+    } else {
+        out.data.chunks_mut(band * m).enumerate().for_each(one_band);
+    }
 }
 
 impl Matrix {
