@@ -382,9 +382,24 @@ fn manhattan_gives_each_written_cell_one_pulse_in_the_update_sign() {
         ..small(10, 10)
     };
     let mut rig = rig("mlp_passive.net", &ov, 50e-6);
+    // the rule's mechanics with one nominal 1 V threshold for both polarities and a step that
+    // does not depend on the overdrive: every selected cell switches (its solved voltage is
+    // above 1 V), no half-selected one does (V/2 = 0.8 V). S4's declared thresholds (RESET
+    // 1.2 V ± 13 %) are not all reached through the array's IR drop by its 1.6 V pulse — a
+    // device below its threshold neither moves nor counts the pulse
+    // (device_laws::threshold_spread_and_overdrive_scale_the_step covers those laws)
+    for a in &mut rig.chip.arrays {
+        for p in &mut a.params {
+            p.th_set_gain = 1.0;
+            p.th_reset_gain = 1.0;
+        }
+    }
     let rule = Rule::of(&rig.setup).unwrap();
     assert_eq!(rule, Rule::Manhattan);
-    let spec = rig.setup.spec.clone();
+    let mut spec = rig.setup.spec.clone();
+    spec.v_threshold_v = 1.0;
+    spec.v_threshold_reset_v = None;
+    spec.overdrive_exponent = 0.0;
     let n = rig.model.weights.len();
     let mut d: Vec<Matrix> = rig
         .model
