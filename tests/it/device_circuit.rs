@@ -409,6 +409,42 @@ fn chip_save_load_is_bit_identical_and_checks_the_network() {
     assert_eq!(names, vec![std::ffi::OsString::from("chip")]);
 }
 
+/// A format-2 chip (before per-device thresholds) loads with nominal thresholds (multipliers 1);
+/// everything else it stores is read as before.
+#[test]
+fn a_format_2_chip_loads_with_nominal_thresholds() {
+    let chip = sample_chip();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chip");
+    chip.save(&path).unwrap();
+    let manifest = path.join("chip.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    m["format"] = serde_json::json!(2);
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    for k in 0..chip.arrays.len() {
+        for f in ["th_set_gain.npy", "th_reset_gain.npy"] {
+            std::fs::remove_file(path.join(format!("array_{k}")).join(f)).unwrap();
+        }
+    }
+    let back = Chip::load(&path, None).unwrap();
+    for (a, b) in back.arrays.iter().zip(&chip.arrays) {
+        assert_eq!(a.g_s, b.g_s);
+        for (p, q) in a.params.iter().zip(&b.params) {
+            assert_eq!((p.th_set_gain, p.th_reset_gain), (1.0, 1.0));
+            assert_eq!(
+                (p.step_gain, p.g_max_s, p.fault),
+                (q.step_gain, q.g_max_s, q.fault)
+            );
+        }
+    }
+    // a format-3 chip missing its threshold files is an error, not a silent default
+    let mut m2 = m.clone();
+    m2["format"] = serde_json::json!(3);
+    std::fs::write(&manifest, serde_json::to_vec(&m2).unwrap()).unwrap();
+    assert!(Chip::load(&path, None).is_err());
+}
+
 #[test]
 fn numpy_reads_the_chip_arrays() {
     let have_numpy = std::process::Command::new("python3")
