@@ -4,6 +4,7 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod expr;
+pub mod fastmath;
 pub mod insitu;
 pub mod limits;
 pub mod mapping;

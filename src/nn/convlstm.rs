@@ -5,12 +5,12 @@
 //! Gate columns of the kernel matrices: `[i | f | o | g]`, each `hidden` wide.
 
 use super::backend::{ForwardCtx, LayerId, MatmulBackend};
-use super::fastmath;
 use super::layers::{
     col2im, im2col, maps_to_patches, patches_to_maps, ConvGeom, LayerSpec, Pad, Shape,
 };
 use super::matrix::Matrix;
 use super::NnError;
+use crate::fastmath;
 
 /// Per-step tensors kept for BPTT (patch-major `(n·P) × …`).
 #[derive(Debug, Clone)]

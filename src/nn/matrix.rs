@@ -59,8 +59,8 @@ fn gemm(out: &mut Matrix, a: MatRef<'_, f64>, b: MatRef<'_, f64>) {
             Par::Seq,
         );
         // faer's AVX-512 kernels leave the upper vector state dirty: without this, every
-        // later libm call on this thread pays SSE/AVX transition penalties (nn::fastmath)
-        super::fastmath::clear_upper_vector_state();
+        // later libm call on this thread pays SSE/AVX transition penalties (crate::fastmath)
+        crate::fastmath::clear_upper_vector_state();
     };
     if n * k * m >= PAR_RUN_THRESHOLD {
         out.data

@@ -3,7 +3,6 @@
 pub mod backend;
 pub mod circuit;
 pub mod convlstm;
-pub mod fastmath;
 pub mod from_net;
 pub mod layers;
 pub mod loss;

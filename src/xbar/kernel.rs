@@ -23,6 +23,7 @@ use crate::circuit::mos1::{Mos1, VT_300K_V};
 use super::array::{CellKind, Crossbar, SenseKind};
 use super::network::{Network, Node};
 use super::rows::{converge_row, ConvergeScratch, Simd};
+use crate::fastmath::exp_normal;
 
 /// Newton steps on a cell's internal node before the bracketed fallback (as `one_t1r_current`).
 pub(super) const CELL_NEWTON_STEPS: usize = 6;
@@ -127,7 +128,7 @@ impl AccessNmos {
             (self.gmin_siemens * vbx - self.is_a, self.gmin_siemens)
         } else {
             // vbx > −3·V_T here: the argument lies in (−3, MAX_EXP_ARG]
-            let e = exp_junction((vbx / VT_300K_V).min(MAX_EXP_ARG));
+            let e = exp_normal((vbx / VT_300K_V).min(MAX_EXP_ARG));
             (
                 self.is_a * (e - 1.0) + self.gmin_siemens * vbx,
                 self.is_a * e / VT_300K_V + self.gmin_siemens,
@@ -247,7 +248,7 @@ impl AccessNmos {
         let off = vbj <= -3.0 * VT_300K_V;
         // min then max, not clamp: a NaN argument becomes MAX_EXP_ARG as in `drain`
         #[allow(clippy::manual_clamp)]
-        let e = exp_junction((vbj / VT_300K_V).min(MAX_EXP_ARG).max(-700.0));
+        let e = exp_normal((vbj / VT_300K_V).min(MAX_EXP_ARG).max(-700.0));
         let cj_on = self.is_a * (e - 1.0) + self.gmin_siemens * vbj;
         let gj_on = self.is_a * e / VT_300K_V + self.gmin_siemens;
         let cj = if off {
@@ -321,48 +322,6 @@ impl AccessNmos {
         }
         None
     }
-}
-
-/// `e^x` for the junction's argument range `x ∈ [−700, 709]` (the drain junction evaluates it
-/// for `x ∈ (−3, 709]`), inline and branch-free: `x = n·ln 2 + r` (Cody–Waite, `|r| ≤ ln 2 / 2`),
-/// `e^r` by its Taylor polynomial to degree 13 (truncation below 2e-18 relative), times `2^n`
-/// from the exponent bits. Within a few ulp of libm's `exp` (checked in the tests); libm's
-/// call was half of the bulk solver's time, every 1T1R cell near 0 V evaluating it.
-#[inline(always)]
-pub fn exp_junction(x: f64) -> f64 {
-    // ln 2 split: the high part has 21 trailing zero bits (n·LN2_HI exact)
-    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    // round to nearest by the 1.5·2^52 shift (|x·log2 e| < 2^51)
-    const SHIFT: f64 = 6_755_399_441_055_744.0;
-    let t = x * std::f64::consts::LOG2_E + SHIFT;
-    let nf = t - SHIFT;
-    let r = (x - nf * LN2_HI) - nf * LN2_LO;
-    // Horner, 1/k! coefficients
-    let mut p = 1.0 / 6_227_020_800.0; // 1/13!
-    for c in [
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p * r + c;
-    }
-    // 2^n: n ∈ [−1010, 1023] over the stated range, a normal number. n read from the shifted
-    // sum's low mantissa bits (integer lanes: vectorises, where the float → i64 conversion has
-    // no SSE2/AVX2 instruction); the same n as `nf as i64`.
-    let n_biased = t.to_bits().wrapping_sub(SHIFT.to_bits()).wrapping_add(1023);
-    let scale = f64::from_bits(n_biased << 52);
-    p * scale
 }
 
 /// The cell law of an array, resolved once.
@@ -627,33 +586,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::super::array::{default_access_mos, Crossbar};
-    use super::{exp_junction, AccessNmos};
-
-    /// The inline exponential against libm's over the junction's range (random and edge
-    /// points): within 4 ulp.
-    #[test]
-    fn exp_junction_equals_libm() {
-        let mut rng = ChaCha8Rng::seed_from_u64(17);
-        let mut xs: Vec<f64> = (0..200_000).map(|_| rng.gen_range(-3.0..3.0)).collect();
-        xs.extend((0..50_000).map(|_| rng.gen_range(-700.0..709.0)));
-        xs.extend([
-            -700.0,
-            -3.0,
-            -1e-300,
-            0.0,
-            1e-300,
-            0.5 * std::f64::consts::LN_2,
-            1.0,
-            709.0,
-        ]);
-        for x in xs {
-            let (a, b) = (exp_junction(x), x.exp());
-            assert!(
-                (a - b).abs() <= 4.0 * f64::EPSILON * b,
-                "exp({x}): {a} vs {b}"
-            );
-        }
-    }
+    use super::AccessNmos;
 
     /// The inline cell against the generic one (full `Mos1::eval` and its Newton/bracket) over
     /// random operating points in every region: same current, same derivatives.

@@ -1,6 +1,8 @@
-//! Fast elementwise math for the trainer: the cleanup of the vector register state that the
-//! product kernels leave behind ([`clear_upper_vector_state`]), and branch-free, vectorisable
-//! `exp`, `tanh` and logistic sigmoid with slice forms (ConvLSTM gates).
+//! Fast elementwise math shared by the trainer and the crossbar kernels: the cleanup of the
+//! vector register state that the product kernels leave behind ([`clear_upper_vector_state`]),
+//! and branch-free, vectorisable `exp` (whole range, and [`exp_normal`] for arguments whose
+//! result is a normal number: the 1T1R junction of `xbar::kernel`), `tanh` and logistic sigmoid
+//! with slice forms (ConvLSTM gates).
 //!
 //! # Why the gate nonlinearities cost ~200 ns per call
 //! faer's x86-64 matrix kernels (`private-gemm-x86`) are hand-written AVX-512 microkernels entered
@@ -106,6 +108,15 @@ pub fn exp(x: f64) -> f64 {
     p * pow2(n1) * pow2(n2)
 }
 
+/// `eˣ` for `x ∈ [−708, 709]` (the result a normal number): [`exp`] without its clamp and its
+/// split of `2ⁿ` into two factors — one multiplication less on the hot path of the 1T1R cell
+/// kernel, the same value there. Outside that range the result is wrong (no clamp).
+#[inline(always)]
+pub fn exp_normal(x: f64) -> f64 {
+    let (n, _, r) = reduce(x);
+    (r * expm1_over_r(r) + 1.0) * pow2(n)
+}
+
 /// `tanh x = expm1(2|x|) / (expm1(2|x|) + 2)` with the sign of `x`; `|x| ≥ 20` gives ±1 exactly
 /// (as the rounded true value).
 #[inline(always)]
@@ -197,6 +208,32 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    /// [`exp_normal`] against libm's over the 1T1R junction's range (`xbar::kernel`; random and
+    /// edge points): within 4 ulp.
+    #[test]
+    fn exp_normal_equals_libm_over_the_junction_range() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let mut xs: Vec<f64> = (0..200_000).map(|_| rng.gen_range(-3.0..3.0)).collect();
+        xs.extend((0..50_000).map(|_| rng.gen_range(-700.0..709.0)));
+        xs.extend([
+            -700.0,
+            -3.0,
+            -1e-300,
+            0.0,
+            1e-300,
+            0.5 * std::f64::consts::LN_2,
+            1.0,
+            709.0,
+        ]);
+        for x in xs {
+            let (a, b) = (exp_normal(x), x.exp());
+            assert!(
+                (a - b).abs() <= 4.0 * f64::EPSILON * b,
+                "exp({x}): {a} vs {b}"
+            );
+        }
+    }
 
     /// Distance in units in the last place (0 for equal values incl. both NaN or ±0 pairs).
     fn ulps(a: f64, b: f64) -> u64 {
