@@ -418,6 +418,13 @@ impl DeviceSpec {
         }
     }
 
+    /// Whether a pulse of `v_cell_v` across device `p` (positive = SET) reaches its threshold
+    /// for that polarity: the one decision of who switches (the law, and the pulse counter of
+    /// [`write::pulse_train`]).
+    pub fn reaches_threshold(&self, p: &DeviceParams, v_cell_v: f64) -> bool {
+        v_cell_v.abs() >= self.device_threshold(p, v_cell_v >= 0.0)
+    }
+
     /// The nominal RESET switching threshold (magnitude).
     pub fn v_threshold_reset(&self) -> f64 {
         self.v_threshold_reset_v.unwrap_or(self.v_threshold_v)
@@ -427,19 +434,19 @@ impl DeviceSpec {
     /// device's threshold for that polarity (positive = SET), else the overdrive factor
     /// ((|V| − V_th,device) / (V_pulse − V_th,nominal))^α (1 when α = 0).
     pub fn pulse_drive(&self, p: &DeviceParams, v_cell_v: f64) -> f64 {
-        let th_nominal = if v_cell_v >= 0.0 {
-            self.v_threshold_v
-        } else {
-            self.v_threshold_reset()
-        };
-        let th = self.device_threshold(p, v_cell_v >= 0.0);
-        let v = v_cell_v.abs();
-        if v < th {
+        if !self.reaches_threshold(p, v_cell_v) {
             return 0.0;
         }
         if self.overdrive_exponent == 0.0 {
             return 1.0;
         }
+        let set = v_cell_v >= 0.0;
+        let th_nominal = if set {
+            self.v_threshold_v
+        } else {
+            self.v_threshold_reset()
+        };
+        let (v, th) = (v_cell_v.abs(), self.device_threshold(p, set));
         // validate() guarantees v_pulse > th_nominal when α > 0
         ((v - th) / (self.v_pulse_v - th_nominal)).powf(self.overdrive_exponent)
     }

@@ -972,8 +972,7 @@ pub fn pulse_train<R: Rng>(
         // a cell sees the pulse with the polarity of the voltage across it
         let n_cell = if *v_cell >= 0.0 { n.abs() } else { -n.abs() };
         let g1 = spec.pulses(&params[k], g0, n_cell, *v_cell, rng);
-        let th = spec.device_threshold(&params[k], n_cell > 0);
-        if v_cell.abs() >= th {
+        if spec.reaches_threshold(&params[k], *v_cell) {
             pulses[k] += n.unsigned_abs() as u32;
         }
         if k != sel && g1 != g0 {

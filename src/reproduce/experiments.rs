@@ -91,14 +91,11 @@ pub struct RunRecord {
 /// same experiment: an edited device block or training key is a new experiment, never a stale
 /// reuse).
 pub fn settings_of(spec: &RunSpec) -> Value {
-    use sha2::{Digest, Sha256};
     let o = &spec.ov;
-    let net_sha256 = std::fs::read(&spec.net).ok().map(|b| {
-        Sha256::digest(&b)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<String>()
-    });
+    // the chip manifest's hash of the same text
+    let net_sha256 = std::fs::read_to_string(&spec.net)
+        .ok()
+        .map(|t| crate::device::chip::network_hash(&t));
     json!({
         "net": spec.net.file_name().map(|n| n.to_string_lossy().into_owned()),
         "net_sha256": net_sha256,
