@@ -441,21 +441,7 @@ pub fn adc_with_sums(y: &mut Matrix, x: &Matrix, col_abs: &[f64], bits: u32) {
         // checked already: left as they are
         return;
     }
-    let quantise_rows = |ys: &mut [f64], xs: &[f64]| {
-        for (yr, xr) in ys
-            .chunks_exact_mut(col_abs.len())
-            .zip(xs.chunks_exact(x.cols))
-        {
-            let x_max = max_abs(xr);
-            for (v, &ca) in yr.iter_mut().zip(col_abs) {
-                let fs = x_max * ca;
-                if fs > 0.0 {
-                    let q = round_half_away(*v / fs * steps, steps);
-                    *v = q * fs / steps;
-                }
-            }
-        }
-    };
+    let quantise_rows = |ys: &mut [f64], xs: &[f64]| quantise_rows(ys, xs, x.cols, col_abs, steps);
     let rows_per_task = (ADC_TASK_VALUES / y.cols).max(1);
     if y.rows <= rows_per_task {
         quantise_rows(&mut y.data, &x.data);
@@ -468,25 +454,110 @@ pub fn adc_with_sums(y: &mut Matrix, x: &Matrix, col_abs: &[f64], bits: u32) {
     }
 }
 
-/// `xs.iter().fold(0.0, |a, e| a.max(e.abs()))` in four independent lanes: the largest of
+/// Quantise output rows `ys` (`col_abs.len()` values each) against their input rows `xs`
+/// (`x_cols` values each), with AVX2 when the CPU has it. Both copies do the same IEEE
+/// operations on every output (no reciprocal, no fused multiply-add), so the results are the
+/// same bit for bit; the wide copy only lets the outputs of a row run in vector lanes.
+fn quantise_rows(ys: &mut [f64], xs: &[f64], x_cols: usize, col_abs: &[f64], steps: f64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports the feature the function is compiled for.
+        unsafe { quantise_rows_avx2(ys, xs, x_cols, col_abs, steps) };
+        return;
+    }
+    quantise_rows_body::<false>(ys, xs, x_cols, col_abs, steps);
+}
+
+/// # Safety
+/// Only call on a CPU with AVX2 (checked by `quantise_rows` before the call).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantise_rows_avx2(
+    ys: &mut [f64],
+    xs: &[f64],
+    x_cols: usize,
+    col_abs: &[f64],
+    steps: f64,
+) {
+    quantise_rows_body::<true>(ys, xs, x_cols, col_abs, steps);
+}
+
+/// The ADC of [`adc_with_sums`] on whole rows: output j of a row becomes
+/// `round_half_away(v / fs · steps) · fs / steps` with `fs = max_i |x_i| · col_abs[j]`, and is
+/// left as it is when `fs` is not positive. `LANES` picks the branch-free rounding (vector
+/// `trunc`), otherwise the integer-conversion one; they agree bit for bit.
+#[inline(always)]
+fn quantise_rows_body<const LANES: bool>(
+    ys: &mut [f64],
+    xs: &[f64],
+    x_cols: usize,
+    col_abs: &[f64],
+    steps: f64,
+) {
+    if col_abs.is_empty() || x_cols == 0 {
+        return;
+    }
+    for (yr, xr) in ys
+        .chunks_exact_mut(col_abs.len())
+        .zip(xs.chunks_exact(x_cols))
+    {
+        let x_max = max_abs(xr);
+        for (v, &ca) in yr.iter_mut().zip(col_abs) {
+            let fs = x_max * ca;
+            let t = *v / fs * steps;
+            let q = if LANES {
+                round_half_away_lanes(t, steps)
+            } else {
+                round_half_away(t, steps)
+            };
+            let out = q * fs / steps;
+            *v = if fs > 0.0 { out } else { *v };
+        }
+    }
+}
+
+/// [`round_half_away`] without a branch or an integer conversion, so that it vectorises:
+/// clamp by comparisons (a NaN is put back last), `trunc` of the magnitude (exact), one more
+/// step when the fraction is at least a half, then the sign.
+#[inline(always)]
+fn round_half_away_lanes(t: f64, steps: f64) -> f64 {
+    let lo = if t > -steps { t } else { -steps };
+    let c = if lo < steps { lo } else { steps };
+    let a = c.abs();
+    let r = a.trunc();
+    let up = if a - r >= 0.5 { 1.0 } else { 0.0 };
+    let q = (r + up).copysign(c);
+    if t.is_nan() {
+        t
+    } else {
+        q
+    }
+}
+
+/// `xs.iter().fold(0.0, |a, e| a.max(e.abs()))` in eight independent lanes (two vectors of
+/// four; a tail of four or more into the first, the last few one after another): the largest of
 /// magnitudes does not depend on the order they are compared in (NaNs are skipped either way,
 /// and every magnitude is ≥ +0), so the value is the same, without one long dependency chain.
 #[inline(always)]
 fn max_abs(xs: &[f64]) -> f64 {
-    let mut lanes = [0.0f64; 4];
-    let mut quads = xs.chunks_exact(4);
-    for q in &mut quads {
-        for (l, e) in lanes.iter_mut().zip(q) {
-            let a = e.abs();
-            *l = if a > *l { a } else { *l };
+    let pick = |l: f64, a: f64| if a > l { a } else { l };
+    let (mut lo, mut hi) = ([0.0f64; 4], [0.0f64; 4]);
+    let mut octs = xs.chunks_exact(8);
+    for o in &mut octs {
+        for k in 0..4 {
+            lo[k] = pick(lo[k], o[k].abs());
+            hi[k] = pick(hi[k], o[4 + k].abs());
         }
     }
-    let mut m = quads
-        .remainder()
-        .iter()
-        .fold(0.0f64, |a, e| if e.abs() > a { e.abs() } else { a });
-    for l in lanes {
-        m = if l > m { l } else { m };
+    let mut quads = octs.remainder().chunks_exact(4);
+    for q in &mut quads {
+        for k in 0..4 {
+            lo[k] = pick(lo[k], q[k].abs());
+        }
+    }
+    let mut m = quads.remainder().iter().fold(0.0f64, |m, e| pick(m, e.abs()));
+    for k in 0..4 {
+        m = pick(pick(m, lo[k]), hi[k]);
     }
     m
 }
@@ -585,11 +656,11 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The four-lane largest magnitude equals the plain fold, NaNs and signed zeros included.
+    /// The sixteen-lane largest magnitude equals the plain fold, NaNs and signed zeros included.
     #[test]
     fn max_abs_is_the_plain_fold() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
-        for len in 0..40 {
+        for len in 0..80 {
             for _ in 0..50 {
                 let xs: Vec<f64> = (0..len)
                     .map(|_| match rng.gen_range(0..10) {
@@ -641,11 +712,73 @@ mod tests {
             }
             for t in cases {
                 let want = t.round().clamp(-steps, steps);
-                let got = round_half_away(t, steps);
-                assert!(
-                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                    "{t:e} with {steps} steps: {got:e} vs {want:e}"
-                );
+                for got in [round_half_away(t, steps), round_half_away_lanes(t, steps)] {
+                    assert!(
+                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                        "{t:e} with {steps} steps: {got:e} vs {want:e}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The ADC (both copies, whatever the CPU picks, and the scalar one) equals its definition
+    /// written as a plain loop with `f64::round` and `clamp`, bit for bit: outputs and inputs
+    /// with zeros, NaNs, infinities, huge and tiny values, zero and negative full scales, row
+    /// widths around the vector width, and blocks large enough for the parallel split.
+    #[test]
+    fn adc_is_its_definition() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut draw = |rng: &mut rand_chacha::ChaCha8Rng| match rng.gen_range(0..40) {
+            0 => f64::NAN,
+            1 => 0.0,
+            2 => -0.0,
+            3 => f64::INFINITY,
+            4 => 1e300,
+            5 => 1e-300,
+            _ => rng.gen_range(-1.0..1.0),
+        };
+        for &(rows, x_cols, y_cols) in
+            &[(1, 1, 1), (3, 9, 15), (5, 60, 4), (7, 3, 9), (2000, 9, 15)]
+        {
+            for bits in [2u32, 8, 16] {
+                let mut x = Matrix::zeros(rows, x_cols);
+                x.data.iter_mut().for_each(|v| *v = draw(&mut rng));
+                let mut y = Matrix::zeros(rows, y_cols);
+                y.data.iter_mut().for_each(|v| *v = draw(&mut rng) * 3.0);
+                let col_abs: Vec<f64> = (0..y_cols)
+                    .map(|j| {
+                        if j % 7 == 3 {
+                            0.0
+                        } else {
+                            draw(&mut rng).abs() + 0.1 * (j % 2) as f64
+                        }
+                    })
+                    .collect();
+                let steps = (2f64.powi(bits as i32 - 1) - 1.0).max(1.0);
+                let mut want = y.clone();
+                for i in 0..rows {
+                    let x_max = x.row(i).iter().fold(0.0f64, |a, e| a.max(e.abs()));
+                    for (j, &ca) in col_abs.iter().enumerate() {
+                        let fs = x_max * ca;
+                        if fs > 0.0 {
+                            let q = (want.get(i, j) / fs * steps).round().clamp(-steps, steps);
+                            want.set(i, j, q * fs / steps);
+                        }
+                    }
+                }
+                let same = |a: &Matrix| {
+                    a.data
+                        .iter()
+                        .zip(&want.data)
+                        .all(|(g, w)| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()))
+                };
+                let mut got = y.clone();
+                adc_with_sums(&mut got, &x, &col_abs, bits);
+                assert!(same(&got), "{rows}×{y_cols}, {bits} bits");
+                let mut scalar = y.clone();
+                quantise_rows_body::<false>(&mut scalar.data, &x.data, x_cols, &col_abs, steps);
+                assert!(same(&scalar), "scalar copy, {rows}×{y_cols}, {bits} bits");
             }
         }
     }
