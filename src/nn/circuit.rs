@@ -729,7 +729,7 @@ mod tests {
     #[test]
     fn adc_is_its_definition() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        let mut draw = |rng: &mut rand_chacha::ChaCha8Rng| match rng.gen_range(0..40) {
+        let draw = |rng: &mut rand_chacha::ChaCha8Rng| match rng.gen_range(0..40) {
             0 => f64::NAN,
             1 => 0.0,
             2 => -0.0,
