@@ -228,16 +228,36 @@ impl CircuitBackend {
                 }
             }
         }
+        // Rows no decoded tile drives are held at 0 V in every product (an unused input), so
+        // their weights are never read: the elimination grounds them instead of keeping them
+        // as terminals (`Engine::combined_weights_of_rows`; S1's array drives 73 of 128 rows).
+        let mut read: Vec<Vec<bool>> = programmed
+            .arrays
+            .iter()
+            .map(|a| vec![false; a.rows])
+            .collect();
+        for m in &self.lowering.matrices {
+            for t in m.tiles.iter().filter(|t| t.replica == 0) {
+                for i in t.in_start..t.in_start + t.in_len {
+                    for (r, _) in t.input_rows(m, i) {
+                        if let Some(x) = read.get_mut(t.array).and_then(|v| v.get_mut(r)) {
+                            *x = true;
+                        }
+                    }
+                }
+            }
+        }
         // The exact (linear) or small-signal (nonlinear) combinations of every array.
         let mut ms: Vec<Mat<f64>> = Vec::with_capacity(programmed.arrays.len());
         let mut engines = Vec::with_capacity(programmed.arrays.len());
         let mut lin_engines = self.lin_engines.lock().map_err(other)?;
         lin_engines.resize_with(programmed.arrays.len(), || None);
-        for ((a, combo), cached) in programmed
+        for (((a, combo), cached), read) in programmed
             .arrays
             .iter()
             .zip(&combos)
             .zip(lin_engines.iter_mut())
+            .zip(&read)
         {
             let xb = crate::mapping::crossbar_of(&self.hw, a).map_err(other)?;
             // every row is driven and every column held by its sense amplifier: no node floats,
@@ -258,7 +278,7 @@ impl CircuitBackend {
                 slot => slot.insert(Engine::new(&lin_xb, opts).map_err(other)?),
             };
             let t2 = std::time::Instant::now();
-            ms.push(e.combined_weights(combo).map_err(other)?);
+            ms.push(e.combined_weights_of_rows(combo, read).map_err(other)?);
             if std::env::var_os("NETC_TRACE").is_some() {
                 eprintln!(
                     "circuit: program {:.1} ms, factor {:.1} ms, {} solves {:.1} ms",

@@ -118,6 +118,9 @@ pub struct FrontalPlan {
     pub term_pairs: Vec<(u32, u32)>,
     /// Number of value slots of the network's pattern.
     nnz: usize,
+    /// Rows whose source is held at 0 V instead of kept as a terminal
+    /// ([`FrontalPlan::with_grounded_rows`]; empty: none).
+    grounded: Vec<bool>,
 }
 
 /// The (unknown, terminal) couplings of a network: the sources' nodes are the terminals,
@@ -373,6 +376,37 @@ impl FrontalPlan {
         Self::build(r, c, cp, ri, terminal_pairs(net))
     }
 
+    /// The plan of `net` with the sources of the rows `grounded[i]` held at 0 V instead of kept
+    /// as terminals. A row source at 0 V is a conductance to ground, and the nodal matrix holds
+    /// that conductance on its node's diagonal already, so the Schur complement onto the other
+    /// terminals is the whole network's, exactly, with those rows driven at 0 V; the grounded
+    /// rows get no entries in it (their weights are not computed). Fewer terminals make every
+    /// front on the array's left edge smaller: the effective weights of rows that are never
+    /// driven cost nothing.
+    pub fn with_grounded_rows(net: &Network, grounded: &[bool]) -> Option<FrontalPlan> {
+        let (r, c) = (net.rows, net.cols);
+        if grounded.len() != r
+            || !net.structured
+            || !net.tia.is_empty()
+            || net.n_free != 2 * r * c
+            || r * c == 0
+        {
+            return None;
+        }
+        let n = net.n_free;
+        let pairs: Vec<(u32, u32)> = terminal_pairs(net)
+            .into_iter()
+            .filter(|&(_, t)| match (t as usize).checked_sub(n) {
+                Some(i) if i < r => !grounded[i],
+                _ => true,
+            })
+            .collect();
+        let (cp, ri) = (net.pattern.col_ptr(), net.pattern.row_idx());
+        let mut plan = Self::build(r, c, cp, ri, pairs)?;
+        plan.grounded = grounded.to_vec();
+        Some(plan)
+    }
+
     /// The plan of the structured network an `r × c` array with every word- and bit-line
     /// segment resistive and virtual-ground sensing has, built from the geometry alone (so that
     /// it can be made while the network itself is): rows `driven[i]` have a driver, every column
@@ -448,6 +482,7 @@ impl FrontalPlan {
             tail_pos: Vec::new(),
             term_pairs: Vec::new(),
             nnz,
+            grounded: Vec::new(),
         };
         let mut mk = vec![
             Mark {
@@ -660,7 +695,8 @@ impl FrontalPlan {
 
     /// The coupling entries of the terminals (`term_pairs` order) from the source couplings
     /// (unknown, source node, conductance) of a network with `n` unknowns and `r` rows: minus
-    /// the conductance; `None` when a coupling is not one the plan knows.
+    /// the conductance; `None` when a coupling is not one the plan knows. Couplings to grounded
+    /// rows are skipped (their conductance is on the diagonal already).
     pub fn terminal_values(
         &self,
         src: &[(u32, Node, f64)],
@@ -669,6 +705,11 @@ impl FrontalPlan {
     ) -> Option<Vec<f64>> {
         let mut tv = vec![0.0; self.term_pairs.len()];
         for &(p, k, g) in src {
+            if let Node::Row(i) = k {
+                if self.grounded.get(i as usize) == Some(&true) {
+                    continue;
+                }
+            }
             let t = terminal_id(k, n, r)?;
             let at = self.term_pairs.binary_search(&(p, t)).ok()?;
             tv[at] -= g;

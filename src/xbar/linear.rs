@@ -41,6 +41,9 @@ pub struct LinearSystem {
     /// The multifrontal plan for effective weights without a whole factor (built on first use;
     /// `Some(None)`: not applicable).
     frontal: Option<Option<FrontalPlan>>,
+    /// The plan with some rows grounded ([`Self::combined_weights_of_rows`]), for the row mask
+    /// it was built for (read rows `true`).
+    frontal_rows: Option<(Vec<bool>, Option<FrontalPlan>)>,
     /// Restamping a new conductance state: built on the first update.
     restamp: Option<Restamp>,
 }
@@ -149,6 +152,7 @@ impl LinearSystem {
             stale: false,
             par: Par::Seq,
             frontal: None,
+            frontal_rows: None,
             restamp: None,
         }
     }
@@ -361,7 +365,7 @@ impl LinearSystem {
     pub fn effective_weights(&mut self) -> Result<Mat<f64>, XbarError> {
         let (r, c) = (self.net.rows, self.net.cols);
         let unit: Vec<Vec<(usize, f64)>> = (0..c).map(|j| vec![(j, 1.0)]).collect();
-        self.weights(&unit, r <= c)
+        self.weights(&unit, r <= c, None)
     }
 }
 
@@ -373,7 +377,32 @@ impl LinearSystem {
         &mut self,
         combos: &[Vec<(usize, f64)>],
     ) -> Result<Mat<f64>, XbarError> {
-        self.weights(combos, false)
+        self.weights(combos, false, None)
+    }
+
+    /// [`Self::combined_weights`] of the rows `read[i]` only, the other rows' sources held at
+    /// 0 V: the same circuit as driving them at 0 V, so the read rows' weights are the same (to
+    /// rounding); the other rows' are zero. The multifrontal elimination then keeps only the
+    /// read rows as terminals (a plan per row mask, built on first use), which is what makes
+    /// rows that are never driven free.
+    pub fn combined_weights_of_rows(
+        &mut self,
+        combos: &[Vec<(usize, f64)>],
+        read: &[bool],
+    ) -> Result<Mat<f64>, XbarError> {
+        if read.len() != self.net.rows {
+            return Err(XbarError::Invalid(format!(
+                "a row mask of {} for an array of {} rows",
+                read.len(),
+                self.net.rows
+            )));
+        }
+        let mask = if read.iter().all(|&b| b) {
+            None
+        } else {
+            Some(read)
+        };
+        self.weights(combos, false, mask)
     }
 
     /// [`Self::combined_weights`]: from the multifrontal Schur complement onto the sources when
@@ -384,6 +413,26 @@ impl LinearSystem {
         &mut self,
         combos: &[Vec<(usize, f64)>],
         direct: bool,
+        read: Option<&[bool]>,
+    ) -> Result<Mat<f64>, XbarError> {
+        let mut w = self.all_weights(combos, direct, read)?;
+        if let Some(read) = read {
+            for (i, _) in read.iter().enumerate().filter(|(_, &b)| !b) {
+                for k in 0..w.ncols() {
+                    w[(i, k)] = 0.0;
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// [`Self::weights`] before the unread rows are zeroed (the multifrontal path leaves them
+    /// zero already; the other paths compute them).
+    fn all_weights(
+        &mut self,
+        combos: &[Vec<(usize, f64)>],
+        direct: bool,
+        read: Option<&[bool]>,
     ) -> Result<Mat<f64>, XbarError> {
         let r = self.net.rows;
         let n = self.net.n_free;
@@ -408,7 +457,7 @@ impl LinearSystem {
             return Ok(m);
         }
         if !self.numeric_ready() {
-            if let Some(tw) = self.frontal_weights(combos, &by_col)? {
+            if let Some(tw) = self.frontal_weights(combos, &by_col, read)? {
                 return Ok(m + tw);
             }
         }
@@ -512,13 +561,27 @@ impl LinearSystem {
         &mut self,
         combos: &[Vec<(usize, f64)>],
         by_col: &[Vec<(Node, f64)>],
+        read: Option<&[bool]>,
     ) -> Result<Option<Mat<f64>>, XbarError> {
         let trace = super::trace();
         let t0 = std::time::Instant::now();
-        if self.frontal.is_none() {
-            self.frontal = Some(FrontalPlan::new(&self.net));
-        }
-        let Some(Some(plan)) = &self.frontal else {
+        let plan = match read {
+            None => {
+                if self.frontal.is_none() {
+                    self.frontal = Some(FrontalPlan::new(&self.net));
+                }
+                self.frontal.as_ref().and_then(|p| p.as_ref())
+            }
+            Some(mask) => {
+                if !matches!(&self.frontal_rows, Some((m, _)) if m == mask) {
+                    let grounded: Vec<bool> = mask.iter().map(|&b| !b).collect();
+                    self.frontal_rows =
+                        Some((mask.to_vec(), FrontalPlan::with_grounded_rows(&self.net, &grounded)));
+                }
+                self.frontal_rows.as_ref().and_then(|(_, p)| p.as_ref())
+            }
+        };
+        let Some(plan) = plan else {
             return Ok(None);
         };
         let (n, r) = (self.net.n_free, self.net.rows);
@@ -777,6 +840,61 @@ mod tests {
                     assert!((a[(i, j)] - b[(i, j)]).abs() <= 1e-11 * b[(i, j)].abs());
                 }
             }
+        }
+    }
+
+    /// Rows held at 0 V instead of kept as terminals: the read rows' combined weights are those
+    /// of full sparse solves of the whole array (every row a source, the others at 0 V), the
+    /// unread rows' are zero, no factor of the whole is formed, and the unread rows are not
+    /// terminals of the elimination. Masks: none read, the first rows, every other row, all
+    /// but one, and all (the plain path).
+    #[test]
+    fn grounded_rows_give_the_read_rows_exact_weights() {
+        for (r, c, seed) in [(9, 31, 3u64), (36, 20, 4), (5, 1, 6)] {
+            let mut reference_sys = unfactored(r, c, 2.5, seed);
+            let t = t_by_solves(&mut reference_sys);
+            let combos: Vec<Vec<(usize, f64)>> = (0..c)
+                .map(|j| vec![(j, 1.0), ((j + 1) % c, -0.5)])
+                .collect();
+            let masks: Vec<Vec<bool>> = vec![
+                vec![false; r],
+                (0..r).map(|i| i < r / 2 + 1).collect(),
+                (0..r).map(|i| i % 2 == 1).collect(),
+                (0..r).map(|i| i != r / 3).collect(),
+                vec![true; r],
+            ];
+            for read in masks {
+                let mut s = unfactored(r, c, 2.5, seed);
+                let w = s.combined_weights_of_rows(&combos, &read).unwrap();
+                assert!(!s.numeric_ready(), "no factor of the whole array was formed");
+                if read.iter().any(|&b| !b) {
+                    let (_, plan) = s.frontal_rows.as_ref().unwrap();
+                    let plan = plan.as_ref().expect("the grounded plan applies");
+                    let n = s.net.n_free as u32;
+                    let row_terminals = plan.tail.iter().filter(|&&t| t < n + r as u32).count();
+                    assert_eq!(row_terminals, read.iter().filter(|&&b| b).count());
+                }
+                for (i, &rd) in read.iter().enumerate() {
+                    for (k, combo) in combos.iter().enumerate() {
+                        let want: f64 = if rd {
+                            combo.iter().map(|&(j, tau)| tau * t[(i, j)]).sum()
+                        } else {
+                            0.0
+                        };
+                        let scale = combo
+                            .iter()
+                            .map(|&(j, tau)| (tau * t[(i, j)]).abs())
+                            .sum::<f64>();
+                        assert!(
+                            (w[(i, k)] - want).abs() <= 1e-12 * scale,
+                            "{r}×{c}, row {i} (read {rd}), combination {k}: {} vs {want}",
+                            w[(i, k)]
+                        );
+                    }
+                }
+            }
+            let mut s = unfactored(r, c, 2.5, seed);
+            assert!(s.combined_weights_of_rows(&combos, &vec![true; r + 1]).is_err());
         }
     }
 

@@ -327,6 +327,43 @@ impl Engine {
         lin.combined_weights(combos)
     }
 
+    /// [`Engine::combined_weights`] of the rows `read[i]` only; the other rows are taken as
+    /// driven at 0 V (as an unused input is) and get zero weights. The read rows' weights are
+    /// those of [`Engine::combined_weights`] (the same circuit), but the multifrontal elimination
+    /// keeps only the read rows as terminals, so rows that are never driven cost nothing.
+    pub fn combined_weights_of_rows(
+        &mut self,
+        combos: &[Vec<(usize, f64)>],
+        read: &[bool],
+    ) -> Result<Mat<f64>, XbarError> {
+        if read.len() != self.xb.rows {
+            return Err(XbarError::Invalid(format!(
+                "a row mask of {} for a {}×{} array",
+                read.len(),
+                self.xb.rows,
+                self.xb.cols
+            )));
+        }
+        if !is_linear(&self.xb) {
+            return Err(XbarError::Invalid(
+                "effective weights exist only for linear cells with virtual grounds".into(),
+            ));
+        }
+        let Solver::Direct { lin, t, .. } = &mut self.solver else {
+            return Err(needs_direct());
+        };
+        if t.is_some() {
+            let mut m = self.combined_weights(combos)?;
+            for (i, _) in read.iter().enumerate().filter(|(_, &b)| !b) {
+                for k in 0..m.ncols() {
+                    m[(i, k)] = 0.0;
+                }
+            }
+            return Ok(m);
+        }
+        lin.combined_weights_of_rows(combos, read)
+    }
+
     /// Outputs (k × C: currents for virtual grounds, volts for amplifiers) for the input vectors in
     /// the rows of `inputs` (k × R).
     pub fn infer(&mut self, inputs: MatRef<'_, f64>) -> Result<Mat<f64>, XbarError> {
