@@ -97,6 +97,29 @@ impl Front {
     fn n_update(&self) -> usize {
         self.size() - self.n_elim as usize
     }
+
+    /// First row of update column `j` (update coordinates: free update nodes, row terminals,
+    /// column terminals) that is ever read ([`TerminalBlocks`]: the row–row and column–column
+    /// blocks are not), `n_update()` when none.
+    #[inline(always)]
+    fn first_update_row(&self, j: usize) -> usize {
+        let f = self.n_free_upd as usize;
+        let ct = f + self.n_row_term as usize;
+        if j < f {
+            j
+        } else if j < ct {
+            ct
+        } else {
+            self.n_update()
+        }
+    }
+
+    /// Length of the packed update matrix: the rows [`Self::first_update_row`] on of every
+    /// update column.
+    fn packed_update_len(&self) -> usize {
+        let b = self.n_update();
+        (0..b).map(|j| b - self.first_update_row(j)).sum()
+    }
 }
 
 /// The elimination plan of a structured network, reusable across conductance states.
@@ -736,8 +759,11 @@ impl FrontalPlan {
         let u = self.eliminate(root, values)?;
         let g = self.tail.len();
         let n_rows = self.root_row_terminals();
-        // (column terminals come after the row terminals: the lower triangle holds the block)
-        let s = Mat::from_fn(g - n_rows, n_rows, |i, j| u[n_rows + i + j * g]);
+        // the root's update nodes are the terminals, rows then columns; packed, row terminal
+        // j's column holds the column terminals' rows only (the row–column block)
+        debug_assert_eq!(self.fronts[root].n_free_upd, 0);
+        debug_assert_eq!(u.len(), n_rows * (g - n_rows));
+        let s = Mat::from_fn(g - n_rows, n_rows, |i, j| u[i + j * (g - n_rows)]);
         give_back(u);
         Ok(s)
     }
@@ -785,10 +811,13 @@ impl FrontalPlan {
             ct0: rt0 + front.n_row_term as usize,
         };
         partial_llt(buf, m, e, skip)?;
+        // the update matrix leaves packed: of every column only the rows ever read (the blocks
+        // between terminals of one kind are neither updated nor read)
         let b = m - e;
-        let mut u = take_buffer(b * b)?;
+        let mut u = take_buffer(front.packed_update_len())?;
         for j in 0..b {
-            u.extend_from_slice(&buf[(e + j) * m + e..(e + j + 1) * m]);
+            let i0 = front.first_update_row(j);
+            u.extend_from_slice(&buf[(e + j) * m + e + i0..(e + j + 1) * m]);
         }
         SCRATCH.with(|cell| {
             let mut kept = cell.borrow_mut();
@@ -819,14 +848,18 @@ impl FrontalPlan {
             buf[r as usize + c as usize * m] += values.get(s);
         }
         for (slot, u) in updates.iter().enumerate().take(front.n_kids as usize) {
-            let bc = self.fronts[front.kids[slot] as usize].n_update();
+            let child = &self.fronts[front.kids[slot] as usize];
+            let bc = child.n_update();
             let map = &self.maps[front.map_at[slot] as usize..front.map_at[slot] as usize + bc];
-            debug_assert_eq!(u.len(), bc * bc);
+            debug_assert_eq!(u.len(), child.packed_update_len());
+            let mut at = 0;
             for (jj, &pc) in map.iter().enumerate() {
-                let col = &u[jj * bc..(jj + 1) * bc];
-                for (ii, &pr) in map.iter().enumerate().skip(jj) {
+                let i0 = child.first_update_row(jj);
+                let col = &u[at..at + (bc - i0)];
+                at += bc - i0;
+                for (&pr, &v) in map[i0..].iter().zip(col) {
                     let (a, b) = if pr >= pc { (pr, pc) } else { (pc, pr) };
-                    buf[a as usize + b as usize * m] += col[ii];
+                    buf[a as usize + b as usize * m] += v;
                 }
             }
         }
