@@ -359,25 +359,25 @@ fn bad_device_parameters_are_located() {
         (
             "    verify { ramp_set 0.8V .. 1.5V; ramp_reset -0.8V .. -1.8V; ramp_step 0.05V; }",
             10,
-            50,
+            48,
             "magnitudes",
         ),
         (
             "    verify { ramp_set 0.8V .. 1.5V; ramp_reset 0.8V .. 1.8V; ramp_step 0V; }",
             10,
-            73,
+            72,
             "must be > 0",
         ),
         (
             "    verify { ramp_set 0.8V .. 1.5V; ramp_reset 0.8 .. 1.8uS; ramp_step 0.05V; }",
             10,
-            50,
+            55,
             "volts",
         ),
         (
             "    verify { ramp_set 0.8V .. 1.5V; ramp_reset 1.8V; ramp_step 0.05V; }",
             10,
-            50,
+            48,
             "needs `start .. stop`",
         ),
         (
