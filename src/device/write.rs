@@ -440,9 +440,9 @@ pub struct VerifyOutcome {
 /// Closed-loop write-verify of cell (i, j): read through the array, apply one SET or RESET pulse in
 /// the needed direction, read again, stop inside the verify window or at the pulse limit
 /// (S5 Methods; S4's tolerance). The pulses have the fixed amplitude of their polarity, or follow
-/// the declared amplitude ramp ([`super::VerifyRamp`], S4). The read is the cell's row driven at V_read, every other line at
-/// 0 V, the column current over V_read (what the hardware's verify measures, wires and sneak
-/// paths included). Updates `xb.g_siemens` (the true state) and `pulses` in place. For many cells
+/// the declared amplitude ramp ([`super::VerifyRamp`], S4). The read is the cell's row driven at
+/// V_read, every other line at 0 V, the column current over V_read (what the hardware's verify
+/// measures, wires and sneak paths included). Updates `xb.g_siemens` (the true state) and `pulses` in place. For many cells
 /// of one array, [`ArrayVerifier`] prepares the array once.
 #[allow(clippy::too_many_arguments)]
 pub fn write_verify<R: Rng>(

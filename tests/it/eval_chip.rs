@@ -29,8 +29,7 @@ fn net_text() -> String {
         .filter(|l| {
             let t = l.trim_start();
             // no cycle noise and nominal switching thresholds: this test is about reading a
-            // precisely programmed chip; with S4's threshold spread a fixed-amplitude verify
-            // cannot RESET the ~0.5 % of devices whose threshold exceeds the pulse
+            // precisely programmed chip (S4's ramped verify is kept)
             !(t.starts_with("model ")
                 || t.starts_with("sense ")
                 || t.starts_with("c2c")
