@@ -108,6 +108,62 @@ pub struct VerifySpec {
     /// Relative window on the read conductance, if given.
     pub tolerance_rel: Option<f64>,
     pub max_pulses: usize,
+    /// The amplitude ramp of the loop's pulses (S4); `None`: every pulse at the fixed amplitude
+    /// (`v_pulse` for SET, [`DeviceSpec::v_pulse_reset`] for RESET).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<VerifyRamp>,
+}
+
+/// A write-verify whose pulse amplitude ramps (S4, seed 003, Fig. 3 caption: "500-µs-long voltage
+/// pulses with amplitudes in a [0.8 V, 1.5 V]/[−1.8 V, −0.8 V] range to increase/decrease device
+/// conductance", with the automated tuning algorithm of its ref. 48, Alibart et al. 2012). The
+/// k-th consecutive pulse of one polarity has amplitude `start + k·step`, held at `stop` once it
+/// gets there; a change of polarity (the read has crossed the target) restarts the other
+/// polarity's ramp at its `start`. Amplitudes are magnitudes (a RESET pulse is negative across
+/// the cell).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyRamp {
+    pub set_start_v: f64,
+    pub set_stop_v: f64,
+    pub reset_start_v: f64,
+    pub reset_stop_v: f64,
+    /// Amplitude increment between consecutive pulses of one polarity (both polarities).
+    pub step_v: f64,
+}
+
+impl VerifyRamp {
+    /// Amplitude (magnitude, V) of the `k`-th consecutive pulse (k = 0, 1, …) of one polarity.
+    pub fn amplitude_v(&self, set: bool, k: usize) -> f64 {
+        let (start, stop) = if set {
+            (self.set_start_v, self.set_stop_v)
+        } else {
+            (self.reset_start_v, self.reset_stop_v)
+        };
+        (start + k as f64 * self.step_v).min(stop)
+    }
+
+    /// Check the ranges (0 < start ≤ stop, step > 0, all finite).
+    // `!(a < b)` on purpose: a NaN must fail
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    pub fn validate(&self) -> Result<(), DeviceError> {
+        for (name, lo, hi) in [
+            ("ramp_set", self.set_start_v, self.set_stop_v),
+            ("ramp_reset", self.reset_start_v, self.reset_stop_v),
+        ] {
+            if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) {
+                return Err(DeviceError::Param(format!(
+                    "`{name}` needs 0 < start ≤ stop, got {lo} .. {hi} V"
+                )));
+            }
+        }
+        if !(self.step_v.is_finite() && self.step_v > 0.0) {
+            return Err(DeviceError::Param(format!(
+                "`ramp_step` must be > 0, got {} V",
+                self.step_v
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A device fault, drawn once per device.
@@ -160,6 +216,10 @@ pub struct DeviceSpec {
     /// switching threshold: `v_threshold` for SET (potentiating) pulses, `v_threshold_reset` (when
     /// given, else `v_threshold`) for RESET (depressing) ones.
     pub v_pulse_v: f64,
+    /// Amplitude (magnitude) of a RESET pulse of the rules that do not ramp (Manhattan pulses,
+    /// open-loop pulses, a write-verify without a ramp); `None`: `v_pulse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v_pulse_reset_v: Option<f64>,
     pub v_threshold_v: f64,
     #[serde(default)]
     pub v_threshold_reset_v: Option<f64>,
@@ -219,6 +279,7 @@ impl DeviceSpec {
             },
             pulse_width_s: 50e-9,
             v_pulse_v: 2.0,
+            v_pulse_reset_v: None,
             v_threshold_v: 0.0,
             v_threshold_reset_v: None,
             v_threshold_dtod: 0.0,
@@ -242,6 +303,7 @@ impl DeviceSpec {
                 tolerance_a: None,
                 tolerance_rel: Some(0.05),
                 max_pulses: 500,
+                ramp: None,
             },
         }
     }
@@ -272,6 +334,8 @@ impl DeviceSpec {
             ("v_threshold_dtod", self.v_threshold_dtod),
             ("overdrive_exponent", self.overdrive_exponent),
             ("pulse_width", self.pulse_width_s),
+            ("v_pulse", self.v_pulse_v),
+            ("v_pulse_reset", self.v_pulse_reset()),
             ("drift nu_d2d", self.drift.nu_d2d),
             ("tail sigma", self.drift.tail_sigma_rel),
         ] {
@@ -319,15 +383,21 @@ impl DeviceSpec {
             return bad("write-verify needs at least one pulse".into());
         }
         if self.overdrive_exponent > 0.0
-            && !(self.v_pulse_v > self.v_threshold_v && self.v_pulse_v > self.v_threshold_reset())
+            && !(self.v_pulse_v > self.v_threshold_v
+                && self.v_pulse_reset() > self.v_threshold_reset())
         {
             return bad(format!(
-                "an overdrive-dependent step needs v_pulse above both switching thresholds, got \
-                 v_pulse {} V, thresholds {} V (SET) and {} V (RESET)",
+                "an overdrive-dependent step needs the fixed pulse amplitudes above both switching \
+                 thresholds (v_pulse over the SET one, v_pulse_reset or else v_pulse over the RESET \
+                 one), got v_pulse {} V, RESET amplitude {} V, thresholds {} V (SET) and {} V (RESET)",
                 self.v_pulse_v,
+                self.v_pulse_reset(),
                 self.v_threshold_v,
                 self.v_threshold_reset()
             ));
+        }
+        if let Some(ramp) = &self.verify.ramp {
+            ramp.validate()?;
         }
         match &self.pulse {
             PulseLaw::Linear { dg_up_s, dg_down_s } => {
@@ -425,6 +495,21 @@ impl DeviceSpec {
         v_cell_v.abs() >= self.device_threshold(p, v_cell_v >= 0.0)
     }
 
+    /// Amplitude (magnitude) of a RESET pulse of the rules that do not ramp: `v_pulse_reset`,
+    /// else `v_pulse`.
+    pub fn v_pulse_reset(&self) -> f64 {
+        self.v_pulse_reset_v.unwrap_or(self.v_pulse_v)
+    }
+
+    /// Amplitude (magnitude) of a fixed-amplitude pulse of polarity `set`.
+    pub fn v_pulse_fixed(&self, set: bool) -> f64 {
+        if set {
+            self.v_pulse_v
+        } else {
+            self.v_pulse_reset()
+        }
+    }
+
     /// The nominal RESET switching threshold (magnitude).
     pub fn v_threshold_reset(&self) -> f64 {
         self.v_threshold_reset_v.unwrap_or(self.v_threshold_v)
@@ -432,7 +517,9 @@ impl DeviceSpec {
 
     /// The step multiplier of one pulse of amplitude `v_cell_v` on device `p`: 0 below the
     /// device's threshold for that polarity (positive = SET), else the overdrive factor
-    /// ((|V| − V_th,device) / (V_pulse − V_th,nominal))^α (1 when α = 0).
+    /// ((|V| − V_th,device) / (V_pulse − V_th,nominal))^α (1 when α = 0), V_pulse the fixed
+    /// amplitude of that polarity (`v_pulse`, or `v_pulse_reset` for RESET): the pulse law's step
+    /// is the step at that amplitude on a nominal device.
     pub fn pulse_drive(&self, p: &DeviceParams, v_cell_v: f64) -> f64 {
         if !self.reaches_threshold(p, v_cell_v) {
             return 0.0;
@@ -447,8 +534,8 @@ impl DeviceSpec {
             self.v_threshold_reset()
         };
         let (v, th) = (v_cell_v.abs(), self.device_threshold(p, set));
-        // validate() guarantees v_pulse > th_nominal when α > 0
-        ((v - th) / (self.v_pulse_v - th_nominal)).powf(self.overdrive_exponent)
+        // validate() guarantees v_pulse (v_pulse_reset) > th_nominal when α > 0
+        ((v - th) / (self.v_pulse_fixed(set) - th_nominal)).powf(self.overdrive_exponent)
     }
 
     /// Clamp to this device's window.

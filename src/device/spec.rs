@@ -10,13 +10,14 @@
 //!     pulse soft_bounds { dw_min 0.01; up_down 0; }  // linear { up 1uS; down 1uS; }
 //!                                                    // nonlinear { a_ltp 20; a_ltd 20; p_max 100; }
 //!                                                    // table "curve.csv";
-//!     pulse_width_ns 50; v_pulse 2V; v_threshold 1V; v_threshold_reset 1.2V;
+//!     pulse_width_ns 50; v_pulse 2V; v_pulse_reset 2V; v_threshold 1V; v_threshold_reset 1.2V;
 //!     v_threshold_dtod 0.13; overdrive_exponent 1;
 //!     c2c 0.02; dw_min_dtod 0.3; w_max_dtod 0.1;
 //!     stuck_on 0.01 100uS; stuck_off 0.11 10uS; miswrite 0.1;
 //!     read_noise 0.01; relax_sigma 0.5uS;
 //!     drift { nu 0.005; nu_d2d 0.002; t0_seconds 20; tail_fraction 0.05; tail_tau_seconds 3600; tail_sigma 0.1; }
-//!     verify { v_read 0.2V; tolerance_a 50nA; tolerance_rel 0.05; max_pulses 500; }
+//!     verify { v_read 0.2V; tolerance_a 50nA; tolerance_rel 0.05; max_pulses 500;
+//!              ramp_set 0.8V .. 1.5V; ramp_reset 0.8V .. 1.8V; ramp_step 0.05V; }
 //!   }
 //! }
 //! ```
@@ -45,6 +46,7 @@ pub const DEVICE_KEYS: &[&str] = &[
     "pulse",
     "pulse_width_ns",
     "v_pulse",
+    "v_pulse_reset",
     "v_threshold",
     "v_threshold_reset",
     "v_threshold_dtod",
@@ -224,6 +226,7 @@ pub fn device_block(
             "pulse" => d.pulse = pulse(st, base)?,
             "pulse_width_ns" => d.pulse_width_s = positive(st, "")? * 1e-9,
             "v_pulse" => d.v_pulse_v = positive(st, "v")?,
+            "v_pulse_reset" => d.v_pulse_reset_v = Some(positive(st, "v")?),
             "v_threshold" => d.v_threshold_v = non_negative(st, "v")?,
             "v_threshold_reset" => d.v_threshold_reset_v = Some(non_negative(st, "v")?),
             "v_threshold_dtod" => d.v_threshold_dtod = bounded(st, "", 0.0, 1.0)?,
@@ -467,16 +470,30 @@ fn verify(s: &Stmt, d: &mut DeviceSpec) -> Result<(), DeviceError> {
     check_keys(
         body,
         "verify",
-        &["v_read", "tolerance_a", "tolerance_rel", "max_pulses"],
+        &[
+            "v_read",
+            "tolerance_a",
+            "tolerance_rel",
+            "max_pulses",
+            "ramp_set",
+            "ramp_reset",
+            "ramp_step",
+        ],
     )?;
     let mut abs = None;
     let mut rel = None;
+    let mut ramp_set = None;
+    let mut ramp_reset = None;
+    let mut ramp_step = None;
     for st in body {
         no_body(st)?;
         match st.key.as_str() {
             "v_read" => d.verify.v_read_v = positive(st, "v")?,
             "tolerance_a" => abs = Some(positive(st, "a")?),
             "tolerance_rel" => rel = Some(positive(st, "")?),
+            "ramp_set" => ramp_set = Some(amplitude_range(st)?),
+            "ramp_reset" => ramp_reset = Some(amplitude_range(st)?),
+            "ramp_step" => ramp_step = Some(positive(st, "v")?),
             _ => {
                 let x = positive(st, "")?;
                 if x.fract() != 0.0 || x > 1e9 {
@@ -493,5 +510,63 @@ fn verify(s: &Stmt, d: &mut DeviceSpec) -> Result<(), DeviceError> {
         d.verify.tolerance_a = abs;
         d.verify.tolerance_rel = rel;
     }
+    d.verify.ramp = match (ramp_set, ramp_reset, ramp_step) {
+        (None, None, None) => None,
+        (Some((set_start_v, set_stop_v)), Some((reset_start_v, reset_stop_v)), Some(step_v)) => {
+            Some(super::VerifyRamp {
+                set_start_v,
+                set_stop_v,
+                reset_start_v,
+                reset_stop_v,
+                step_v,
+            })
+        }
+        (set, reset, step) => {
+            let missing: Vec<&str> = [
+                ("ramp_set", set.is_none()),
+                ("ramp_reset", reset.is_none()),
+                ("ramp_step", step.is_none()),
+            ]
+            .into_iter()
+            .filter_map(|(k, m)| m.then_some(k))
+            .collect();
+            return Err(invalid(
+                &s.key_span,
+                format!(
+                    "an amplitude ramp needs `ramp_set`, `ramp_reset` and `ramp_step`; missing {}",
+                    missing.join(", ")
+                ),
+            ));
+        }
+    };
     Ok(())
+}
+
+/// A pulse amplitude range `start .. stop` (magnitudes, volts, 0 < start ≤ stop).
+fn amplitude_range(s: &Stmt) -> Result<(f64, f64), DeviceError> {
+    let v = &values(s, 1)?[0];
+    let ValueKind::Range(a, b) = &v.kind else {
+        return Err(invalid(
+            &v.span,
+            format!("`{}` needs `start .. stop` (V)", s.key),
+        ));
+    };
+    let (lo, hi) = (num_of(a, &s.key, "v")?, num_of(b, &s.key, "v")?);
+    if lo <= 0.0 || hi <= 0.0 {
+        return Err(invalid(
+            &v.span,
+            format!(
+                "`{}`: amplitudes are magnitudes and must be > 0 (a RESET pulse's sign is its \
+                 polarity), got {lo} .. {hi}",
+                s.key
+            ),
+        ));
+    }
+    if lo > hi {
+        return Err(invalid(
+            &v.span,
+            format!("`{}`: the ramp must rise, got {lo} .. {hi}", s.key),
+        ));
+    }
+    Ok((lo, hi))
 }

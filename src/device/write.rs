@@ -439,9 +439,10 @@ pub struct VerifyOutcome {
 
 /// Closed-loop write-verify of cell (i, j): read through the array, apply one SET or RESET pulse in
 /// the needed direction, read again, stop inside the verify window or at the pulse limit
-/// (S5 Methods; S4's tolerance). The read is the cell's row driven at V_read, every other line at
-/// 0 V, the column current over V_read (what the hardware's verify measures, wires and sneak
-/// paths included). Updates `xb.g_siemens` (the true state) and `pulses` in place. For many cells
+/// (S5 Methods; S4's tolerance). The pulses have the fixed amplitude of their polarity, or follow
+/// the declared amplitude ramp ([`super::VerifyRamp`], S4). The read is the cell's row driven at
+/// V_read, every other line at 0 V, the column current over V_read (what the hardware's verify
+/// measures, wires and sneak paths included). Updates `xb.g_siemens` (the true state) and `pulses` in place. For many cells
 /// of one array, [`ArrayVerifier`] prepares the array once.
 #[allow(clippy::too_many_arguments)]
 pub fn write_verify<R: Rng>(
@@ -500,9 +501,22 @@ pub fn verify_cell<R: Rng>(
     let mut g = *g_s;
     let mut g_read = read(g, rng);
     let mut n = 0usize;
+    // (polarity of the last pulse, its index in the current run of that polarity): the ramp's
+    // position (`verify { ramp_… }`); without a ramp every pulse has the fixed amplitude
+    let mut run: Option<(bool, usize)> = None;
     while !spec.within(g_read, g_target_s) && n < spec.verify.max_pulses {
         let up = g_read < g_target_s;
-        let v = if up { spec.v_pulse_v } else { -spec.v_pulse_v };
+        let k = match run {
+            Some((last_up, k)) if last_up == up => k + 1,
+            // the first pulse, or the read crossed the target: the ramp restarts
+            _ => 0,
+        };
+        run = Some((up, k));
+        let amplitude_v = match &spec.verify.ramp {
+            Some(ramp) => ramp.amplitude_v(up, k),
+            None => spec.v_pulse_fixed(up),
+        };
+        let v = if up { amplitude_v } else { -amplitude_v };
         g = spec.pulses(params, g, if up { 1 } else { -1 }, v, rng);
         n += 1;
         g_read = read(g, rng);
@@ -934,7 +948,7 @@ pub struct PulseTrainReport {
     pub disturbed_cells: usize,
 }
 
-/// `n` identical pulses (n > 0 SET, n < 0 RESET, amplitude `spec.v_pulse_v`) on cell (i, j) of a
+/// `n` identical pulses (n > 0 SET at `v_pulse`, n < 0 RESET at `v_pulse_reset`) on cell (i, j) of a
 /// passive array with the unselected lines at V/2 or V/3: the array is solved under that bias
 /// (wires and every cell), and every cell — selected and half-selected — receives the pulses at
 /// its own solved voltage; the device law and its switching threshold decide who moves, so
@@ -960,7 +974,7 @@ pub fn pulse_train<R: Rng>(
     let v = if n >= 0 {
         spec.v_pulse_v
     } else {
-        -spec.v_pulse_v
+        -spec.v_pulse_reset()
     };
     let (res, _) = crate::xbar::program(xb, i, j, v, scheme, &SolveOptions::default())
         .map_err(|e| DeviceError::Circuit(e.to_string()))?;

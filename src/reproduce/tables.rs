@@ -485,7 +485,9 @@ pub fn build(paper: Paper, scale: Scale, recs: &[&RunRecord]) -> PaperTable {
                  patterns each). One training pattern is 2.5 points, one test pattern 0.16 points. \
                  The devices' switching thresholds vary (SET 1.0 V, RESET 1.2 V, σ 13 %, the \
                  paper's Fig. 2) and a pulse's step grows with its overdrive (α = 1, a guess): \
-                 write-verify corrects each device by its reads, a fixed-amplitude pulse does not.",
+                 write-verify corrects each device by its reads and ramps each pulse's amplitude \
+                 as the paper tuned (0.8–1.5 V SET, 0.8–1.8 V RESET, its Fig. 3; 0.05 V steps, a \
+                 guess), a fixed-amplitude (Manhattan) pulse does not (1.6 V, a guess).",
                 100.0 * super::experiments::S4_STUCK_FRACTION,
                 z.s4_seeds.len(),
                 z.s4_manhattan_seeds.min(z.s4_seeds.len()),

@@ -661,3 +661,175 @@ fn write_verify_relaxation_is_gaussian_with_the_declared_sigma() {
     write_verify(&relaxing, &q, &mut c, 1, 1, 15e-6, &mut pulses, &mut r).unwrap();
     assert_eq!(c.g_siemens[5], 10e-6);
 }
+
+/// A 1×1 passive array with ideal wires: the verify read is the cell's conductance.
+fn single_cell(g_s: f64) -> Crossbar {
+    Crossbar::passive(1, 1, vec![g_s], 0.0).unwrap()
+}
+
+/// A noise-free device with a linear step (1 µS up, 0.75 µS down) and thresholds 1.1 V (SET) and
+/// 0.9 V (RESET), amplitude-independent steps (α = 0), an amplitude ramp of 0.125 V steps.
+fn ramp_spec() -> DeviceSpec {
+    let mut spec = DeviceSpec::ideal(1e-6, 100e-6);
+    spec.pulse = PulseLaw::Linear {
+        dg_up_s: 1e-6,
+        dg_down_s: 0.75e-6,
+    };
+    spec.v_pulse_v = 1.6;
+    spec.v_threshold_v = 1.1;
+    spec.v_threshold_reset_v = Some(0.9);
+    spec.verify.tolerance_a = None;
+    spec.verify.tolerance_rel = Some(0.01);
+    spec.verify.max_pulses = 100;
+    spec.verify.ramp = Some(netc::device::VerifyRamp {
+        set_start_v: 0.75,
+        set_stop_v: 1.5,
+        reset_start_v: 0.75,
+        reset_stop_v: 1.5,
+        step_v: 0.125,
+    });
+    spec.validate().unwrap();
+    spec
+}
+
+/// Hand count of a ramped write-verify, 10 µS → 12.3 µS ± 1 %: SET pulses at 0.75, 0.875 and
+/// 1.0 V stay below the 1.1 V threshold; 1.125, 1.25 and 1.375 V take the cell to 11, 12 and
+/// 13 µS (13 is past the window [12.177, 12.423]); the RESET ramp restarts at 0.75 V: 0.75 and
+/// 0.875 V stay below the 0.9 V threshold, 1.0 V takes it to 12.25 µS, inside. 6 + 3 = 9 pulses
+/// (a ramp that did not restart would RESET at once: 7).
+#[test]
+fn ramp_pulse_count_equals_the_hand_count() {
+    let spec = ramp_spec();
+    let p = DeviceParams::nominal(&spec);
+    let mut xb = single_cell(10e-6);
+    let mut r = ChaCha8Rng::seed_from_u64(1);
+    let mut pulses = 0;
+    let out = write_verify(&spec, &p, &mut xb, 0, 0, 12.3e-6, &mut pulses, &mut r).unwrap();
+    assert!(out.converged, "{out:?}");
+    assert_eq!(out.pulses, 9, "{out:?}");
+    assert_eq!(pulses, 9);
+    assert!((out.g_true_s - 12.25e-6).abs() < 1e-15, "{out:?}");
+    // the same device with its SET threshold at 1.3 V (gain 1.3/1.1): two more dead SET pulses
+    // (1.125, 1.25 V), then 1.375 and 1.5 V give 11 and 12 µS, 1.5 V (held) 13 µS; RESET as
+    // above: 5 + 3 + 3 = 11
+    let mut q = p;
+    q.th_set_gain = 1.3 / 1.1;
+    let mut xb = single_cell(10e-6);
+    let out = write_verify(&spec, &q, &mut xb, 0, 0, 12.3e-6, &mut pulses, &mut r).unwrap();
+    assert!(out.converged, "{out:?}");
+    assert_eq!(out.pulses, 11, "{out:?}");
+    assert!((out.g_true_s - 12.25e-6).abs() < 1e-15, "{out:?}");
+}
+
+/// With the overdrive law (α = 1, step × (V − V_th)/(V_pulse − V_th) = (V − 1)/0.5) and a ramp
+/// 1.0, 1.125, … 1.5 V (held): steps 0, 0.25, 0.5, 0.75, 1, 1 µS from 10 µS: 10, 10.25, 10.75,
+/// 11.5, 12.5, 13.5 µS, and 13.5 is inside 14 µS ± 5 %: 6 pulses.
+#[test]
+fn ramp_with_the_overdrive_law_follows_the_closed_form() {
+    let mut spec = ramp_spec();
+    spec.pulse = PulseLaw::Linear {
+        dg_up_s: 1e-6,
+        dg_down_s: 1e-6,
+    };
+    spec.v_threshold_v = 1.0;
+    spec.v_threshold_reset_v = Some(1.0);
+    spec.v_pulse_v = 1.5;
+    spec.overdrive_exponent = 1.0;
+    spec.verify.tolerance_rel = Some(0.05);
+    spec.verify.ramp = Some(netc::device::VerifyRamp {
+        set_start_v: 1.0,
+        set_stop_v: 1.5,
+        reset_start_v: 1.0,
+        reset_stop_v: 1.5,
+        step_v: 0.125,
+    });
+    spec.validate().unwrap();
+    let p = DeviceParams::nominal(&spec);
+    let mut xb = single_cell(10e-6);
+    let mut r = ChaCha8Rng::seed_from_u64(2);
+    let mut pulses = 0;
+    let out = write_verify(&spec, &p, &mut xb, 0, 0, 14e-6, &mut pulses, &mut r).unwrap();
+    assert!(out.converged, "{out:?}");
+    assert_eq!(out.pulses, 6, "{out:?}");
+    assert!((out.g_true_s - 13.5e-6).abs() < 1e-15, "{out:?}");
+}
+
+/// A device whose RESET threshold (1.7 V) is above the fixed 1.6 V pulse cannot be RESET by the
+/// fixed-amplitude loop (it ends at the pulse limit where it started), and is tuned to the window
+/// by S4's ramp (RESET 0.8–1.8 V), with `netlists/mlp_passive.net`'s device.
+#[test]
+fn ramp_resets_a_device_above_the_fixed_amplitude() {
+    let net = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists/mlp_passive.net");
+    let (f, _) = netc::net::load(&net).unwrap();
+    let ramped = f.hardware.device.expect("S4 declares its device");
+    let ramp = ramped.verify.ramp.clone().expect("S4 declares its ramp");
+    assert_eq!((ramp.reset_start_v, ramp.reset_stop_v), (0.8, 1.8));
+    let mut fixed = ramped.clone();
+    fixed.verify.ramp = None;
+    let mut p = DeviceParams::nominal(&ramped);
+    p.th_reset_gain = 1.7 / ramped.v_threshold_reset();
+    let (g0, target) = (40e-6, 30e-6);
+    let mut r = ChaCha8Rng::seed_from_u64(3);
+    let mut pulses = 0;
+    let mut xb = single_cell(g0);
+    let out = write_verify(&fixed, &p, &mut xb, 0, 0, target, &mut pulses, &mut r).unwrap();
+    assert!(!out.converged, "{out:?}");
+    assert_eq!(out.pulses, fixed.verify.max_pulses);
+    assert_eq!(
+        xb.g_siemens[0], g0,
+        "1.6 V is below the device's 1.7 V RESET threshold"
+    );
+    let mut xb = single_cell(g0);
+    let out = write_verify(&ramped, &p, &mut xb, 0, 0, target, &mut pulses, &mut r).unwrap();
+    assert!(out.converged, "{out:?}");
+    let tol = ramped.verify.tolerance_rel.unwrap();
+    assert!((out.g_read_s - target).abs() <= tol * target, "{out:?}");
+    // the first pulses of the ramp (0.8 .. 1.65 V, 18 of them) are below the threshold
+    assert!(out.pulses > 18, "{out:?}");
+}
+
+/// A ramp that starts and stops at the fixed amplitudes is the fixed-amplitude loop: the same
+/// pulses, the same random draws, the same states, bit for bit.
+#[test]
+fn a_flat_ramp_is_the_fixed_amplitude_loop() {
+    let mut spec = DeviceSpec::ideal(10e-6, 100e-6);
+    spec.pulse = PulseLaw::Nonlinear {
+        a_ltp_pulses: 30.0,
+        a_ltd_pulses: 30.0,
+        p_max_pulses: 100.0,
+    };
+    spec.v_pulse_v = 1.6;
+    spec.v_pulse_reset_v = Some(1.7);
+    spec.v_threshold_v = 1.0;
+    spec.v_threshold_reset_v = Some(1.2);
+    spec.v_threshold_dtod = 0.13;
+    spec.overdrive_exponent = 1.0;
+    spec.c2c_sigma = 0.01;
+    spec.read_noise_rel = 0.002;
+    let mut flat = spec.clone();
+    flat.verify.ramp = Some(netc::device::VerifyRamp {
+        set_start_v: 1.6,
+        set_stop_v: 1.6,
+        reset_start_v: 1.7,
+        reset_stop_v: 1.7,
+        step_v: 0.1,
+    });
+    let run = |s: &DeviceSpec| {
+        let mut r = ChaCha8Rng::seed_from_u64(9);
+        let g: Vec<f64> = (0..16).map(|_| r.gen_range(10e-6..100e-6)).collect();
+        let mut xb = Crossbar::passive(4, 4, g, 2.0).unwrap();
+        let mut pulses = 0;
+        let mut outs = Vec::new();
+        for k in 0..16 {
+            let p = s.draw(&mut r);
+            let target = r.gen_range(12e-6..90e-6);
+            let o =
+                write_verify(s, &p, &mut xb, k / 4, k % 4, target, &mut pulses, &mut r).unwrap();
+            outs.push((o.pulses, o.g_true_s.to_bits(), o.g_read_s.to_bits()));
+        }
+        (outs, pulses, xb.g_siemens)
+    };
+    let (a, b) = (run(&spec), run(&flat));
+    assert!(a.1 > 0);
+    assert_eq!(a, b);
+}

@@ -285,6 +285,39 @@ fn threshold_keys_parse() {
 }
 
 #[test]
+fn ramp_keys_parse() {
+    let src = with_device(
+        "    v_pulse 1.6V; v_pulse_reset 1.7V;\n    verify { tolerance_rel 0.05; ramp_set 0.8V .. 1.5V; ramp_reset 800mV .. 1.8V; ramp_step 50mV; }",
+    );
+    let (f, _) = load_str(&src, "t.net", &models_dir()).unwrap();
+    let d = f.hardware.device.expect("declared device");
+    assert_eq!(d.v_pulse_reset(), 1.7);
+    assert_eq!(d.v_pulse_fixed(true), 1.6);
+    let r = d.verify.ramp.expect("ramp");
+    assert_eq!(
+        (r.set_start_v, r.set_stop_v, r.reset_start_v, r.reset_stop_v),
+        (0.8, 1.5, 0.8, 1.8)
+    );
+    assert!((r.step_v - 0.05).abs() < 1e-15);
+    // the k-th pulse of a run: start + k·step, held at the stop
+    assert_eq!(r.amplitude_v(true, 0), 0.8);
+    assert!((r.amplitude_v(false, 4) - 1.0).abs() < 1e-12);
+    assert_eq!(r.amplitude_v(true, 100), 1.5);
+    assert_eq!(r.amplitude_v(false, 100), 1.8);
+    // absent: no ramp, the RESET amplitude is `v_pulse`; and the manifest's JSON does not carry
+    // the new fields (chips written before them read the same)
+    let (f, _) = load_str(&with_device("    v_pulse 1.6V;"), "t.net", &models_dir()).unwrap();
+    let d = f.hardware.device.unwrap();
+    assert!(d.verify.ramp.is_none() && d.v_pulse_reset_v.is_none());
+    assert_eq!(d.v_pulse_reset(), 1.6);
+    let json = serde_json::to_string(&d).unwrap();
+    assert!(
+        !json.contains("ramp") && !json.contains("v_pulse_reset"),
+        "{json}"
+    );
+}
+
+#[test]
 fn relax_sigma_parses_in_siemens() {
     let src = with_device("    relax_sigma 0.52uS; verify { tolerance_a 50nA; }");
     let (f, _) = load_str(&src, "t.net", &models_dir()).unwrap();
@@ -309,6 +342,49 @@ fn bad_device_parameters_are_located() {
             9,
             3,
             "above both switching thresholds",
+        ),
+        (
+            "    v_pulse 1.6V; v_threshold 1V; v_pulse_reset 1V; overdrive_exponent 1;",
+            9,
+            3,
+            "above both switching thresholds",
+        ),
+        ("    v_pulse_reset 0V;", 10, 19, "must be > 0"),
+        (
+            "    verify { ramp_set 1.5V .. 0.8V; ramp_reset 0.8V .. 1.8V; ramp_step 0.05V; }",
+            10,
+            23,
+            "the ramp must rise",
+        ),
+        (
+            "    verify { ramp_set 0.8V .. 1.5V; ramp_reset -0.8V .. -1.8V; ramp_step 0.05V; }",
+            10,
+            48,
+            "magnitudes",
+        ),
+        (
+            "    verify { ramp_set 0.8V .. 1.5V; ramp_reset 0.8V .. 1.8V; ramp_step 0V; }",
+            10,
+            72,
+            "must be > 0",
+        ),
+        (
+            "    verify { ramp_set 0.8V .. 1.5V; ramp_reset 0.8 .. 1.8uS; ramp_step 0.05V; }",
+            10,
+            55,
+            "volts",
+        ),
+        (
+            "    verify { ramp_set 0.8V .. 1.5V; ramp_reset 1.8V; ramp_step 0.05V; }",
+            10,
+            48,
+            "needs `start .. stop`",
+        ),
+        (
+            "    verify { ramp_set 0.8V .. 1.5V; }",
+            10,
+            5,
+            "missing ramp_reset, ramp_step",
         ),
     ] {
         let src = with_device(body);
