@@ -404,7 +404,10 @@ impl Planner {
 }
 
 /// The S5 variant with three replicated convolvers (`replicas 3` on `c1` and `c3`), written into
-/// the output directory with its model cards' paths made absolute.
+/// the output directory with copies of its model cards beside it (same relative names), so that
+/// its text — and with it the hash that keys the reuse of finished runs — does not depend on
+/// where the checkout lives. A card named by an absolute path or one leaving its directory
+/// (`..`) keeps an absolute path.
 pub fn write_replicas_variant(net: &Path, out_dir: &Path) -> Result<PathBuf, ReproduceError> {
     let src = std::fs::read_to_string(net).map_err(|source| ReproduceError::Io {
         path: net.into(),
@@ -428,8 +431,16 @@ pub fn write_replicas_variant(net: &Path, out_dir: &Path) -> Result<PathBuf, Rep
                     .into_iter()
                     .find(|c| c.is_file());
                     if let Some(c) = found {
-                        let abs = std::fs::canonicalize(&c).unwrap_or(c);
-                        l = format!("{}{}{}", &l[..from], abs.display(), &l[from + len..]);
+                        let rel = Path::new(name);
+                        let stays_inside = rel
+                            .components()
+                            .all(|k| matches!(k, std::path::Component::Normal(_)));
+                        if stays_inside {
+                            copy_beside(&c, &out_dir.join(rel))?;
+                        } else {
+                            let abs = std::fs::canonicalize(&c).unwrap_or(c);
+                            l = format!("{}{}{}", &l[..from], abs.display(), &l[from + len..]);
+                        }
                     }
                 }
             }
@@ -463,6 +474,22 @@ pub fn write_replicas_variant(net: &Path, out_dir: &Path) -> Result<PathBuf, Rep
     // it must compile: parse it now, before any training
     crate::net::load(&path)?;
     Ok(path)
+}
+
+/// Copy the model card `from` to `to` (written whole, parents created).
+fn copy_beside(from: &Path, to: &Path) -> Result<(), ReproduceError> {
+    let bytes = std::fs::read(from).map_err(|source| ReproduceError::Io {
+        path: from.into(),
+        source,
+    })?;
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| ReproduceError::Io {
+            path: dir.into(),
+            source,
+        })?;
+    }
+    crate::data::write_atomic(to, &bytes)?;
+    Ok(())
 }
 
 /// The runs of one paper's experiments at one scale.
@@ -758,6 +785,22 @@ mod tests {
         let v = std::fs::read_to_string(out.path().join("cnn_8pe_replicas3.net")).unwrap();
         assert!(v.contains("layer c1 { replicas 3; }"));
         assert!(v.contains("layer c3 { replicas 3; split_rows 9; }"));
+        // and is the same text wherever the checkout and the output directory are: a copy of
+        // the netlists elsewhere writes it byte for byte (its hash keys the reuse of runs)
+        let elsewhere = tempfile::tempdir().unwrap();
+        let copy = elsewhere.path().join("netlists");
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::create_dir_all(elsewhere.path().join("models")).unwrap();
+        std::fs::copy(netlists.join("cnn_8pe.net"), copy.join("cnn_8pe.net")).unwrap();
+        for e in std::fs::read_dir(netlists.join("../models")).unwrap() {
+            let e = e.unwrap();
+            let to = elsewhere.path().join("models").join(e.file_name());
+            std::fs::copy(e.path(), to).unwrap();
+        }
+        let out2 = elsewhere.path().join("out");
+        std::fs::create_dir_all(&out2).unwrap();
+        let p2 = write_replicas_variant(&copy.join("cnn_8pe.net"), &out2).unwrap();
+        assert_eq!(std::fs::read_to_string(p2).unwrap(), v);
     }
 
     #[test]
