@@ -575,7 +575,10 @@ fn max_abs(xs: &[f64]) -> f64 {
             lo[k] = pick(lo[k], q[k].abs());
         }
     }
-    let mut m = quads.remainder().iter().fold(0.0f64, |m, e| pick(m, e.abs()));
+    let mut m = quads
+        .remainder()
+        .iter()
+        .fold(0.0f64, |m, e| pick(m, e.abs()));
     for k in 0..4 {
         m = pick(pick(m, lo[k]), hi[k]);
     }

@@ -575,8 +575,10 @@ impl LinearSystem {
             Some(mask) => {
                 if !matches!(&self.frontal_rows, Some((m, _)) if m == mask) {
                     let grounded: Vec<bool> = mask.iter().map(|&b| !b).collect();
-                    self.frontal_rows =
-                        Some((mask.to_vec(), FrontalPlan::with_grounded_rows(&self.net, &grounded)));
+                    self.frontal_rows = Some((
+                        mask.to_vec(),
+                        FrontalPlan::with_grounded_rows(&self.net, &grounded),
+                    ));
                 }
                 self.frontal_rows.as_ref().and_then(|(_, p)| p.as_ref())
             }
@@ -866,7 +868,10 @@ mod tests {
             for read in masks {
                 let mut s = unfactored(r, c, 2.5, seed);
                 let w = s.combined_weights_of_rows(&combos, &read).unwrap();
-                assert!(!s.numeric_ready(), "no factor of the whole array was formed");
+                assert!(
+                    !s.numeric_ready(),
+                    "no factor of the whole array was formed"
+                );
                 if read.iter().any(|&b| !b) {
                     let (_, plan) = s.frontal_rows.as_ref().unwrap();
                     let plan = plan.as_ref().expect("the grounded plan applies");
@@ -894,7 +899,9 @@ mod tests {
                 }
             }
             let mut s = unfactored(r, c, 2.5, seed);
-            assert!(s.combined_weights_of_rows(&combos, &vec![true; r + 1]).is_err());
+            assert!(s
+                .combined_weights_of_rows(&combos, &vec![true; r + 1])
+                .is_err());
         }
     }
 
