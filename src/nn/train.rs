@@ -131,6 +131,21 @@ pub fn train(
     config: &TrainConfig,
     opts: &TrainOptions,
 ) -> Result<TrainReport, NnError> {
+    // The loop runs on a worker of rayon's pool (`scope` called from outside the pool injects
+    // it there; from inside, it runs in place). Its parallel products then share the pool's
+    // threads with it, instead of the calling thread competing for the cores with workers
+    // that spin between products: S1's ideal epoch ~0.25 → ~0.21 s on 2 cores. The work and
+    // its order are unchanged (products split into fixed bands), so are the results.
+    rayon::scope(|_| train_on_this_thread(model, backend, split, config, opts))
+}
+
+fn train_on_this_thread(
+    model: &mut Model,
+    backend: &mut dyn MatmulBackend,
+    split: &Split,
+    config: &TrainConfig,
+    opts: &TrainOptions,
+) -> Result<TrainReport, NnError> {
     if config.batch_size == 0 {
         return Err(NnError::Format("batch size must be positive".into()));
     }
