@@ -481,10 +481,16 @@ impl DeviceSpec {
 
     /// Device `p`'s switching threshold (magnitude, V) for a SET (`set`) or RESET pulse.
     pub fn device_threshold(&self, p: &DeviceParams, set: bool) -> f64 {
+        let gain = if set { p.th_set_gain } else { p.th_reset_gain };
+        self.nominal_threshold(set) * gain
+    }
+
+    /// The nominal switching threshold (magnitude, V) of a SET (`set`) or RESET pulse.
+    fn nominal_threshold(&self, set: bool) -> f64 {
         if set {
-            self.v_threshold_v * p.th_set_gain
+            self.v_threshold_v
         } else {
-            self.v_threshold_reset() * p.th_reset_gain
+            self.v_threshold_reset()
         }
     }
 
@@ -510,6 +516,16 @@ impl DeviceSpec {
         }
     }
 
+    /// The voltage across the cell of a fixed-amplitude pulse: `+v_pulse` for SET (`set`),
+    /// `−v_pulse_reset` for RESET.
+    pub fn v_pulse_signed(&self, set: bool) -> f64 {
+        if set {
+            self.v_pulse_fixed(true)
+        } else {
+            -self.v_pulse_fixed(false)
+        }
+    }
+
     /// The nominal RESET switching threshold (magnitude).
     pub fn v_threshold_reset(&self) -> f64 {
         self.v_threshold_reset_v.unwrap_or(self.v_threshold_v)
@@ -528,11 +544,7 @@ impl DeviceSpec {
             return 1.0;
         }
         let set = v_cell_v >= 0.0;
-        let th_nominal = if set {
-            self.v_threshold_v
-        } else {
-            self.v_threshold_reset()
-        };
+        let th_nominal = self.nominal_threshold(set);
         let (v, th) = (v_cell_v.abs(), self.device_threshold(p, set));
         // validate() guarantees v_pulse (v_pulse_reset) > th_nominal when α > 0
         ((v - th) / (self.v_pulse_fixed(set) - th_nominal)).powf(self.overdrive_exponent)

@@ -229,11 +229,7 @@ fn write_array<R: Rng>(
                         g = next;
                         n += 1;
                     }
-                    let v = if up {
-                        spec.v_pulse_v
-                    } else {
-                        -spec.v_pulse_reset()
-                    };
+                    let v = spec.v_pulse_signed(up);
                     st.g_s[k] =
                         spec.pulses(&st.params[k], st.g_s[k], if up { n } else { -n }, v, rng);
                     st.pulses[k] += n as u32;

@@ -971,11 +971,7 @@ pub fn pulse_train<R: Rng>(
             "one device and one pulse counter per cell".into(),
         ));
     }
-    let v = if n >= 0 {
-        spec.v_pulse_v
-    } else {
-        -spec.v_pulse_reset()
-    };
+    let v = spec.v_pulse_signed(n >= 0);
     let (res, _) = crate::xbar::program(xb, i, j, v, scheme, &SolveOptions::default())
         .map_err(|e| DeviceError::Circuit(e.to_string()))?;
     let sel = i * xb.cols + j;

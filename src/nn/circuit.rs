@@ -485,7 +485,7 @@ fn quantise_rows(ys: &mut [f64], xs: &[f64], x_cols: usize, col_abs: &[f64], ste
         unsafe { quantise_rows_avx2(ys, xs, x_cols, col_abs, steps) };
         return;
     }
-    quantise_rows_body::<false>(ys, xs, x_cols, col_abs, steps);
+    quantise_rows_body(ys, xs, x_cols, col_abs, steps);
 }
 
 /// # Safety
@@ -499,21 +499,14 @@ unsafe fn quantise_rows_avx2(
     col_abs: &[f64],
     steps: f64,
 ) {
-    quantise_rows_body::<true>(ys, xs, x_cols, col_abs, steps);
+    quantise_rows_body(ys, xs, x_cols, col_abs, steps);
 }
 
 /// The ADC of [`adc_with_sums`] on whole rows: output j of a row becomes
 /// `round_half_away(v / fs · steps) · fs / steps` with `fs = max_i |x_i| · col_abs[j]`, and is
-/// left as it is when `fs` is not positive. `LANES` picks the branch-free rounding (vector
-/// `trunc`), otherwise the integer-conversion one; they agree bit for bit.
+/// left as it is when `fs` is not positive.
 #[inline(always)]
-fn quantise_rows_body<const LANES: bool>(
-    ys: &mut [f64],
-    xs: &[f64],
-    x_cols: usize,
-    col_abs: &[f64],
-    steps: f64,
-) {
+fn quantise_rows_body(ys: &mut [f64], xs: &[f64], x_cols: usize, col_abs: &[f64], steps: f64) {
     if col_abs.is_empty() || x_cols == 0 {
         return;
     }
@@ -525,22 +518,20 @@ fn quantise_rows_body<const LANES: bool>(
         for (v, &ca) in yr.iter_mut().zip(col_abs) {
             let fs = x_max * ca;
             let t = *v / fs * steps;
-            let q = if LANES {
-                round_half_away_lanes(t, steps)
-            } else {
-                round_half_away(t, steps)
-            };
-            let out = q * fs / steps;
+            let out = round_half_away(t, steps) * fs / steps;
             *v = if fs > 0.0 { out } else { *v };
         }
     }
 }
 
-/// [`round_half_away`] without a branch or an integer conversion, so that it vectorises:
-/// clamp by comparisons (a NaN is put back last), `trunc` of the magnitude (exact), one more
-/// step when the fraction is at least a half, then the sign.
+/// `t.round().clamp(-steps, steps)` for an integral `steps` below 2^52, without a branch, so
+/// that it vectorises: clamping first gives the same value (the bounds are integers and rounding
+/// is monotonic); clamp by comparisons (a NaN is put back last), `trunc` of the magnitude and the
+/// fraction `|c| − trunc|c|` are exact, so halves round away from zero exactly as `f64::round`;
+/// the sign (also of a zero) is put back last. (`trunc` is one instruction with SSE4.1/AVX and
+/// on other architectures; the baseline x86-64 copy calls libm for it.)
 #[inline(always)]
-fn round_half_away_lanes(t: f64, steps: f64) -> f64 {
+fn round_half_away(t: f64, steps: f64) -> f64 {
     let lo = if t > -steps { t } else { -steps };
     let c = if lo < steps { lo } else { steps };
     let a = c.abs();
@@ -583,23 +574,6 @@ fn max_abs(xs: &[f64]) -> f64 {
         m = pick(pick(m, lo[k]), hi[k]);
     }
     m
-}
-
-/// `t.round().clamp(-steps, steps)` for an integral `steps` below 2^52, without the libm call or
-/// a data-dependent branch: clamping first gives the same value (the bounds are integers and
-/// rounding is monotonic); below 2^52 the truncation by an integer conversion and the fraction
-/// `|c| − trunc|c|` are exact, so halves round away from zero exactly as `f64::round`; the sign
-/// (also of a zero) is put back last.
-#[inline(always)]
-fn round_half_away(t: f64, steps: f64) -> f64 {
-    if t.is_nan() {
-        return t;
-    }
-    let c = t.max(-steps).min(steps);
-    let a = c.abs();
-    let r = a as i64 as f64;
-    let up = f64::from(u8::from(a - r >= 0.5));
-    (r + up).copysign(c)
 }
 
 impl MatmulBackend for CircuitBackend {
@@ -679,7 +653,7 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    /// The sixteen-lane largest magnitude equals the plain fold, NaNs and signed zeros included.
+    /// The eight-lane largest magnitude equals the plain fold, NaNs and signed zeros included.
     #[test]
     fn max_abs_is_the_plain_fold() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
@@ -735,19 +709,18 @@ mod tests {
             }
             for t in cases {
                 let want = t.round().clamp(-steps, steps);
-                for got in [round_half_away(t, steps), round_half_away_lanes(t, steps)] {
-                    assert!(
-                        got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                        "{t:e} with {steps} steps: {got:e} vs {want:e}"
-                    );
-                }
+                let got = round_half_away(t, steps);
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{t:e} with {steps} steps: {got:e} vs {want:e}"
+                );
             }
         }
     }
 
-    /// The ADC (both copies, whatever the CPU picks, and the scalar one) equals its definition
-    /// written as a plain loop with `f64::round` and `clamp`, bit for bit: outputs and inputs
-    /// with zeros, NaNs, infinities, huge and tiny values, zero and negative full scales, row
+    /// The ADC (the copy the CPU picks, and the baseline one) equals its definition written as a
+    /// plain loop with `f64::round` and `clamp`, bit for bit: outputs and inputs with zeros,
+    /// NaNs, infinities, huge and tiny values, zero full scales, row
     /// widths around the vector width, and blocks large enough for the parallel split.
     #[test]
     fn adc_is_its_definition() {
@@ -800,7 +773,7 @@ mod tests {
                 adc_with_sums(&mut got, &x, &col_abs, bits);
                 assert!(same(&got), "{rows}×{y_cols}, {bits} bits");
                 let mut scalar = y.clone();
-                quantise_rows_body::<false>(&mut scalar.data, &x.data, x_cols, &col_abs, steps);
+                quantise_rows_body(&mut scalar.data, &x.data, x_cols, &col_abs, steps);
                 assert!(same(&scalar), "scalar copy, {rows}×{y_cols}, {bits} bits");
             }
         }

@@ -35,10 +35,21 @@ pub fn argmax(v: &[f64]) -> usize {
 }
 
 pub fn softmax(z: &[f64]) -> Vec<f64> {
+    let mut p = vec![0.0; z.len()];
+    softmax_into(z, &mut p);
+    p
+}
+
+/// [`softmax`] of `z` written into `out` (same length), without allocating.
+pub fn softmax_into(z: &[f64], out: &mut [f64]) {
     let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
+    for (o, &v) in out.iter_mut().zip(z) {
+        *o = (v - m).exp();
+    }
+    let s: f64 = out.iter().sum();
+    for o in out.iter_mut() {
+        *o /= s;
+    }
 }
 
 pub fn evaluate(spec: &LossSpec, out: &Matrix, labels: &[usize]) -> Result<LossOut, NnError> {
@@ -65,16 +76,8 @@ pub fn evaluate(spec: &LossSpec, out: &Matrix, labels: &[usize]) -> Result<LossO
         let g = grad.row_mut(s);
         match spec {
             LossSpec::SoftmaxCrossEntropy => {
-                // softmax(z) written into the gradient row (the same operations as `softmax`,
-                // without its two allocations per sample)
-                let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                for (gj, &zj) in g.iter_mut().zip(z) {
-                    *gj = (zj - m).exp();
-                }
-                let s: f64 = g.iter().sum();
-                for gj in g.iter_mut() {
-                    *gj /= s;
-                }
+                // the probabilities go straight into the gradient row
+                softmax_into(z, g);
                 loss -= g[label].max(1e-300).ln();
                 for (j, gj) in g.iter_mut().enumerate() {
                     *gj = (*gj - (j == label) as u8 as f64) / n as f64;

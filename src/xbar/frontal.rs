@@ -141,9 +141,9 @@ pub struct FrontalPlan {
     pub term_pairs: Vec<(u32, u32)>,
     /// Number of value slots of the network's pattern.
     nnz: usize,
-    /// Rows whose source is held at 0 V instead of kept as a terminal
-    /// ([`FrontalPlan::with_grounded_rows`]; empty: none).
-    grounded: Vec<bool>,
+    /// Rows whose source is a terminal (`false`: held at 0 V, [`FrontalPlan::with_row_terminals`];
+    /// empty for a plan built from the geometry, whose rows are all terminals).
+    row_kept: Vec<bool>,
 }
 
 /// The (unknown, terminal) couplings of a network: the sources' nodes are the terminals,
@@ -391,24 +391,19 @@ impl FrontalPlan {
     /// Plan the elimination of `net`'s unknowns onto its sources (`None` when the network has no
     /// line structure, has amplifier nodes, or too many sources).
     pub fn new(net: &Network) -> Option<FrontalPlan> {
-        let (r, c) = (net.rows, net.cols);
-        if !net.structured || !net.tia.is_empty() || net.n_free != 2 * r * c || r * c == 0 {
-            return None;
-        }
-        let (cp, ri) = (net.pattern.col_ptr(), net.pattern.row_idx());
-        Self::build(r, c, cp, ri, terminal_pairs(net))
+        Self::with_row_terminals(net, &vec![true; net.rows])
     }
 
-    /// The plan of `net` with the sources of the rows `grounded[i]` held at 0 V instead of kept
-    /// as terminals. A row source at 0 V is a conductance to ground, and the nodal matrix holds
-    /// that conductance on its node's diagonal already, so the Schur complement onto the other
-    /// terminals is the whole network's, exactly, with those rows driven at 0 V; the grounded
-    /// rows get no entries in it (their weights are not computed). Fewer terminals make every
-    /// front on the array's left edge smaller: the effective weights of rows that are never
-    /// driven cost nothing.
-    pub fn with_grounded_rows(net: &Network, grounded: &[bool]) -> Option<FrontalPlan> {
+    /// The plan of `net` with only the sources of the rows `kept[i]` as row terminals; the other
+    /// rows' sources are held at 0 V. A row source at 0 V is a conductance to ground, and the
+    /// nodal matrix holds that conductance on its node's diagonal already, so the Schur
+    /// complement onto the kept terminals is the whole network's, exactly, with those rows
+    /// driven at 0 V; the grounded rows get no entries in it (their weights are not computed).
+    /// Fewer terminals make every front on the array's left edge smaller: the effective weights
+    /// of rows that are never driven cost nothing.
+    pub fn with_row_terminals(net: &Network, kept: &[bool]) -> Option<FrontalPlan> {
         let (r, c) = (net.rows, net.cols);
-        if grounded.len() != r
+        if kept.len() != r
             || !net.structured
             || !net.tia.is_empty()
             || net.n_free != 2 * r * c
@@ -420,13 +415,13 @@ impl FrontalPlan {
         let pairs: Vec<(u32, u32)> = terminal_pairs(net)
             .into_iter()
             .filter(|&(_, t)| match (t as usize).checked_sub(n) {
-                Some(i) if i < r => !grounded[i],
+                Some(i) if i < r => kept[i],
                 _ => true,
             })
             .collect();
         let (cp, ri) = (net.pattern.col_ptr(), net.pattern.row_idx());
         let mut plan = Self::build(r, c, cp, ri, pairs)?;
-        plan.grounded = grounded.to_vec();
+        plan.row_kept = kept.to_vec();
         Some(plan)
     }
 
@@ -505,7 +500,7 @@ impl FrontalPlan {
             tail_pos: Vec::new(),
             term_pairs: Vec::new(),
             nnz,
-            grounded: Vec::new(),
+            row_kept: Vec::new(),
         };
         let mut mk = vec![
             Mark {
@@ -729,7 +724,7 @@ impl FrontalPlan {
         let mut tv = vec![0.0; self.term_pairs.len()];
         for &(p, k, g) in src {
             if let Node::Row(i) = k {
-                if self.grounded.get(i as usize) == Some(&true) {
+                if self.row_kept.get(i as usize) == Some(&false) {
                     continue;
                 }
             }

@@ -390,13 +390,7 @@ impl LinearSystem {
         combos: &[Vec<(usize, f64)>],
         read: &[bool],
     ) -> Result<Mat<f64>, XbarError> {
-        if read.len() != self.net.rows {
-            return Err(XbarError::Invalid(format!(
-                "a row mask of {} for an array of {} rows",
-                read.len(),
-                self.net.rows
-            )));
-        }
+        check_row_mask(read, self.net.rows)?;
         let mask = if read.iter().all(|&b| b) {
             None
         } else {
@@ -417,11 +411,7 @@ impl LinearSystem {
     ) -> Result<Mat<f64>, XbarError> {
         let mut w = self.all_weights(combos, direct, read)?;
         if let Some(read) = read {
-            for (i, _) in read.iter().enumerate().filter(|(_, &b)| !b) {
-                for k in 0..w.ncols() {
-                    w[(i, k)] = 0.0;
-                }
-            }
+            zero_unread_rows(&mut w, read);
         }
         Ok(w)
     }
@@ -574,10 +564,9 @@ impl LinearSystem {
             }
             Some(mask) => {
                 if !matches!(&self.frontal_rows, Some((m, _)) if m == mask) {
-                    let grounded: Vec<bool> = mask.iter().map(|&b| !b).collect();
                     self.frontal_rows = Some((
                         mask.to_vec(),
-                        FrontalPlan::with_grounded_rows(&self.net, &grounded),
+                        FrontalPlan::with_row_terminals(&self.net, mask),
                     ));
                 }
                 self.frontal_rows.as_ref().and_then(|(_, p)| p.as_ref())
@@ -708,6 +697,26 @@ pub fn check_finite(m: MatRef<'_, f64>) -> Result<(), XbarError> {
         }
     }
     Ok(())
+}
+
+/// A row mask (`read[i]`: row i's weights are wanted) must have one entry per row.
+pub(super) fn check_row_mask(read: &[bool], rows: usize) -> Result<(), XbarError> {
+    if read.len() != rows {
+        return Err(XbarError::Invalid(format!(
+            "a row mask of {} for an array of {rows} rows",
+            read.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Zero the weights of the rows not `read` (rows held at 0 V).
+pub(super) fn zero_unread_rows(w: &mut Mat<f64>, read: &[bool]) {
+    for (i, _) in read.iter().enumerate().filter(|(_, &b)| !b) {
+        for k in 0..w.ncols() {
+            w[(i, k)] = 0.0;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::array::{CellKind, Crossbar, SenseKind};
 use super::eval::{evaluate, tia_output, Solved};
 use super::factor::Symbolic;
 use super::frontal::FrontalPlan;
-use super::linear::LinearSystem;
+use super::linear::{check_row_mask, zero_unread_rows, LinearSystem};
 use super::lines::{LineScratch, LineSolver, LineStats};
 use super::network::{linearized_cell_g, ColEnd, Network, Node, RowEnd, Topology};
 use super::newton::{NewtonOptions, NewtonProblem, NewtonStats};
@@ -299,12 +299,9 @@ impl Engine {
         Ok(t.insert(m))
     }
 
-    /// Signed combinations of the columns of `T` (see [`LinearSystem::combined_weights`]); only for
-    /// linear arrays with virtual-ground sensing, with the direct solver.
-    pub fn combined_weights(
-        &mut self,
-        combos: &[Vec<(usize, f64)>],
-    ) -> Result<Mat<f64>, XbarError> {
+    /// The linear system and the cached `T` of a linear array with the direct solver (what
+    /// effective weights need).
+    fn linear_system(&mut self) -> Result<(&mut LinearSystem, &mut Option<Mat<f64>>), XbarError> {
         if !is_linear(&self.xb) {
             return Err(XbarError::Invalid(
                 "effective weights exist only for linear cells with virtual grounds".into(),
@@ -313,11 +310,22 @@ impl Engine {
         let Solver::Direct { lin, t, .. } = &mut self.solver else {
             return Err(needs_direct());
         };
+        Ok((lin, t))
+    }
+
+    /// Signed combinations of the columns of `T` (see [`LinearSystem::combined_weights`]); only for
+    /// linear arrays with virtual-ground sensing, with the direct solver.
+    pub fn combined_weights(
+        &mut self,
+        combos: &[Vec<(usize, f64)>],
+    ) -> Result<Mat<f64>, XbarError> {
+        let rows = self.xb.rows;
+        let (lin, t) = self.linear_system()?;
         if let Some(t) = t {
-            let mut m = Mat::<f64>::zeros(self.xb.rows, combos.len());
+            let mut m = Mat::<f64>::zeros(rows, combos.len());
             for (k, combo) in combos.iter().enumerate() {
                 for &(j, tau) in combo {
-                    for i in 0..self.xb.rows {
+                    for i in 0..rows {
                         m[(i, k)] += tau * t[(i, j)];
                     }
                 }
@@ -336,32 +344,15 @@ impl Engine {
         combos: &[Vec<(usize, f64)>],
         read: &[bool],
     ) -> Result<Mat<f64>, XbarError> {
-        if read.len() != self.xb.rows {
-            return Err(XbarError::Invalid(format!(
-                "a row mask of {} for a {}×{} array",
-                read.len(),
-                self.xb.rows,
-                self.xb.cols
-            )));
+        let (lin, t) = self.linear_system()?;
+        if t.is_none() {
+            return lin.combined_weights_of_rows(combos, read);
         }
-        if !is_linear(&self.xb) {
-            return Err(XbarError::Invalid(
-                "effective weights exist only for linear cells with virtual grounds".into(),
-            ));
-        }
-        let Solver::Direct { lin, t, .. } = &mut self.solver else {
-            return Err(needs_direct());
-        };
-        if t.is_some() {
-            let mut m = self.combined_weights(combos)?;
-            for (i, _) in read.iter().enumerate().filter(|(_, &b)| !b) {
-                for k in 0..m.ncols() {
-                    m[(i, k)] = 0.0;
-                }
-            }
-            return Ok(m);
-        }
-        lin.combined_weights_of_rows(combos, read)
+        // `T` is built already: combine it
+        check_row_mask(read, self.xb.rows)?;
+        let mut m = self.combined_weights(combos)?;
+        zero_unread_rows(&mut m, read);
+        Ok(m)
     }
 
     /// Outputs (k × C: currents for virtual grounds, volts for amplifiers) for the input vectors in
