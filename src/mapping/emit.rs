@@ -184,7 +184,15 @@ pub fn whole_circuit(
                 }
                 pending = Some(mi);
             }
-            LayerKind::Tanh { slope } => match pending.take() {
+            LayerKind::Tanh { slope: None } => {
+                return Err(fail(
+                    &l.span,
+                    "--whole writes op-amp neurons: give their slope per ampere, \
+                     `tanh { slope A; }` (a bare `tanh` is a software activation)"
+                        .into(),
+                ))
+            }
+            LayerKind::Tanh { slope: Some(slope) } => match pending.take() {
                 Some(mi) => chain.push((mi, Some(*slope))),
                 None => {
                     return Err(fail(

@@ -100,9 +100,10 @@ pub enum LayerKind {
         units: usize,
     },
     Relu,
-    /// `y = tanh(slope · x)`.
+    /// `tanh;` a software activation, `y = tanh(x)`; `tanh { slope A; }` the op-amp neuron of
+    /// S4 (`V_H = v_h·tanh(A·(I⁺ − I⁻))`, A per ampere), see `crate::nn::from_net::model_spec`.
     Tanh {
-        slope: f64,
+        slope: Option<f64>,
     },
     Sigmoid,
     Softmax,
@@ -359,6 +360,14 @@ pub struct TrainingSpec {
     pub noise_s: f64,
     /// Write-verify relative tolerance (S4: 0.05); 0 = none.
     pub write_tolerance: f64,
+    /// Software training keeps every weight inside what the hardware window holds, |w| ≤
+    /// (g_max − g_min)/weight_scale, after every step (S4: "During the training the weights were
+    /// clipped within (10 μS, 100 μS)"); needs a fixed `weight_scale`.
+    #[serde(default)]
+    pub clip_weights: bool,
+    /// Where `clip_weights` was given (for the error when the scale is `auto`).
+    #[serde(skip)]
+    pub clip_weights_span: Option<Span>,
     pub seed: u64,
     /// Located warnings (`file:line:col` + caret) for keys that are accepted but not applied
     /// (none at present: the in-situ keys `mode`, `noise`, `write_tolerance` and `trainable` are
@@ -921,8 +930,8 @@ fn layer(
         "relu" => LayerKind::Relu,
         "tanh" => LayerKind::Tanh {
             slope: match get.get("slope") {
-                Some(st) => positive(st, "")?,
-                None => 1.0,
+                Some(st) => Some(positive(st, "")?),
+                None => None,
             },
         },
         "sigmoid" => LayerKind::Sigmoid,
@@ -1405,6 +1414,7 @@ const TRAIN_KEYS: &[&str] = &[
     "exsitu_epochs",
     "noise",
     "write_tolerance",
+    "clip_weights",
     "seed",
 ];
 
@@ -1432,6 +1442,8 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
         exsitu_epochs: None,
         noise_s: 0.0,
         write_tolerance: 0.0,
+        clip_weights: false,
+        clip_weights_span: None,
         seed: 1,
         not_applied: vec![],
     };
@@ -1547,6 +1559,10 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
             }
             "write_tolerance" => {
                 t.write_tolerance = non_negative(st, "")?;
+            }
+            "clip_weights" => {
+                t.clip_weights = on_off(st)?;
+                t.clip_weights_span = Some(st.key_span.clone());
             }
             _ => t.seed = count(st)? as u64,
         }

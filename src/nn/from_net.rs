@@ -11,7 +11,7 @@ use super::NnError;
 use crate::data::preprocess::Preprocess;
 use crate::mapping::weights::{LayerWeights, WeightsFile as CompilerWeights, FORMAT};
 use crate::net::ir::Shape as IrShape;
-use crate::net::spec::{LayerKind, Loss, Optimizer, TrainingSpec};
+use crate::net::spec::{LayerKind, Loss, Optimizer, TrainingSpec, WeightScale};
 use crate::net::NetworkIr;
 use std::path::Path;
 
@@ -30,8 +30,21 @@ fn unsupported(what: String) -> NnError {
     ))
 }
 
-/// Model spec of an IR (the final `softmax` becomes the cross-entropy loss).
-pub fn model_spec(ir: &NetworkIr, loss: LossSpec) -> Result<ModelSpec, NnError> {
+/// Model spec of a `.net` file's network (the final `softmax` becomes the cross-entropy loss).
+///
+/// The software network computes what the hardware does. Inputs are volts and a dense layer's
+/// output is `Σ V·w` in volt·weight units, i.e. the array's current `Σ V·ΔG` divided by the
+/// siemens per weight unit `s`. A bare `tanh;` is a software activation, `tanh(x)`. A
+/// `tanh { slope }` is the op-amp neuron of `compile --whole`
+/// (S4's eq. 1: `V_H = 0.2·tanh(10⁶·(I⁺ − I⁻))`), slope per ampere, output swing the input
+/// range: so the layer is `V_H = v_h·tanh(slope·s·x)` with `v_h = max|v_in|`. That needs a fixed
+/// `mapping { weight_scale X S; }` (`auto` fixes `s` only after training): a located error
+/// otherwise.
+pub fn model_spec(
+    file: &crate::net::NetFile,
+    ir: &NetworkIr,
+    loss: LossSpec,
+) -> Result<ModelSpec, NnError> {
     let mut input = match ir.input {
         IrShape::Map { h, w, c } => [c, h, w],
         IrShape::Vec { n } => [n, 1, 1],
@@ -54,7 +67,33 @@ pub fn model_spec(ir: &NetworkIr, loss: LossSpec) -> Result<ModelSpec, NnError> 
             },
             LayerKind::Dense { units } => LayerSpec::Dense { out: *units, bias },
             LayerKind::Relu => LayerSpec::Relu,
-            LayerKind::Tanh { slope } => LayerSpec::Tanh { slope: *slope },
+            LayerKind::Tanh { slope: None } => LayerSpec::Tanh {
+                slope: 1.0,
+                amplitude: 1.0,
+            },
+            LayerKind::Tanh { slope: Some(slope) } => {
+                let s =
+                    match file.mapping.weight_scale {
+                        WeightScale::SiemensPerUnit(s) => s,
+                        WeightScale::Auto => return Err(NnError::Format(l.span.render(
+                            "`tanh { slope }` is per ampere of array current; training needs a \
+                             fixed `mapping { weight_scale X S; }` to turn it into weight units \
+                             (`auto` sets the scale only after training)",
+                        ))),
+                    };
+                let [lo, hi] = file.hardware.v_in_v;
+                let amplitude = lo.abs().max(hi.abs());
+                if !(amplitude > 0.0 && amplitude.is_finite()) {
+                    return Err(NnError::Format(l.span.render(
+                        "`tanh`: the hidden neurons swing over the input range `v_in`, which is \
+                         zero here",
+                    )));
+                }
+                LayerSpec::Tanh {
+                    slope: slope * s,
+                    amplitude,
+                }
+            }
             LayerKind::Sigmoid => LayerSpec::Sigmoid,
             LayerKind::Softmax => {
                 if i + 1 != ir.layers.len() {
@@ -215,7 +254,7 @@ pub fn recipe_from(
             target_off: -1.0,
         },
     };
-    let model = model_spec(&ir, loss)?;
+    let model = model_spec(file, &ir, loss)?;
     let optimizer = match t.optimizer {
         Optimizer::Sgd { lr, momentum } => OptimizerSpec::Sgd { lr, momentum },
         Optimizer::Rmsprop { lr, decay, eps, .. } => OptimizerSpec::RmsProp { lr, decay, eps },
@@ -226,12 +265,31 @@ pub fn recipe_from(
         },
     };
     let data = data_spec(&t, model.input, path)?;
+    let weight_clip = if t.clip_weights {
+        match file.mapping.weight_scale {
+            WeightScale::SiemensPerUnit(s) => {
+                Some((file.hardware.g_max_s - file.hardware.g_min_s) / s)
+            }
+            WeightScale::Auto => {
+                let msg = "`clip_weights on` clips to the hardware window in weight units, which \
+                           needs a fixed `mapping { weight_scale X S; }` (`auto` sets the scale \
+                           only after training)";
+                return Err(NnError::Format(match &t.clip_weights_span {
+                    Some(sp) => sp.render(msg),
+                    None => format!("{}: {msg}", path.display()),
+                }));
+            }
+        }
+    } else {
+        None
+    };
     let train = TrainConfig {
         epochs: t.epochs,
         batch_size: t.batch,
         optimizer,
         seed: t.seed,
         lr_decay: 1.0,
+        weight_clip,
     };
     Ok((
         Preset {

@@ -41,6 +41,10 @@ impl Pad {
     }
 }
 
+fn unit_amplitude() -> f64 {
+    1.0
+}
+
 /// One layer of a network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -59,9 +63,13 @@ pub enum LayerSpec {
         bias: bool,
     },
     Relu,
-    /// `y = tanh(slope·x)`.
+    /// `y = amplitude·tanh(slope·x)`. A `.net` file's `tanh { slope }` is per ampere of array
+    /// current; [`crate::nn::from_net::recipe_from`] turns it into this layer's units (slope
+    /// times the siemens per weight unit, amplitude the hidden neurons' output swing in volts).
     Tanh {
         slope: f64,
+        #[serde(default = "unit_amplitude")]
+        amplitude: f64,
     },
     Sigmoid,
     MaxPool {
@@ -513,9 +521,11 @@ pub fn forward_owned(
             };
             (y, Cache::Input { x })
         }
-        LayerSpec::Tanh { slope } => {
+        LayerSpec::Tanh { slope, amplitude } => {
             let mut y = x;
-            y.data.iter_mut().for_each(|v| *v = (slope * *v).tanh());
+            y.data
+                .iter_mut()
+                .for_each(|v| *v = amplitude * (slope * *v).tanh());
             (y.clone(), Cache::Output { y })
         }
         LayerSpec::Sigmoid => {
@@ -645,12 +655,14 @@ pub fn backward_owned(
                 .for_each(|(d, &x)| *d = if x <= 0.0 { 0.0 } else { *d });
             d
         }
-        (LayerSpec::Tanh { slope }, Cache::Output { y }) => {
+        (LayerSpec::Tanh { slope, amplitude }, Cache::Output { y }) => {
+            // y = A·tanh(s·x): dy/dx = s·A·(1 − tanh²) = s·(A − y²/A); A > 0 (checked where the
+            // layer is built)
             let mut d = dy;
             d.data
                 .iter_mut()
                 .zip(&y.data)
-                .for_each(|(d, &y)| *d *= slope * (1.0 - y * y));
+                .for_each(|(d, &y)| *d *= slope * (amplitude - y * y / amplitude));
             d
         }
         (LayerSpec::Sigmoid, Cache::Output { y }) => {

@@ -59,7 +59,10 @@ impl ModelBuilder {
         self.layer(LayerSpec::Relu)
     }
     pub fn tanh(self, slope: f64) -> Self {
-        self.layer(LayerSpec::Tanh { slope })
+        self.layer(LayerSpec::Tanh {
+            slope,
+            amplitude: 1.0,
+        })
     }
     pub fn sigmoid(self) -> Self {
         self.layer(LayerSpec::Sigmoid)

@@ -91,6 +91,10 @@ pub struct TrainConfig {
     /// optimiser's times `lr_decay^e`.
     #[serde(default = "one")]
     pub lr_decay: f64,
+    /// After every step each weight is clamped to ±this (the hardware window in weight units,
+    /// `training { clip_weights on; }`); None: unbounded.
+    #[serde(default)]
+    pub weight_clip: Option<f64>,
 }
 
 fn one() -> f64 {
@@ -198,6 +202,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 optimizer: OptimizerSpec::s1_rmsprop(),
                 seed: 1,
                 lr_decay: 0.88,
+                weight_clip: None,
             },
             samples: Samples::default(),
             not_applied: vec![],
@@ -223,6 +228,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 optimizer: OptimizerSpec::s1_rmsprop(),
                 seed: 2,
                 lr_decay: 0.92,
+                weight_clip: None,
             },
             samples: Samples::default(),
             not_applied: vec![],
@@ -243,6 +249,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 optimizer: OptimizerSpec::s1_rmsprop(),
                 seed: 3,
                 lr_decay: 0.88,
+                weight_clip: None,
             },
             samples: Samples::default(),
             not_applied: vec![],
@@ -270,6 +277,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 },
                 seed: 4,
                 lr_decay: 1.0,
+                weight_clip: None,
             },
             samples: Samples::default(),
             not_applied: vec![],
@@ -301,6 +309,7 @@ pub fn preset(name: &str) -> Result<Preset, NnError> {
                 },
                 seed: 5,
                 lr_decay: 0.8,
+                weight_clip: None,
             },
             samples: Samples::default(),
             not_applied: vec![],

@@ -187,6 +187,7 @@ fn train_on_this_thread(
         None => {
             let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
             model.init(&mut rng);
+            clip_weights(model, config.weight_clip);
             (rng, Optimizer::new(config.optimizer.clone()), vec![], 0)
         }
     };
@@ -243,6 +244,7 @@ fn train_on_this_thread(
             correct += l.correct;
             let grads = model.backward(backend, &caches, &l.grad)?;
             opt.apply(&mut model.weights, &grads)?;
+            clip_weights(model, config.weight_clip);
             // Non-finite weights are never published: a diverging run stops here, before its
             // checkpoint and outputs are written, so the last good checkpoint stays.
             if let Some((layer, v)) = first_non_finite(model) {
@@ -441,5 +443,14 @@ mod report_tests {
         // evenly spread: no gap longer than ⌈500/20⌉
         assert!(lines.windows(2).all(|w| w[1] - w[0] <= 25));
         assert_eq!((1..=10).filter(|&e| report_epoch(e, 10)).count(), 10);
+    }
+}
+
+/// Clamp every weight (biases included: they sit on conductance pairs too) to ±`clip`.
+fn clip_weights(model: &mut Model, clip: Option<f64>) {
+    if let Some(c) = clip {
+        for w in &mut model.weights {
+            w.data.iter_mut().for_each(|v| *v = v.clamp(-c, c));
+        }
     }
 }

@@ -330,6 +330,73 @@ mapping { pairs 1; orientation columns; placement per_layer; }
     }
 }
 
+/// The trainer's network of a `.net` file with op-amp neurons is the circuit `compile --whole`
+/// writes: S4's eq. 1, `V_H = v_h·tanh(slope·(I⁺ − I⁻))` with the slope per ampere, so the model's
+/// output (weight units) times the siemens per unit and the feedback resistance is each output
+/// neuron's voltage. Linear cells, no wires, op-amp gain 1e7; solved by netc (and ngspice when
+/// present). Before the slope was converted, the model's hidden layer was `tanh(slope·x)` in
+/// weight units: 10⁴ times steeper than the hardware's at this scale.
+#[test]
+fn trainer_network_is_the_whole_circuit() {
+    let (_d, file, ir) = load(
+        r#"
+network t { input 6; bias on; dense h { units 4; } tanh { slope 2e4; } dense o { units 3; } }
+hardware { arrays 2 x 8x8; cell passive; g_min 10uS; g_max 100uS; r_wire 0ohm; v_bias 0.2V;
+  sense opamp { gain 1e7; vsat 10V; r_feedback 10kohm; } }
+mapping { pairs 1; orientation columns; placement per_layer; weight_scale 1e-4S; }
+"#,
+    );
+    let spec = netc::nn::from_net::model_spec(
+        &file,
+        &ir,
+        netc::nn::loss::LossSpec::Mse {
+            target_on: 1.0,
+            target_off: -1.0,
+        },
+    )
+    .unwrap();
+    let mut model = netc::nn::model::Model::new(spec).unwrap();
+    model.init(&mut ChaCha8Rng::seed_from_u64(8));
+    let low = lower(&file, &ir).unwrap();
+    let w = netc::nn::from_net::compiler_weights(&model, &ir).unwrap();
+    let prog = program(&low, &file.hardware, file.mapping.weight_scale, &w).unwrap();
+    // no weight outside the window: the encoder stores each exactly
+    assert!(prog
+        .arrays
+        .iter()
+        .all(|a| a.g_s.iter().all(|g| *g <= 100e-6)));
+    let x = [0.2, -0.1, 0.05, -0.2, 0.15, 0.0];
+    let e = whole_circuit(&file, &ir, &low, &prog, &x).unwrap();
+    let mut results = vec![("netc", netc_solve(&e))];
+    if have_ngspice() {
+        results.push(("ngspice", ngspice(&e.to_spice())));
+    }
+    let mut b = netc::nn::backend::IdealBackend::new();
+    model.prepare_backend(&mut b).unwrap();
+    let xm = netc::nn::Matrix::from_vec(1, 6, x.to_vec()).unwrap();
+    let (out, _) = model.forward(&mut b, &xm, &mut test_ctx!()).unwrap();
+    let (scale_s, rf_ohm) = (1e-4, 10e3);
+    let mut swing = 0.0f64;
+    for (who, v) in &results {
+        for (k, y) in out.data.iter().enumerate() {
+            // each output neuron is Rf·(I⁺ − I⁻) = Rf·scale·y, far from its 10 V rails here
+            let want = rf_ohm * scale_s * y;
+            let got = v[&format!("v(out{k})")];
+            swing = swing.max(want.abs());
+            assert!(
+                (got - want).abs() <= 1e-4 * want.abs().max(1e-3),
+                "out{k}: {who} {got} vs trainer {want}"
+            );
+        }
+        // and the hidden neurons are not saturated (the check would not see the slope if they were)
+        for j in 0..4 {
+            let h = v[&format!("v(h0_{j})")];
+            assert!(h.abs() < 0.19, "h0_{j} = {h} saturates");
+        }
+    }
+    assert!(swing > 1e-2, "outputs too small to compare: {swing}");
+}
+
 #[test]
 fn one_t_one_r_array_solves_and_transistors_conduct() {
     let (_d, file, ir) = load(

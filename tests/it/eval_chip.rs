@@ -67,9 +67,10 @@ fn net_text() -> String {
     out
 }
 
-fn model_for(ir: &netc::net::NetworkIr) -> Model {
+fn model_for(file: &netc::net::NetFile, ir: &netc::net::NetworkIr) -> Model {
     let mut m = Model::new(
         model_spec(
+            file,
             ir,
             LossSpec::Mse {
                 target_on: 1.0,
@@ -86,6 +87,15 @@ fn model_for(ir: &netc::net::NetworkIr) -> Model {
 /// A chip holding exactly the conductances the encoder gives for `model` (programming without
 /// error), every cell written at t = 0.
 fn exact_chip(file: &netc::net::NetFile, ir: &netc::net::NetworkIr, model: &Model) -> Chip {
+    exact_chip_of(&net_text(), file, ir, model)
+}
+
+fn exact_chip_of(
+    text: &str,
+    file: &netc::net::NetFile,
+    ir: &netc::net::NetworkIr,
+    model: &Model,
+) -> Chip {
     let lowering = netc::mapping::lower(file, ir).unwrap();
     let hw = &file.hardware;
     let w = compiler_weights(model, ir).unwrap();
@@ -110,7 +120,7 @@ fn exact_chip(file: &netc::net::NetFile, ir: &netc::net::NetworkIr, model: &Mode
             format: CHIP_FORMAT,
             netc_version: "test".into(),
             network: ir.name.clone(),
-            network_sha256: network_hash(&net_text()),
+            network_sha256: network_hash(text),
             hardware: serde_json::Value::Null,
             device: spec,
             seed: 0,
@@ -125,7 +135,7 @@ fn exact_chip(file: &netc::net::NetFile, ir: &netc::net::NetworkIr, model: &Mode
 fn backends(age_s: f64) -> (Model, CircuitBackend, CircuitBackend, Chip) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
     let (file, ir) = netc::net::load_str(&net_text(), "mlp_chip.net", &dir).unwrap();
-    let model = model_for(&ir);
+    let model = model_for(&file, &ir);
     let chip = exact_chip(&file, &ir, &model);
     let mut circ =
         CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default()).unwrap();
@@ -221,9 +231,9 @@ fn cli_program_then_eval_chip() {
     let net = dir.path().join("mlp_chip.net");
     // no `model` line (linear cells): the file can live in the temp dir
     std::fs::write(&net, net_text()).unwrap();
-    let (_, ir) = netc::net::load_str(&net_text(), "mlp_chip.net", &root).unwrap();
+    let (file, ir) = netc::net::load_str(&net_text(), "mlp_chip.net", &root).unwrap();
     let weights = dir.path().join("model.json");
-    netc::nn::train::write_json(&weights, &model_for(&ir).to_weights_file()).unwrap();
+    netc::nn::train::write_json(&weights, &model_for(&file, &ir).to_weights_file()).unwrap();
     let chip = dir.path().join("chip");
     let (ok, _, err) = netc(&[
         "program",
@@ -416,13 +426,19 @@ fn program_and_eval_chip_on_all_five_reference_networks() {
 /// matrix's siemens per weight unit there); other weights evaluated on it (the trained ones) do
 /// not change how its conductances decode. Checked against the circuit backend prepared with the
 /// programming weights; without the record, `weight_scale auto` would decode the same chip at the
-/// evaluated weights' scale (three times the weights here).
+/// evaluated weights' scale (three times the weights here). S4's file has a fixed scale (its op-amp
+/// neurons need one), so this test takes `auto` and a software `tanh`.
 #[test]
 fn chip_decodes_with_the_weights_it_records() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
-    let (file, ir) = netc::net::load_str(&net_text(), "mlp_chip.net", &dir).unwrap();
-    let programmed = model_for(&ir);
-    let mut chip = exact_chip(&file, &ir, &programmed);
+    let text = net_text()
+        .replace("weight_scale 1e-4S;", "weight_scale auto;")
+        .replace("clip_weights on;", "")
+        .replace("tanh { slope 1e6; }", "tanh;");
+    assert!(text.contains("weight_scale auto;") && !text.contains("slope 1e6"));
+    let (file, ir) = netc::net::load_str(&text, "mlp_chip.net", &dir).unwrap();
+    let programmed = model_for(&file, &ir);
+    let mut chip = exact_chip_of(&text, &file, &ir, &programmed);
     chip.manifest.scale_weights = Some(programmed.weights.clone());
     let mut trained = programmed.clone();
     for w in &mut trained.weights {

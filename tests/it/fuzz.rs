@@ -163,8 +163,11 @@ fn net_front_end_and_lowering() {
         let text = String::from_utf8_lossy(b);
         if let Ok((file, ir)) = netc::net::load_str(&text, "fuzz.net", Path::new("netlists")) {
             let _ = netc::mapping::lower(&file, &ir);
-            let _ =
-                netc::nn::from_net::model_spec(&ir, netc::nn::loss::LossSpec::SoftmaxCrossEntropy);
+            let _ = netc::nn::from_net::model_spec(
+                &file,
+                &ir,
+                netc::nn::loss::LossSpec::SoftmaxCrossEntropy,
+            );
         }
     });
 }
@@ -203,7 +206,8 @@ fn weights_and_model_readers() {
     let w = netc::mapping::WeightsFile::init(&ir, 1);
     let compiler = serde_json::to_vec(&w).unwrap();
     let spec =
-        netc::nn::from_net::model_spec(&ir, netc::nn::loss::LossSpec::SoftmaxCrossEntropy).unwrap();
+        netc::nn::from_net::model_spec(&file, &ir, netc::nn::loss::LossSpec::SoftmaxCrossEntropy)
+            .unwrap();
     let mut model = netc::nn::model::Model::new(spec).unwrap();
     model.init(&mut ChaCha8Rng::seed_from_u64(1));
     let trainer = serde_json::to_vec(&model.to_weights_file()).unwrap();

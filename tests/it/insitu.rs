@@ -499,7 +499,7 @@ fn exsitu_transfer_on_an_ideal_device_matches_the_quantised_model() {
     std::fs::write(&p, t2).unwrap();
     // the file's `write_tolerance 0.05` would widen the window: the experiment's knob narrows it
     let ov = Overrides {
-        epochs: Some(40),
+        epochs: Some(300),
         write_tolerance_rel: Some(0.002),
         ..Default::default()
     };

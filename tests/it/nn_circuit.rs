@@ -38,8 +38,8 @@ fn passive_lenet(r_wire: &str) -> (netc::net::NetFile, netc::net::NetworkIr) {
     netc::net::load_str(&text, "lenet_passive.net", &dir).unwrap()
 }
 
-fn model_for(ir: &netc::net::NetworkIr) -> Model {
-    let spec = model_spec(ir, LossSpec::SoftmaxCrossEntropy).unwrap();
+fn model_for(file: &netc::net::NetFile, ir: &netc::net::NetworkIr) -> Model {
+    let spec = model_spec(file, ir, LossSpec::SoftmaxCrossEntropy).unwrap();
     let mut m = Model::new(spec).unwrap();
     m.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
     m
@@ -54,7 +54,7 @@ fn random_inputs(n: usize, len: usize, seed: u64) -> Matrix {
 #[test]
 fn circuit_backend_zero_wire_is_ideal() {
     let (file, ir) = passive_lenet("0ohm");
-    let model = model_for(&ir);
+    let model = model_for(&file, &ir);
     let mut circ =
         CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default()).unwrap();
     let mut ideal = IdealBackend::new();
@@ -82,7 +82,7 @@ fn circuit_backend_zero_wire_is_ideal() {
 #[test]
 fn circuit_backend_matches_per_vector_array_solves() {
     let (file, ir) = passive_lenet("2.5ohm");
-    let model = model_for(&ir);
+    let model = model_for(&file, &ir);
     let lowering = netc::mapping::lower(&file, &ir).unwrap();
     let slots = slot_rows(&model, &ir).unwrap();
     let mut circ = CircuitBackend::new(
@@ -145,7 +145,7 @@ fn circuit_backend_matches_per_vector_array_solves() {
 #[test]
 fn new_conductance_state_equals_a_fresh_backend() {
     let (file, ir) = passive_lenet("2.5ohm");
-    let mut model = model_for(&ir);
+    let mut model = model_for(&file, &ir);
     let mut circ =
         CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default()).unwrap();
     model.prepare_backend(&mut circ).unwrap();

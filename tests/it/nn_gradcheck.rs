@@ -130,7 +130,23 @@ fn dense() {
 #[test]
 fn activations() {
     check_layer(LayerSpec::Relu, [2, 3, 3], 2);
-    check_layer(LayerSpec::Tanh { slope: 2.5 }, [1, 4, 3], 2);
+    check_layer(
+        LayerSpec::Tanh {
+            slope: 2.5,
+            amplitude: 1.0,
+        },
+        [1, 4, 3],
+        2,
+    );
+    // the op-amp neuron of a `.net` file: output swing 0.2 V, slope in 1/(V·weight unit)
+    check_layer(
+        LayerSpec::Tanh {
+            slope: 7.0,
+            amplitude: 0.2,
+        },
+        [1, 4, 3],
+        2,
+    );
     check_layer(LayerSpec::Sigmoid, [3, 2, 2], 2);
     check_layer(LayerSpec::Flatten, [2, 2, 2], 2);
 }

@@ -37,6 +37,7 @@ fn cfg(epochs: usize) -> TrainConfig {
         optimizer: OptimizerSpec::s1_rmsprop(),
         seed: 42,
         lr_decay: 0.8,
+        weight_clip: None,
     }
 }
 

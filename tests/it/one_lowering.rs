@@ -54,7 +54,7 @@ fn same_circuits(src: &str) {
     )
     .unwrap();
     let (file, ir) = netc::net::load(&net).unwrap_or_else(|e| panic!("{e}"));
-    let spec = model_spec(&ir, LossSpec::SoftmaxCrossEntropy).unwrap();
+    let spec = model_spec(&file, &ir, LossSpec::SoftmaxCrossEntropy).unwrap();
     let mut model = Model::new(spec).unwrap();
     model.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
     let mut circ =
