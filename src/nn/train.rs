@@ -431,6 +431,15 @@ pub fn layer_errors(
     Ok(out)
 }
 
+/// Clamp every weight (biases included: they sit on conductance pairs too) to ±`clip`.
+fn clip_weights(model: &mut Model, clip: Option<f64>) {
+    if let Some(c) = clip {
+        for w in &mut model.weights {
+            w.data.iter_mut().for_each(|v| *v = v.clamp(-c, c));
+        }
+    }
+}
+
 #[cfg(test)]
 mod report_tests {
     use super::report_epoch;
@@ -443,14 +452,5 @@ mod report_tests {
         // evenly spread: no gap longer than ⌈500/20⌉
         assert!(lines.windows(2).all(|w| w[1] - w[0] <= 25));
         assert_eq!((1..=10).filter(|&e| report_epoch(e, 10)).count(), 10);
-    }
-}
-
-/// Clamp every weight (biases included: they sit on conductance pairs too) to ±`clip`.
-fn clip_weights(model: &mut Model, clip: Option<f64>) {
-    if let Some(c) = clip {
-        for w in &mut model.weights {
-            w.data.iter_mut().for_each(|v| *v = v.clamp(-c, c));
-        }
     }
 }

@@ -136,3 +136,74 @@ fn dataset_counts_are_honoured() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("train 1000"), "{warnings:?}");
 }
+
+/// `clip_weights on` keeps every weight inside what the window holds, (g_max − g_min)/scale =
+/// 90 µS / 100 µS per unit = 0.9 for S4, and the bound is reached (the clip acted: without it
+/// S4's weights grow past 0.9 within these epochs).
+#[test]
+fn clip_weights_bounds_the_trained_weights_by_the_window() {
+    let (p, _) = load("mlp_passive.net");
+    assert_eq!(p.train.weight_clip, Some((100e-6 - 10e-6) / 1e-4));
+    let split = p.data.load().unwrap();
+    let run = |clip: Option<f64>| {
+        let mut cfg = p.train.clone();
+        cfg.weight_clip = clip;
+        cfg.epochs = 300;
+        cfg.optimizer = netc::nn::optim::OptimizerSpec::Sgd {
+            lr: 0.2,
+            momentum: 0.0,
+        };
+        let mut m = Model::new(p.model.clone()).unwrap();
+        let opts = netc::nn::train::TrainOptions {
+            out_dir: None,
+            resume: false,
+            progress: false,
+            readback: false,
+            stop_after: None,
+        };
+        netc::nn::train::train(&mut m, &mut IdealBackend::new(), &split, &cfg, &opts).unwrap();
+        m.weights
+            .iter()
+            .flat_map(|w| w.data.iter())
+            .fold(0.0f64, |a, v| a.max(v.abs()))
+    };
+    let free = run(None);
+    assert!(free > 0.9, "unclipped weights stay below the window ({free}): no test");
+    let clipped = run(Some(0.9));
+    assert!((clipped - 0.9).abs() < 1e-12, "largest clipped weight {clipped}");
+}
+
+/// Hardware units need a fixed scale: `tanh { slope }` (per ampere) and `clip_weights` (the
+/// window in weight units) are located errors with `weight_scale auto`; a bare `tanh` is not.
+#[test]
+fn per_ampere_keys_need_a_fixed_weight_scale() {
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists/mlp_passive.net"),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nets")).unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join("nets").join(name);
+        std::fs::write(&p, text.replace("\"al2o3", &format!("\"{}/al2o3", models.display())))
+            .unwrap();
+        p
+    };
+    let auto = src.replace("weight_scale 1e-4S;", "weight_scale auto;");
+    let err = |p: &Path| match recipe(p) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("{} trained with weight_scale auto", p.display()),
+    };
+    // the tanh slope is found first (the network), then the clip (the training block)
+    let e = err(&write("a.net", &auto));
+    assert!(e.contains("a.net:11:3") && e.contains("per ampere"), "{e}");
+    let e = err(&write("b.net", &auto.replace("tanh { slope 1e6; }", "tanh;")));
+    assert!(e.contains("b.net:") && e.contains("clip_weights on"), "{e}");
+    let line = auto.lines().position(|l| l.trim_start().starts_with("clip_weights")).unwrap() + 1;
+    assert!(e.contains(&format!("b.net:{line}:3")), "{e}");
+    let ok = auto
+        .replace("tanh { slope 1e6; }", "tanh;")
+        .replace("clip_weights on;", "");
+    recipe(&write("c.net", &ok)).unwrap();
+}
