@@ -302,9 +302,15 @@ pub fn all(
         let recs = of(p);
         match p {
             Paper::S1 | Paper::S2 => {
-                let runs: Vec<(&str, &RunRecord)> = recs
+                // one seed's curves (the first): more would only overlay noise on noise
+                let first = recs
                     .iter()
                     .filter(|r| !r.batches.is_empty())
+                    .map(|r| r.seed)
+                    .min();
+                let runs: Vec<(&str, &RunRecord)> = recs
+                    .iter()
+                    .filter(|r| !r.batches.is_empty() && Some(r.seed) == first)
                     .map(|r| {
                         let name = if r.kind == "noise" {
                             "σ = 10 µS"

@@ -283,12 +283,14 @@ pub fn build(paper: Paper, scale: Scale, recs: &[&RunRecord]) -> PaperTable {
             notes.push(format!(
                 "Protocol matched by device writes: the .net file's 2 epochs of the paper's 5,958 \
                  sequences at batch 100 ≈ {} updates (the paper does not state its epochs); netc \
-                 runs {} updates on its {} training sequences.",
+                 runs {} updates on its {} training sequences; means over {} seed(s) (± sample \
+                 s.d.).",
                 super::experiments::S2_PAPER_UPDATES,
                 z.s2_updates,
                 z.s2_limit_train
                     .unwrap_or(super::experiments::SEQ_TRAIN)
-                    .min(super::experiments::SEQ_TRAIN)
+                    .min(super::experiments::SEQ_TRAIN),
+                z.s2_seeds.len()
             ));
         }
         Paper::S3 => {

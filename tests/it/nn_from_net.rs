@@ -168,9 +168,15 @@ fn clip_weights_bounds_the_trained_weights_by_the_window() {
             .fold(0.0f64, |a, v| a.max(v.abs()))
     };
     let free = run(None);
-    assert!(free > 0.9, "unclipped weights stay below the window ({free}): no test");
+    assert!(
+        free > 0.9,
+        "unclipped weights stay below the window ({free}): no test"
+    );
     let clipped = run(Some(0.9));
-    assert!((clipped - 0.9).abs() < 1e-12, "largest clipped weight {clipped}");
+    assert!(
+        (clipped - 0.9).abs() < 1e-12,
+        "largest clipped weight {clipped}"
+    );
 }
 
 /// Hardware units need a fixed scale: `tanh { slope }` (per ampere) and `clip_weights` (the
@@ -186,8 +192,11 @@ fn per_ampere_keys_need_a_fixed_weight_scale() {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let write = |name: &str, text: &str| {
         let p = dir.path().join("nets").join(name);
-        std::fs::write(&p, text.replace("\"al2o3", &format!("\"{}/al2o3", models.display())))
-            .unwrap();
+        std::fs::write(
+            &p,
+            text.replace("\"al2o3", &format!("\"{}/al2o3", models.display())),
+        )
+        .unwrap();
         p
     };
     let auto = src.replace("weight_scale 1e-4S;", "weight_scale auto;");
@@ -198,9 +207,16 @@ fn per_ampere_keys_need_a_fixed_weight_scale() {
     // the tanh slope is found first (the network), then the clip (the training block)
     let e = err(&write("a.net", &auto));
     assert!(e.contains("a.net:11:3") && e.contains("per ampere"), "{e}");
-    let e = err(&write("b.net", &auto.replace("tanh { slope 1e6; }", "tanh;")));
+    let e = err(&write(
+        "b.net",
+        &auto.replace("tanh { slope 1e6; }", "tanh;"),
+    ));
     assert!(e.contains("b.net:") && e.contains("clip_weights on"), "{e}");
-    let line = auto.lines().position(|l| l.trim_start().starts_with("clip_weights")).unwrap() + 1;
+    let line = auto
+        .lines()
+        .position(|l| l.trim_start().starts_with("clip_weights"))
+        .unwrap()
+        + 1;
     assert!(e.contains(&format!("b.net:{line}:3")), "{e}");
     let ok = auto
         .replace("tanh { slope 1e6; }", "tanh;")
