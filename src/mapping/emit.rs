@@ -246,7 +246,7 @@ pub fn whole_circuit(
     );
     // The inputs of the current layer: one driver per logical weight row.
     let mut inputs: Vec<Driver> = x_v.iter().map(|&v| Driver::Volts(v)).collect();
-    let v_hidden = hw.v_in_v[1].abs().max(hw.v_in_v[0].abs());
+    let v_hidden = hw.v_hidden_v();
     for (li, (mi, slope)) in chain.iter().enumerate() {
         let m = &lowering.matrices[*mi];
         let t = &m.tiles[0];

@@ -214,6 +214,12 @@ impl HardwareSpec {
     pub fn nl_k_per_v(&self) -> f64 {
         self.model.as_ref().map(|m| m.nl_k_per_v).unwrap_or(0.0)
     }
+
+    /// Output swing of the op-amp hidden neurons (V): scaled to the input range so that they
+    /// drive the next array like an input (S4: "scaled down to be within −0.2 V to +0.2 V").
+    pub fn v_hidden_v(&self) -> f64 {
+        self.v_in_v[1].abs().max(self.v_in_v[0].abs())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -81,8 +81,7 @@ pub fn model_spec(
                              (`auto` sets the scale only after training)",
                         ))),
                     };
-                let [lo, hi] = file.hardware.v_in_v;
-                let amplitude = lo.abs().max(hi.abs());
+                let amplitude = file.hardware.v_hidden_v();
                 if !(amplitude > 0.0 && amplitude.is_finite()) {
                     return Err(NnError::Format(l.span.render(
                         "`tanh`: the hidden neurons swing over the input range `v_in`, which is \

@@ -64,7 +64,7 @@ pub enum LayerSpec {
     },
     Relu,
     /// `y = amplitude·tanh(slope·x)`. A `.net` file's `tanh { slope }` is per ampere of array
-    /// current; [`crate::nn::from_net::recipe_from`] turns it into this layer's units (slope
+    /// current; [`crate::nn::from_net::model_spec`] turns it into this layer's units (slope
     /// times the siemens per weight unit, amplitude the hidden neurons' output swing in volts).
     Tanh {
         slope: f64,
@@ -407,7 +407,16 @@ pub fn output_shape(spec: &LayerSpec, s: Shape) -> Result<Shape, NnError> {
             [*out_channels, g.oh, g.ow]
         }
         LayerSpec::Dense { out, .. } => [*out, 1, 1],
-        LayerSpec::Relu | LayerSpec::Tanh { .. } | LayerSpec::Sigmoid => s,
+        LayerSpec::Tanh { slope, amplitude } => {
+            // the backward pass divides by the amplitude; a model file may say anything
+            if !(slope.is_finite() && amplitude.is_finite() && *amplitude > 0.0) {
+                return Err(NnError::Shape(format!(
+                    "tanh needs a finite slope and a positive amplitude (got {slope}, {amplitude})"
+                )));
+            }
+            s
+        }
+        LayerSpec::Relu | LayerSpec::Sigmoid => s,
         LayerSpec::MaxPool { size, stride } => {
             if *size == 0 || *stride == 0 || s[1] < *size || s[2] < *size {
                 return Err(NnError::Shape(format!(

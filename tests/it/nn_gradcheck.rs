@@ -280,3 +280,29 @@ fn shape_errors_are_reported() {
         .spec(LossSpec::SoftmaxCrossEntropy);
     assert!(Model::new(not_vector).is_err());
 }
+
+/// The tanh layer's backward pass divides by its amplitude: a model file with a zero, negative or
+/// non-finite amplitude (or slope) is refused when the model is built, not turned into NaNs.
+#[test]
+fn tanh_amplitude_must_be_positive_and_finite() {
+    for (slope, amplitude) in [
+        (1.0, 0.0),
+        (1.0, -0.2),
+        (f64::NAN, 0.2),
+        (1.0, f64::INFINITY),
+    ] {
+        let spec = netc::nn::model::ModelSpec {
+            input: [4, 1, 1],
+            layers: vec![
+                LayerSpec::Dense { out: 3, bias: true },
+                LayerSpec::Tanh { slope, amplitude },
+            ],
+            loss: LossSpec::Mse {
+                target_on: 1.0,
+                target_off: -1.0,
+            },
+        };
+        let e = Model::new(spec).err().expect("accepted").to_string();
+        assert!(e.contains("amplitude"), "{e}");
+    }
+}
