@@ -302,7 +302,10 @@ fn tanh_amplitude_must_be_positive_and_finite() {
                 target_off: -1.0,
             },
         };
-        let e = Model::new(spec).err().expect("accepted").to_string();
+        let e = match Model::new(spec) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("tanh ({slope}, {amplitude}) accepted"),
+        };
         assert!(e.contains("amplitude"), "{e}");
     }
 }
