@@ -24,6 +24,23 @@ fn pad4(p: [usize; 4]) -> Pad {
     }
 }
 
+/// The file's fixed siemens per weight unit, or `msg` located at `at` when the scale is `auto`
+/// (hardware units, per ampere or per siemens, cannot be turned into weight units before
+/// training has fixed the scale).
+fn fixed_scale(
+    file: &crate::net::NetFile,
+    at: Option<&crate::span::Span>,
+    msg: &str,
+) -> Result<f64, NnError> {
+    match file.mapping.weight_scale {
+        WeightScale::SiemensPerUnit(s) => Ok(s),
+        WeightScale::Auto => Err(NnError::Format(match at {
+            Some(sp) => sp.render(msg),
+            None => msg.to_string(),
+        })),
+    }
+}
+
 fn unsupported(what: String) -> NnError {
     NnError::Format(format!(
         "network file: {what} is not supported by the trainer"
@@ -72,15 +89,13 @@ pub fn model_spec(
                 amplitude: 1.0,
             },
             LayerKind::Tanh { slope: Some(slope) } => {
-                let s =
-                    match file.mapping.weight_scale {
-                        WeightScale::SiemensPerUnit(s) => s,
-                        WeightScale::Auto => return Err(NnError::Format(l.span.render(
-                            "`tanh { slope }` is per ampere of array current; training needs a \
-                             fixed `mapping { weight_scale X S; }` to turn it into weight units \
-                             (`auto` sets the scale only after training)",
-                        ))),
-                    };
+                let s = fixed_scale(
+                    file,
+                    Some(&l.span),
+                    "`tanh { slope }` is per ampere of array current; training needs a fixed \
+                     `mapping { weight_scale X S; }` to turn it into weight units (`auto` sets \
+                     the scale only after training)",
+                )?;
                 let amplitude = file.hardware.v_hidden_v();
                 if !(amplitude > 0.0 && amplitude.is_finite()) {
                     return Err(NnError::Format(l.span.render(
@@ -265,20 +280,21 @@ pub fn recipe_from(
     };
     let data = data_spec(&t, model.input, path)?;
     let weight_clip = if t.clip_weights {
-        match file.mapping.weight_scale {
-            WeightScale::SiemensPerUnit(s) => {
-                Some((file.hardware.g_max_s - file.hardware.g_min_s) / s)
-            }
-            WeightScale::Auto => {
-                let msg = "`clip_weights on` clips to the hardware window in weight units, which \
-                           needs a fixed `mapping { weight_scale X S; }` (`auto` sets the scale \
-                           only after training)";
-                return Err(NnError::Format(match &t.clip_weights_span {
-                    Some(sp) => sp.render(msg),
-                    None => format!("{}: {msg}", path.display()),
-                }));
-            }
-        }
+        let s = fixed_scale(
+            file,
+            t.clip_weights_span.as_ref(),
+            &format!(
+                "{}`clip_weights on` clips to the hardware window in weight units, which needs a \
+                 fixed `mapping {{ weight_scale X S; }}` (`auto` sets the scale only after \
+                 training)",
+                // without the key's place (a deserialised spec), the file names the error
+                match &t.clip_weights_span {
+                    Some(_) => String::new(),
+                    None => format!("{}: ", path.display()),
+                }
+            ),
+        )?;
+        Some((file.hardware.g_max_s - file.hardware.g_min_s) / s)
     } else {
         None
     };

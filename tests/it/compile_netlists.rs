@@ -290,18 +290,24 @@ fn s4_passive_mlp_netlists_and_whole_circuit_solve_and_agree_with_ngspice() {
     assert_eq!(json["report"]["total_params"], 214);
 }
 
+/// A 6-4-3 perceptron with op-amp tanh neurons (slope 2e4 per ampere) on two 8×8 arrays of linear
+/// cells without wire resistance, op-amp gain 1e7; `mapping` adds keys to the mapping block.
+fn whole_mlp(mapping: &str) -> String {
+    format!(
+        r#"
+network t {{ input 6; bias on; dense h {{ units 4; }} tanh {{ slope 2e4; }} dense o {{ units 3; }} }}
+hardware {{ arrays 2 x 8x8; cell passive; g_min 10uS; g_max 100uS; r_wire 0ohm; v_bias 0.2V;
+  sense opamp {{ gain 1e7; vsat 10V; r_feedback 10kohm; }} }}
+mapping {{ pairs 1; orientation columns; placement per_layer; {mapping} }}
+"#
+    )
+}
+
 /// A small whole MLP with linear cells and no wire resistance against a forward pass computed
 /// here from the programmed conductances (op-amp gain 1e7: virtual-ground error ~1e-6).
 #[test]
 fn whole_mlp_matches_forward_pass() {
-    let (_d, file, ir) = load(
-        r#"
-network t { input 6; bias on; dense h { units 4; } tanh { slope 2e4; } dense o { units 3; } }
-hardware { arrays 2 x 8x8; cell passive; g_min 10uS; g_max 100uS; r_wire 0ohm; v_bias 0.2V;
-  sense opamp { gain 1e7; vsat 10V; r_feedback 10kohm; } }
-mapping { pairs 1; orientation columns; placement per_layer; }
-"#,
-    );
+    let (_d, file, ir) = load(&whole_mlp(""));
     let low = lower(&file, &ir).unwrap();
     let w = WeightsFile::init(&ir, 8);
     let prog = program(&low, &file.hardware, file.mapping.weight_scale, &w).unwrap();
@@ -338,14 +344,7 @@ mapping { pairs 1; orientation columns; placement per_layer; }
 /// weight units: 10⁴ times steeper than the hardware's at this scale.
 #[test]
 fn trainer_network_is_the_whole_circuit() {
-    let (_d, file, ir) = load(
-        r#"
-network t { input 6; bias on; dense h { units 4; } tanh { slope 2e4; } dense o { units 3; } }
-hardware { arrays 2 x 8x8; cell passive; g_min 10uS; g_max 100uS; r_wire 0ohm; v_bias 0.2V;
-  sense opamp { gain 1e7; vsat 10V; r_feedback 10kohm; } }
-mapping { pairs 1; orientation columns; placement per_layer; weight_scale 1e-4S; }
-"#,
-    );
+    let (_d, file, ir) = load(&whole_mlp("weight_scale 1e-4S;"));
     let spec = netc::nn::from_net::model_spec(
         &file,
         &ir,
