@@ -38,7 +38,9 @@ fn net_text() -> String {
         })
         .map(|l| {
             let l = l
-                .replace("r_wire 40ohm;", "r_wire 0ohm;")
+                .replace("r_wire 10ohm;", "r_wire 0ohm;")
+                .replace("r_driver 300ohm;", "r_driver 0ohm;")
+                .replace("r_sense 300ohm;", "r_sense 0ohm;")
                 .replace("tolerance_rel 0.05;", "tolerance_rel 0.002;")
                 .replace("max_pulses 200;", "max_pulses 2000;")
                 .replace(
@@ -57,6 +59,8 @@ fn net_text() -> String {
         "tolerance_rel 0.002;",
         "max_pulses 2000;",
         "r_wire 0ohm;",
+        "r_driver 0ohm;",
+        "r_sense 0ohm;",
         "a_ltp 300;",
     ] {
         assert!(
