@@ -1,6 +1,7 @@
 //! The Rust side of `benches/python_infer.py`: `Engine` inference of 10,000 input vectors
 //! through a 128×64 passive array (2.5 Ω segments), the call `netc.Crossbar(...).infer(v)` makes
-//! from Python. Prints one line per case, `case median_s=… min_s=…` (21 rounds each, interleaved):
+//! from Python. Prints one line per case, `case median_seconds=… min_seconds=…` (21 rounds each,
+//! interleaved):
 //! - `built_fresh`: an existing engine (`T` built), outputs in a fresh k × C matrix (`infer`);
 //! - `built_kept`: the same into an output kept across rounds (`infer_into`);
 //! - `scratch`: a new engine (network, `T`) and `infer`, as `Crossbar(g, r_wire=2.5).infer(v)`.
@@ -62,7 +63,7 @@ fn main() {
         ("scratch", scratch_t),
     ] {
         let (med, min) = stats(t);
-        println!("{name} median_s={med:.6e} min_s={min:.6e}");
+        println!("{name} median_seconds={med:.6e} min_seconds={min:.6e}");
     }
     // keeps the outputs observable
     eprintln!("(checksum {check:e}, {k} vectors, {r}×{c})");

@@ -24,7 +24,7 @@ training and 2,000 test 8x8 digits; s5: 28x28; s2: 798 training and 193 test seq
 8x8 frames; s4: 40 training and 640 test 4x4 letters, 4 classes); the arithmetic per epoch does not
 depend on the values, so random data of the right shapes do the same work.
 
-Prints one line per run and a last line `median_s <seconds>` (median of --runs epochs).
+Prints one line per run and a last line `median_seconds <seconds>` (median of --runs epochs).
 `python3 benches/numpy_reference.py --net s1 --runs 5 --batch 100`
 `python3 benches/numpy_reference.py --net s2 --check` compares every gradient of the network
 (float64) with central finite differences of the loss and exits non-zero on a mismatch.
@@ -351,7 +351,7 @@ def main():
         times.append(time.perf_counter() - t0)
         print(f"run {r}: {times[-1]:.4f} s (test {acc:.3f} on random labels)")
     times.sort()
-    print(f"median_s {times[len(times) // 2]:.6f}")
+    print(f"median_seconds {times[len(times) // 2]:.6f}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ fn main() {
     netc::retain_freed_memory();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("temp dir");
-    for (name, algorithm, budget_s) in [
+    for (name, algorithm, budget_seconds) in [
         ("cnn_8pe", Algorithm::WriteVerify, 10.0),
         ("lenet", Algorithm::Oneshot, 2.0),
     ] {
@@ -38,7 +38,7 @@ fn main() {
             })
             .collect();
         times.sort_by(f64::total_cmp);
-        let t_s = times[runs / 2];
+        let t_seconds = times[runs / 2];
         let rep: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(out.join("report.json")).expect("report"),
         )
@@ -56,11 +56,11 @@ fn main() {
             })
             .unwrap_or(0.0);
         println!(
-            "{name} ({algorithm:?}): {cells} cells, {pulses} pulses, median {t_s:.2} s of {runs} runs (min {:.2} s): {:.0} cells/s, {:.0} pulses/s; {:.2}× the {budget_s} s budget",
+            "{name} ({algorithm:?}): {cells} cells, {pulses} pulses, median {t_seconds:.2} s of {runs} runs (min {:.2} s): {:.0} cells/s, {:.0} pulses/s; {:.2}× the {budget_seconds} s budget",
             times[0],
-            cells / t_s,
-            pulses / t_s,
-            t_s / budget_s
+            cells / t_seconds,
+            pulses / t_seconds,
+            t_seconds / budget_seconds
         );
     }
 }

@@ -124,7 +124,7 @@ fn numpy(net: &str, batch: usize, train: usize, test: usize, runs: usize) -> Opt
         println!("  numpy {l}");
     }
     text.lines()
-        .find_map(|l| l.strip_prefix("median_s "))
+        .find_map(|l| l.strip_prefix("median_seconds "))
         .and_then(|v| v.trim().parse().ok())
 }
 

@@ -55,8 +55,8 @@ fn one(n: usize, method: &str) {
 }
 
 struct Run {
-    wall_s: f64,
-    cpu_s: f64,
+    wall_seconds: f64,
+    cpu_seconds: f64,
     rss_mib: f64,
     stdout: String,
 }
@@ -70,7 +70,7 @@ fn timed(cmd: &str, args: &[String]) -> Option<Run> {
         .args(args)
         .output()
         .ok()?;
-    let wall_s = t0.elapsed().as_secs_f64();
+    let wall_seconds = t0.elapsed().as_secs_f64();
     let err = String::from_utf8_lossy(&o.stderr);
     if !o.status.success() {
         eprintln!(
@@ -91,8 +91,8 @@ fn timed(cmd: &str, args: &[String]) -> Option<Run> {
             .unwrap_or(f64::NAN)
     };
     Some(Run {
-        wall_s,
-        cpu_s: secs("User time (seconds):") + secs("System time (seconds):"),
+        wall_seconds,
+        cpu_seconds: secs("User time (seconds):") + secs("System time (seconds):"),
         rss_mib: rss_kib / 1024.0,
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
     })
@@ -178,7 +178,7 @@ fn main() {
         let fmt = |r: &Option<Run>| match r {
             Some(r) => format!(
                 "{:>8.3} s ({:>7.3} cpu) {:>6.0} MiB",
-                r.wall_s, r.cpu_s, r.rss_mib
+                r.wall_seconds, r.cpu_seconds, r.rss_mib
             ),
             None => "—".into(),
         };
@@ -205,7 +205,7 @@ fn main() {
             (Some(a), Some(b)) => format!("{:>9.1}×", a / b),
             _ => "—".into(),
         };
-        let dw = d.as_ref().map(|r| r.wall_s);
+        let dw = d.as_ref().map(|r| r.wall_seconds);
         println!(
             "{:>6} | {:>32} | {:>32} ({:>5}) | {:>32} | {:>32} | {:>10} | {:>10}  {agree}",
             n,
@@ -213,14 +213,14 @@ fn main() {
             fmt(&p),
             iters,
             fmt(&bc.as_ref().map(|(r, _)| Run {
-                wall_s: r.wall_s,
-                cpu_s: r.cpu_s,
+                wall_seconds: r.wall_seconds,
+                cpu_seconds: r.cpu_seconds,
                 rss_mib: r.rss_mib,
                 stdout: String::new()
             })),
             fmt(&ng),
-            ratio(bc.as_ref().map(|(r, _)| r.wall_s), dw),
-            ratio(ng.as_ref().map(|r| r.wall_s), dw),
+            ratio(bc.as_ref().map(|(r, _)| r.wall_seconds), dw),
+            ratio(ng.as_ref().map(|r| r.wall_seconds), dw),
         );
         rows.push((n, d, p, bc.map(|(r, _)| r)));
     }
@@ -229,10 +229,10 @@ fn main() {
         for (name, run) in [("direct", d), ("CG", p)] {
             if *n == 512 {
                 if let (Some(run), Some(bc)) = (run, bc) {
-                    let r = bc.wall_s / run.wall_s;
+                    let r = bc.wall_seconds / run.wall_seconds;
                     println!(
                         "target 512×512 ({name}): ≥ 50× faster than badcrossbar — measured {r:.1}× wall, {:.1}× cpu ({})",
-                        bc.cpu_s / run.cpu_s,
+                        bc.cpu_seconds / run.cpu_seconds,
                         if r >= 50.0 { "met" } else { "NOT met" }
                     );
                 }
@@ -241,10 +241,10 @@ fn main() {
                 if let Some(run) = run {
                     println!(
                         "target 1024×1024 ({name}): < 1 s within 2 GiB — measured {:.3} s wall ({:.3} s cpu), {:.0} MiB ({})",
-                        run.wall_s,
-                        run.cpu_s,
+                        run.wall_seconds,
+                        run.cpu_seconds,
                         run.rss_mib,
-                        if run.wall_s < 1.0 && run.rss_mib < 2048.0 { "met" } else { "NOT met" }
+                        if run.wall_seconds < 1.0 && run.rss_mib < 2048.0 { "met" } else { "NOT met" }
                     );
                 }
             }

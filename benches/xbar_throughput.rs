@@ -113,10 +113,10 @@ fn main() {
         }
         assert_eq!(ideal, ideal_alloc, "the two ideal products agree");
         assert_eq!(out, out_alloc, "the two passive pipelines agree");
-        let ideal_alloc_s = median(ideal_alloc_t);
-        let pass_alloc_s = median(pass_alloc_t);
-        let ideal_s = median(ideal_t);
-        let pass_s = median(pass_t);
+        let ideal_alloc_seconds = median(ideal_alloc_t);
+        let pass_alloc_seconds = median(pass_alloc_t);
+        let ideal_seconds = median(ideal_t);
+        let pass_seconds = median(pass_t);
         // A new conductance state of an existing engine (what training does after every step):
         // restamp over the kept network and plan, T, product; interleaved with the ideal product
         // again, so that this ratio has its own reference from the same moments.
@@ -136,14 +136,14 @@ fn main() {
             eng.infer_into(x.as_ref(), scratch.as_mut()).expect("infer");
             state_t.push(t0.elapsed().as_secs_f64());
         }
-        let state_s = median(state_t);
-        let ideal_state_s = median(ideal_state_t);
-        let state_tt_s = median(state_tt);
+        let state_seconds = median(state_t);
+        let ideal_state_seconds = median(ideal_state_t);
+        let state_tt_seconds = median(state_tt);
         // Product alone once T exists.
         let mut eng = Engine::new(&xb, SolveOptions::default()).expect("engine");
         let t0 = Instant::now();
         eng.effective_weights().expect("T");
-        let t_build_s = t0.elapsed().as_secs_f64();
+        let t_build_seconds = t0.elapsed().as_secs_f64();
         let mut prod_t = Vec::new();
         let mut ideal_prod_t = Vec::new();
         for _ in 0..11 {
@@ -152,8 +152,8 @@ fn main() {
             eng.infer_into(x.as_ref(), scratch.as_mut()).expect("infer");
             prod_t.push(t0.elapsed().as_secs_f64());
         }
-        let prod_s = median(prod_t);
-        let ideal_prod_s = median(ideal_prod_t);
+        let prod_seconds = median(prod_t);
+        let ideal_prod_seconds = median(ideal_prod_t);
         // Sanity: T-based outputs equal a direct solve of a few vectors.
         let mut direct = Engine::new(&xb, SolveOptions::default()).expect("engine");
         let few = x.subrows(0, 3).to_owned();
@@ -169,34 +169,34 @@ fn main() {
         println!("{k} vectors through a {r}×{c} array, 2.5 Ω segments, g ∈ [1 µS, 100 µS], inputs ∈ [0, 0.5] V");
         println!(
             "ideal dense product X·G (into a kept buffer): {:.4} s",
-            ideal_s
+            ideal_seconds
         );
         let verdict = |x: f64| if x <= 3.0 { "met" } else { "NOT met" };
         println!(
         "passive, exact, new engine from scratch (network + plan + T + product): {:.4} s → {:.2}× the ideal time (target ≤ 3×: {})",
-        pass_s,
-        pass_s / ideal_s,
-        verdict(pass_s / ideal_s)
+        pass_seconds,
+        pass_seconds / ideal_seconds,
+        verdict(pass_seconds / ideal_seconds)
     );
         println!(
         "  with a freshly allocated output on both sides: ideal {:.4} s, from scratch {:.4} s → {:.2}×",
-        ideal_alloc_s,
-        pass_alloc_s,
-        pass_alloc_s / ideal_alloc_s
+        ideal_alloc_seconds,
+        pass_alloc_seconds,
+        pass_alloc_seconds / ideal_alloc_seconds
     );
         println!(
         "passive, exact, new conductance state of an engine (restamp + T + product):         {:.4} s → {:.2}× the ideal time (ideal {:.4} s in these rounds; target ≤ 3×: {})",
-        state_s,
-        state_s / ideal_state_s,
-        ideal_state_s,
-        verdict(state_s / ideal_state_s)
+        state_seconds,
+        state_seconds / ideal_state_seconds,
+        ideal_state_seconds,
+        verdict(state_seconds / ideal_state_seconds)
     );
         println!(
         "  the exact T (multifrontal Schur complement onto the sources): {:.4} s for a new state, {:.4} s on a fresh engine;\n  product with T alone: {:.4} s ({:.2}× ideal)",
-        state_tt_s,
-        t_build_s,
-        prod_s,
-        prod_s / ideal_prod_s
+        state_tt_seconds,
+        t_build_seconds,
+        prod_seconds,
+        prod_seconds / ideal_prod_seconds
     );
         println!("  T-product vs direct solve: max rel diff {worst:.1e}; IR-drop error vs ideal up to {:.1}%", ir * 100.0);
     }
@@ -256,8 +256,9 @@ fn main() {
         newton_t.push(t0.elapsed().as_secs_f64() * k1 as f64 / kn as f64);
         newton_iters = eng1.last_newton().unwrap_or((0, 0));
     }
-    let (bulk_s, newton_s, ideal1_s) = (median(bulk_t), median(newton_t), median(ideal1_t));
-    let chord_s = if kc > 0 { median(chord_t) } else { f64::NAN };
+    let (bulk_seconds, newton_seconds, ideal1_seconds) =
+        (median(bulk_t), median(newton_t), median(ideal1_t));
+    let chord_seconds = if kc > 0 { median(chord_t) } else { f64::NAN };
     let rel_diff = |a: &Mat<f64>, rows: usize| {
         let mut worst: f64 = 0.0;
         for t in 0..rows {
@@ -284,57 +285,57 @@ fn main() {
             "SSE2 baseline"
         }
     );
-    println!("  ideal product X·G ({k1} vectors): {ideal1_s:.5} s");
+    println!("  ideal product X·G ({k1} vectors): {ideal1_seconds:.5} s");
     println!(
-        "  bulk, default (Newton on the cell currents): {bulk_s:.3} s ({:.2} Newton steps and {:.1} GMRES iterations per vector, max {} steps; {} of {k1} vectors by this path, {} by the chord fallback) → {:.0}× the ideal product; target < 2 s: {}",
+        "  bulk, default (Newton on the cell currents): {bulk_seconds:.3} s ({:.2} Newton steps and {:.1} GMRES iterations per vector, max {} steps; {} of {k1} vectors by this path, {} by the chord fallback) → {:.0}× the ideal product; target < 2 s: {}",
         last.current_steps as f64 / last.current_vectors.max(1) as f64,
         last.current_krylov as f64 / last.current_vectors.max(1) as f64,
         steps.1,
         last.current_vectors,
         last.chord_vectors,
-        bulk_s / ideal1_s,
-        if bulk_s < 2.0 { "met" } else { "NOT met" }
+        bulk_seconds / ideal1_seconds,
+        if bulk_seconds < 2.0 { "met" } else { "NOT met" }
     );
     if kc > 0 {
         println!(
-            "  chord path alone (small-signal factor, max_current_steps = 0): {chord_s:.3} s (timed on {kc} vectors, scaled to {k1}; {:.2} chord steps per vector, max {}) → {:.0}× the ideal product; the default is {:.1}× faster",
+            "  chord path alone (small-signal factor, max_current_steps = 0): {chord_seconds:.3} s (timed on {kc} vectors, scaled to {k1}; {:.2} chord steps per vector, max {}) → {:.0}× the ideal product; the default is {:.1}× faster",
             chord_steps.0 as f64 / kc as f64,
             chord_steps.1,
-            chord_s / ideal1_s,
-            chord_s / bulk_s
+            chord_seconds / ideal1_seconds,
+            chord_seconds / bulk_seconds
         );
         println!(
             "    chord stages (medians, unscaled): start solves {:.3} s, chord-step solves {:.3} s, residuals {:.3} s",
-            med(&chord_stages, &|b| b.start_solve_s),
-            med(&chord_stages, &|b| b.chord_solve_s),
-            med(&chord_stages, &|b| b.residual_s),
+            med(&chord_stages, &|b| b.start_solve_seconds),
+            med(&chord_stages, &|b| b.chord_solve_seconds),
+            med(&chord_stages, &|b| b.residual_seconds),
         );
     }
     println!(
-        "  per-vector Newton: {newton_s:.1} s (timed on {kn} vectors, scaled to {k1}; {:.2} iterations per vector) → {:.0}× the ideal product; the default is {:.0}× faster (target ≥ 50×: {})",
+        "  per-vector Newton: {newton_seconds:.1} s (timed on {kn} vectors, scaled to {k1}; {:.2} iterations per vector) → {:.0}× the ideal product; the default is {:.0}× faster (target ≥ 50×: {})",
         newton_iters.0 as f64 / kn as f64,
-        newton_s / ideal1_s,
-        newton_s / bulk_s,
-        if newton_s / bulk_s >= 50.0 { "met" } else { "NOT met" }
+        newton_seconds / ideal1_seconds,
+        newton_seconds / bulk_seconds,
+        if newton_seconds / bulk_seconds >= 50.0 { "met" } else { "NOT met" }
     );
     println!(
         "  max rel diff against per-vector Newton on its {kn} vectors: default {worst1:.1e}, chord path {worst_c:.1e}"
     );
     let (cur, st, res, ch) = (
-        med(&stages, &|b| b.current_s),
-        med(&stages, &|b| b.start_solve_s),
-        med(&stages, &|b| b.residual_s),
-        med(&stages, &|b| b.chord_solve_s),
+        med(&stages, &|b| b.current_seconds),
+        med(&stages, &|b| b.start_solve_seconds),
+        med(&stages, &|b| b.residual_seconds),
+        med(&stages, &|b| b.chord_solve_seconds),
     );
     println!(
         "  cell-current Newton, thread time summed over threads (medians; includes waiting under load): cell passes {:.3} s, final residual checks {:.3} s, GMRES {:.3} s (of which Gram–Schmidt {:.3} s)",
-        med(&stages, &|b| b.current_cells_cpu_s),
-        med(&stages, &|b| b.current_check_cpu_s),
-        med(&stages, &|b| b.current_krylov_cpu_s),
-        med(&stages, &|b| b.current_orth_cpu_s),
+        med(&stages, &|b| b.current_cells_cpu_seconds),
+        med(&stages, &|b| b.current_check_cpu_seconds),
+        med(&stages, &|b| b.current_krylov_cpu_seconds),
+        med(&stages, &|b| b.current_orth_cpu_seconds),
     );
     println!(
         "  bulk stages (medians): cell-current Newton {cur:.3} s; chord fallback: start solves {st:.3} s, chord-step solves {ch:.3} s, residuals {res:.3} s; engine set-up and rest {:.3} s",
-        (bulk_s - cur - st - ch - res).max(0.0),
+        (bulk_seconds - cur - st - ch - res).max(0.0),
     );
 }

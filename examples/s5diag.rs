@@ -4,8 +4,8 @@
 //! * the in-situ phase's per-epoch test accuracy and the chip's accuracy at several ages,
 //! * how many used cells sit above the top state / at the bottom after the in-situ phase.
 //!
-//! `cargo run --release --example s5diag -- NET OUT_DIR ETA UPDATES [AGES_S...]`; the run's seed
-//! from `S5DIAG_SEED` (default: the file's)
+//! `cargo run --release --example s5diag -- NET OUT_DIR ETA UPDATES [AGES_SECONDS...]`; the run's
+//! seed from `S5DIAG_SEED` (default: the file's)
 //! (copy a finished run's `software/` directory into OUT_DIR to skip the software phase).
 
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use netc::insitu::{self, Overrides, RunOptions};
 use netc::net::spec::{Optimizer, TrainMode};
 
-fn stats(label: &str, e: &[f64], step_s: f64) {
+fn stats(label: &str, e: &[f64], step_siemens: f64) {
     let n = e.len().max(1) as f64;
     let mean = e.iter().sum::<f64>() / n;
     let sd = (e.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
@@ -25,7 +25,7 @@ fn stats(label: &str, e: &[f64], step_s: f64) {
         e.len(),
         mean * 1e6,
         sd * 1e6,
-        sd / step_s,
+        sd / step_siemens,
         q(0.5) * 1e6,
         q(0.95) * 1e6,
         q(1.0) * 1e6,
@@ -36,7 +36,7 @@ fn stats(label: &str, e: &[f64], step_s: f64) {
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        anyhow::bail!("usage: s5diag NET OUT_DIR ETA UPDATES [AGES_S...]");
+        anyhow::bail!("usage: s5diag NET OUT_DIR ETA UPDATES [AGES_SECONDS...]");
     }
     let net = PathBuf::from(&args[1]);
     let out = PathBuf::from(&args[2]);
@@ -51,8 +51,10 @@ fn main() -> anyhow::Result<()> {
         vec![0.0, 600.0, 3600.0, 7200.0]
     };
     let base = insitu::setup(&net, &Overrides::default())?;
-    let threshold_s = match base.net_optimizer {
-        Optimizer::Threshold { threshold_s, .. } => threshold_s,
+    let threshold_siemens = match base.net_optimizer {
+        Optimizer::Threshold {
+            threshold_siemens, ..
+        } => threshold_siemens,
         _ => anyhow::bail!("not a threshold-rule network"),
     };
     let n_train = base.split.train.len();
@@ -68,7 +70,7 @@ fn main() -> anyhow::Result<()> {
         insitu_epochs: Some(updates.div_ceil(n_train.div_ceil(batch)).max(1)),
         optimizer: Some(Optimizer::Threshold {
             lr: eta,
-            threshold_s,
+            threshold_siemens,
         }),
         ..Overrides::default()
     };
@@ -105,7 +107,7 @@ fn main() -> anyhow::Result<()> {
     // transfer errors per layer: g_before (the transferred chip, used cells in array then cell
     // order) against the encoder's targets of the same weights
     let prog = setup.programmed(&r.model, &r.scale_weights)?;
-    let step_s = (setup.file.hardware.g_max_s - setup.file.hardware.g_min_s)
+    let step_siemens = (setup.file.hardware.g_max_siemens - setup.file.hardware.g_min_siemens)
         / (setup.file.hardware.levels.max(2) - 1) as f64;
     let mut per: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     let mut per_after: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
@@ -116,7 +118,7 @@ fn main() -> anyhow::Result<()> {
                 let layer = setup.lowering.matrices[*mi].layer.clone();
                 per.entry(layer.clone())
                     .or_default()
-                    .push(r.g_before_siemens[i] - a.g_s[k]);
+                    .push(r.g_before_siemens[i] - a.g_siemens[k]);
                 per_after
                     .entry(layer)
                     .or_default()
@@ -127,15 +129,15 @@ fn main() -> anyhow::Result<()> {
     }
     println!(
         "transfer error (read-back − target) per layer, level step {:.2} uS:",
-        step_s * 1e6
+        step_siemens * 1e6
     );
     let mut all = Vec::new();
     for (l, e) in &per {
-        stats(l, e, step_s);
+        stats(l, e, step_siemens);
         all.extend_from_slice(e);
     }
-    stats("all", &all, step_s);
-    let top = setup.file.hardware.g_max_s;
+    stats("all", &all, step_siemens);
+    let top = setup.file.hardware.g_max_siemens;
     for (l, g) in &per_after {
         println!(
             "after in situ, {l}: {} cells, {} above the top state ({:.1} uS), {} at g_min",
@@ -143,22 +145,25 @@ fn main() -> anyhow::Result<()> {
             g.iter().filter(|x| **x > top * 1.0125).count(),
             top * 1e6,
             g.iter()
-                .filter(|x| **x <= setup.spec.g_min_s * 1.0001)
+                .filter(|x| **x <= setup.spec.g_min_siemens * 1.0001)
                 .count()
         );
     }
-    println!("chip clock after training: {:.6} s", r.chip.manifest.now_s);
+    println!(
+        "chip clock after training: {:.6} s",
+        r.chip.manifest.now_seconds
+    );
     for (i, &age) in ages.iter().enumerate() {
         let a = insitu::chip_accuracy_at(&net, &ov, &r, age, 1000 + i as u64)?;
         // how far the used cells have moved from their programmed state at this age
         let spec = &r.chip.manifest.device;
-        let now = r.chip.manifest.now_s + age;
+        let now = r.chip.manifest.now_seconds + age;
         let mut moved = Vec::new();
         for (st, pa) in r.chip.arrays.iter().zip(&prog.arrays) {
             let g = st.g_at(spec, now);
             for (k, o) in pa.owner.iter().enumerate() {
                 if o.is_some() {
-                    moved.push(g[k] - st.g_s[k]);
+                    moved.push(g[k] - st.g_siemens[k]);
                 }
             }
         }

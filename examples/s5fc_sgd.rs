@@ -134,8 +134,10 @@ fn main() -> anyhow::Result<()> {
     let eta: f64 = args[3].parse()?;
     let updates: usize = args[4].parse()?;
     let setup = insitu::setup(&net, &Overrides::default())?;
-    let threshold_s = match setup.net_optimizer {
-        Optimizer::Threshold { threshold_s, .. } => threshold_s,
+    let threshold_siemens = match setup.net_optimizer {
+        Optimizer::Threshold {
+            threshold_siemens, ..
+        } => threshold_siemens,
         _ => anyhow::bail!("not a threshold-rule network"),
     };
     let mut model = Model::from_weights_file(&wf)?;
@@ -160,10 +162,16 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let (fc_id, fc_layer, enc) = fc.ok_or_else(|| anyhow::anyhow!("no fc layer"))?;
-    let scale = enc.scale_s;
+    let scale = enc.scale_siemens;
     let (lo, hi) = (
-        setup.spec.g_min_s.max(setup.file.hardware.g_min_s),
-        setup.spec.g_max_s.min(setup.file.hardware.g_max_s),
+        setup
+            .spec
+            .g_min_siemens
+            .max(setup.file.hardware.g_min_siemens),
+        setup
+            .spec
+            .g_max_siemens
+            .min(setup.file.hardware.g_max_siemens),
     );
     let vtr = features(&model, &setup.split.train, fc_layer)?;
     let vte = features(&model, &setup.split.test, fc_layer)?;
@@ -178,7 +186,7 @@ fn main() -> anyhow::Result<()> {
         "fc: scale {:.3} uS/unit, threshold {:.4} units, window |w| <= {:.3}, max |w0| {:.3}; \
          ||V||^2 mean {:.1} max {:.1}; eta*||V||^2 mean {:.3}",
         scale * 1e6,
-        threshold_s / scale,
+        threshold_siemens / scale,
         (hi - lo) / scale,
         wmax,
         mean_n2,
@@ -262,7 +270,7 @@ fn main() -> anyhow::Result<()> {
                 for (e, &dwe) in dw.iter().enumerate() {
                     let dg = scale * dwe;
                     max_dg = max_dg.max(dg.abs());
-                    if var.threshold && dg.abs() < threshold_s {
+                    if var.threshold && dg.abs() < threshold_siemens {
                         continue;
                     }
                     written += 1;

@@ -774,8 +774,8 @@ impl Circuit {
             for k in 0..4 {
                 let mut lin = e.i_a[k];
                 for j in 0..4 {
-                    vals[m.s[k][j]] += e.g_s[k][j];
-                    lin -= e.g_s[k][j] * v[j];
+                    vals[m.s[k][j]] += e.g_siemens[k][j];
+                    lin -= e.g_siemens[k][j] * v[j];
                 }
                 rhs[m.t[k]] -= lin;
             }

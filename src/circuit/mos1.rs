@@ -14,11 +14,11 @@ const MAX_EXP_ARG: f64 = 709.0;
 /// Terminal currents of a MOSFET and their derivatives.
 ///
 /// Order of terminals everywhere: drain, gate, source, bulk. `i_a[k]` is the current flowing *into*
-/// the device at terminal k (A); `g_s[k][m]` = ∂ i_a[k] / ∂ V_m (S).
+/// the device at terminal k (A); `g_siemens[k][m]` = ∂ i_a[k] / ∂ V_m (S).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MosEval {
     pub i_a: [f64; 4],
-    pub g_s: [[f64; 4]; 4],
+    pub g_siemens: [[f64; 4]; 4],
     /// Threshold voltage at the operating point (normalised sign: positive for an enhancement
     /// device of either polarity), used for voltage limiting.
     pub von_v: f64,
@@ -143,7 +143,7 @@ impl Mos1 {
         }
         MosEval {
             i_a: i,
-            g_s: g,
+            g_siemens: g,
             von_v: von,
             ids_a: ich,
         }
@@ -279,7 +279,7 @@ mod tests {
                     let im = d.eval(vm, 1e-12).i_a;
                     for k in 0..4 {
                         let fd = (ip[k] - im[k]) / (2.0 * h);
-                        let an = e.g_s[k][m];
+                        let an = e.g_siemens[k][m];
                         assert!(
                             (fd - an).abs() <= 1e-6 * an.abs().max(fd.abs()) + 1e-12,
                             "nmos={nmos} v={v:?} d i{k}/d v{m}: fd {fd} analytic {an}"

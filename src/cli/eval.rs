@@ -90,8 +90,8 @@ pub fn chip_backend(a: &Args, model: &Model) -> Result<Box<dyn MatmulBackend>, N
     )?))
 }
 
-/// The circuit backend of `model` whose arrays hold `chip` read at `age_s` (read noise seeded by
-/// `read_seed`), prepared: with the weights the chip records it was programmed from
+/// The circuit backend of `model` whose arrays hold `chip` read at `age_seconds` (read noise seeded
+/// by `read_seed`), prepared: with the weights the chip records it was programmed from
 /// ([`crate::device::chip::Manifest::scale_weights`]: an in-situ or hybrid run freezes each
 /// matrix's siemens per unit at its first programming), so that the conductances decode with
 /// the scales they were written at; otherwise with the model's weights (a chip of `netc
@@ -102,11 +102,11 @@ pub fn chip_circuit(
     model: &Model,
     ov: crate::nn::circuit::CircuitOverrides,
     chip: &Chip,
-    age_s: f64,
+    age_seconds: f64,
     read_seed: u64,
 ) -> Result<CircuitBackend, NnError> {
     let mut b = CircuitBackend::for_model(file, ir, model, ov)?
-        .with_chip_conductances(chip.read(age_s, read_seed));
+        .with_chip_conductances(chip.read(age_seconds, read_seed));
     let Some(sw) = &chip.manifest.scale_weights else {
         model.prepare_backend(&mut b)?;
         return Ok(b);

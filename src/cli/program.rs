@@ -61,7 +61,7 @@ pub struct LayerReport {
     pub error_max_rel_window: f64,
     pub failures: usize,
     /// Σ pulses × pulse width (cells written one after another).
-    pub programming_time_s: f64,
+    pub programming_time_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +72,7 @@ pub struct ProgramReport {
     pub arrays: usize,
     pub cells: usize,
     pub layers: Vec<LayerReport>,
-    pub wall_time_s: f64,
+    pub wall_time_seconds: f64,
 }
 
 /// One programmed cell: (matrix index, target G, achieved G, pulses, failed, array).
@@ -102,7 +102,7 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
     let algorithm = crate::device::program::choose_algorithm(hw, a.algorithm)
         .map_err(|e| ProgramCmdError::Usage(e.to_string()))?;
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
-    let span = spec.g_max_s - spec.g_min_s;
+    let span = spec.g_max_siemens - spec.g_min_siemens;
     let total: usize = programmed
         .arrays
         .iter()
@@ -133,8 +133,8 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
             let st = &chip.arrays[w.array];
             cells.push((
                 mi,
-                arr.g_s[w.cell],
-                st.g_s[w.cell],
+                arr.g_siemens[w.cell],
+                st.g_siemens[w.cell],
                 st.pulses[w.cell],
                 w.failed,
                 arr.index,
@@ -164,7 +164,7 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
                 error_mean_rel_window: errs.iter().sum::<f64>() / n,
                 error_max_rel_window: errs.iter().cloned().fold(0.0, f64::max),
                 failures: cs.iter().filter(|c| c.4).count(),
-                programming_time_s: pulses as f64 * spec.pulse_width_s,
+                programming_time_seconds: pulses as f64 * spec.pulse_width_seconds,
             }
         })
         .collect();
@@ -175,7 +175,7 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
         arrays: chip.arrays.len(),
         cells: cells.len(),
         layers,
-        wall_time_s: t0.elapsed().as_secs_f64(),
+        wall_time_seconds: t0.elapsed().as_secs_f64(),
     };
     chip.save(&a.out)?;
     let json = serde_json::to_string_pretty(&report).expect("plain data");
@@ -209,13 +209,13 @@ pub fn run(a: &ProgramArgs) -> Result<(), ProgramCmdError> {
             100.0 * l.error_mean_rel_window,
             100.0 * l.error_max_rel_window,
             l.failures,
-            l.programming_time_s
+            l.programming_time_seconds
         );
     }
     println!(
         "wrote {} (chip.json, array_*/…npy, report.json, target_vs_achieved.png, pulse_histogram.png, error_map_*.png) in {:.2} s",
         a.out.display(),
-        report.wall_time_s
+        report.wall_time_seconds
     );
     Ok(())
 }
@@ -225,7 +225,7 @@ type PlotResult = Result<(), Box<dyn std::error::Error>>;
 /// Target vs achieved conductance, pulse-count histogram, error map per array (PNG).
 fn plots(dir: &Path, cells: &[CellRecord], spec: &DeviceSpec) -> PlotResult {
     let us = 1e6;
-    let (lo, hi) = (spec.g_min_s * us, spec.g_max_s * us);
+    let (lo, hi) = (spec.g_min_siemens * us, spec.g_max_siemens * us);
     let pad = 0.05 * (hi - lo);
     {
         let p = dir.join("target_vs_achieved.png");

@@ -402,12 +402,12 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
     let t0 = Instant::now();
     let mut eng = Engine::new(xb, *opts)?;
     let out = eng.infer(x.as_ref())?;
-    let solve_s = t0.elapsed().as_secs_f64();
+    let solve_seconds = t0.elapsed().as_secs_f64();
     let (pcg_stats, newton_stats) = (eng.last_pcg(), eng.last_newton());
     let t_detail = Instant::now();
     let v0: Vec<f64> = (0..r).map(|i| x[(0, i)]).collect();
     let detail = eng.solve_detailed(&v0)?;
-    let detail_s = t_detail.elapsed().as_secs_f64();
+    let detail_seconds = t_detail.elapsed().as_secs_f64();
     // Ideal outputs: Gᵀ·V, through an ideal linear amplifier when the array has one.
     let (unit, amp) = match xb.sense {
         SenseKind::VirtualGround => ("A", None),
@@ -496,7 +496,7 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
     let solver = solver_name(xb, opts);
     let json = json!({
         "op": "infer", "array": describe(xb), "solver": solver, "vectors": k, "unit": unit,
-        "solve_time_s": solve_s, "detail_time_s": detail_s,
+        "solve_time_seconds": solve_seconds, "detail_time_seconds": detail_seconds,
         "outputs": rows_of(&out), "ideal": rows_of(&ideal),
         "error": {"max_abs": abs_max, "max_rel": max_rel, "mean_rel": mean_rel,
                   "by_column_mean_rel": err_col, "by_row_cell_current_rel": err_row},
@@ -527,7 +527,7 @@ fn run_infer(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Report,
     );
     let _ = writeln!(
         t,
-        "inference of {k} vector(s) with the {solver} solver in {solve_s:.4} s"
+        "inference of {k} vector(s) with the {solver} solver in {solve_seconds:.4} s"
     );
     let _ = writeln!(
         t,
@@ -650,7 +650,7 @@ fn run_cell_op(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Repor
             table,
         )
     };
-    let solve_s = t0.elapsed().as_secs_f64();
+    let solve_seconds = t0.elapsed().as_secs_f64();
     let (r, c) = (xb.rows, xb.cols);
     let mut plots = Vec::new();
     if let Some(dir) = &a.plot {
@@ -726,11 +726,11 @@ fn run_cell_op(a: &XbarArgs, xb: &Crossbar, opts: &SolveOptions) -> Result<Repor
     }
     let mut json = json!({
         "op": if is_read { "read" } else { "program" }, "array": describe(xb),
-        "solve_time_s": solve_s, "plots": plots,
+        "solve_time_seconds": solve_seconds, "plots": plots,
     });
     json["result"] = json_res;
     let mut table = table;
-    table.push_str(&format!("solved in {solve_s:.4} s\n"));
+    table.push_str(&format!("solved in {solve_seconds:.4} s\n"));
     for p in &plots {
         table.push_str(&format!("wrote {}\n", p.display()));
     }

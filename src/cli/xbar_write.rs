@@ -34,7 +34,7 @@ fn device(a: &XbarArgs) -> Result<DeviceSpec, WriteCmdError> {
     let mut d = DeviceSpec::ideal(w[0], w[1]);
     d.v_set_v = a.v_set.unwrap_or(2.5);
     d.v_m_v = a.v_m.unwrap_or(0.4);
-    d.g_max_s = d.g_max_s.max(w[1]);
+    d.g_max_siemens = d.g_max_siemens.max(w[1]);
     d.validate()?;
     Ok(d)
 }
@@ -70,14 +70,14 @@ pub fn run(a: &XbarArgs, xb: &Crossbar) -> Result<(Value, String), WriteCmdError
             let mut pulses = 0u32;
             let out = write_verify(&spec, &p, &mut x, i, j, target, &mut pulses, &mut rng)?;
             let json = json!({"op": "write-verify", "row": i, "col": j, "compliance_current_a": null,
-                "g_before_siemens": before, "g_after_siemens": out.g_true_s,
-                "g_read_siemens": out.g_read_s, "target_siemens": target, "pulses": out.pulses,
-                "converged": out.converged, "error_rel": out.error_rel});
+                "g_before_siemens": before, "g_after_siemens": out.g_true_siemens,
+                "g_read_siemens": out.g_read_siemens, "target_siemens": target,
+                "pulses": out.pulses, "converged": out.converged, "error_rel": out.error_rel});
             let table = format!(
                 "write-verify of cell ({i}, {j}) to {target:.4e} S: {} pulses, read {:.6e} S (true {:.6e} S), error {:.3} %, {}\n",
                 out.pulses,
-                out.g_read_s,
-                out.g_true_s,
+                out.g_read_siemens,
+                out.g_true_siemens,
                 100.0 * out.error_rel,
                 if out.converged { "inside the window" } else { "FAILED (pulse limit)" }
             );

@@ -33,11 +33,11 @@ pub struct ArrayState {
     pub rows: usize,
     pub cols: usize,
     /// Conductance programmed by the last write (S), row-major.
-    pub g_s: Vec<f64>,
+    pub g_siemens: Vec<f64>,
     pub params: Vec<DeviceParams>,
     pub pulses: Vec<u32>,
     /// Chip-clock time of each cell's last write (s).
-    pub t_written_s: Vec<f64>,
+    pub t_written_seconds: Vec<f64>,
     /// Gate voltage of each cell's last one-shot SET (V); 0 = never set one-shot.
     pub v_gate_v: Vec<f64>,
 }
@@ -47,28 +47,34 @@ impl ArrayState {
     /// at G_min (stuck devices at their stuck value).
     pub fn fresh<R: Rng>(spec: &DeviceSpec, rows: usize, cols: usize, rng: &mut R) -> ArrayState {
         let params: Vec<DeviceParams> = (0..rows * cols).map(|_| spec.draw(rng)).collect();
-        let g_s = params
+        let g_siemens = params
             .iter()
             .map(|p| match p.fault {
-                Fault::Stuck { g_s } => g_s,
-                _ => spec.g_min_s,
+                Fault::Stuck { g_siemens } => g_siemens,
+                _ => spec.g_min_siemens,
             })
             .collect();
         ArrayState {
             rows,
             cols,
-            g_s,
+            g_siemens,
             params,
             pulses: vec![0; rows * cols],
-            t_written_s: vec![0.0; rows * cols],
+            t_written_seconds: vec![0.0; rows * cols],
             v_gate_v: vec![0.0; rows * cols],
         }
     }
 
-    /// Conductances at chip time `now_s` (drift since each cell's last write).
-    pub fn g_at(&self, spec: &DeviceSpec, now_s: f64) -> Vec<f64> {
-        (0..self.g_s.len())
-            .map(|k| spec.drifted(&self.params[k], self.g_s[k], now_s - self.t_written_s[k]))
+    /// Conductances at chip time `now_seconds` (drift since each cell's last write).
+    pub fn g_at(&self, spec: &DeviceSpec, now_seconds: f64) -> Vec<f64> {
+        (0..self.g_siemens.len())
+            .map(|k| {
+                spec.drifted(
+                    &self.params[k],
+                    self.g_siemens[k],
+                    now_seconds - self.t_written_seconds[k],
+                )
+            })
             .collect()
     }
 }
@@ -85,7 +91,8 @@ pub struct Manifest {
     pub device: DeviceSpec,
     pub seed: u64,
     /// The chip's clock (s): time of the last programming operation.
-    pub now_s: f64,
+    #[serde(alias = "now_s")]
+    pub now_seconds: f64,
     /// `[rows, cols]` of every array.
     pub arrays: Vec<[usize; 2]>,
     /// The weights the chip's conductances are decoded with, one matrix per model slot, when
@@ -105,27 +112,27 @@ pub struct Chip {
 }
 
 impl Chip {
-    /// Every array's conductances as read `age_s` seconds after the chip's last programming
+    /// Every array's conductances as read `age_seconds` seconds after the chip's last programming
     /// operation: drift from each cell's own last write time ([`ArrayState::g_at`]), then one
     /// read-noise draw per cell from a generator seeded with `read_seed` (same seed, same read).
     /// The read is taken once and held for the whole evaluation.
-    pub fn read(&self, age_s: f64, read_seed: u64) -> Vec<Vec<f64>> {
+    pub fn read(&self, age_seconds: f64, read_seed: u64) -> Vec<Vec<f64>> {
         use rand::SeedableRng;
         self.read_with(
-            age_s,
+            age_seconds,
             &mut rand_chacha::ChaCha8Rng::seed_from_u64(read_seed),
         )
     }
 
     /// [`Chip::read`] with the read noise drawn from `rng` (array by array, cell by cell; a
     /// training run's read stream).
-    pub fn read_with<R: Rng>(&self, age_s: f64, rng: &mut R) -> Vec<Vec<f64>> {
+    pub fn read_with<R: Rng>(&self, age_seconds: f64, rng: &mut R) -> Vec<Vec<f64>> {
         let spec = &self.manifest.device;
-        let now_s = self.manifest.now_s + age_s;
+        let now_seconds = self.manifest.now_seconds + age_seconds;
         self.arrays
             .iter()
             .map(|a| {
-                a.g_at(spec, now_s)
+                a.g_at(spec, now_seconds)
                     .into_iter()
                     .map(|g| spec.read(g, rng))
                     .collect()
@@ -147,7 +154,7 @@ pub fn parse_age(text: &str) -> Result<f64, DeviceError> {
             "age `{text}` is not a number with a unit (e.g. 30d, 2h, 10min, 45s, 120)"
         )));
     }
-    let factor_s = match unit.trim() {
+    let factor_seconds = match unit.trim() {
         "" | "s" => 1.0,
         "min" => 60.0,
         "h" => 3600.0,
@@ -164,13 +171,13 @@ pub fn parse_age(text: &str) -> Result<f64, DeviceError> {
             num.trim()
         ))
     })?;
-    let age_s = v * factor_s;
-    if !(age_s.is_finite() && age_s >= 0.0) {
+    let age_seconds = v * factor_seconds;
+    if !(age_seconds.is_finite() && age_seconds >= 0.0) {
         return Err(DeviceError::Chip(format!(
             "age `{text}`: must be finite and ≥ 0"
         )));
     }
-    Ok(age_s)
+    Ok(age_seconds)
 }
 
 /// SHA-256 of a network file's text, hex.
@@ -238,10 +245,10 @@ impl Chip {
             let d = tmp.path().join(format!("array_{k}"));
             std::fs::create_dir(&d).map_err(|e| io(&d, e))?;
             let sh = [a.rows, a.cols];
-            write_npy(&d.join("g.npy"), sh, &a.g_s)?;
+            write_npy(&d.join("g.npy"), sh, &a.g_siemens)?;
             let col = |f: fn(&DeviceParams) -> f64| a.params.iter().map(f).collect::<Vec<f64>>();
             write_npy(&d.join("step_gain.npy"), sh, &col(|p| p.step_gain))?;
-            write_npy(&d.join("g_max.npy"), sh, &col(|p| p.g_max_s))?;
+            write_npy(&d.join("g_max.npy"), sh, &col(|p| p.g_max_siemens))?;
             write_npy(&d.join("nu.npy"), sh, &col(|p| p.nu))?;
             write_npy(&d.join("tail.npy"), sh, &col(|p| p.tail_g_rel))?;
             write_npy(&d.join("th_set_gain.npy"), sh, &col(|p| p.th_set_gain))?;
@@ -249,12 +256,12 @@ impl Chip {
             let fault: Vec<u8> = a.params.iter().map(|p| p.fault.code()).collect();
             write_npy(&d.join("fault.npy"), sh, &fault)?;
             let g_stuck = col(|p| match p.fault {
-                Fault::Stuck { g_s } => g_s,
+                Fault::Stuck { g_siemens } => g_siemens,
                 _ => 0.0,
             });
             write_npy(&d.join("g_stuck.npy"), sh, &g_stuck)?;
             write_npy(&d.join("pulses.npy"), sh, &a.pulses)?;
-            write_npy(&d.join("t_written.npy"), sh, &a.t_written_s)?;
+            write_npy(&d.join("t_written.npy"), sh, &a.t_written_seconds)?;
             write_npy(&d.join("v_gate.npy"), sh, &a.v_gate_v)?;
         }
         // always written in the current format (every array file above is present)
@@ -317,7 +324,7 @@ impl Chip {
             }
             let d = dir.join(format!("array_{k}"));
             let sh = [rows, cols];
-            let g_s: Vec<f64> = read_npy(&d.join("g.npy"), sh)?;
+            let g_siemens: Vec<f64> = read_npy(&d.join("g.npy"), sh)?;
             let gain: Vec<f64> = read_npy(&d.join("step_gain.npy"), sh)?;
             let gmax: Vec<f64> = read_npy(&d.join("g_max.npy"), sh)?;
             let nu: Vec<f64> = read_npy(&d.join("nu.npy"), sh)?;
@@ -325,7 +332,7 @@ impl Chip {
             let fault: Vec<u8> = read_npy(&d.join("fault.npy"), sh)?;
             let g_stuck: Vec<f64> = read_npy(&d.join("g_stuck.npy"), sh)?;
             let pulses: Vec<u32> = read_npy(&d.join("pulses.npy"), sh)?;
-            let t_written_s: Vec<f64> = read_npy(&d.join("t_written.npy"), sh)?;
+            let t_written_seconds: Vec<f64> = read_npy(&d.join("t_written.npy"), sh)?;
             let v_gate_v: Vec<f64> = if manifest.format >= 2 {
                 read_npy(&d.join("v_gate.npy"), sh)?
             } else {
@@ -344,7 +351,9 @@ impl Chip {
             for c in 0..rows * cols {
                 let fault = match fault[c] {
                     0 => Fault::None,
-                    1 => Fault::Stuck { g_s: g_stuck[c] },
+                    1 => Fault::Stuck {
+                        g_siemens: g_stuck[c],
+                    },
                     2 => Fault::Miswritten,
                     x => {
                         return Err(DeviceError::Chip(format!(
@@ -355,7 +364,7 @@ impl Chip {
                 };
                 params.push(DeviceParams {
                     step_gain: gain[c],
-                    g_max_s: gmax[c],
+                    g_max_siemens: gmax[c],
                     nu: nu[c],
                     fault,
                     tail_g_rel: tail[c],
@@ -366,10 +375,10 @@ impl Chip {
             arrays.push(ArrayState {
                 rows,
                 cols,
-                g_s,
+                g_siemens,
                 params,
                 pulses,
-                t_written_s,
+                t_written_seconds,
                 v_gate_v,
             });
         }

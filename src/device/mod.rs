@@ -54,7 +54,8 @@ pub enum SetLaw {
     /// S1's linear rule (seed 001, Table 1 and Methods "Training method"): ΔV_gate = R_vg·ΔG, i.e.
     /// `G = (V_gate − v_gate_zero) / R_vg`, `v_gate_zero` the gate voltage where the line reaches 0.
     LinearGate {
-        r_vg_v_per_s: f64,
+        #[serde(alias = "r_vg_v_per_s")]
+        r_vg_v_per_siemens: f64,
         v_gate_zero_v: f64,
     },
 }
@@ -64,7 +65,12 @@ pub enum SetLaw {
 #[serde(rename_all = "snake_case", tag = "law")]
 pub enum PulseLaw {
     /// A fixed step per pulse, possibly different up and down (asymmetric), clipped to the window.
-    Linear { dg_up_s: f64, dg_down_s: f64 },
+    Linear {
+        #[serde(alias = "dg_up_s")]
+        dg_up_siemens: f64,
+        #[serde(alias = "dg_down_s")]
+        dg_down_siemens: f64,
+    },
     /// aihwkit `SoftBoundsDevice` written on the normalised state x = (G − G_min)/(G_max − G_min):
     /// up Δx = dw_min·(1 + up_down)·(1 − x), down Δx = −dw_min·(1 − up_down)·x — the step
     /// vanishes linearly at each bound. `dw_min` is a fraction of the window.
@@ -79,7 +85,10 @@ pub enum PulseLaw {
     },
     /// A measured curve: conductance after p potentiating pulses from G_min, p = 0, 1, …
     /// (monotone increasing); depression walks the same curve back.
-    Table { g_s: Vec<f64> },
+    Table {
+        #[serde(alias = "g_s")]
+        g_siemens: Vec<f64>,
+    },
 }
 
 /// Drift with time since the last write.
@@ -89,12 +98,14 @@ pub struct DriftSpec {
     pub nu: f64,
     /// Device-to-device spread of ν (absolute σ), drawn once per device.
     pub nu_d2d: f64,
-    pub t0_s: f64,
+    #[serde(alias = "t0_s")]
+    pub t0_seconds: f64,
     /// Tail-cell relaxation (S5, seed 004, Extended Data Fig. 3: a minority of cells relax over
     /// minutes to hours): a fraction of cells moves towards G_prog·(1 + tail_sigma_rel·ξ) with
     /// time constant τ: G(t) = G_prog + (G_tail − G_prog)·(1 − e^(−t/τ)).
     pub tail_fraction: f64,
-    pub tail_tau_s: f64,
+    #[serde(alias = "tail_tau_s")]
+    pub tail_tau_seconds: f64,
     pub tail_sigma_rel: f64,
 }
 
@@ -172,7 +183,8 @@ pub enum Fault {
     None,
     /// Ignores every write; always at this conductance.
     Stuck {
-        g_s: f64,
+        #[serde(alias = "g_s")]
+        g_siemens: f64,
     },
     /// Its writes land at a random state of the window (S5's deliberately mis-written weights).
     Miswritten,
@@ -193,8 +205,10 @@ impl Fault {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSpec {
     /// Conductance window the device is operated in.
-    pub g_min_s: f64,
-    pub g_max_s: f64,
+    #[serde(alias = "g_min_s")]
+    pub g_min_siemens: f64,
+    #[serde(alias = "g_max_s")]
+    pub g_max_siemens: f64,
     pub set_law: SetLaw,
     /// Switching voltage held across the memristor while the filament forms during SET.
     pub v_m_v: f64,
@@ -209,9 +223,11 @@ pub struct DeviceSpec {
     pub v_gate_reset_v: f64,
     pub reset_depth: f64,
     /// Absolute σ of the conductance after a one-shot SET (S1: 10 µS).
-    pub program_noise_s: f64,
+    #[serde(alias = "program_noise_s")]
+    pub program_noise_siemens: f64,
     pub pulse: PulseLaw,
-    pub pulse_width_s: f64,
+    #[serde(alias = "pulse_width_s")]
+    pub pulse_width_seconds: f64,
     /// Amplitude of a programming pulse; a cell moves only when |V across it| reaches its
     /// switching threshold: `v_threshold` for SET (potentiating) pulses, `v_threshold_reset` (when
     /// given, else `v_threshold`) for RESET (depressing) ones.
@@ -240,9 +256,11 @@ pub struct DeviceSpec {
     pub w_max_dtod: f64,
     /// Stuck-ON and stuck-OFF devices: fraction and conductance.
     pub stuck_on_fraction: f64,
-    pub stuck_on_g_s: f64,
+    #[serde(alias = "stuck_on_g_s")]
+    pub stuck_on_g_siemens: f64,
     pub stuck_off_fraction: f64,
-    pub stuck_off_g_s: f64,
+    #[serde(alias = "stuck_off_g_s")]
+    pub stuck_off_g_siemens: f64,
     pub miswrite_fraction: f64,
     /// Relative σ of each read.
     pub read_noise_rel: f64,
@@ -250,8 +268,8 @@ pub struct DeviceSpec {
     /// its window leaves the device there, and the state then moves by N(0, σ) before anything
     /// else reads it (S5, seed 004, Methods: the measured programming error of the transfer is
     /// δ ~ N(0, 108 nA) at 0.2 V although the loop stops within ±50 nA). 0 = none.
-    #[serde(default)]
-    pub relax_sigma_s: f64,
+    #[serde(default, alias = "relax_sigma_s")]
+    pub relax_sigma_siemens: f64,
     pub drift: DriftSpec,
     pub verify: VerifySpec,
 }
@@ -259,11 +277,11 @@ pub struct DeviceSpec {
 impl DeviceSpec {
     /// A noise-free device with a linear pulse step of 1/100 of the window and the empirical SET law
     /// (V_m = 0.4 V): the default when a `.net` file declares no device.
-    pub fn ideal(g_min_s: f64, g_max_s: f64) -> DeviceSpec {
-        let dg = (g_max_s - g_min_s) / 100.0;
+    pub fn ideal(g_min_siemens: f64, g_max_siemens: f64) -> DeviceSpec {
+        let dg = (g_max_siemens - g_min_siemens) / 100.0;
         DeviceSpec {
-            g_min_s,
-            g_max_s,
+            g_min_siemens,
+            g_max_siemens,
             set_law: SetLaw::Empirical,
             v_m_v: 0.4,
             v_set_v: 2.5,
@@ -272,12 +290,12 @@ impl DeviceSpec {
             v_reset_v: 1.7,
             v_gate_reset_v: 5.0,
             reset_depth: 1.0,
-            program_noise_s: 0.0,
+            program_noise_siemens: 0.0,
             pulse: PulseLaw::Linear {
-                dg_up_s: dg,
-                dg_down_s: dg,
+                dg_up_siemens: dg,
+                dg_down_siemens: dg,
             },
-            pulse_width_s: 50e-9,
+            pulse_width_seconds: 50e-9,
             v_pulse_v: 2.0,
             v_pulse_reset_v: None,
             v_threshold_v: 0.0,
@@ -288,14 +306,14 @@ impl DeviceSpec {
             dw_min_dtod: 0.0,
             w_max_dtod: 0.0,
             stuck_on_fraction: 0.0,
-            stuck_on_g_s: g_max_s,
+            stuck_on_g_siemens: g_max_siemens,
             stuck_off_fraction: 0.0,
-            stuck_off_g_s: g_min_s,
+            stuck_off_g_siemens: g_min_siemens,
             miswrite_fraction: 0.0,
             read_noise_rel: 0.0,
-            relax_sigma_s: 0.0,
+            relax_sigma_siemens: 0.0,
             drift: DriftSpec {
-                t0_s: 20.0,
+                t0_seconds: 20.0,
                 ..DriftSpec::default()
             },
             verify: VerifySpec {
@@ -314,26 +332,26 @@ impl DeviceSpec {
     pub fn validate(&self) -> Result<(), DeviceError> {
         let bad = |m: String| Err(DeviceError::Param(m));
         let fin = |x: f64| x.is_finite();
-        if !(fin(self.g_min_s) && fin(self.g_max_s) && self.g_min_s >= 0.0)
-            || self.g_max_s <= self.g_min_s
+        if !(fin(self.g_min_siemens) && fin(self.g_max_siemens) && self.g_min_siemens >= 0.0)
+            || self.g_max_siemens <= self.g_min_siemens
         {
             return bad(format!(
                 "window must satisfy 0 ≤ g_min < g_max, got {} .. {}",
-                self.g_min_s, self.g_max_s
+                self.g_min_siemens, self.g_max_siemens
             ));
         }
         for (name, x) in [
-            ("program_noise", self.program_noise_s),
+            ("program_noise", self.program_noise_siemens),
             ("c2c", self.c2c_sigma),
             ("dw_min_dtod", self.dw_min_dtod),
             ("w_max_dtod", self.w_max_dtod),
             ("read_noise", self.read_noise_rel),
-            ("relax_sigma", self.relax_sigma_s),
+            ("relax_sigma", self.relax_sigma_siemens),
             ("v_threshold", self.v_threshold_v),
             ("v_threshold_reset", self.v_threshold_reset()),
             ("v_threshold_dtod", self.v_threshold_dtod),
             ("overdrive_exponent", self.overdrive_exponent),
-            ("pulse_width", self.pulse_width_s),
+            ("pulse_width", self.pulse_width_seconds),
             ("v_pulse", self.v_pulse_v),
             ("v_pulse_reset", self.v_pulse_reset()),
             ("drift nu_d2d", self.drift.nu_d2d),
@@ -368,15 +386,18 @@ impl DeviceSpec {
         if !(self.v_gate_min_v < self.v_gate_max_v) {
             return bad("gate range must be lo < hi".into());
         }
-        if let SetLaw::LinearGate { r_vg_v_per_s, .. } = self.set_law {
-            if !(fin(r_vg_v_per_s) && r_vg_v_per_s > 0.0) {
-                return bad(format!("r_vg must be > 0, got {r_vg_v_per_s}"));
+        if let SetLaw::LinearGate {
+            r_vg_v_per_siemens, ..
+        } = self.set_law
+        {
+            if !(fin(r_vg_v_per_siemens) && r_vg_v_per_siemens > 0.0) {
+                return bad(format!("r_vg must be > 0, got {r_vg_v_per_siemens}"));
             }
         }
-        if !(fin(self.drift.nu) && self.drift.nu >= 0.0 && self.drift.t0_s > 0.0) {
+        if !(fin(self.drift.nu) && self.drift.nu >= 0.0 && self.drift.t0_seconds > 0.0) {
             return bad("drift needs ν ≥ 0 and t0 > 0".into());
         }
-        if self.drift.tail_fraction > 0.0 && !(self.drift.tail_tau_s > 0.0) {
+        if self.drift.tail_fraction > 0.0 && !(self.drift.tail_tau_seconds > 0.0) {
             return bad("tail relaxation needs τ > 0".into());
         }
         if self.verify.max_pulses == 0 {
@@ -400,8 +421,15 @@ impl DeviceSpec {
             ramp.validate()?;
         }
         match &self.pulse {
-            PulseLaw::Linear { dg_up_s, dg_down_s } => {
-                if !(*dg_up_s > 0.0 && *dg_down_s > 0.0 && fin(*dg_up_s) && fin(*dg_down_s)) {
+            PulseLaw::Linear {
+                dg_up_siemens,
+                dg_down_siemens,
+            } => {
+                if !(*dg_up_siemens > 0.0
+                    && *dg_down_siemens > 0.0
+                    && fin(*dg_up_siemens)
+                    && fin(*dg_down_siemens))
+                {
                     return bad("linear pulse steps must be > 0".into());
                 }
             }
@@ -421,8 +449,8 @@ impl DeviceSpec {
                     return bad("nonlinear pulses need A > 0 and P_max ≥ 1".into());
                 }
             }
-            PulseLaw::Table { g_s } => {
-                if g_s.len() < 2 || g_s.windows(2).any(|w| !(w[1] > w[0])) {
+            PulseLaw::Table { g_siemens } => {
+                if g_siemens.len() < 2 || g_siemens.windows(2).any(|w| !(w[1] > w[0])) {
                     return bad("a measured curve needs ≥ 2 strictly increasing points".into());
                 }
             }
@@ -436,17 +464,17 @@ impl DeviceSpec {
         // aihwkit PulsedDevice: Δw_min per device = dw_min·(1 + dw_min_dtod·ξ), kept positive;
         // the same draw scales both directions, and G_max per device = G_max·(1 + w_max_dtod·ξ).
         let gain = (1.0 + self.dw_min_dtod * n(rng)).max(0.05);
-        let g_max = (self.g_max_s * (1.0 + self.w_max_dtod * n(rng)))
-            .max(self.g_min_s + 0.05 * (self.g_max_s - self.g_min_s));
+        let g_max = (self.g_max_siemens * (1.0 + self.w_max_dtod * n(rng)))
+            .max(self.g_min_siemens + 0.05 * (self.g_max_siemens - self.g_min_siemens));
         let nu = (self.drift.nu + self.drift.nu_d2d * n(rng)).max(0.0);
         let u: f64 = rng.gen();
         let fault = if u < self.stuck_on_fraction {
             Fault::Stuck {
-                g_s: self.stuck_on_g_s,
+                g_siemens: self.stuck_on_g_siemens,
             }
         } else if u < self.stuck_on_fraction + self.stuck_off_fraction {
             Fault::Stuck {
-                g_s: self.stuck_off_g_s,
+                g_siemens: self.stuck_off_g_siemens,
             }
         } else if u < self.stuck_on_fraction + self.stuck_off_fraction + self.miswrite_fraction {
             Fault::Miswritten
@@ -470,7 +498,7 @@ impl DeviceSpec {
         };
         DeviceParams {
             step_gain: gain,
-            g_max_s: g_max,
+            g_max_siemens: g_max,
             nu,
             fault,
             tail_g_rel,
@@ -552,7 +580,7 @@ impl DeviceSpec {
 
     /// Clamp to this device's window.
     fn clip(&self, p: &DeviceParams, g: f64) -> f64 {
-        g.clamp(self.g_min_s, p.g_max_s)
+        g.clamp(self.g_min_siemens, p.g_max_siemens)
     }
 
     /// The conductance after `n` identical pulses (n > 0 potentiating, n < 0 depressing) of
@@ -568,8 +596,8 @@ impl DeviceSpec {
         v_cell_v: f64,
         rng: &mut R,
     ) -> f64 {
-        if let Fault::Stuck { g_s } = p.fault {
-            return g_s;
+        if let Fault::Stuck { g_siemens } = p.fault {
+            return g_siemens;
         }
         // the polarity the cell sees is the pulse's: a SET pulse is positive across the cell
         let drive = self.pulse_drive(
@@ -598,14 +626,17 @@ impl DeviceSpec {
 
     /// One pulse with a given step multiplier (1 = noise-free).
     pub fn one_pulse(&self, p: &DeviceParams, g: f64, up: bool, noise: f64) -> f64 {
-        let (lo, hi) = (self.g_min_s, p.g_max_s);
+        let (lo, hi) = (self.g_min_siemens, p.g_max_siemens);
         let span = hi - lo;
         let step = match &self.pulse {
-            PulseLaw::Linear { dg_up_s, dg_down_s } => {
+            PulseLaw::Linear {
+                dg_up_siemens,
+                dg_down_siemens,
+            } => {
                 if up {
-                    *dg_up_s
+                    *dg_up_siemens
                 } else {
-                    -*dg_down_s
+                    -*dg_down_siemens
                 }
             }
             PulseLaw::SoftBounds { dw_min, up_down } => {
@@ -631,14 +662,14 @@ impl DeviceSpec {
                 );
                 target - g
             }
-            PulseLaw::Table { g_s } => {
+            PulseLaw::Table { g_siemens } => {
                 // the measured curve scaled onto this device's window: locate the device on it,
                 // move one pulse along it
-                let (t0, t1) = (g_s[0], g_s[g_s.len() - 1]);
+                let (t0, t1) = (g_siemens[0], g_siemens[g_siemens.len() - 1]);
                 let x = t0 + ((g - lo) / span).clamp(0.0, 1.0) * (t1 - t0);
-                let p0 = table_inverse(g_s, x);
+                let p0 = table_inverse(g_siemens, x);
                 let k = if up { p0 + 1.0 } else { p0 - 1.0 };
-                lo + (table_at(g_s, k) - t0) / (t1 - t0) * span - g
+                lo + (table_at(g_siemens, k) - t0) / (t1 - t0) * span - g
             }
         };
         self.clip(p, g + step * p.step_gain * noise)
@@ -663,9 +694,9 @@ impl DeviceSpec {
         match self.set_law {
             SetLaw::Empirical => i_cc_a.max(0.0) / self.v_m_v,
             SetLaw::LinearGate {
-                r_vg_v_per_s,
+                r_vg_v_per_siemens,
                 v_gate_zero_v,
-            } => (v_gate_v - v_gate_zero_v) / r_vg_v_per_s,
+            } => (v_gate_v - v_gate_zero_v) / r_vg_v_per_siemens,
         }
     }
 
@@ -673,7 +704,7 @@ impl DeviceSpec {
     /// mis-written device's landing is random, so `None`).
     pub fn aimed(&self, p: &DeviceParams, g: f64) -> Option<f64> {
         match p.fault {
-            Fault::Stuck { g_s } => Some(g_s),
+            Fault::Stuck { g_siemens } => Some(g_siemens),
             Fault::Miswritten => None,
             Fault::None => Some(self.clip(p, g)),
         }
@@ -682,15 +713,15 @@ impl DeviceSpec {
     /// Where a write aimed at `g_target` lands: programming noise, faults, window.
     pub fn land<R: Rng>(&self, p: &DeviceParams, g_target: f64, rng: &mut R) -> f64 {
         match p.fault {
-            Fault::Stuck { g_s } => g_s,
-            Fault::Miswritten => rng.gen_range(self.g_min_s..=p.g_max_s),
+            Fault::Stuck { g_siemens } => g_siemens,
+            Fault::Miswritten => rng.gen_range(self.g_min_siemens..=p.g_max_siemens),
             Fault::None => {
-                let xi: f64 = if self.program_noise_s > 0.0 {
+                let xi: f64 = if self.program_noise_siemens > 0.0 {
                     StandardNormal.sample(rng)
                 } else {
                     0.0
                 };
-                self.clip(p, g_target + self.program_noise_s * xi)
+                self.clip(p, g_target + self.program_noise_siemens * xi)
             }
         }
     }
@@ -698,52 +729,52 @@ impl DeviceSpec {
     /// The state a write left at `g` after its relaxation: `g + relax_sigma·ξ` clipped to the
     /// device's window (a stuck device stays at its stuck value; no relaxation declared, no draw).
     pub fn relaxed<R: Rng>(&self, p: &DeviceParams, g: f64, rng: &mut R) -> f64 {
-        if let Fault::Stuck { g_s } = p.fault {
-            return g_s;
+        if let Fault::Stuck { g_siemens } = p.fault {
+            return g_siemens;
         }
-        if self.relax_sigma_s == 0.0 {
+        if self.relax_sigma_siemens == 0.0 {
             return g;
         }
         let xi: f64 = StandardNormal.sample(rng);
-        self.clip(p, g + self.relax_sigma_s * xi)
+        self.clip(p, g + self.relax_sigma_siemens * xi)
     }
 
     /// RESET: full (depth 1) to G_min or partial.
     pub fn reset(&self, p: &DeviceParams, g: f64) -> f64 {
-        if let Fault::Stuck { g_s } = p.fault {
-            return g_s;
+        if let Fault::Stuck { g_siemens } = p.fault {
+            return g_siemens;
         }
-        g - self.reset_depth * (g - self.g_min_s)
+        g - self.reset_depth * (g - self.g_min_siemens)
     }
 
     /// The gate voltage that S1's linear rule gives for a target conductance, bounded to the gate
     /// range (seed 001, Methods: new gate = last gate + R_vg·ΔG, bounded to [V_g,min, V_g,max]).
-    pub fn gate_for(&self, g_target_s: f64) -> f64 {
+    pub fn gate_for(&self, g_target_siemens: f64) -> f64 {
         let v = match self.set_law {
             SetLaw::LinearGate {
-                r_vg_v_per_s,
+                r_vg_v_per_siemens,
                 v_gate_zero_v,
-            } => v_gate_zero_v + r_vg_v_per_s * g_target_s,
+            } => v_gate_zero_v + r_vg_v_per_siemens * g_target_siemens,
             // empirical law: inverted numerically by the write operation (see write::gate_for_target)
             SetLaw::Empirical => f64::NAN,
         };
         v.clamp(self.v_gate_min_v, self.v_gate_max_v)
     }
 
-    /// Conductance at age `t_s` since the last write (drift; aihwkit `PCMLikeNoiseModel` power law
-    /// and S5's tail-cell relaxation).
-    pub fn drifted(&self, p: &DeviceParams, g_prog: f64, t_s: f64) -> f64 {
-        if let Fault::Stuck { g_s } = p.fault {
-            return g_s;
+    /// Conductance at age `t_seconds` since the last write (drift; aihwkit `PCMLikeNoiseModel`
+    /// power law and S5's tail-cell relaxation).
+    pub fn drifted(&self, p: &DeviceParams, g_prog: f64, t_seconds: f64) -> f64 {
+        if let Fault::Stuck { g_siemens } = p.fault {
+            return g_siemens;
         }
         let d = &self.drift;
         let mut g = g_prog;
-        if p.nu > 0.0 && t_s > d.t0_s {
-            g *= (t_s / d.t0_s).powf(-p.nu);
+        if p.nu > 0.0 && t_seconds > d.t0_seconds {
+            g *= (t_seconds / d.t0_seconds).powf(-p.nu);
         }
-        if p.tail_g_rel != 0.0 && t_s > 0.0 {
+        if p.tail_g_rel != 0.0 && t_seconds > 0.0 {
             let g_tail = g_prog * (1.0 + p.tail_g_rel);
-            g += (g_tail - g_prog) * (1.0 - (-t_s / d.tail_tau_s).exp());
+            g += (g_tail - g_prog) * (1.0 - (-t_seconds / d.tail_tau_seconds).exp());
         }
         g.max(0.0)
     }
@@ -780,7 +811,8 @@ pub struct DeviceParams {
     /// Multiplier of the pulse step (device-to-device).
     pub step_gain: f64,
     /// This device's upper bound.
-    pub g_max_s: f64,
+    #[serde(alias = "g_max_s")]
+    pub g_max_siemens: f64,
     /// Drift exponent.
     pub nu: f64,
     pub fault: Fault,
@@ -804,7 +836,7 @@ impl DeviceParams {
     pub fn nominal(spec: &DeviceSpec) -> DeviceParams {
         DeviceParams {
             step_gain: 1.0,
-            g_max_s: spec.g_max_s,
+            g_max_siemens: spec.g_max_siemens,
             nu: spec.drift.nu,
             fault: Fault::None,
             tail_g_rel: 0.0,

@@ -56,7 +56,7 @@ pub fn choose_algorithm(
 pub fn device_of(hw: &HardwareSpec) -> DeviceSpec {
     hw.device
         .clone()
-        .unwrap_or_else(|| DeviceSpec::ideal(hw.g_min_s, hw.g_max_s))
+        .unwrap_or_else(|| DeviceSpec::ideal(hw.g_min_siemens, hw.g_max_siemens))
 }
 
 /// What happened to one written cell.
@@ -65,8 +65,8 @@ pub struct CellWrite {
     pub array: usize,
     /// Row-major cell index in its array.
     pub cell: usize,
-    pub g_target_s: f64,
-    pub g_achieved_s: f64,
+    pub g_target_siemens: f64,
+    pub g_achieved_siemens: f64,
     /// Pulses this write used (one-shot: 1).
     pub pulses: u32,
     /// Write-verify ended outside its window.
@@ -74,9 +74,9 @@ pub struct CellWrite {
 }
 
 /// Write the cells `select(array, k)` of `states` towards `targets[array][k]` (S) with
-/// `algorithm`, at chip time `now_s` (each written cell's `t_written_s`). One-shot SET finds the
-/// gates from the targets ([`gates_for_targets`]) and records them in `v_gate_v`. Returns one
-/// record per written cell, in array then cell order; `bar` advances by one per cell.
+/// `algorithm`, at chip time `now_seconds` (each written cell's `t_written_seconds`). One-shot SET
+/// finds the gates from the targets ([`gates_for_targets`]) and records them in `v_gate_v`.
+/// Returns one record per written cell, in array then cell order; `bar` advances by one per cell.
 #[allow(clippy::too_many_arguments)]
 pub fn program_cells<R: Rng>(
     hw: &HardwareSpec,
@@ -85,7 +85,7 @@ pub fn program_cells<R: Rng>(
     targets: &[Vec<f64>],
     select: &(dyn Fn(usize, usize) -> bool + Sync),
     algorithm: Algorithm,
-    now_s: f64,
+    now_seconds: f64,
     rng: &mut R,
     bar: &ProgressBar,
 ) -> Result<Vec<CellWrite>, DeviceError> {
@@ -103,7 +103,17 @@ pub fn program_cells<R: Rng>(
         let mut rng = ChaCha8Rng::seed_from_u64(seeds[a]);
         let mut out = Vec::new();
         write_array(
-            hw, spec, a, st, tg, select, algorithm, now_s, &mut rng, bar, &mut out,
+            hw,
+            spec,
+            a,
+            st,
+            tg,
+            select,
+            algorithm,
+            now_seconds,
+            &mut rng,
+            bar,
+            &mut out,
         )?;
         Ok::<_, DeviceError>(out)
     };
@@ -126,7 +136,7 @@ fn write_array<R: Rng>(
     tg: &[f64],
     select: &(dyn Fn(usize, usize) -> bool + Sync),
     algorithm: Algorithm,
-    now_s: f64,
+    now_seconds: f64,
     rng: &mut R,
     bar: &ProgressBar,
     out: &mut Vec<CellWrite>,
@@ -141,7 +151,7 @@ fn write_array<R: Rng>(
         }
         match algorithm {
             Algorithm::Oneshot => {
-                let xb = crate::mapping::crossbar(hw, r, c, &st.g_s)
+                let xb = crate::mapping::crossbar(hw, r, c, &st.g_siemens)
                     .map_err(|e| DeviceError::Circuit(e.to_string()))?;
                 for j in 0..c {
                     let write: Vec<bool> = (0..r).map(|i| select(a, i * c + j)).collect();
@@ -154,7 +164,7 @@ fn write_array<R: Rng>(
                         spec,
                         &xb,
                         j,
-                        &mut st.g_s,
+                        &mut st.g_siemens,
                         &st.params,
                         &vg,
                         &write,
@@ -165,13 +175,13 @@ fn write_array<R: Rng>(
                     for i in (0..r).filter(|&i| write[i]) {
                         let k = i * c + j;
                         st.pulses[k] += 1;
-                        st.t_written_s[k] = now_s;
+                        st.t_written_seconds[k] = now_seconds;
                         st.v_gate_v[k] = vg[i].clamp(spec.v_gate_min_v, spec.v_gate_max_v);
                         out.push(CellWrite {
                             array: a,
                             cell: k,
-                            g_target_s: tg[k],
-                            g_achieved_s: st.g_s[k],
+                            g_target_siemens: tg[k],
+                            g_achieved_siemens: st.g_siemens[k],
                             pulses: 1,
                             // a blind write fails where its aim misses: the target is out of reach
                             failed: rep.unreachable[i],
@@ -181,12 +191,12 @@ fn write_array<R: Rng>(
                 }
             }
             Algorithm::WriteVerify => {
-                let xb = crate::mapping::crossbar(hw, r, c, &st.g_s)
+                let xb = crate::mapping::crossbar(hw, r, c, &st.g_siemens)
                     .map_err(|e| DeviceError::Circuit(e.to_string()))?;
                 // one verifier per array: the network and its factor are kept across cells, each
                 // read a low-rank update of it (crate::device::write::ArrayVerifier)
                 let mut verifier = ArrayVerifier::new(&xb, spec.verify.v_read_v)?;
-                let mut g_now = st.g_s.clone();
+                let mut g_now = st.g_siemens.clone();
                 for k in (0..r * c).filter(|&k| select(a, k)) {
                     let before = st.pulses[k];
                     let reader = verifier.cell(&g_now, k / c, k % c)?;
@@ -200,25 +210,25 @@ fn write_array<R: Rng>(
                         rng,
                     );
                     if o.pulses > 0 {
-                        st.t_written_s[k] = now_s;
+                        st.t_written_seconds[k] = now_seconds;
                     }
                     out.push(CellWrite {
                         array: a,
                         cell: k,
-                        g_target_s: tg[k],
-                        g_achieved_s: o.g_true_s,
+                        g_target_siemens: tg[k],
+                        g_achieved_siemens: o.g_true_siemens,
                         pulses: st.pulses[k] - before,
                         failed: !o.converged,
                     });
                     bar.inc(1);
                 }
-                st.g_s.clone_from(&g_now);
+                st.g_siemens.clone_from(&g_now);
             }
             Algorithm::Pulses => {
                 let nominal = DeviceParams::nominal(spec);
                 for k in (0..r * c).filter(|&k| select(a, k)) {
                     // count on the nominal, noise-free device, then apply blind to the real one
-                    let (mut g, target) = (st.g_s[k], tg[k]);
+                    let (mut g, target) = (st.g_siemens[k], tg[k]);
                     let up = target > g;
                     let mut n = 0i64;
                     while n < spec.verify.max_pulses as i64 {
@@ -230,20 +240,26 @@ fn write_array<R: Rng>(
                         n += 1;
                     }
                     let v = spec.v_pulse_signed(up);
-                    st.g_s[k] =
-                        spec.pulses(&st.params[k], st.g_s[k], if up { n } else { -n }, v, rng);
+                    st.g_siemens[k] = spec.pulses(
+                        &st.params[k],
+                        st.g_siemens[k],
+                        if up { n } else { -n },
+                        v,
+                        rng,
+                    );
                     st.pulses[k] += n as u32;
                     if n > 0 {
-                        st.t_written_s[k] = now_s;
+                        st.t_written_seconds[k] = now_seconds;
                     }
                     out.push(CellWrite {
                         array: a,
                         cell: k,
-                        g_target_s: target,
-                        g_achieved_s: st.g_s[k],
+                        g_target_siemens: target,
+                        g_achieved_siemens: st.g_siemens[k],
                         pulses: n as u32,
                         // open loop: a write more than 5 % of the window off its target failed
-                        failed: (st.g_s[k] - target).abs() > 0.05 * (spec.g_max_s - spec.g_min_s),
+                        failed: (st.g_siemens[k] - target).abs()
+                            > 0.05 * (spec.g_max_siemens - spec.g_min_siemens),
                     });
                     bar.inc(1);
                 }
@@ -283,7 +299,11 @@ pub fn program_network<R: Rng>(
     bar: &ProgressBar,
 ) -> Result<(Chip, Vec<CellWrite>), DeviceError> {
     let mut states = fresh_arrays(spec, programmed, rng);
-    let targets: Vec<Vec<f64>> = programmed.arrays.iter().map(|a| a.g_s.clone()).collect();
+    let targets: Vec<Vec<f64>> = programmed
+        .arrays
+        .iter()
+        .map(|a| a.g_siemens.clone())
+        .collect();
     // one-shot sets whole columns (S1 programs a line at once): every cell of a column that holds
     // a weight; the other algorithms write the cells that hold weights
     let owned = |a: usize, k: usize| {
@@ -316,7 +336,7 @@ pub fn program_network<R: Rng>(
             hardware: serde_json::to_value(hw).map_err(|e| DeviceError::Chip(e.to_string()))?,
             device: spec.clone(),
             seed,
-            now_s: 0.0,
+            now_seconds: 0.0,
             arrays: states.iter().map(|s| [s.rows, s.cols]).collect(),
             scale_weights: None,
         },

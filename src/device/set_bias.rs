@@ -9,11 +9,11 @@
 //! (a 1×1 Schur complement per row). One Newton step costs O(rows); the general solver would
 //! build, order and factor a sparse system from the netlist text for every column and every step
 //! of the gate search. Same device equations as the general solver ([`Mos1::eval`], junction
-//! gmin [`GMIN_JUNCTION_S`]); the test `set_bias_ladder_equals_general_solver` checks the two
+//! gmin [`GMIN_JUNCTION_SIEMENS`]); the test `set_bias_ladder_equals_general_solver` checks the two
 //! agree to 1e-9 and ngspice is checked against the netlist in `tests/it/device_circuit.rs`.
 
 use crate::circuit::mos1::Mos1;
-use crate::xbar::eval::GMIN_JUNCTION_S;
+use crate::xbar::eval::GMIN_JUNCTION_SIEMENS;
 
 /// Newton steps before giving up (the caller then solves the netlist with the general solver).
 const MAX_STEPS: usize = 100;
@@ -44,7 +44,7 @@ pub fn solve_ladder(
     if rows == 0 {
         return Some(Vec::new());
     }
-    let gmin = GMIN_JUNCTION_S;
+    let gmin = GMIN_JUNCTION_SIEMENS;
     let LadderGeometry {
         r_row_ohm,
         r_bit_ohm,
@@ -103,13 +103,13 @@ pub fn solve_ladder(
             let e = mos.eval([w[i] - v_m_v, v_gate_v[i], b[k], 0.0], gmin);
             // current into b from the transistor's source terminal: −i_a[2]
             rhs[k] -= -e.i_a[2];
-            diag[k] += -e.g_s[2][2];
+            diag[k] += -e.g_siemens[2][2];
             if w_free {
                 // KCL at w: g_row·(V_SET − w) − i_d = 0
                 let f_w = g_row * (v_set_v - w[i]) - e.i_a[0];
-                let j_ww = -g_row - e.g_s[0][0];
-                let j_wb = -e.g_s[0][2];
-                let j_bw = -e.g_s[2][0];
+                let j_ww = -g_row - e.g_siemens[0][0];
+                let j_wb = -e.g_siemens[0][2];
+                let j_bw = -e.g_siemens[2][0];
                 // δw = (−F_w − J_wb·δb)/J_ww, folded into the bit-line row
                 w_off[i] = -f_w / j_ww;
                 w_gain[i] = -j_wb / j_ww;

@@ -161,20 +161,20 @@ fn check_keys<'a>(body: &'a [Stmt], block: &str, known: &[&str]) -> Result<(), D
     Ok(())
 }
 
-/// Parse a `device { … }` statement. `g_min_s`/`g_max_s` are the hardware window (the device
-/// block may narrow it); `base` is the directory measured-curve files are looked up in.
+/// Parse a `device { … }` statement. `g_min_siemens`/`g_max_siemens` are the hardware window (the
+/// device block may narrow it); `base` is the directory measured-curve files are looked up in.
 pub fn device_block(
     s: &Stmt,
     base: &Path,
-    g_min_s: f64,
-    g_max_s: f64,
+    g_min_siemens: f64,
+    g_max_siemens: f64,
 ) -> Result<DeviceSpec, DeviceError> {
     if let Some(v) = s.values.first() {
         return Err(invalid(&v.span, "`device` takes no name"));
     }
     let body = s.body.as_deref().unwrap_or(&[]);
     check_keys(body, "device", DEVICE_KEYS)?;
-    let mut d = DeviceSpec::ideal(g_min_s, g_max_s);
+    let mut d = DeviceSpec::ideal(g_min_siemens, g_max_siemens);
     let mut law_span = None;
     let mut r_vg = None;
     let mut v_gate_zero = 0.0;
@@ -185,14 +185,14 @@ pub fn device_block(
             no_body(st)?;
         }
         match st.key.as_str() {
-            "g_min" => d.g_min_s = positive(st, "s")?,
-            "g_max" => d.g_max_s = positive(st, "s")?,
+            "g_min" => d.g_min_siemens = positive(st, "s")?,
+            "g_max" => d.g_max_siemens = positive(st, "s")?,
             "set_law" => {
                 law_span = Some(st.key_span.clone());
                 d.set_law = match word(st, &["empirical", "linear_gate"])?.as_str() {
                     "empirical" => SetLaw::Empirical,
                     _ => SetLaw::LinearGate {
-                        r_vg_v_per_s: f64::NAN,
+                        r_vg_v_per_siemens: f64::NAN,
                         v_gate_zero_v: 0.0,
                     },
                 }
@@ -222,9 +222,9 @@ pub fn device_block(
                 }
                 d.reset_depth = x;
             }
-            "program_noise" => d.program_noise_s = non_negative(st, "s")?,
+            "program_noise" => d.program_noise_siemens = non_negative(st, "s")?,
             "pulse" => d.pulse = pulse(st, base)?,
-            "pulse_width_ns" => d.pulse_width_s = positive(st, "")? * 1e-9,
+            "pulse_width_ns" => d.pulse_width_seconds = positive(st, "")? * 1e-9,
             "v_pulse" => d.v_pulse_v = positive(st, "v")?,
             "v_pulse_reset" => d.v_pulse_reset_v = Some(positive(st, "v")?),
             "v_threshold" => d.v_threshold_v = non_negative(st, "v")?,
@@ -249,17 +249,17 @@ pub fn device_block(
                 }
                 if st.key == "stuck_on" {
                     d.stuck_on_fraction = f;
-                    d.stuck_on_g_s = g;
+                    d.stuck_on_g_siemens = g;
                     stuck_on_given = true;
                 } else {
                     d.stuck_off_fraction = f;
-                    d.stuck_off_g_s = g;
+                    d.stuck_off_g_siemens = g;
                     stuck_off_given = true;
                 }
             }
             "miswrite" => d.miswrite_fraction = bounded(st, "", 0.0, 1.0)?,
             "read_noise" => d.read_noise_rel = bounded(st, "", 0.0, 1.0)?,
-            "relax_sigma" => d.relax_sigma_s = non_negative(st, "s")?,
+            "relax_sigma" => d.relax_sigma_siemens = non_negative(st, "s")?,
             "drift" => drift(st, &mut d)?,
             "verify" => verify(st, &mut d)?,
             _ => unreachable!("checked against DEVICE_KEYS"),
@@ -273,31 +273,35 @@ pub fn device_block(
             ));
         };
         d.set_law = SetLaw::LinearGate {
-            r_vg_v_per_s: r,
+            r_vg_v_per_siemens: r,
             v_gate_zero_v: v_gate_zero,
         };
     } else if let Some((_, sp)) = r_vg {
         return Err(invalid(&sp, "`r_vg` is used only by `set_law linear_gate`"));
     }
-    if d.g_min_s >= d.g_max_s {
+    if d.g_min_siemens >= d.g_max_siemens {
         return Err(invalid(
             &s.key_span,
             format!(
                 "device window must satisfy g_min < g_max, got {:e} .. {:e} S",
-                d.g_min_s, d.g_max_s
+                d.g_min_siemens, d.g_max_siemens
             ),
         ));
     }
     if !stuck_on_given {
-        d.stuck_on_g_s = d.g_max_s;
+        d.stuck_on_g_siemens = d.g_max_siemens;
     }
     if !stuck_off_given {
-        d.stuck_off_g_s = d.g_min_s;
+        d.stuck_off_g_siemens = d.g_min_siemens;
     }
-    if let PulseLaw::Linear { dg_up_s, dg_down_s } = &mut d.pulse {
-        if dg_up_s.is_nan() {
-            *dg_up_s = (d.g_max_s - d.g_min_s) / 100.0;
-            *dg_down_s = *dg_up_s;
+    if let PulseLaw::Linear {
+        dg_up_siemens,
+        dg_down_siemens,
+    } = &mut d.pulse
+    {
+        if dg_up_siemens.is_nan() {
+            *dg_up_siemens = (d.g_max_siemens - d.g_min_siemens) / 100.0;
+            *dg_down_siemens = *dg_up_siemens;
         }
     }
     d.validate()
@@ -345,8 +349,9 @@ fn pulse(s: &Stmt, base: &Path) -> Result<PulseLaw, DeviceError> {
                     format!("no curve file `{name}` next to the .net file or in its models/"),
                 )
             })?;
-        let g_s = super::read_curve_csv(&path).map_err(|e| invalid(&f.span, e.to_string()))?;
-        return Ok(PulseLaw::Table { g_s });
+        let g_siemens =
+            super::read_curve_csv(&path).map_err(|e| invalid(&f.span, e.to_string()))?;
+        return Ok(PulseLaw::Table { g_siemens });
     }
     if let Some(extra) = s.values.get(1) {
         return Err(invalid(&extra.span, "`pulse` takes one law name"));
@@ -371,8 +376,8 @@ fn pulse(s: &Stmt, base: &Path) -> Result<PulseLaw, DeviceError> {
                 None => up,
             };
             PulseLaw::Linear {
-                dg_up_s: up,
-                dg_down_s: down,
+                dg_up_siemens: up,
+                dg_down_siemens: down,
             }
         }
         "soft_bounds" => {
@@ -444,13 +449,13 @@ fn drift(s: &Stmt, d: &mut DeviceSpec) -> Result<(), DeviceError> {
         match st.key.as_str() {
             "nu" => d.drift.nu = bounded(st, "", 0.0, 1.0)?,
             "nu_d2d" => d.drift.nu_d2d = bounded(st, "", 0.0, 1.0)?,
-            "t0_seconds" => d.drift.t0_s = positive(st, "")?,
+            "t0_seconds" => d.drift.t0_seconds = positive(st, "")?,
             "tail_fraction" => d.drift.tail_fraction = bounded(st, "", 0.0, 1.0)?,
-            "tail_tau_seconds" => d.drift.tail_tau_s = positive(st, "")?,
+            "tail_tau_seconds" => d.drift.tail_tau_seconds = positive(st, "")?,
             _ => d.drift.tail_sigma_rel = bounded(st, "", 0.0, 1.0)?,
         }
     }
-    if d.drift.tail_fraction > 0.0 && d.drift.tail_tau_s <= 0.0 {
+    if d.drift.tail_fraction > 0.0 && d.drift.tail_tau_seconds <= 0.0 {
         return Err(invalid(
             &s.key_span,
             "tail relaxation needs `tail_tau_seconds`",

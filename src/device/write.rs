@@ -211,13 +211,13 @@ pub struct SetReport {
 }
 
 impl SetReport {
-    /// Mark the rows whose aim misses `g_target_s[i]` by more than 5 % of the window (a
+    /// Mark the rows whose aim misses `g_target_siemens[i]` by more than 5 % of the window (a
     /// mis-written device, whose aim is random, is judged by where it landed).
-    pub fn mark_unreachable(&mut self, spec: &DeviceSpec, g_target_s: &[f64]) {
-        let tolerance_s = 0.05 * (spec.g_max_s - spec.g_min_s);
+    pub fn mark_unreachable(&mut self, spec: &DeviceSpec, g_target_siemens: &[f64]) {
+        let tolerance_siemens = 0.05 * (spec.g_max_siemens - spec.g_min_siemens);
         self.unreachable = (0..self.g_aimed_siemens.len())
             .map(|i| {
-                let t = g_target_s.get(i).copied().unwrap_or(f64::NAN);
+                let t = g_target_siemens.get(i).copied().unwrap_or(f64::NAN);
                 let a = self.g_aimed_siemens[i];
                 let got = if a.is_nan() {
                     self.g_after_siemens[i]
@@ -225,7 +225,7 @@ impl SetReport {
                     a
                 };
                 let miss = (got - t).abs();
-                miss.is_nan() || miss > tolerance_s
+                miss.is_nan() || miss > tolerance_siemens
             })
             .collect();
     }
@@ -243,17 +243,17 @@ pub fn gates_for_targets(
     spec: &DeviceSpec,
     xb: &Crossbar,
     j: usize,
-    g_target_s: &[f64],
+    g_target_siemens: &[f64],
 ) -> Result<Vec<f64>, DeviceError> {
     let (lo, hi) = (spec.v_gate_min_v, spec.v_gate_max_v);
     if let super::SetLaw::LinearGate { .. } = spec.set_law {
-        return Ok(g_target_s.iter().map(|g| spec.gate_for(*g)).collect());
+        return Ok(g_target_siemens.iter().map(|g| spec.gate_for(*g)).collect());
     }
     let mos = mos_of(xb)?;
     let m = &mos.model;
     let beta = m.kp_a_per_v2 * mos.w_m / (mos.l_m - 2.0 * m.ld_m);
-    let i_target: Vec<f64> = g_target_s.iter().map(|g| g * spec.v_m_v).collect();
-    let mut vg = gates_square_law(spec, xb, g_target_s)?;
+    let i_target: Vec<f64> = g_target_siemens.iter().map(|g| g * spec.v_m_v).collect();
+    let mut vg = gates_square_law(spec, xb, g_target_siemens)?;
     // Newton on each row's solved current with the saturation slope dI/dV_g = β·(V_g − V_t), the
     // overdrive floored at the target's own (a cell in cutoff carries no current, so its measured
     // slope says nothing). The rows are coupled through the shared bit line (every cell's current
@@ -285,16 +285,16 @@ pub fn gates_for_targets(
 pub fn gates_square_law(
     spec: &DeviceSpec,
     xb: &Crossbar,
-    g_target_s: &[f64],
+    g_target_siemens: &[f64],
 ) -> Result<Vec<f64>, DeviceError> {
     let (lo, hi) = (spec.v_gate_min_v, spec.v_gate_max_v);
     if let super::SetLaw::LinearGate { .. } = spec.set_law {
-        return Ok(g_target_s.iter().map(|g| spec.gate_for(*g)).collect());
+        return Ok(g_target_siemens.iter().map(|g| spec.gate_for(*g)).collect());
     }
     let mos = mos_of(xb)?;
     let m = &mos.model;
     let beta = m.kp_a_per_v2 * mos.w_m / (mos.l_m - 2.0 * m.ld_m);
-    Ok(g_target_s
+    Ok(g_target_siemens
         .iter()
         .map(|g| (m.vto_v + (2.0 * g * spec.v_m_v / beta).sqrt()).clamp(lo, hi))
         .collect())
@@ -312,20 +312,20 @@ pub fn oneshot_column<R: Rng>(
     j: usize,
     g: &mut [f64],
     params: &[DeviceParams],
-    g_target_s: &[f64],
+    g_target_siemens: &[f64],
     rng: &mut R,
 ) -> Result<SetReport, DeviceError> {
-    if g_target_s.len() != xb.rows {
+    if g_target_siemens.len() != xb.rows {
         return Err(DeviceError::Param(format!(
             "one-shot column: {} targets for {} rows",
-            g_target_s.len(),
+            g_target_siemens.len(),
             xb.rows
         )));
     }
-    let vg = gates_for_targets(spec, xb, j, g_target_s)?;
+    let vg = gates_for_targets(spec, xb, j, g_target_siemens)?;
     let all = vec![true; xb.rows];
     let mut rep = oneshot_column_gates(spec, xb, j, g, params, &vg, &all, true, rng)?;
-    rep.mark_unreachable(spec, g_target_s);
+    rep.mark_unreachable(spec, g_target_siemens);
     Ok(rep)
 }
 
@@ -418,7 +418,8 @@ pub fn read_back(xb: &Crossbar, v_read_v: f64) -> Result<Vec<f64>, DeviceError> 
 fn small_signal_infer(xb: &Crossbar, inputs: &Mat<f64>) -> Result<Mat<f64>, DeviceError> {
     let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
     let mut lin = xb.clone();
-    lin.g_siemens = crate::xbar::network::linearized_cell_g(xb, crate::xbar::eval::GMIN_JUNCTION_S);
+    lin.g_siemens =
+        crate::xbar::network::linearized_cell_g(xb, crate::xbar::eval::GMIN_JUNCTION_SIEMENS);
     lin.cell = CellKind::Linear;
     lin.sense = crate::xbar::SenseKind::VirtualGround;
     let mut le = Engine::new(&lin, SolveOptions::default()).map_err(circ)?;
@@ -429,9 +430,9 @@ fn small_signal_infer(xb: &Crossbar, inputs: &Mat<f64>) -> Result<Mat<f64>, Devi
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct VerifyOutcome {
     pub pulses: usize,
-    pub g_target_s: f64,
-    pub g_read_s: f64,
-    pub g_true_s: f64,
+    pub g_target_siemens: f64,
+    pub g_read_siemens: f64,
+    pub g_true_siemens: f64,
     /// Relative error of the final read against the target.
     pub error_rel: f64,
     pub converged: bool,
@@ -451,7 +452,7 @@ pub fn write_verify<R: Rng>(
     xb: &mut Crossbar,
     i: usize,
     j: usize,
-    g_target_s: f64,
+    g_target_siemens: f64,
     pulses: &mut u32,
     rng: &mut R,
 ) -> Result<VerifyOutcome, DeviceError> {
@@ -462,22 +463,22 @@ pub fn write_verify<R: Rng>(
         params,
         &reader,
         &mut xb.g_siemens[k],
-        g_target_s,
+        g_target_siemens,
         pulses,
         rng,
     ))
 }
 
-/// The write-verify loop of one cell whose read is `reader`: `g_s` is the cell's true conductance
-/// (updated in place), `pulses` its pulse counter. A loop that pulsed at least once stops on its
+/// The write-verify loop of one cell whose read is `reader`: `g_siemens` is the cell's true
+/// conductance (updated in place), `pulses` its pulse counter. A loop that pulsed at least once stops on its
 /// last read and the fresh state then relaxes ([`DeviceSpec::relaxed`]); `converged` and
-/// `g_read_s` are the loop's last read, `g_true_s` the state after the relaxation.
+/// `g_read_siemens` are the loop's last read, `g_true_siemens` the state after the relaxation.
 pub fn verify_cell<R: Rng>(
     spec: &DeviceSpec,
     params: &DeviceParams,
     reader: &CellReader,
-    g_s: &mut f64,
-    g_target_s: f64,
+    g_siemens: &mut f64,
+    g_target_siemens: f64,
     pulses: &mut u32,
     rng: &mut R,
 ) -> VerifyOutcome {
@@ -485,27 +486,27 @@ pub fn verify_cell<R: Rng>(
     if let super::Fault::Miswritten = params.fault {
         // a mis-writing device lands anywhere in its window whatever the loop aims at (S5's
         // deliberately mis-written weights): one write, not verified into place
-        let g = spec.land(params, g_target_s, rng);
-        *g_s = g;
+        let g = spec.land(params, g_target_siemens, rng);
+        *g_siemens = g;
         *pulses += 1;
         let g_read = read(g, rng);
         return VerifyOutcome {
             pulses: 1,
-            g_target_s,
-            g_read_s: g_read,
-            g_true_s: g,
-            error_rel: (g_read - g_target_s).abs() / g_target_s.abs().max(1e-30),
+            g_target_siemens,
+            g_read_siemens: g_read,
+            g_true_siemens: g,
+            error_rel: (g_read - g_target_siemens).abs() / g_target_siemens.abs().max(1e-30),
             converged: false,
         };
     }
-    let mut g = *g_s;
+    let mut g = *g_siemens;
     let mut g_read = read(g, rng);
     let mut n = 0usize;
     // (polarity of the last pulse, its index in the current run of that polarity): the ramp's
     // position (`verify { ramp_… }`); without a ramp every pulse has the fixed amplitude
     let mut run: Option<(bool, usize)> = None;
-    while !spec.within(g_read, g_target_s) && n < spec.verify.max_pulses {
-        let up = g_read < g_target_s;
+    while !spec.within(g_read, g_target_siemens) && n < spec.verify.max_pulses {
+        let up = g_read < g_target_siemens;
         let k = match run {
             Some((last_up, k)) if last_up == up => k + 1,
             // the first pulse, or the read crossed the target: the ramp restarts
@@ -521,19 +522,19 @@ pub fn verify_cell<R: Rng>(
         n += 1;
         g_read = read(g, rng);
     }
-    let converged = spec.within(g_read, g_target_s);
+    let converged = spec.within(g_read, g_target_siemens);
     if n > 0 {
         // the loop has stopped on its last read; the fresh state then relaxes (`relax_sigma`)
         g = spec.relaxed(params, g, rng);
     }
-    *g_s = g;
+    *g_siemens = g;
     *pulses += n as u32;
     VerifyOutcome {
         pulses: n,
-        g_target_s,
-        g_read_s: g_read,
-        g_true_s: g,
-        error_rel: (g_read - g_target_s).abs() / g_target_s.abs().max(1e-30),
+        g_target_siemens,
+        g_read_siemens: g_read,
+        g_true_siemens: g,
+        error_rel: (g_read - g_target_siemens).abs() / g_target_siemens.abs().max(1e-30),
         converged,
     }
 }
@@ -616,21 +617,28 @@ impl ArrayVerifier {
         })
     }
 
-    /// The reader of cell (i, j) with the array's memristors at `g_mem_s` (row-major).
-    pub fn cell(&mut self, g_mem_s: &[f64], i: usize, j: usize) -> Result<CellReader, DeviceError> {
+    /// The reader of cell (i, j) with the array's memristors at `g_mem_siemens` (row-major).
+    pub fn cell(
+        &mut self,
+        g_mem_siemens: &[f64],
+        i: usize,
+        j: usize,
+    ) -> Result<CellReader, DeviceError> {
         use crate::xbar::network::Node;
         let circ = |x: crate::xbar::XbarError| DeviceError::Circuit(x.to_string());
         let (r, c) = (self.xb.rows, self.xb.cols);
-        if i >= r || j >= c || g_mem_s.len() != r * c {
+        if i >= r || j >= c || g_mem_siemens.len() != r * c {
             return Err(DeviceError::Param(format!(
                 "cell ({i}, {j}) with {} conductances for the {r}×{c} array",
-                g_mem_s.len()
+                g_mem_siemens.len()
             )));
         }
-        self.xb.g_siemens.copy_from_slice(g_mem_s);
+        self.xb.g_siemens.copy_from_slice(g_mem_siemens);
         let k = i * c + j;
-        let cell_g =
-            crate::xbar::network::linearized_cell_g(&self.xb, crate::xbar::eval::GMIN_JUNCTION_S);
+        let cell_g = crate::xbar::network::linearized_cell_g(
+            &self.xb,
+            crate::xbar::eval::GMIN_JUNCTION_SIEMENS,
+        );
         let one_t1r = match &self.xb.cell {
             CellKind::OneT1R { mos, v_gate_v } => Some((mos.clone(), v_gate_v[i])),
             _ => None,
@@ -808,7 +816,7 @@ fn small_signal_stand_in(xb: &Crossbar) -> Crossbar {
     lin.sense = crate::xbar::SenseKind::VirtualGround;
     if !xb.cell.is_linear() {
         lin.g_siemens =
-            crate::xbar::network::linearized_cell_g(xb, crate::xbar::eval::GMIN_JUNCTION_S);
+            crate::xbar::network::linearized_cell_g(xb, crate::xbar::eval::GMIN_JUNCTION_SIEMENS);
         lin.cell = CellKind::Linear;
     }
     lin
@@ -864,8 +872,8 @@ impl CellReader {
         let g = match &self.one_t1r {
             // memristor in series with the channel conductance at 0 V, as the linearisation does
             Some((mos, vg)) => {
-                let gmin = crate::xbar::eval::GMIN_JUNCTION_S;
-                let g_ch = mos.eval([0.0, *vg, 0.0, 0.0], gmin).g_s[0][0]
+                let gmin = crate::xbar::eval::GMIN_JUNCTION_SIEMENS;
+                let g_ch = mos.eval([0.0, *vg, 0.0, 0.0], gmin).g_siemens[0][0]
                     .max(gmin)
                     .max(1e-15);
                 g_mem * g_ch / (g_mem + g_ch)

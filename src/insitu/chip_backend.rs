@@ -36,10 +36,10 @@ pub struct ChipBackend {
     rule: Rule,
     map: CellMap,
     /// Siemens per weight unit of every slot's pairs (frozen).
-    scales_s: Vec<f64>,
+    scales_siemens: Vec<f64>,
     /// Slots the rule writes (hybrid: the `trainable` layers; otherwise all).
     trainable: Vec<bool>,
-    /// The weights of the first programming (their encoder scales are `scales_s`).
+    /// The weights of the first programming (their encoder scales are `scales_siemens`).
     scale_weights: Vec<Matrix>,
     hw: HardwareSpec,
     spec: DeviceSpec,
@@ -72,7 +72,7 @@ impl ChipBackend {
             )));
         }
         let circuit = setup.chip_backend(model, &scale_weights)?;
-        let scales_s = slot_scales(&map, &setup.programmed(model, &scale_weights)?);
+        let scales_siemens = slot_scales(&map, &setup.programmed(model, &scale_weights)?);
         // every saved chip carries the weights its conductances decode with (`netc eval --chip`)
         let mut chip = chip;
         chip.manifest.scale_weights = Some(scale_weights.clone());
@@ -81,7 +81,7 @@ impl ChipBackend {
             circuit,
             rule: Rule::of(setup)?,
             map,
-            scales_s,
+            scales_siemens,
             trainable,
             scale_weights,
             hw: setup.file.hardware.clone(),
@@ -189,7 +189,7 @@ impl MatmulBackend for ChipBackend {
             };
             write[id] = self.trainable[id];
         }
-        self.chip.manifest.now_s += ctx.idle_seconds;
+        self.chip.manifest.now_seconds += ctx.idle_seconds;
         let stats = self
             .rule
             .apply(
@@ -197,7 +197,7 @@ impl MatmulBackend for ChipBackend {
                 &self.spec,
                 &mut self.chip,
                 &self.map,
-                &self.scales_s,
+                &self.scales_siemens,
                 &deltas,
                 &write,
                 ctx.write_rng,

@@ -219,10 +219,13 @@ fn nn_optimizer(o: &crate::net::spec::Optimizer) -> OptimizerSpec {
     match *o {
         O::Sgd { lr, momentum } => OptimizerSpec::Sgd { lr, momentum },
         O::Rmsprop { lr, decay, eps, .. } => OptimizerSpec::RmsProp { lr, decay, eps },
-        O::Manhattan { step_s } => OptimizerSpec::Manhattan { step: step_s },
-        O::Threshold { lr, threshold_s } => OptimizerSpec::Threshold {
+        O::Manhattan { step_siemens } => OptimizerSpec::Manhattan { step: step_siemens },
+        O::Threshold {
             lr,
-            threshold: threshold_s,
+            threshold_siemens,
+        } => OptimizerSpec::Threshold {
+            lr,
+            threshold: threshold_siemens,
         },
     }
 }
@@ -271,15 +274,15 @@ pub fn setup(net_path: &Path, ov: &Overrides) -> Result<Setup, InsituError> {
     let mut spec = devprog::device_of(hw);
     // the training block's `noise` is the programming noise of in-situ updates (S1, S2); the
     // device block's `program_noise` otherwise
-    if t.noise_s > 0.0 {
-        spec.program_noise_s = t.noise_s;
+    if t.noise_siemens > 0.0 {
+        spec.program_noise_siemens = t.noise_siemens;
     }
     if t.write_tolerance > 0.0 {
         spec.verify.tolerance_rel = Some(t.write_tolerance);
         spec.verify.tolerance_a = None;
     }
     if let Some(n) = ov.program_noise_siemens {
-        spec.program_noise_s = n;
+        spec.program_noise_siemens = n;
     }
     if let Some(f) = ov.stuck_off_fraction {
         spec.stuck_off_fraction = f;
@@ -378,7 +381,7 @@ impl Setup {
     /// `insitu_weight_scale` when declared (programming and read-back alike).
     pub fn weight_scale(&self) -> crate::net::spec::WeightScale {
         let m = &self.file.mapping;
-        match (self.mode, m.insitu_weight_scale_s) {
+        match (self.mode, m.insitu_weight_scale_siemens) {
             (TrainMode::Insitu, Some(s)) => crate::net::spec::WeightScale::SiemensPerUnit(s),
             _ => m.weight_scale,
         }
@@ -395,7 +398,7 @@ impl Setup {
                     .map_err(|e| InsituError::Usage(e.to_string()))?,
                 device: self.spec.clone(),
                 seed,
-                now_s: 0.0,
+                now_seconds: 0.0,
                 arrays: arrays.iter().map(|s| [s.rows, s.cols]).collect(),
                 scale_weights: None,
             },
@@ -498,7 +501,7 @@ fn program_owned(
         total as u64,
         &format!("{what} [{{bar:30}}] {{pos}}/{{len}} cells {{elapsed}} eta {{eta}}"),
     );
-    let targets: Vec<Vec<f64>> = prog.arrays.iter().map(|a| a.g_s.clone()).collect();
+    let targets: Vec<Vec<f64>> = prog.arrays.iter().map(|a| a.g_siemens.clone()).collect();
     let owned = |a: usize, k: usize| prog.arrays[a].owner[k].is_some();
     let writes = devprog::program_cells(
         &setup.file.hardware,
@@ -688,18 +691,18 @@ impl MatmulBackend for FrozenBackend {
 
 /// The weight interval `[lo, hi]` of every slot element touched by a stuck device (`None`: no
 /// stuck device), with `w = mean over copies of (g⁺ − g⁻)/scale`: each stuck cell contributes its
-/// fixed conductance, each free cell anything in `g_lo_s..=g_hi_s` (the window the mapping
-/// decodes). An element whose cells are all stuck gets `lo == hi`. With `free_unbounded` (the
-/// mapping's `weight_scale auto`: the transfer's scale puts the largest trained weight at the
+/// fixed conductance, each free cell anything in `g_lo_siemens..=g_hi_siemens` (the window the
+/// mapping decodes). An element whose cells are all stuck gets `lo == hi`. With `free_unbounded`
+/// (the mapping's `weight_scale auto`: the transfer's scale puts the largest trained weight at the
 /// window's edge, so the free device's far end is wherever training needs it) a free cell only
-/// bounds the sign; the stuck cells' terms use `scale_s` (exact for a device stuck at `g_lo_s`,
-/// which contributes nothing).
+/// bounds the sign; the stuck cells' terms use `scale_siemens` (exact for a device stuck at
+/// `g_lo_siemens`, which contributes nothing).
 fn frozen_intervals(
     map: &CellMap,
     arrays: &[ArrayState],
-    (g_lo_s, g_hi_s): (f64, f64),
+    (g_lo_siemens, g_hi_siemens): (f64, f64),
     free_unbounded: bool,
-    scale_s: &[f64],
+    scale_siemens: &[f64],
 ) -> WeightIntervals {
     map.slots
         .iter()
@@ -719,8 +722,8 @@ fn frozen_intervals(
                     for c in cells {
                         let share = c.share.max(1e-300);
                         match arrays[c.array].params[c.cell].fault {
-                            Fault::Stuck { g_s } => {
-                                let t = c.sign * (g_s - g_lo_s) / share;
+                            Fault::Stuck { g_siemens } => {
+                                let t = c.sign * (g_siemens - g_lo_siemens) / share;
                                 lo += t;
                                 hi += t;
                             }
@@ -728,7 +731,7 @@ fn frozen_intervals(
                                 let reach = if free_unbounded {
                                     f64::INFINITY
                                 } else {
-                                    g_hi_s - g_lo_s
+                                    g_hi_siemens - g_lo_siemens
                                 };
                                 let t = c.sign * reach / share;
                                 lo += t.min(0.0);
@@ -736,7 +739,7 @@ fn frozen_intervals(
                             }
                         }
                     }
-                    let k = 2.0 / (cells.len() as f64 * scale_s[id]);
+                    let k = 2.0 / (cells.len() as f64 * scale_siemens[id]);
                     Some((k * lo, k * hi))
                 })
                 .collect()
@@ -791,7 +794,7 @@ fn used_g(chip: &Chip, prog: &Programmed) -> Vec<f64> {
     for (st, a) in chip.arrays.iter().zip(&prog.arrays) {
         for (k, o) in a.owner.iter().enumerate() {
             if o.is_some() {
-                out.push(st.g_s[k]);
+                out.push(st.g_siemens[k]);
             }
         }
     }
@@ -802,7 +805,7 @@ fn used_g(chip: &Chip, prog: &Programmed) -> Vec<f64> {
 fn slot_scales(map: &CellMap, prog: &Programmed) -> Vec<f64> {
     map.matrix_of_slot
         .iter()
-        .map(|&mi| prog.encoders[mi].scale_s)
+        .map(|&mi| prog.encoders[mi].scale_siemens)
         .collect()
 }
 
@@ -1385,10 +1388,10 @@ mod tests {
         let arr = ArrayState {
             rows: 1,
             cols: 4,
-            g_s: vec![10e-6; 4],
+            g_siemens: vec![10e-6; 4],
             params,
             pulses: vec![0; 4],
-            t_written_s: vec![0.0; 4],
+            t_written_seconds: vec![0.0; 4],
             v_gate_v: vec![0.0; 4],
         };
         let cell = |cell, sign| CellRef {
@@ -1410,7 +1413,7 @@ mod tests {
     #[test]
     fn a_pair_with_a_device_stuck_off_keeps_the_other_sign() {
         // w = (g⁺ − g⁻)/scale with scale 9e-5 S per unit: window 10..100 µS gives |w| ≤ 1
-        let stuck = Fault::Stuck { g_s: 10e-6 };
+        let stuck = Fault::Stuck { g_siemens: 10e-6 };
         let (map, arrays) = one_pair_map([stuck, Fault::None, Fault::None, stuck]);
         let iv = frozen_intervals(&map, &arrays, (10e-6, 100e-6), false, &[9e-5]);
         // g⁺ stuck at g_min: w = −g⁻'/scale ∈ [−1, 0]; g⁻ stuck: w ∈ [0, 1]
@@ -1423,7 +1426,7 @@ mod tests {
         assert_eq!(iv[0][0], Some((f64::NEG_INFINITY, 0.0)));
         assert_eq!(iv[0][1], Some((0.0, f64::INFINITY)));
         // a device stuck at 55 µS: w ∈ [(55 − 100)/90, (55 − 10)/90] = [−0.5, 0.5]
-        let mid = Fault::Stuck { g_s: 55e-6 };
+        let mid = Fault::Stuck { g_siemens: 55e-6 };
         let (map, arrays) = one_pair_map([mid, Fault::None, mid, mid]);
         let iv = frozen_intervals(&map, &arrays, (10e-6, 100e-6), false, &[9e-5]);
         let (lo, hi) = iv[0][0].expect("stuck");

@@ -38,13 +38,13 @@ use crate::nn::optim::{Optimizer, OptimizerSpec};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub enum Rule {
     /// S1/S2: new gate = last gate + R_vg·ΔG (clamped), RESET + one-shot SET.
-    Gate { r_vg_v_per_s: f64 },
+    Gate { r_vg_v_per_siemens: f64 },
     /// S3: gate-controlled SET aimed at G + ΔG.
     OneShotTarget,
     /// S4: one pulse per changed cell in the sign of its ΔG (V/2 scheme).
     Manhattan,
     /// S5: |ΔG| below the threshold skipped, the rest written by write-verify.
-    Threshold { threshold_s: f64 },
+    Threshold { threshold_siemens: f64 },
     /// Write-verify of every changed cell.
     WriteVerify,
 }
@@ -64,9 +64,13 @@ impl Rule {
         let hw = &setup.file.hardware;
         Ok(match setup.net_optimizer {
             NetOptimizer::Manhattan { .. } => Rule::Manhattan,
-            NetOptimizer::Threshold { threshold_s, .. } => Rule::Threshold { threshold_s },
+            NetOptimizer::Threshold {
+                threshold_siemens, ..
+            } => Rule::Threshold { threshold_siemens },
             _ if hw.cell == NetCell::OneT1R && hw.levels == 0 => match setup.spec.set_law {
-                SetLaw::LinearGate { r_vg_v_per_s, .. } => Rule::Gate { r_vg_v_per_s },
+                SetLaw::LinearGate {
+                    r_vg_v_per_siemens, ..
+                } => Rule::Gate { r_vg_v_per_siemens },
                 SetLaw::Empirical => Rule::OneShotTarget,
             },
             _ => Rule::WriteVerify,
@@ -96,7 +100,7 @@ impl Rule {
     }
 
     /// Write the updates `deltas` (weight units, per slot) into `chip` (slots with
-    /// `trainable[id]` false are left alone). `scale_s[id]`: siemens per weight unit of slot
+    /// `trainable[id]` false are left alone). `scale_siemens[id]`: siemens per weight unit of slot
     /// `id`'s pairs.
     #[allow(clippy::too_many_arguments)]
     pub fn apply(
@@ -105,17 +109,21 @@ impl Rule {
         spec: &DeviceSpec,
         chip: &mut Chip,
         map: &CellMap,
-        scale_s: &[f64],
+        scale_siemens: &[f64],
         deltas: &[Matrix],
         trainable: &[bool],
         rng: &mut ChaCha8Rng,
     ) -> Result<UpdateStats, InsituError> {
         let mut stats = UpdateStats::default();
-        let mut dg: Vec<Vec<f64>> = chip.arrays.iter().map(|a| vec![0.0; a.g_s.len()]).collect();
+        let mut dg: Vec<Vec<f64>> = chip
+            .arrays
+            .iter()
+            .map(|a| vec![0.0; a.g_siemens.len()])
+            .collect();
         let mut touched: Vec<Vec<bool>> = chip
             .arrays
             .iter()
-            .map(|a| vec![false; a.g_s.len()])
+            .map(|a| vec![false; a.g_siemens.len()])
             .collect();
         for (id, d) in deltas.iter().enumerate() {
             if !trainable.get(id).copied().unwrap_or(false) {
@@ -128,9 +136,9 @@ impl Rule {
                 if dw == 0.0 || !dw.is_finite() {
                     continue;
                 }
-                let dg_pair = scale_s[id] * dw;
-                if let Rule::Threshold { threshold_s } = self {
-                    if dg_pair.abs() < *threshold_s {
+                let dg_pair = scale_siemens[id] * dw;
+                if let Rule::Threshold { threshold_siemens } = self {
+                    if dg_pair.abs() < *threshold_siemens {
                         stats.skipped += 1;
                         continue;
                     }
@@ -141,7 +149,7 @@ impl Rule {
                 }
             }
         }
-        let now_s = chip.manifest.now_s;
+        let now_seconds = chip.manifest.now_seconds;
         // targets stay inside the operating window the mapping uses: S5's devices saturate at
         // 25 µS, above the 20 µS top state, and an update must not aim past the window the
         // weights are decoded in
@@ -155,7 +163,7 @@ impl Rule {
                 .iter()
                 .enumerate()
                 .map(|(a, st)| {
-                    st.g_s
+                    st.g_siemens
                         .iter()
                         .zip(&dg[a])
                         .map(|(g, d)| (g + d).clamp(lo, hi))
@@ -170,13 +178,13 @@ impl Rule {
                 &targets,
                 &select,
                 Algorithm::WriteVerify,
-                now_s,
+                now_seconds,
                 rng,
                 &ProgressBar::hidden(),
             )?;
             stats.cells_written += writes.len() as u64;
             stats.pulses += writes.iter().map(|w| w.pulses as u64).sum::<u64>();
-            chip.manifest.now_s += stats.pulses as f64 * spec.pulse_width_s;
+            chip.manifest.now_seconds += stats.pulses as f64 * spec.pulse_width_seconds;
             return Ok(stats);
         }
         for (a, st) in chip.arrays.iter_mut().enumerate() {
@@ -185,9 +193,9 @@ impl Rule {
                 continue;
             }
             let circ = |e: crate::mapping::MappingError| DeviceError::Circuit(e.to_string());
-            let mut xb = crate::mapping::crossbar(hw, r, c, &st.g_s).map_err(circ)?;
+            let mut xb = crate::mapping::crossbar(hw, r, c, &st.g_siemens).map_err(circ)?;
             match *self {
-                Rule::Gate { r_vg_v_per_s } => {
+                Rule::Gate { r_vg_v_per_siemens } => {
                     for j in 0..c {
                         let write: Vec<bool> = (0..r).map(|i| touched[a][i * c + j]).collect();
                         if !write.iter().any(|w| *w) {
@@ -196,15 +204,26 @@ impl Rule {
                         let vg: Vec<f64> = (0..r)
                             .map(|i| {
                                 let k = i * c + j;
-                                let last = last_gate(spec, st.v_gate_v[k], st.g_s[k]);
+                                let last = last_gate(spec, st.v_gate_v[k], st.g_siemens[k]);
                                 if write[i] {
-                                    new_gate(spec, last, r_vg_v_per_s, dg[a][k])
+                                    new_gate(spec, last, r_vg_v_per_siemens, dg[a][k])
                                 } else {
                                     last
                                 }
                             })
                             .collect();
-                        set_column(spec, &xb, st, j, &vg, &write, false, now_s, &mut stats, rng)?;
+                        set_column(
+                            spec,
+                            &xb,
+                            st,
+                            j,
+                            &vg,
+                            &write,
+                            false,
+                            now_seconds,
+                            &mut stats,
+                            rng,
+                        )?;
                     }
                 }
                 Rule::OneShotTarget => {
@@ -216,7 +235,8 @@ impl Rule {
                         let targets: Vec<f64> = (0..r)
                             .map(|i| {
                                 let k = i * c + j;
-                                (st.g_s[k] + if write[i] { dg[a][k] } else { 0.0 }).clamp(lo, hi)
+                                (st.g_siemens[k] + if write[i] { dg[a][k] } else { 0.0 })
+                                    .clamp(lo, hi)
                             })
                             .collect();
                         // The controller moves each cell's LAST gate by the square-law gate
@@ -225,7 +245,7 @@ impl Rule {
                         // the real column (wire drop, shared bit line), so that bias cancels in the
                         // difference; absolute open-loop square-law gates land systematically low
                         // and, rewritten every update, walked the whole array to g_min.
-                        let now: Vec<f64> = (0..r).map(|i| st.g_s[i * c + j]).collect();
+                        let now: Vec<f64> = (0..r).map(|i| st.g_siemens[i * c + j]).collect();
                         let v_target = gates_square_law(spec, &xb, &targets)?;
                         let v_now = gates_square_law(spec, &xb, &now)?;
                         let vg: Vec<f64> = (0..r)
@@ -239,7 +259,18 @@ impl Rule {
                                 }
                             })
                             .collect();
-                        set_column(spec, &xb, st, j, &vg, &write, true, now_s, &mut stats, rng)?;
+                        set_column(
+                            spec,
+                            &xb,
+                            st,
+                            j,
+                            &vg,
+                            &write,
+                            true,
+                            now_seconds,
+                            &mut stats,
+                            rng,
+                        )?;
                     }
                 }
                 Rule::Manhattan => {
@@ -258,18 +289,18 @@ impl Rule {
                             rng,
                         )?;
                         let after: u64 = st.pulses.iter().map(|p| *p as u64).sum();
-                        st.t_written_s[k] = now_s;
+                        st.t_written_seconds[k] = now_seconds;
                         stats.cells_written += 1;
                         stats.pulses += after - before;
                     }
-                    st.g_s.clone_from(&xb.g_siemens);
+                    st.g_siemens.clone_from(&xb.g_siemens);
                 }
                 // written above, through program_cells, before this loop
                 Rule::Threshold { .. } | Rule::WriteVerify => {}
             }
         }
         // the chip's clock advances by the programming time (cells written one after another)
-        chip.manifest.now_s += stats.pulses as f64 * spec.pulse_width_s;
+        chip.manifest.now_seconds += stats.pulses as f64 * spec.pulse_width_seconds;
         Ok(stats)
     }
 }
@@ -286,7 +317,7 @@ fn set_column(
     vg: &[f64],
     write: &[bool],
     solve_compliance: bool,
-    now_s: f64,
+    now_seconds: f64,
     stats: &mut UpdateStats,
     rng: &mut ChaCha8Rng,
 ) -> Result<(), DeviceError> {
@@ -294,7 +325,7 @@ fn set_column(
         spec,
         xb,
         j,
-        &mut st.g_s,
+        &mut st.g_siemens,
         &st.params,
         vg,
         write,
@@ -305,7 +336,7 @@ fn set_column(
         let k = i * st.cols + j;
         st.v_gate_v[k] = vg[i].clamp(spec.v_gate_min_v, spec.v_gate_max_v);
         st.pulses[k] += 1;
-        st.t_written_s[k] = now_s;
+        st.t_written_seconds[k] = now_seconds;
         stats.cells_written += 1;
         stats.pulses += 1;
     }
@@ -314,24 +345,27 @@ fn set_column(
 
 /// A cell's last SET gate voltage; a cell never set one-shot gets the gate the linear rule gives
 /// for its present conductance.
-pub fn last_gate(spec: &DeviceSpec, v_gate_v: f64, g_s: f64) -> f64 {
+pub fn last_gate(spec: &DeviceSpec, v_gate_v: f64, g_siemens: f64) -> f64 {
     if v_gate_v > 0.0 {
         v_gate_v
     } else {
-        spec.gate_for(g_s)
+        spec.gate_for(g_siemens)
     }
 }
 
 /// S1's rule: the new SET gate is the last one plus R_vg·ΔG, bounded to the gate range.
-pub fn new_gate(spec: &DeviceSpec, last_v: f64, r_vg_v_per_s: f64, dg_s: f64) -> f64 {
-    (last_v + r_vg_v_per_s * dg_s).clamp(spec.v_gate_min_v, spec.v_gate_max_v)
+pub fn new_gate(spec: &DeviceSpec, last_v: f64, r_vg_v_per_siemens: f64, dg_siemens: f64) -> f64 {
+    (last_v + r_vg_v_per_siemens * dg_siemens).clamp(spec.v_gate_min_v, spec.v_gate_max_v)
 }
 
 /// The conductance window the mapping decodes weights in (the hardware block's g_min..g_max),
 /// narrowed by the device's own; the device's window when the two do not overlap.
 pub(crate) fn operating_window(spec: &DeviceSpec, hw: &HardwareSpec) -> (f64, f64) {
-    match (spec.g_min_s.max(hw.g_min_s), spec.g_max_s.min(hw.g_max_s)) {
+    match (
+        spec.g_min_siemens.max(hw.g_min_siemens),
+        spec.g_max_siemens.min(hw.g_max_siemens),
+    ) {
         (lo, hi) if lo < hi => (lo, hi),
-        _ => (spec.g_min_s, spec.g_max_s),
+        _ => (spec.g_min_siemens, spec.g_max_siemens),
     }
 }

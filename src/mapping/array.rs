@@ -77,5 +77,5 @@ pub fn crossbar(
 
 /// [`crossbar`] of one programmed array.
 pub fn crossbar_of(hw: &HardwareSpec, arr: &ArrayConductances) -> Result<Crossbar, MappingError> {
-    crossbar(hw, arr.rows, arr.cols, &arr.g_s)
+    crossbar(hw, arr.rows, arr.cols, &arr.g_siemens)
 }

@@ -55,8 +55,8 @@ fn start(title: String, file: &NetFile) -> Emitted {
     out.comment(format!(
         "cells {:?}, window [{}, {}] S, r_wire {} ohm, r_driver {} ohm, r_sense {} ohm, sinh k {} /V",
         hw.cell,
-        num(hw.g_min_s),
-        num(hw.g_max_s),
+        num(hw.g_min_siemens),
+        num(hw.g_max_siemens),
         num(hw.r_wire_ohm),
         num(hw.r_driver_ohm),
         num(hw.r_sense_ohm),

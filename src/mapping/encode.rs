@@ -12,85 +12,92 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Encoder {
-    pub g_min_s: f64,
-    pub g_max_s: f64,
+    pub g_min_siemens: f64,
+    pub g_max_siemens: f64,
     /// Device states (0 = analogue).
     pub levels: usize,
     /// Siemens per unit weight.
-    pub scale_s: f64,
+    pub scale_siemens: f64,
 }
 
 /// One encoded weight.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Pair {
-    pub g_plus_s: f64,
-    pub g_minus_s: f64,
+    pub g_plus_siemens: f64,
+    pub g_minus_siemens: f64,
     /// True when `|w·scale|` exceeded the window and was clipped.
     pub clipped: bool,
 }
 
 impl Encoder {
     /// Conductance step between device states (None when analogue).
-    pub fn step_s(&self) -> Option<f64> {
-        (self.levels >= 2).then(|| (self.g_max_s - self.g_min_s) / (self.levels - 1) as f64)
+    pub fn step_siemens(&self) -> Option<f64> {
+        (self.levels >= 2)
+            .then(|| (self.g_max_siemens - self.g_min_siemens) / (self.levels - 1) as f64)
     }
 
     /// The largest representable |weight|.
     pub fn w_max(&self) -> f64 {
-        (self.g_max_s - self.g_min_s) / self.scale_s
+        (self.g_max_siemens - self.g_min_siemens) / self.scale_siemens
     }
 
     /// All representable weights (quantised encoders), ascending: `2·levels − 1` values.
     pub fn weight_levels(&self) -> Option<Vec<f64>> {
-        let step = self.step_s()?;
+        let step = self.step_siemens()?;
         let n = self.levels as i64 - 1;
-        Some((-n..=n).map(|q| q as f64 * step / self.scale_s).collect())
+        Some(
+            (-n..=n)
+                .map(|q| q as f64 * step / self.scale_siemens)
+                .collect(),
+        )
     }
 
     /// Largest decode error for an in-range weight: half a step (quantised) or 0 (analogue).
     pub fn max_error(&self) -> f64 {
-        self.step_s().map(|s| 0.5 * s / self.scale_s).unwrap_or(0.0)
+        self.step_siemens()
+            .map(|s| 0.5 * s / self.scale_siemens)
+            .unwrap_or(0.0)
     }
 
     pub fn encode(&self, w: f64) -> Pair {
-        let span = self.g_max_s - self.g_min_s;
-        let mut dg = w * self.scale_s;
+        let span = self.g_max_siemens - self.g_min_siemens;
+        let mut dg = w * self.scale_siemens;
         let clipped = dg.abs() > span * (1.0 + 1e-12) || !dg.is_finite();
         if !dg.is_finite() {
             dg = 0.0;
         }
         dg = dg.clamp(-span, span);
-        let (up, down) = match self.step_s() {
+        let (up, down) = match self.step_siemens() {
             Some(step) => {
                 let q = (dg / step)
                     .round()
                     .clamp(-(self.levels as f64 - 1.0), self.levels as f64 - 1.0);
                 let k = q.abs();
-                let g = self.g_min_s + k * step;
+                let g = self.g_min_siemens + k * step;
                 if q >= 0.0 {
-                    (g, self.g_min_s)
+                    (g, self.g_min_siemens)
                 } else {
-                    (self.g_min_s, g)
+                    (self.g_min_siemens, g)
                 }
             }
             None => {
                 if dg >= 0.0 {
-                    (self.g_min_s + dg, self.g_min_s)
+                    (self.g_min_siemens + dg, self.g_min_siemens)
                 } else {
-                    (self.g_min_s, self.g_min_s - dg)
+                    (self.g_min_siemens, self.g_min_siemens - dg)
                 }
             }
         };
         Pair {
-            g_plus_s: up.min(self.g_max_s),
-            g_minus_s: down.min(self.g_max_s),
+            g_plus_siemens: up.min(self.g_max_siemens),
+            g_minus_siemens: down.min(self.g_max_siemens),
             clipped,
         }
     }
 
     /// Decode one pair.
-    pub fn decode(&self, g_plus_s: f64, g_minus_s: f64) -> f64 {
-        (g_plus_s - g_minus_s) / self.scale_s
+    pub fn decode(&self, g_plus_siemens: f64, g_minus_siemens: f64) -> f64 {
+        (g_plus_siemens - g_minus_siemens) / self.scale_siemens
     }
 
     /// Decode several pairs of one weight (mean difference).
@@ -99,13 +106,13 @@ impl Encoder {
             return 0.0;
         }
         let d: f64 = pairs.iter().map(|(p, m)| p - m).sum::<f64>() / pairs.len() as f64;
-        d / self.scale_s
+        d / self.scale_siemens
     }
 
     /// The weight the encoder actually stores for `w` (encode then decode).
     pub fn quantise(&self, w: f64) -> f64 {
         let p = self.encode(w);
-        self.decode(p.g_plus_s, p.g_minus_s)
+        self.decode(p.g_plus_siemens, p.g_minus_siemens)
     }
 }
 
@@ -116,10 +123,10 @@ mod tests {
     #[test]
     fn s5_fifteen_levels() {
         let e = Encoder {
-            g_min_s: 2.5e-6,
-            g_max_s: 20e-6,
+            g_min_siemens: 2.5e-6,
+            g_max_siemens: 20e-6,
             levels: 8,
-            scale_s: 17.5e-6 / 7.0,
+            scale_siemens: 17.5e-6 / 7.0,
         };
         let lv = e.weight_levels().unwrap();
         assert_eq!(lv.len(), 15);
@@ -127,11 +134,11 @@ mod tests {
             assert!((w - (i as f64 - 7.0)).abs() < 1e-12);
             let p = e.encode(*w);
             // both devices on one of the 8 states
-            for g in [p.g_plus_s, p.g_minus_s] {
+            for g in [p.g_plus_siemens, p.g_minus_siemens] {
                 let k = (g - 2.5e-6) / 2.5e-6;
                 assert!((k - k.round()).abs() < 1e-9 && (0.0..=7.0).contains(&k.round()));
             }
-            assert!((e.decode(p.g_plus_s, p.g_minus_s) - w).abs() < 1e-9);
+            assert!((e.decode(p.g_plus_siemens, p.g_minus_siemens) - w).abs() < 1e-9);
         }
     }
 }

@@ -169,14 +169,14 @@ pub struct ArrayConductances {
     pub rows: usize,
     pub cols: usize,
     /// Row-major conductances (S).
-    pub g_s: Vec<f64>,
+    pub g_siemens: Vec<f64>,
     /// Index into `Lowering::matrices` of the matrix owning each cell, if any.
     pub owner: Vec<Option<usize>>,
 }
 
 impl ArrayConductances {
     pub fn g(&self, r: usize, c: usize) -> f64 {
-        self.g_s[r * self.cols + c]
+        self.g_siemens[r * self.cols + c]
     }
 }
 
@@ -216,7 +216,7 @@ pub fn program(
             index,
             rows: lowering.rows,
             cols: lowering.cols,
-            g_s: vec![hw.g_min_s; lowering.rows * lowering.cols],
+            g_siemens: vec![hw.g_min_siemens; lowering.rows * lowering.cols],
             owner: vec![None; lowering.rows * lowering.cols],
         })
         .collect();
@@ -244,7 +244,7 @@ pub fn program(
             });
         }
         let value = |i: usize, j: usize| logical_value(lw, m.weight_rows, m.bias_rows, i, j);
-        let scale_s = match scale {
+        let scale_siemens = match scale {
             WeightScale::SiemensPerUnit(s) => s,
             WeightScale::Auto => {
                 let mut wmax = 0.0f64;
@@ -254,17 +254,17 @@ pub fn program(
                     }
                 }
                 if wmax > 0.0 {
-                    (hw.g_max_s - hw.g_min_s) / wmax
+                    (hw.g_max_siemens - hw.g_min_siemens) / wmax
                 } else {
-                    hw.g_max_s - hw.g_min_s
+                    hw.g_max_siemens - hw.g_min_siemens
                 }
             }
         };
         let enc = Encoder {
-            g_min_s: hw.g_min_s,
-            g_max_s: hw.g_max_s,
+            g_min_siemens: hw.g_min_siemens,
+            g_max_siemens: hw.g_max_siemens,
             levels: hw.levels,
-            scale_s,
+            scale_siemens,
         };
         for t in &m.tiles {
             for i in t.in_start..t.in_start + t.in_len {
@@ -274,10 +274,10 @@ pub fn program(
                         clipped += 1;
                     }
                     for k in 0..m.pairs {
-                        for (s, g) in [(0, p.g_plus_s), (1, p.g_minus_s)] {
+                        for (s, g) in [(0, p.g_plus_siemens), (1, p.g_minus_siemens)] {
                             let (r, c) = t.cell(m, i, j, k, s);
                             let a = &mut arrays[t.array];
-                            a.g_s[r * a.cols + c] = g;
+                            a.g_siemens[r * a.cols + c] = g;
                             a.owner[r * a.cols + c] = Some(mi);
                         }
                     }

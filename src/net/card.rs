@@ -8,11 +8,11 @@
 //! | name | field | meaning |
 //! |---|---|---|
 //! | `nl_k` | `nl_k_per_v` | sinh nonlinearity `I = g·sinh(k·v)/k` (1/V); 0 (default): linear |
-//! | `g_lo`, `g_hi` | `g_lo_s`, `g_hi_s` | physical conductance window (S) |
-//! | `g_stuck` | `g_stuck_s` | conductance of stuck devices (S) |
+//! | `g_lo`, `g_hi` | `g_lo_siemens`, `g_hi_siemens` | physical conductance window (S) |
+//! | `g_stuck` | `g_stuck_siemens` | conductance of stuck devices (S) |
 //! | `v_read` | `v_read_v` | read voltage (V) |
-//! | `r_gw` | `program.r_gw_s_per_unit` | programming: conductance per weight unit, ΔG = R_gw·ΔW (S) |
-//! | `r_vg` | `program.r_vg_v_per_s` | programming: gate voltage per conductance, ΔV_G = R_vg·ΔG (V/S) |
+//! | `r_gw` | `program.r_gw_siemens_per_unit` | programming: conductance per weight unit, ΔG = R_gw·ΔW (S) |
+//! | `r_vg` | `program.r_vg_v_per_siemens` | programming: gate voltage per conductance, ΔV_G = R_vg·ΔG (V/S) |
 //! | `vg_min`, `vg_max` | `program.vg_min_v`, `program.vg_max_v` | SET gate-voltage bounds (V) |
 //! | `v_set`, `v_reset` | `program.v_set_v`, `program.v_reset_v` | SET / RESET voltages (V) |
 //! | `vg_reset` | `program.vg_reset_v` | gate voltage during RESET (V) |
@@ -57,8 +57,8 @@ pub enum CardError {
 /// Programming parameters of a memristor card (write path of a device layer).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ProgrammingParams {
-    pub r_gw_s_per_unit: Option<f64>,
-    pub r_vg_v_per_s: Option<f64>,
+    pub r_gw_siemens_per_unit: Option<f64>,
+    pub r_vg_v_per_siemens: Option<f64>,
     pub vg_min_v: Option<f64>,
     pub vg_max_v: Option<f64>,
     pub v_set_v: Option<f64>,
@@ -73,9 +73,9 @@ pub struct MemristorCard {
     /// sinh nonlinearity `I = g·sinh(k·v)/k` (1/V); 0 = linear (`R` cells).
     pub nl_k_per_v: f64,
     /// Physical window of the device, when the card states it.
-    pub g_lo_s: Option<f64>,
-    pub g_hi_s: Option<f64>,
-    pub g_stuck_s: Option<f64>,
+    pub g_lo_siemens: Option<f64>,
+    pub g_hi_siemens: Option<f64>,
+    pub g_stuck_siemens: Option<f64>,
     pub v_read_v: Option<f64>,
     pub program: ProgrammingParams,
     /// Parameters without a typed field (lower-case names).
@@ -120,13 +120,13 @@ impl MemristorCard {
         let mut card = MemristorCard {
             path: path.to_path_buf(),
             nl_k_per_v: take("nl_k", non_neg, "finite and ≥ 0")?.unwrap_or(0.0),
-            g_lo_s: take("g_lo", pos, "> 0")?,
-            g_hi_s: take("g_hi", pos, "> 0")?,
-            g_stuck_s: take("g_stuck", non_neg, "≥ 0")?,
+            g_lo_siemens: take("g_lo", pos, "> 0")?,
+            g_hi_siemens: take("g_hi", pos, "> 0")?,
+            g_stuck_siemens: take("g_stuck", non_neg, "≥ 0")?,
             v_read_v: take("v_read", finite, "finite")?,
             program: ProgrammingParams {
-                r_gw_s_per_unit: take("r_gw", pos, "> 0")?,
-                r_vg_v_per_s: take("r_vg", finite, "finite")?,
+                r_gw_siemens_per_unit: take("r_gw", pos, "> 0")?,
+                r_vg_v_per_siemens: take("r_vg", finite, "finite")?,
                 vg_min_v: take("vg_min", finite, "finite")?,
                 vg_max_v: take("vg_max", finite, "finite")?,
                 v_set_v: take("v_set", finite, "finite")?,
@@ -136,7 +136,7 @@ impl MemristorCard {
             other,
             spans: BTreeMap::new(),
         };
-        if let (Some(lo), Some(hi)) = (card.g_lo_s, card.g_hi_s) {
+        if let (Some(lo), Some(hi)) = (card.g_lo_siemens, card.g_hi_siemens) {
             if lo >= hi {
                 return Err(bad(
                     "g_hi",
@@ -162,12 +162,12 @@ impl MemristorCard {
         let p = &self.program;
         let typed = match name {
             "nl_k" => Some(self.nl_k_per_v),
-            "g_lo" => self.g_lo_s,
-            "g_hi" => self.g_hi_s,
-            "g_stuck" => self.g_stuck_s,
+            "g_lo" => self.g_lo_siemens,
+            "g_hi" => self.g_hi_siemens,
+            "g_stuck" => self.g_stuck_siemens,
             "v_read" => self.v_read_v,
-            "r_gw" => p.r_gw_s_per_unit,
-            "r_vg" => p.r_vg_v_per_s,
+            "r_gw" => p.r_gw_siemens_per_unit,
+            "r_vg" => p.r_vg_v_per_siemens,
             "vg_min" => p.vg_min_v,
             "vg_max" => p.vg_max_v,
             "v_set" => p.v_set_v,

@@ -189,8 +189,8 @@ pub struct HardwareSpec {
     pub cols: usize,
     pub cell: CellKind,
     pub model: Option<MemristorCard>,
-    pub g_min_s: f64,
-    pub g_max_s: f64,
+    pub g_min_siemens: f64,
+    pub g_max_siemens: f64,
     /// Device conductance states, evenly spaced in [g_min, g_max]; 0 = analogue.
     pub levels: usize,
     pub r_wire_ohm: f64,
@@ -271,7 +271,7 @@ pub struct MappingSpec {
     /// Siemens per weight unit of in-situ training from scratch (`mode insitu`): its initial
     /// weights say nothing about the range training needs, so `weight_scale auto` would freeze the
     /// window at their largest value. None: `weight_scale`.
-    pub insitu_weight_scale_s: Option<f64>,
+    pub insitu_weight_scale_siemens: Option<f64>,
     pub seed: u64,
     pub layers: Vec<LayerMapping>,
 }
@@ -305,12 +305,14 @@ pub enum Optimizer {
     },
     /// Fixed-amplitude conductance steps by the sign of the gradient.
     Manhattan {
-        step_s: f64,
+        #[serde(alias = "step_s")]
+        step_siemens: f64,
     },
-    /// SGD whose conductance updates below `threshold_s` are skipped (S5).
+    /// SGD whose conductance updates below `threshold_siemens` are skipped (S5).
     Threshold {
         lr: f64,
-        threshold_s: f64,
+        #[serde(alias = "threshold_s")]
+        threshold_siemens: f64,
     },
 }
 
@@ -363,7 +365,8 @@ pub struct TrainingSpec {
     #[serde(default)]
     pub exsitu_epochs: Option<usize>,
     /// Programming noise σ on each conductance update (S).
-    pub noise_s: f64,
+    #[serde(alias = "noise_s")]
+    pub noise_siemens: f64,
     /// Write-verify relative tolerance (S4: 0.05); 0 = none.
     pub write_tolerance: f64,
     /// Software training keeps every weight inside what the hardware window holds, |w| ≤
@@ -693,7 +696,7 @@ impl NetFile {
             bias_rows: 1,
             placement: Placement::Pack,
             weight_scale: WeightScale::Auto,
-            insitu_weight_scale_s: None,
+            insitu_weight_scale_siemens: None,
             seed: 1,
             layers: vec![],
         });
@@ -1041,8 +1044,8 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
         cols: 0,
         cell: CellKind::Passive,
         model: None,
-        g_min_s: 0.0,
-        g_max_s: 0.0,
+        g_min_siemens: 0.0,
+        g_max_siemens: 0.0,
         levels: 0,
         r_wire_ohm: 0.0,
         r_driver_ohm: 0.0,
@@ -1121,11 +1124,11 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
                 model_span = Some(sp);
             }
             "g_min" => {
-                hw.g_min_s = num(st, "s")?;
+                hw.g_min_siemens = num(st, "s")?;
                 g_min_span = Some(st.values[0].span.clone());
             }
             "g_max" => {
-                hw.g_max_s = num(st, "s")?;
+                hw.g_max_siemens = num(st, "s")?;
                 g_max_span = Some(st.values[0].span.clone());
             }
             "levels" => {
@@ -1228,34 +1231,38 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
     let (Some(gmin_sp), Some(gmax_sp)) = (g_min_span, g_max_span) else {
         return Err(invalid(&s.key_span, "`hardware` needs `g_min` and `g_max`"));
     };
-    if hw.g_min_s <= 0.0 {
+    if hw.g_min_siemens <= 0.0 {
         return Err(NetError::Window {
             span: gmin_sp,
             message: format!(
                 "g_min = {:e} S must be > 0 (a cell is a conductance in the circuit)",
-                hw.g_min_s
+                hw.g_min_siemens
             ),
         });
     }
-    if hw.g_min_s >= hw.g_max_s {
+    if hw.g_min_siemens >= hw.g_max_siemens {
         return Err(NetError::Window {
             span: gmax_sp,
             message: format!(
                 "g_max = {:e} S must be larger than g_min = {:e} S",
-                hw.g_max_s, hw.g_min_s
+                hw.g_max_siemens, hw.g_min_siemens
             ),
         });
     }
     if let (Some(m), Some(sp)) = (&hw.model, &model_span) {
-        let lo = m.g_lo_s.unwrap_or(0.0);
-        let hi = m.g_hi_s.unwrap_or(f64::INFINITY);
-        if hw.g_min_s < lo * (1.0 - 1e-12) || hw.g_max_s > hi * (1.0 + 1e-12) {
+        let lo = m.g_lo_siemens.unwrap_or(0.0);
+        let hi = m.g_hi_siemens.unwrap_or(f64::INFINITY);
+        if hw.g_min_siemens < lo * (1.0 - 1e-12) || hw.g_max_siemens > hi * (1.0 + 1e-12) {
             return Err(NetError::Window {
-                span: if hw.g_min_s < lo { gmin_sp } else { gmax_sp },
+                span: if hw.g_min_siemens < lo {
+                    gmin_sp
+                } else {
+                    gmax_sp
+                },
                 message: format!(
                     "[{:e}, {:e}] S lies outside the device window [{:e}, {:e}] S of model {}",
-                    hw.g_min_s,
-                    hw.g_max_s,
+                    hw.g_min_siemens,
+                    hw.g_max_siemens,
                     lo,
                     hi,
                     sp.line_text.trim()
@@ -1288,14 +1295,13 @@ fn hardware_block(s: &Stmt, base: &Path) -> Result<HardwareSpec, NetError> {
     }
     if let Some(st) = device_stmt {
         hw.device = Some(
-            crate::device::spec::device_block(st, base, hw.g_min_s, hw.g_max_s).map_err(
-                |e| match e {
+            crate::device::spec::device_block(st, base, hw.g_min_siemens, hw.g_max_siemens)
+                .map_err(|e| match e {
                     crate::device::DeviceError::Invalid { span, message } => {
                         NetError::Invalid { span, message }
                     }
                     other => invalid(&st.key_span, other.to_string()),
-                },
-            )?,
+                })?,
         );
     }
     Ok(hw)
@@ -1319,7 +1325,7 @@ fn mapping_block(s: &Stmt) -> Result<MappingSpec, NetError> {
         bias_rows: 1,
         placement: Placement::Pack,
         weight_scale: WeightScale::Auto,
-        insitu_weight_scale_s: None,
+        insitu_weight_scale_siemens: None,
         seed: 1,
         layers: vec![],
     };
@@ -1359,7 +1365,7 @@ fn mapping_block(s: &Stmt) -> Result<MappingSpec, NetError> {
                     _ => WeightScale::SiemensPerUnit(positive(st, "s")?),
                 }
             }
-            "insitu_weight_scale" => m.insitu_weight_scale_s = Some(positive(st, "s")?),
+            "insitu_weight_scale" => m.insitu_weight_scale_siemens = Some(positive(st, "s")?),
             "seed" => m.seed = count(st)? as u64,
             _ => {
                 let (name, sp) = match st.values.as_slice() {
@@ -1446,7 +1452,7 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
         trainable: vec![],
         exsitu_optimizer: None,
         exsitu_epochs: None,
-        noise_s: 0.0,
+        noise_siemens: 0.0,
         write_tolerance: 0.0,
         clip_weights: false,
         clip_weights_span: None,
@@ -1561,7 +1567,7 @@ fn training_block(s: &Stmt) -> Result<(TrainingSpec, Vec<Span>), NetError> {
                 }
             }
             "noise" => {
-                t.noise_s = non_negative(st, "s")?;
+                t.noise_siemens = non_negative(st, "s")?;
             }
             "write_tolerance" => {
                 t.write_tolerance = non_negative(st, "")?;
@@ -1651,14 +1657,17 @@ fn optimizer(s: &Stmt) -> Result<Optimizer, NetError> {
             }
         }
         "manhattan" => {
-            let step_s = get("step", 1e-6);
-            check("step", step_s > 0.0, "> 0")?;
-            Optimizer::Manhattan { step_s }
+            let step_siemens = get("step", 1e-6);
+            check("step", step_siemens > 0.0, "> 0")?;
+            Optimizer::Manhattan { step_siemens }
         }
         _ => {
-            let threshold_s = get("threshold", 0.0);
-            check("threshold", threshold_s >= 0.0, "≥ 0")?;
-            Optimizer::Threshold { lr, threshold_s }
+            let threshold_siemens = get("threshold", 0.0);
+            check("threshold", threshold_siemens >= 0.0, "≥ 0")?;
+            Optimizer::Threshold {
+                lr,
+                threshold_siemens,
+            }
         }
     })
 }

@@ -81,7 +81,7 @@ pub struct CircuitBackend {
     linear: bool,
     /// Conductances read from a programmed chip (per physical array, row-major), used instead of
     /// encoding the weights: see [`CircuitBackend::with_chip_conductances`].
-    chip_g_s: Option<Vec<Vec<f64>>>,
+    chip_g_siemens: Option<Vec<Vec<f64>>>,
 }
 
 fn other(e: impl std::fmt::Display) -> BackendError {
@@ -120,7 +120,7 @@ impl CircuitBackend {
             solved: Mutex::new(None),
             lin_engines: Mutex::new(Vec::new()),
             exact_nonlinear: overrides.exact_nonlinear,
-            chip_g_s: None,
+            chip_g_siemens: None,
         })
     }
 
@@ -129,21 +129,21 @@ impl CircuitBackend {
     /// the ones encoded from the weights. The weights still give each matrix's encoder scale, so
     /// the effective weights are decoded exactly as for encoded conductances (the chip must have
     /// been programmed from the same weights for the decoded values to mean the same units).
-    pub fn with_chip_conductances(mut self, g_s: Vec<Vec<f64>>) -> CircuitBackend {
-        self.chip_g_s = Some(g_s);
+    pub fn with_chip_conductances(mut self, g_siemens: Vec<Vec<f64>>) -> CircuitBackend {
+        self.chip_g_siemens = Some(g_siemens);
         self
     }
 
     /// Replace the chip conductances (per physical array, row-major; see
     /// [`CircuitBackend::with_chip_conductances`]) and drop the solved state: the next product
     /// solves the arrays for the new conductances (in-situ training: one read per mini-batch).
-    pub fn set_chip_conductances(&mut self, g_s: Vec<Vec<f64>>) -> Result<(), BackendError> {
-        self.chip_g_s = Some(g_s);
+    pub fn set_chip_conductances(&mut self, g_siemens: Vec<Vec<f64>>) -> Result<(), BackendError> {
+        self.chip_g_siemens = Some(g_siemens);
         *self.solved.lock().map_err(other)? = None;
         Ok(())
     }
 
-    /// The encoder of every compiled matrix for the prepared weights (its `scale_s` is the
+    /// The encoder of every compiled matrix for the prepared weights (its `scale_siemens` is the
     /// conductance per weight unit of each pair).
     pub fn encoders(&self) -> Result<Vec<crate::mapping::encode::Encoder>, BackendError> {
         Ok(self.solve_state()?.programmed.encoders.clone())
@@ -194,7 +194,7 @@ impl CircuitBackend {
         let ws: Vec<&Matrix> = self.weights.values().collect();
         let wf = weights_from_slots(&self.slots, &ws, &self.network).map_err(other)?;
         let mut programmed = program(&self.lowering, &self.hw, self.scale, &wf).map_err(other)?;
-        if let Some(chip) = &self.chip_g_s {
+        if let Some(chip) = &self.chip_g_siemens {
             if chip.len() != programmed.arrays.len() {
                 return Err(other(format!(
                     "the chip has {} arrays, the network is compiled onto {}",
@@ -203,7 +203,7 @@ impl CircuitBackend {
                 )));
             }
             for (a, g) in programmed.arrays.iter_mut().zip(chip) {
-                if g.len() != a.g_s.len() {
+                if g.len() != a.g_siemens.len() {
                     return Err(other(format!(
                         "chip array {} has {} cells, the compiled array {}×{}",
                         a.index,
@@ -212,7 +212,7 @@ impl CircuitBackend {
                         a.cols
                     )));
                 }
-                a.g_s.clone_from(g);
+                a.g_siemens.clone_from(g);
             }
         }
         let linear = self.is_linear();
@@ -298,7 +298,7 @@ impl CircuitBackend {
         let mut by_layer: BTreeMap<&str, Matrix> = BTreeMap::new();
         for (mi, m) in self.lowering.matrices.iter().enumerate() {
             // every pair holds the whole weight: the pairs' currents add
-            let scale_s = programmed.encoders[mi].scale_s * m.pairs as f64;
+            let scale_siemens = programmed.encoders[mi].scale_siemens * m.pairs as f64;
             let mut c = Matrix::zeros(m.logical_rows(), m.cols);
             for (ti, t) in m.tiles.iter().enumerate().filter(|(_, t)| t.replica == 0) {
                 let mm = &ms[t.array];
@@ -307,7 +307,7 @@ impl CircuitBackend {
                     for j in t.out_start..t.out_start + t.out_len {
                         let k = combo_of[&(mi, ti, j)];
                         let acc: f64 = rows.iter().map(|&(r, sr)| sr * mm[(r, k)]).sum();
-                        c.set(i, j, c.get(i, j) + acc / scale_s);
+                        c.set(i, j, c.get(i, j) + acc / scale_siemens);
                     }
                 }
             }
@@ -363,7 +363,7 @@ impl CircuitBackend {
             .enumerate()
             .find(|(_, m)| m.layer == s.layer)
             .ok_or_else(|| other(format!("layer {} is not mapped", s.layer)))?;
-        let scale_s = st.programmed.encoders[mi].scale_s * m.pairs as f64;
+        let scale_siemens = st.programmed.encoders[mi].scale_siemens * m.pairs as f64;
         // inputs (weight units) → volts, per vector: its largest magnitude maps to the edge of the
         // hardware's input range (a per-vector input scale, undone after the read)
         let v_max = self.hw.v_in_v[0]
@@ -425,7 +425,7 @@ impl CircuitBackend {
                 let cols = t.output_cols(m, j);
                 for v in 0..n {
                     let i_a: f64 = cols.iter().map(|&(c, sg)| sg * out[(v, c)] * to_amps).sum();
-                    y.set(v, j, y.get(v, j) + i_a / (scale_s * v_per_unit[v]));
+                    y.set(v, j, y.get(v, j) + i_a / (scale_siemens * v_per_unit[v]));
                 }
             }
         }
@@ -578,7 +578,7 @@ fn max_abs(xs: &[f64]) -> f64 {
 
 impl MatmulBackend for CircuitBackend {
     fn name(&self) -> String {
-        if self.chip_g_s.is_some() {
+        if self.chip_g_siemens.is_some() {
             "chip".into()
         } else if self.is_linear() {
             "circuit".into()

@@ -272,10 +272,13 @@ pub fn recipe_from(
     let optimizer = match t.optimizer {
         Optimizer::Sgd { lr, momentum } => OptimizerSpec::Sgd { lr, momentum },
         Optimizer::Rmsprop { lr, decay, eps, .. } => OptimizerSpec::RmsProp { lr, decay, eps },
-        Optimizer::Manhattan { step_s } => OptimizerSpec::Manhattan { step: step_s },
-        Optimizer::Threshold { lr, threshold_s } => OptimizerSpec::Threshold {
+        Optimizer::Manhattan { step_siemens } => OptimizerSpec::Manhattan { step: step_siemens },
+        Optimizer::Threshold {
             lr,
-            threshold: threshold_s,
+            threshold_siemens,
+        } => OptimizerSpec::Threshold {
+            lr,
+            threshold: threshold_siemens,
         },
     };
     let data = data_spec(&t, model.input, path)?;
@@ -294,7 +297,7 @@ pub fn recipe_from(
                 }
             ),
         )?;
-        Some((file.hardware.g_max_s - file.hardware.g_min_s) / s)
+        Some((file.hardware.g_max_siemens - file.hardware.g_min_siemens) / s)
     } else {
         None
     };

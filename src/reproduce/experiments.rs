@@ -126,22 +126,64 @@ pub fn load_record(path: &Path, spec: &RunSpec) -> Result<Option<RunRecord>, Rep
         source,
     })?;
     // a damaged or older file is run again, not an error
-    let Ok(rec) = serde_json::from_slice::<RunRecord>(&bytes) else {
+    let Ok(mut rec) = serde_json::from_slice::<RunRecord>(&bytes) else {
         return Ok(None);
     };
+    // a record written before the unit renames names its optimiser's keys the old way
+    rec.settings = rename_optimizer_keys(rec.settings, true);
     Ok(
         (rec.settings == settings_of(spec) && rec.id == spec.id && rec.scale == spec.scale)
             .then_some(rec),
     )
 }
 
-/// The trainer's own directory of a run (chip, checkpoints): named by the run and a hash of its
-/// settings, so that a checkpoint is only ever resumed by the same experiment.
-pub fn run_dir(spec: &RunSpec, out_dir: &Path) -> PathBuf {
+/// The optimiser override's keys as a netc before the unit renames wrote them into a run's
+/// settings (`step_s`, `threshold_s`, both siemens), and their names now.
+const LEGACY_OPTIMIZER_KEYS: [(&str, &str); 2] = [
+    ("step_s", "step_siemens"),
+    ("threshold_s", "threshold_siemens"),
+];
+
+/// `settings` with the keys of its `optimizer` renamed from the old names to the current ones
+/// (`to_current`) or back (order kept).
+fn rename_optimizer_keys(mut settings: Value, to_current: bool) -> Value {
+    if let Some(Value::Object(opt)) = settings.get_mut("optimizer") {
+        *opt = std::mem::take(opt)
+            .into_iter()
+            .map(|(k, v)| {
+                let renamed = LEGACY_OPTIMIZER_KEYS.iter().find_map(|&(old, new)| {
+                    let (from, to) = if to_current { (old, new) } else { (new, old) };
+                    (k == from).then(|| to.to_string())
+                });
+                (renamed.unwrap_or(k), v)
+            })
+            .collect();
+    }
+    settings
+}
+
+/// `DIR/runs/ID-HASH`, HASH the first bytes of the SHA-256 of `settings`.
+fn settings_dir(spec: &RunSpec, out_dir: &Path, settings: &Value) -> PathBuf {
     use sha2::{Digest, Sha256};
-    let h = Sha256::digest(settings_of(spec).to_string().as_bytes());
+    let h = Sha256::digest(settings.to_string().as_bytes());
     let hex: String = h.iter().take(4).map(|b| format!("{b:02x}")).collect();
     out_dir.join("runs").join(format!("{}-{hex}", spec.id))
+}
+
+/// The trainer's own directory of a run (chip, checkpoints): named by the run and a hash of its
+/// settings, so that a checkpoint is only ever resumed by the same experiment. When it does not
+/// exist but the same run's directory of a netc before the unit renames does (its settings hashed
+/// with the old optimiser keys), that one.
+pub fn run_dir(spec: &RunSpec, out_dir: &Path) -> PathBuf {
+    let settings = settings_of(spec);
+    let dir = settings_dir(spec, out_dir, &settings);
+    if !dir.exists() {
+        let legacy = settings_dir(spec, out_dir, &rename_optimizer_keys(settings, false));
+        if legacy != dir && legacy.is_dir() {
+            return legacy;
+        }
+    }
+    dir
 }
 
 /// Run one trainer run (and its drift reads).
@@ -702,7 +744,7 @@ pub fn plan(
                         ),
                         Overrides {
                             mode: Some(TrainMode::Insitu),
-                            optimizer: Some(Optimizer::Manhattan { step_s: 1e-6 }),
+                            optimizer: Some(Optimizer::Manhattan { step_siemens: 1e-6 }),
                             max_updates: Some(z.s4_manhattan_updates),
                             epochs: Some(z.s4_manhattan_updates),
                             ..ex.clone()
@@ -879,5 +921,73 @@ mod tests {
         assert_eq!(load_record(&path, &other).unwrap(), None);
         std::fs::write(&path, b"{ damaged").unwrap();
         assert_eq!(load_record(&path, &specs[0]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_record_and_run_dir_of_the_old_optimizer_keys_are_reused() {
+        let netlists = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("netlists");
+        let out = tempfile::tempdir().unwrap();
+        let mut spec = plan(Paper::S1, Scale::Tiny, &netlists, out.path()).unwrap()[0].clone();
+        spec.ov.optimizer = Some(Optimizer::Manhattan { step_siemens: 1e-6 });
+        let rec = RunRecord {
+            id: spec.id.clone(),
+            paper: Paper::S1,
+            kind: spec.kind.clone(),
+            fraction: None,
+            seed: 1,
+            label: String::new(),
+            net: String::new(),
+            scale: Scale::Tiny,
+            settings: settings_of(&spec),
+            mode: "insitu".into(),
+            software: None,
+            quantised: None,
+            transferred: None,
+            chip_final: AccRec {
+                train: 0.5,
+                test: 0.5,
+            },
+            batches: vec![],
+            g_before_siemens: vec![],
+            g_after_siemens: vec![],
+            drift: vec![],
+            updates: 2,
+            cells_written: 0,
+            pulses: 0,
+            seconds: 0.0,
+        };
+        let text = serde_json::to_string(&rec).unwrap();
+        assert!(text.contains("\"step_siemens\""));
+        // as the previous netc wrote it
+        let old = text.replace("\"step_siemens\"", "\"step_s\"");
+        let path = out.path().join("r.json");
+        std::fs::write(&path, old).unwrap();
+        assert_eq!(load_record(&path, &spec).unwrap(), Some(rec));
+        // the old run directory (settings hashed with `step_s`) is resumed when it is the only one
+        let fresh = run_dir(&spec, out.path());
+        let legacy = settings_dir(
+            &spec,
+            out.path(),
+            &rename_optimizer_keys(settings_of(&spec), false),
+        );
+        assert_ne!(fresh, legacy);
+        std::fs::create_dir_all(&legacy).unwrap();
+        assert_eq!(run_dir(&spec, out.path()), legacy);
+        std::fs::create_dir_all(&fresh).unwrap();
+        assert_eq!(run_dir(&spec, out.path()), fresh);
+        // the optimisers read by their old key names
+        let m: Optimizer =
+            serde_json::from_str(r#"{"type": "manhattan", "step_s": 1e-6}"#).unwrap();
+        assert_eq!(m, Optimizer::Manhattan { step_siemens: 1e-6 });
+        let t: Optimizer =
+            serde_json::from_str(r#"{"type": "threshold", "lr": 0.1, "threshold_s": 1.5e-6}"#)
+                .unwrap();
+        assert_eq!(
+            t,
+            Optimizer::Threshold {
+                lr: 0.1,
+                threshold_siemens: 1.5e-6
+            }
+        );
     }
 }

@@ -78,7 +78,8 @@ impl JobKind {
         let known = match self {
             JobKind::Train => TRAIN_METRICS,
             JobKind::Eval => EVAL_METRICS,
-            // any number in the JSON report, by its dotted path (`error.max_rel`, `solve_time_s`)
+            // any number in the JSON report, by its dotted path (`error.max_rel`,
+            // `solve_time_seconds`)
             JobKind::Xbar => {
                 return if !m.is_empty()
                     && m.split('.').all(|p| {
@@ -476,6 +477,13 @@ fn xbar_args(
     })
 }
 
+/// Numbers of the xbar report that a netc before the unit renames named with a bare `_s`, and
+/// their names now (a sweep file may still ask for the old ones).
+const LEGACY_XBAR_METRICS: [(&str, &str); 2] = [
+    ("solve_time_s", "solve_time_seconds"),
+    ("detail_time_s", "detail_time_seconds"),
+];
+
 /// Numbers of a JSON object by dotted path (arrays are left out).
 fn flatten_numbers(v: &Json, prefix: &str, out: &mut Map<String, Json>) {
     if let Json::Object(m) = v {
@@ -503,7 +511,16 @@ fn run_xbar(ctx: &PointCtx) -> Result<Metrics, String> {
     flatten_numbers(&report, "", &mut flat);
     let mut out = Metrics::new();
     for m in &ctx.spec.metrics {
-        match flat.get(m).and_then(|v| v.as_f64()) {
+        // a sweep file written for a netc before the unit renames names its times the old way
+        let current = LEGACY_XBAR_METRICS
+            .iter()
+            .find(|(old, _)| old == m)
+            .map_or(m.as_str(), |(_, new)| new);
+        match flat
+            .get(m)
+            .or_else(|| flat.get(current))
+            .and_then(|v| v.as_f64())
+        {
             Some(x) => {
                 out.insert(m.clone(), x);
             }

@@ -293,14 +293,14 @@ impl Crossbar {
         // f(vm) = g(vw − vm) − i_d(vm) is strictly decreasing.
         let f = |vm: f64| {
             let e = mos.eval([vm, vg, vb, 0.0], gmin);
-            (g_mem * (vw - vm) - e.i_a[0], -g_mem - e.g_s[0][0], e)
+            (g_mem * (vw - vm) - e.i_a[0], -g_mem - e.g_siemens[0][0], e)
         };
         let (mut lo, mut hi) = (vw.min(vb), vw.max(vb));
         let finish = |vm: f64, e: crate::circuit::mos1::MosEval| {
             let i = g_mem * (vw - vm);
-            let den = g_mem + e.g_s[0][0];
+            let den = g_mem + e.g_siemens[0][0];
             let dvm_dvw = g_mem / den;
-            let dvm_dvb = -e.g_s[0][2] / den;
+            let dvm_dvb = -e.g_siemens[0][2] / den;
             (i, g_mem * (1.0 - dvm_dvw), -g_mem * dvm_dvb, vm)
         };
         // Fast path: plain Newton from the warm start (the function is strictly decreasing with

@@ -231,7 +231,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::super::array::{default_access_mos, CellKind, Crossbar, SenseKind};
-    use super::super::eval::GMIN_JUNCTION_S;
+    use super::super::eval::GMIN_JUNCTION_SIEMENS;
     use super::super::linear::LinearSystem;
     use super::super::network::{linearized_cell_g, Network, Topology};
     use super::super::newton::{NewtonOptions, NewtonProblem};
@@ -348,7 +348,7 @@ mod tests {
         };
         let net = Network::new(&xb, &Topology::inference(&xb)).expect("network");
         let tia_g = xb.sense.small_signal_g_siemens();
-        let cell_g = linearized_cell_g(&xb, GMIN_JUNCTION_S);
+        let cell_g = linearized_cell_g(&xb, GMIN_JUNCTION_SIEMENS);
         let mut lin =
             LinearSystem::new(net.clone(), cell_g, tia_g, 0.0, faer::Par::Seq).expect("factor");
         let problem = NewtonProblem::new(&xb, &net, None, 0.0).expect("problem");

@@ -6,7 +6,7 @@ use super::array::{CellKind, Crossbar, SenseKind};
 use super::network::{Network, Node};
 
 /// Default gmin across transistor junctions (S), as ngspice.
-pub const GMIN_JUNCTION_S: f64 = 1e-12;
+pub const GMIN_JUNCTION_SIEMENS: f64 = 1e-12;
 
 /// Cell current (A) from the word-line node to the bit-line node of cell k = i·C + j, and its two
 /// partial derivatives (∂/∂V_w, ∂/∂V_b); `vm` is the 1T1R internal node (warm start in, result out).
@@ -24,8 +24,15 @@ pub fn cell_current(x: &Crossbar, k: usize, vw: f64, vb: f64, vm: &mut f64) -> (
         }
         CellKind::OneT1R { mos, v_gate_v } => {
             let i_row = k / x.cols;
-            let (i, dw, db, m) =
-                Crossbar::one_t1r_current(mos, g, vw, vb, v_gate_v[i_row], *vm, GMIN_JUNCTION_S);
+            let (i, dw, db, m) = Crossbar::one_t1r_current(
+                mos,
+                g,
+                vw,
+                vb,
+                v_gate_v[i_row],
+                *vm,
+                GMIN_JUNCTION_SIEMENS,
+            );
             *vm = m;
             (i, dw, db)
         }

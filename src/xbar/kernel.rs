@@ -340,10 +340,10 @@ pub(super) fn small_signal_divider(xb: &Crossbar) -> Vec<f64> {
         return Vec::new();
     };
     let (r, c) = (xb.rows, xb.cols);
-    let gmin = super::eval::GMIN_JUNCTION_S;
+    let gmin = super::eval::GMIN_JUNCTION_SIEMENS;
     let mut out = Vec::with_capacity(r * c);
     for i in 0..r {
-        let gch = mos.eval([0.0, v_gate_v[i], 0.0, 0.0], gmin).g_s[0][0];
+        let gch = mos.eval([0.0, v_gate_v[i], 0.0, 0.0], gmin).g_siemens[0][0];
         for j in 0..c {
             let g = xb.g_siemens[i * c + j];
             out.push(g / (g + gch.max(gmin)));
@@ -401,7 +401,7 @@ impl Kcl {
             CellKind::Linear => Law::Linear,
             CellKind::Sinh { k_per_v } => Law::Sinh { k_per_v: *k_per_v },
             CellKind::OneT1R { mos, v_gate_v } => Law::OneT1R {
-                mos: AccessNmos::new(mos, super::eval::GMIN_JUNCTION_S)?,
+                mos: AccessNmos::new(mos, super::eval::GMIN_JUNCTION_SIEMENS)?,
                 v_gate_v: v_gate_v.clone(),
             },
         };

@@ -127,10 +127,10 @@ pub struct LineStats {
     pub krylov: usize,
     /// Thread time in the cell passes, in the final residual checks (converged cells), in
     /// GMRES and, of that, in its Gram–Schmidt orthogonalisation (s).
-    pub cells_s: f64,
-    pub check_s: f64,
-    pub krylov_s: f64,
-    pub orth_s: f64,
+    pub cells_seconds: f64,
+    pub check_seconds: f64,
+    pub krylov_seconds: f64,
+    pub orth_seconds: f64,
 }
 
 impl LineSolver {
@@ -152,7 +152,7 @@ impl LineSolver {
             CellKind::Linear => return None,
             CellKind::Sinh { k_per_v } => Law::Sinh { k_per_v: *k_per_v },
             CellKind::OneT1R { mos, v_gate_v } => Law::OneT1R {
-                mos: AccessNmos::new(mos, super::eval::GMIN_JUNCTION_S)?,
+                mos: AccessNmos::new(mos, super::eval::GMIN_JUNCTION_SIEMENS)?,
                 v_gate_v: v_gate_v.clone(),
             },
         };
@@ -457,7 +457,7 @@ impl LineSolver {
         let mut gv = [0.0f64; KRYLOV_DIM + 1];
         let mut y = [0.0f64; KRYLOV_DIM];
         let mut iters = 0;
-        let mut orth_s = 0.0;
+        let mut orth_seconds = 0.0;
         for restart in 0..MAX_RESTARTS {
             // r = rhs − J·delta into basis vector 0
             {
@@ -497,7 +497,7 @@ impl LineSolver {
                 if hn > 0.0 {
                     w.iter_mut().for_each(|v| *v /= hn);
                 }
-                orth_s += t_o.elapsed().as_secs_f64();
+                orth_seconds += t_o.elapsed().as_secs_f64();
                 for i in 0..j {
                     let t = cs[i] * h[i][j] + sn[i] * h[i + 1][j];
                     h[i + 1][j] = -sn[i] * h[i][j] + cs[i] * h[i + 1][j];
@@ -550,7 +550,7 @@ impl LineSolver {
         s.delta = delta;
         s.rhs = rhs;
         s.pre_z = z;
-        (iters, orth_s)
+        (iters, orth_seconds)
     }
 
     /// One Newton pass over the cells at the line voltages in the scratch: the cell currents
@@ -677,7 +677,7 @@ impl LineSolver {
                         .residual(&mut s.ks, x, v_row, v_col, &mut s.f_node, &mut s.vm_chk);
                 scale = scale.max(sc);
                 let norm = s.f_node.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-                stats.check_s += t_c.elapsed().as_secs_f64();
+                stats.check_seconds += t_c.elapsed().as_secs_f64();
                 if norm.is_finite() && norm <= opts.reltol * scale * 1e3 + opts.abstol_a {
                     return Some(stats);
                 }
@@ -690,7 +690,7 @@ impl LineSolver {
                 return None;
             }
             self.precond_setup(s);
-            stats.cells_s += t_c.elapsed().as_secs_f64();
+            stats.cells_seconds += t_c.elapsed().as_secs_f64();
             stats.outer += 1;
             let fnorm = norm2(&s.rhs);
             if !fnorm.is_finite() {
@@ -698,10 +698,10 @@ impl LineSolver {
             }
             let floor = 1e-6 * (opts.reltol * scale * 1e3 + opts.abstol_a);
             let t_k = std::time::Instant::now();
-            let (iters, orth_s) = self.gmres(s, (INNER_RELTOL * fnorm).max(floor));
+            let (iters, orth_seconds) = self.gmres(s, (INNER_RELTOL * fnorm).max(floor));
             stats.krylov += iters;
-            stats.orth_s += orth_s;
-            stats.krylov_s += t_k.elapsed().as_secs_f64();
+            stats.orth_seconds += orth_seconds;
+            stats.krylov_seconds += t_k.elapsed().as_secs_f64();
             if s.delta.iter().any(|d| !d.is_finite()) {
                 return None;
             }

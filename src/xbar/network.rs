@@ -496,7 +496,7 @@ pub fn linearized_cell_g(x: &Crossbar, gmin: f64) -> Vec<f64> {
             let mut out = Vec::with_capacity(x.g_siemens.len());
             for i in 0..x.rows {
                 let e = mos.eval([0.0, v_gate_v[i], 0.0, 0.0], gmin);
-                let gch = e.g_s[0][0].max(gmin).max(1e-15);
+                let gch = e.g_siemens[0][0].max(gmin).max(1e-15);
                 for j in 0..x.cols {
                     let g = x.g(i, j);
                     out.push(g * gch / (g + gch));

@@ -84,7 +84,7 @@ impl Solver {
             return Ok(Solver::Iterative { stencil, pcg });
         }
         let tia_g = xb.sense.small_signal_g_siemens();
-        let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_S);
+        let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_SIEMENS);
         let gmin = opts.gmin_siemens;
         let build = || -> Result<(Arc<Network>, LinearSystem), XbarError> {
             let net = Arc::new(Network::new(xb, &Topology::inference(xb))?);
@@ -149,7 +149,7 @@ pub struct Engine {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct BulkTimes {
     /// Newton on the cell currents ([`super::lines`]): the whole stage.
-    pub current_s: f64,
+    pub current_seconds: f64,
     /// Vectors it solved, its Newton steps and GMRES iterations summed over them.
     pub current_vectors: usize,
     pub current_steps: usize,
@@ -157,21 +157,21 @@ pub struct BulkTimes {
     /// Thread time (summed over threads; wall time of each thread, so it includes waiting under
     /// load) of its cell passes, its final residual checks, its GMRES solves and, of those, the
     /// Gram–Schmidt orthogonalisation (s).
-    pub current_cells_cpu_s: f64,
-    pub current_check_cpu_s: f64,
-    pub current_krylov_cpu_s: f64,
-    pub current_orth_cpu_s: f64,
+    pub current_cells_cpu_seconds: f64,
+    pub current_check_cpu_seconds: f64,
+    pub current_krylov_cpu_seconds: f64,
+    pub current_orth_cpu_seconds: f64,
     /// Vectors that went through the chord path (the array does not fit the cell-current
     /// iteration, or the vector did not converge there).
     pub chord_vectors: usize,
     /// Chord path: small-signal start of every vector, one block solve with the factor.
-    pub start_solve_s: f64,
+    pub start_solve_seconds: f64,
     /// Chord path: residual evaluations (cells and wires).
-    pub residual_s: f64,
+    pub residual_seconds: f64,
     /// Chord path: block solves of the chord steps.
-    pub chord_solve_s: f64,
+    pub chord_solve_seconds: f64,
     /// The whole call.
-    pub total_s: f64,
+    pub total_seconds: f64,
 }
 
 /// True when the array is linear end to end (linear cells and ideal virtual grounds).
@@ -267,7 +267,7 @@ impl Engine {
             Solver::Iterative { stencil, .. } => Stencil::new(&self.xb).map(|s| *stencil = s),
             Solver::Direct { lin, t, .. } => {
                 *t = None;
-                let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_S);
+                let cell_g = linearized_cell_g(&self.xb, super::eval::GMIN_JUNCTION_SIEMENS);
                 lin.update_cells(&cell_g, tia_g, gmin)
             }
         };
@@ -542,15 +542,15 @@ impl Engine {
                         times.current_vectors += 1;
                         times.current_steps += st.outer;
                         times.current_krylov += st.krylov;
-                        times.current_cells_cpu_s += st.cells_s;
-                        times.current_krylov_cpu_s += st.krylov_s;
-                        times.current_check_cpu_s += st.check_s;
-                        times.current_orth_cpu_s += st.orth_s;
+                        times.current_cells_cpu_seconds += st.cells_seconds;
+                        times.current_krylov_cpu_seconds += st.krylov_seconds;
+                        times.current_check_cpu_seconds += st.check_seconds;
+                        times.current_orth_cpu_seconds += st.orth_seconds;
                     }
                     None => todo.push(t),
                 }
             }
-            times.current_s = t_l.elapsed().as_secs_f64();
+            times.current_seconds = t_l.elapsed().as_secs_f64();
         }
         // 2. the chord iteration on the small-signal factor for the rest
         if !todo.is_empty() {
@@ -573,10 +573,10 @@ impl Engine {
                 }
                 let t_start = std::time::Instant::now();
                 lin.solve_in_place_parallel(MatMut::from_column_major_slice_mut(&mut x, n, nb))?;
-                times.start_solve_s += t_start.elapsed().as_secs_f64();
+                times.start_solve_seconds += t_start.elapsed().as_secs_f64();
                 let st = super::bulk::solve_block(&problem, lin, &v_rows, &v_col, &mut x, &nopts)?;
-                times.residual_s += st.residual_seconds;
-                times.chord_solve_s += st.solve_seconds;
+                times.residual_seconds += st.residual_seconds;
+                times.chord_solve_seconds += st.solve_seconds;
                 steps_sum += st.chord_steps * nb + st.newton_iterations;
                 steps_max = steps_max.max(st.chord_steps);
                 times.chord_vectors += nb;
@@ -599,23 +599,23 @@ impl Engine {
                 t0 += nb;
             }
         }
-        times.total_s = t_all.elapsed().as_secs_f64();
+        times.total_seconds = t_all.elapsed().as_secs_f64();
         if super::trace() {
             eprintln!(
                 "xbar: bulk {k} vectors {:.3} s: cell-current Newton {} vectors {:.3} s ({:.2} \
                  steps, {:.1} GMRES iterations per vector; CPU: cells {:.3} s, GMRES {:.3} s); \
                  chord {} vectors: start solves {:.3} s, residuals {:.3} s, chord solves {:.3} s",
-                times.total_s,
+                times.total_seconds,
                 times.current_vectors,
-                times.current_s,
+                times.current_seconds,
                 times.current_steps as f64 / times.current_vectors.max(1) as f64,
                 times.current_krylov as f64 / times.current_vectors.max(1) as f64,
-                times.current_cells_cpu_s,
-                times.current_krylov_cpu_s,
+                times.current_cells_cpu_seconds,
+                times.current_krylov_cpu_seconds,
                 times.chord_vectors,
-                times.start_solve_s,
-                times.residual_s,
-                times.chord_solve_s,
+                times.start_solve_seconds,
+                times.residual_seconds,
+                times.chord_solve_seconds,
             );
         }
         self.last_newton = Some((steps_sum, steps_max));
@@ -884,7 +884,7 @@ pub fn solve_biased(
         opts.gmin_siemens
     };
     let tia_g = xb.sense.small_signal_g_siemens();
-    let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_S);
+    let cell_g = linearized_cell_g(xb, super::eval::GMIN_JUNCTION_SIEMENS);
     let mut lin = LinearSystem::new(net.clone(), cell_g, tia_g, gmin, par_for(net.n_free))?;
     let x = lin.solve_rows(
         MatRef::from_column_major_slice(v_row, v_row.len(), 1),

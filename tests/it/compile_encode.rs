@@ -13,27 +13,30 @@ fn root() -> PathBuf {
 #[test]
 fn analogue_round_trip_is_exact() {
     let e = Encoder {
-        g_min_s: 10e-6,
-        g_max_s: 210e-6,
+        g_min_siemens: 10e-6,
+        g_max_siemens: 210e-6,
         levels: 0,
-        scale_s: 1e-4, // S1's R_gw
+        scale_siemens: 1e-4, // S1's R_gw
     };
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     for _ in 0..10_000 {
         let w: f64 = rng.gen_range(-2.0..=2.0);
         let p = e.encode(w);
         assert!(!p.clipped);
-        assert!(p.g_plus_s >= e.g_min_s && p.g_plus_s <= e.g_max_s);
-        assert!(p.g_minus_s >= e.g_min_s && p.g_minus_s <= e.g_max_s);
+        assert!(p.g_plus_siemens >= e.g_min_siemens && p.g_plus_siemens <= e.g_max_siemens);
+        assert!(p.g_minus_siemens >= e.g_min_siemens && p.g_minus_siemens <= e.g_max_siemens);
         // one device of the pair rests at g_min
-        assert!(p.g_plus_s == e.g_min_s || p.g_minus_s == e.g_min_s);
-        let back = e.decode(p.g_plus_s, p.g_minus_s);
+        assert!(p.g_plus_siemens == e.g_min_siemens || p.g_minus_siemens == e.g_min_siemens);
+        let back = e.decode(p.g_plus_siemens, p.g_minus_siemens);
         assert!(
             (back - w).abs() <= 1e-12 * w.abs().max(1.0),
             "{w} -> {back}"
         );
         // two identical pairs decode to the same weight
-        let two = e.decode_pairs(&[(p.g_plus_s, p.g_minus_s), (p.g_plus_s, p.g_minus_s)]);
+        let two = e.decode_pairs(&[
+            (p.g_plus_siemens, p.g_minus_siemens),
+            (p.g_plus_siemens, p.g_minus_siemens),
+        ]);
         assert!((two - back).abs() <= 1e-15);
     }
 }
@@ -41,18 +44,18 @@ fn analogue_round_trip_is_exact() {
 #[test]
 fn out_of_window_weights_clip() {
     let e = Encoder {
-        g_min_s: 10e-6,
-        g_max_s: 210e-6,
+        g_min_siemens: 10e-6,
+        g_max_siemens: 210e-6,
         levels: 0,
-        scale_s: 1e-4,
+        scale_siemens: 1e-4,
     };
     let p = e.encode(3.0);
     assert!(p.clipped);
-    assert_eq!(p.g_plus_s, 210e-6);
-    assert!((e.decode(p.g_plus_s, p.g_minus_s) - 2.0).abs() < 1e-12);
+    assert_eq!(p.g_plus_siemens, 210e-6);
+    assert!((e.decode(p.g_plus_siemens, p.g_minus_siemens) - 2.0).abs() < 1e-12);
     let p = e.encode(-3.0);
     assert!(p.clipped);
-    assert!((e.decode(p.g_plus_s, p.g_minus_s) + 2.0).abs() < 1e-12);
+    assert!((e.decode(p.g_plus_siemens, p.g_minus_siemens) + 2.0).abs() < 1e-12);
 }
 
 #[test]
@@ -60,14 +63,14 @@ fn quantised_error_bound_and_levels() {
     // S5: 8 device states 2.5..20 µS → 15 weight levels.
     for levels in [2usize, 3, 8, 16] {
         let e = Encoder {
-            g_min_s: 2.5e-6,
-            g_max_s: 20e-6,
+            g_min_siemens: 2.5e-6,
+            g_max_siemens: 20e-6,
             levels,
-            scale_s: 17.5e-6, // |w| <= 1
+            scale_siemens: 17.5e-6, // |w| <= 1
         };
         let lv = e.weight_levels().unwrap();
         assert_eq!(lv.len(), 2 * levels - 1);
-        let step = e.step_s().unwrap();
+        let step = e.step_siemens().unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(levels as u64);
         let mut worst = 0.0f64;
         for _ in 0..5_000 {
@@ -78,8 +81,8 @@ fn quantised_error_bound_and_levels() {
             // q is one of the levels, and both devices are on a device state
             assert!(lv.iter().any(|l| (l - q).abs() < 1e-12));
             let p = e.encode(w);
-            for g in [p.g_plus_s, p.g_minus_s] {
-                let k = (g - e.g_min_s) / step;
+            for g in [p.g_plus_siemens, p.g_minus_siemens] {
+                let k = (g - e.g_min_siemens) / step;
                 assert!((k - k.round()).abs() < 1e-9, "{g}");
             }
         }
@@ -104,7 +107,7 @@ fn programmed_array_decodes_to_the_weights() {
     for (mi, m) in low.matrices.iter().enumerate() {
         let lw = w.layer(&m.layer).unwrap();
         let enc = prog.encoders[mi];
-        assert_eq!(enc.scale_s, 1e-4);
+        assert_eq!(enc.scale_siemens, 1e-4);
         for t in &m.tiles {
             let a = &prog.arrays[t.array];
             for i in t.in_start..t.in_start + t.in_len {
@@ -134,7 +137,7 @@ fn s5_quantised_arrays_use_eight_states() {
     let w = WeightsFile::init(&ir, 5);
     let prog = program(&low, &file.hardware, file.mapping.weight_scale, &w).unwrap();
     for a in &prog.arrays {
-        for g in &a.g_s {
+        for g in &a.g_siemens {
             let k = (g - 2.5e-6) / 2.5e-6;
             assert!(
                 (k - k.round()).abs() < 1e-9 && (0.0..=7.0).contains(&k.round()),

@@ -235,7 +235,7 @@ fn training_block_typed() {
         t.optimizer,
         netc::net::Optimizer::Threshold {
             lr: 0.1,
-            threshold_s: 1.5e-6
+            threshold_siemens: 1.5e-6
         }
     );
     assert_eq!((t.epochs, t.batch), (3, 10));
@@ -329,7 +329,7 @@ fn insitu_keys_are_honoured_without_warnings() {
     let t = file.training.unwrap();
     assert!(t.not_applied.is_empty(), "{:#?}", t.not_applied);
     assert_eq!(t.mode, netc::net::spec::TrainMode::Insitu);
-    assert_eq!(t.noise_s, 10e-6);
+    assert_eq!(t.noise_siemens, 10e-6);
     assert_eq!(t.write_tolerance, 0.05);
     assert_eq!(t.trainable, vec!["fc".to_string()]);
 }
@@ -360,9 +360,9 @@ fn model_cards_go_through_the_spice_front_end_with_their_own_locations() {
     .unwrap_or_else(|e| panic!("{e}"));
     let m = f.hardware.model.as_ref().unwrap();
     assert_eq!(m.nl_k_per_v, 2.0);
-    assert!((m.g_hi_s.unwrap() - 150e-6).abs() < 1e-18);
+    assert!((m.g_hi_siemens.unwrap() - 150e-6).abs() < 1e-18);
     assert_eq!(m.program.v_set_v, Some(2.5));
-    assert_eq!(m.program.r_vg_v_per_s, Some(1.5e4));
+    assert_eq!(m.program.r_vg_v_per_siemens, Some(1.5e4));
     assert_eq!(m.need("vg_max", "SET").unwrap(), 2.5);
     let missing = m.need("v_reset", "RESET pulses").unwrap_err().to_string();
     assert!(

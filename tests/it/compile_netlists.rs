@@ -136,7 +136,7 @@ fn check_products(
                     let xi = xin(i);
                     let wij =
                         netc::mapping::weights::logical_value(lw, m.weight_rows, m.bias_rows, i, j);
-                    let term = m.pairs as f64 * enc.scale_s * xi * enc.quantise(wij);
+                    let term = m.pairs as f64 * enc.scale_siemens * xi * enc.quantise(wij);
                     want += term;
                     mag += term.abs();
                 }
@@ -164,7 +164,7 @@ fn check_products(
                 let xi = xin(i);
                 let wij =
                     netc::mapping::weights::logical_value(lw, m.weight_rows, m.bias_rows, i, j);
-                let term = m.pairs as f64 * enc.scale_s * xi * enc.quantise(wij);
+                let term = m.pairs as f64 * enc.scale_siemens * xi * enc.quantise(wij);
                 want += term;
                 mag += term.abs();
             }
@@ -363,7 +363,7 @@ fn trainer_network_is_the_whole_circuit() {
     assert!(prog
         .arrays
         .iter()
-        .all(|a| a.g_s.iter().all(|g| *g <= 100e-6)));
+        .all(|a| a.g_siemens.iter().all(|g| *g <= 100e-6)));
     let x = [0.2, -0.1, 0.05, -0.2, 0.15, 0.0];
     let e = whole_circuit(&file, &ir, &low, &prog, &x).unwrap();
     let mut results = vec![("netc", netc_solve(&e))];
@@ -374,12 +374,12 @@ fn trainer_network_is_the_whole_circuit() {
     model.prepare_backend(&mut b).unwrap();
     let xm = netc::nn::Matrix::from_vec(1, 6, x.to_vec()).unwrap();
     let (out, _) = model.forward(&mut b, &xm, &mut test_ctx!()).unwrap();
-    let (scale_s, rf_ohm) = (1e-4, 10e3);
+    let (scale_siemens, rf_ohm) = (1e-4, 10e3);
     let mut swing = 0.0f64;
     for (who, v) in &results {
         for (k, y) in out.data.iter().enumerate() {
             // each output neuron is Rf·(I⁺ − I⁻) = Rf·scale·y, far from its 10 V rails here
-            let want = rf_ohm * scale_s * y;
+            let want = rf_ohm * scale_siemens * y;
             let got = v[&format!("v(out{k})")];
             swing = swing.max(want.abs());
             assert!(

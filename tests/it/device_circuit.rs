@@ -256,7 +256,7 @@ fn write_verify_without_noise_ends_in_window() {
     let g: Vec<f64> = (0..16).map(|_| r.gen_range(20e-6..80e-6)).collect();
     let mut xb = Crossbar::passive(4, 4, g, 5.0).unwrap();
     let mut spec = DeviceSpec::ideal(2.5e-6, 20e-6 + 2.5e-6);
-    spec.g_max_s = 100e-6;
+    spec.g_max_siemens = 100e-6;
     spec.pulse = PulseLaw::SoftBounds {
         dw_min: 0.01,
         up_down: 0.0,
@@ -281,7 +281,10 @@ fn write_verify_without_noise_ends_in_window() {
         assert!(out.converged, "{out:?}");
         assert!(out.pulses > 0 && out.pulses < 500);
         // the window is on the read (array) current: |I_read − I_target| ≤ 50 nA at 0.2 V
-        assert!((out.g_read_s - target).abs() * 0.2 <= 50e-9, "{out:?}");
+        assert!(
+            (out.g_read_siemens - target).abs() * 0.2 <= 50e-9,
+            "{out:?}"
+        );
         // and the read equals a full solve of the final array
         let (rd, _) = read(
             &xb,
@@ -292,11 +295,11 @@ fn write_verify_without_noise_ends_in_window() {
             &SolveOptions::default(),
         )
         .unwrap();
-        assert!((rd.measured_a / 0.2 - out.g_read_s).abs() < 1e-9 * out.g_read_s);
+        assert!((rd.measured_a / 0.2 - out.g_read_siemens).abs() < 1e-9 * out.g_read_siemens);
     }
     // a stuck device fails at the pulse limit and does not move
     let mut q = p;
-    q.fault = netc::device::Fault::Stuck { g_s: 10e-6 };
+    q.fault = netc::device::Fault::Stuck { g_siemens: 10e-6 };
     xb.g_siemens[0] = 10e-6;
     let out = write_verify(&spec, &q, &mut xb, 0, 0, 60e-6, &mut pulses, &mut r).unwrap();
     assert!(!out.converged && out.pulses == 500 && xb.g_siemens[0] == 10e-6);
@@ -308,13 +311,13 @@ fn write_verify_without_noise_ends_in_window() {
         .map(|_| {
             let out = write_verify(&spec, &m, &mut xb, 1, 1, 60e-6, &mut pulses, &mut r).unwrap();
             assert!(out.pulses == 1 && !out.converged, "{out:?}");
-            assert_eq!(out.g_true_s, xb.g_siemens[5]);
-            out.g_true_s
+            assert_eq!(out.g_true_siemens, xb.g_siemens[5]);
+            out.g_true_siemens
         })
         .collect();
     assert!(landed
         .iter()
-        .all(|g| (spec.g_min_s..=spec.g_max_s).contains(g)));
+        .all(|g| (spec.g_min_siemens..=spec.g_max_siemens).contains(g)));
     let far = landed
         .iter()
         .filter(|g| (**g - 60e-6).abs() > 20e-6)
@@ -346,7 +349,7 @@ fn sample_chip() -> Chip {
     spec.drift.nu = 0.01;
     spec.drift.nu_d2d = 0.005;
     spec.drift.tail_fraction = 0.2;
-    spec.drift.tail_tau_s = 100.0;
+    spec.drift.tail_tau_seconds = 100.0;
     spec.drift.tail_sigma_rel = 0.1;
     spec.v_threshold_v = 1.0;
     spec.v_threshold_dtod = 0.13;
@@ -356,10 +359,10 @@ fn sample_chip() -> Chip {
         ArrayState::fresh(&spec, 2, 5, &mut r),
     ];
     for a in &mut arrays {
-        for k in 0..a.g_s.len() {
-            a.g_s[k] = r.gen_range(2.5e-6..20e-6);
+        for k in 0..a.g_siemens.len() {
+            a.g_siemens[k] = r.gen_range(2.5e-6..20e-6);
             a.pulses[k] = r.gen_range(0..500);
-            a.t_written_s[k] = r.gen_range(0.0..10.0);
+            a.t_written_seconds[k] = r.gen_range(0.0..10.0);
         }
     }
     Chip {
@@ -371,7 +374,7 @@ fn sample_chip() -> Chip {
             hardware: serde_json::json!({"arrays": 2}),
             device: spec,
             seed: 11,
-            now_s: 10.0,
+            now_seconds: 10.0,
             arrays: vec![[4, 3], [2, 5]],
             scale_weights: None,
         },
@@ -390,7 +393,7 @@ fn chip_save_load_is_bit_identical_and_checks_the_network() {
     // the threshold spread was drawn, so the round trip carries real per-device thresholds
     assert!(chip.arrays[0].params.iter().any(|p| p.th_set_gain != 1.0));
     for (a, b) in back.arrays.iter().zip(&chip.arrays) {
-        for (x, y) in a.g_s.iter().zip(&b.g_s) {
+        for (x, y) in a.g_siemens.iter().zip(&b.g_siemens) {
             assert_eq!(x.to_bits(), y.to_bits());
         }
     }
@@ -429,12 +432,12 @@ fn a_format_2_chip_loads_with_nominal_thresholds() {
     }
     let back = Chip::load(&path, None).unwrap();
     for (a, b) in back.arrays.iter().zip(&chip.arrays) {
-        assert_eq!(a.g_s, b.g_s);
+        assert_eq!(a.g_siemens, b.g_siemens);
         for (p, q) in a.params.iter().zip(&b.params) {
             assert_eq!((p.th_set_gain, p.th_reset_gain), (1.0, 1.0));
             assert_eq!(
-                (p.step_gain, p.g_max_s, p.fault),
-                (q.step_gain, q.g_max_s, q.fault)
+                (p.step_gain, p.g_max_siemens, p.fault),
+                (q.step_gain, q.g_max_siemens, q.fault)
             );
         }
     }
@@ -443,6 +446,72 @@ fn a_format_2_chip_loads_with_nominal_thresholds() {
     m2["format"] = serde_json::json!(3);
     std::fs::write(&manifest, serde_json::to_vec(&m2).unwrap()).unwrap();
     assert!(Chip::load(&path, None).is_err());
+}
+
+/// `chip.json` keys of a netc before the unit renames (a bare `_s`, siemens or seconds) and their
+/// names now.
+const OLD_CHIP_KEYS: [(&str, &str); 13] = [
+    ("g_min_s", "g_min_siemens"),
+    ("g_max_s", "g_max_siemens"),
+    ("program_noise_s", "program_noise_siemens"),
+    ("pulse_width_s", "pulse_width_seconds"),
+    ("stuck_on_g_s", "stuck_on_g_siemens"),
+    ("stuck_off_g_s", "stuck_off_g_siemens"),
+    ("relax_sigma_s", "relax_sigma_siemens"),
+    ("t0_s", "t0_seconds"),
+    ("tail_tau_s", "tail_tau_seconds"),
+    ("dg_up_s", "dg_up_siemens"),
+    ("dg_down_s", "dg_down_siemens"),
+    ("r_vg_v_per_s", "r_vg_v_per_siemens"),
+    ("now_s", "now_seconds"),
+];
+
+/// A chip whose `chip.json` a netc before the unit renames wrote (`g_min_s`, `now_s`, …) loads as
+/// the same chip; saving it again writes the new names.
+#[test]
+fn a_chip_with_the_old_unit_keys_loads() {
+    let mut chip = sample_chip();
+    chip.manifest.device.set_law = netc::device::SetLaw::LinearGate {
+        r_vg_v_per_siemens: 1.5e4,
+        v_gate_zero_v: 0.3,
+    };
+    chip.manifest.device.relax_sigma_siemens = 0.5e-6;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chip");
+    chip.save(&path).unwrap();
+    let manifest = path.join("chip.json");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    for (old, new) in OLD_CHIP_KEYS {
+        let quoted = format!("\"{new}\"");
+        assert!(text.contains(&quoted), "{new} not in chip.json");
+        text = text.replace(&quoted, &format!("\"{old}\""));
+    }
+    assert!(
+        !text.contains("_siemens\"") && !text.contains("_seconds\""),
+        "{text}"
+    );
+    std::fs::write(&manifest, &text).unwrap();
+    assert_eq!(Chip::load(&path, None).unwrap(), chip);
+    chip.save(&path).unwrap();
+    let again = std::fs::read_to_string(&manifest).unwrap();
+    assert!(again.contains("\"now_seconds\"") && !again.contains("\"now_s\""));
+    // the measured-curve pulse law and a stuck fault, by their old names too
+    let table: PulseLaw = serde_json::from_str(r#"{"law": "table", "g_s": [1e-6, 2e-6]}"#).unwrap();
+    assert_eq!(
+        table,
+        PulseLaw::Table {
+            g_siemens: vec![1e-6, 2e-6]
+        }
+    );
+    let p: DeviceParams = serde_json::from_value(serde_json::json!({
+        "step_gain": 1.0, "g_max_s": 20e-6, "nu": 0.0, "fault": {"Stuck": {"g_s": 1e-6}},
+        "tail_g_rel": 0.0
+    }))
+    .unwrap();
+    assert_eq!(
+        (p.g_max_siemens, p.fault),
+        (20e-6, netc::device::Fault::Stuck { g_siemens: 1e-6 })
+    );
 }
 
 #[test]
@@ -484,7 +553,7 @@ print(json.dumps(out))
     for (k, a) in chip.arrays.iter().enumerate() {
         let e = &v[k.to_string()];
         assert_eq!(e["shape"], serde_json::json!([a.rows, a.cols]));
-        for (c, g) in a.g_s.iter().enumerate() {
+        for (c, g) in a.g_siemens.iter().enumerate() {
             let hex = e["g"][c].as_str().unwrap();
             assert_eq!(parse_hex_float(hex).to_bits(), g.to_bits(), "{hex}");
             assert_eq!(e["pulses"][c].as_u64().unwrap(), a.pulses[c] as u64);
@@ -616,7 +685,7 @@ fn write_verify_relaxation_is_gaussian_with_the_declared_sigma() {
     spec.verify.tolerance_rel = None;
     let sigma = 0.52e-6;
     let mut relaxing = spec.clone();
-    relaxing.relax_sigma_s = sigma;
+    relaxing.relax_sigma_siemens = sigma;
     relaxing.validate().unwrap();
     let p = DeviceParams::nominal(&spec);
     let n = 2000;
@@ -633,10 +702,10 @@ fn write_verify_relaxation_is_gaussian_with_the_declared_sigma() {
         let moved = write_verify(&relaxing, &p, &mut b, 1, 1, target, &mut pulses, &mut r).unwrap();
         // the loop itself is unchanged: same pulses, same last read, in its window
         assert_eq!(still.pulses, moved.pulses);
-        assert!(moved.converged && (moved.g_read_s - target).abs() * 0.2 <= 50e-9);
-        assert_eq!(moved.g_read_s, still.g_read_s);
-        assert_eq!(b.g_siemens[5], moved.g_true_s);
-        d.push(moved.g_true_s - still.g_true_s);
+        assert!(moved.converged && (moved.g_read_siemens - target).abs() * 0.2 <= 50e-9);
+        assert_eq!(moved.g_read_siemens, still.g_read_siemens);
+        assert_eq!(b.g_siemens[5], moved.g_true_siemens);
+        d.push(moved.g_true_siemens - still.g_true_siemens);
     }
     let nf = n as f64;
     let mean = d.iter().sum::<f64>() / nf;
@@ -656,15 +725,15 @@ fn write_verify_relaxation_is_gaussian_with_the_declared_sigma() {
     let out = write_verify(&relaxing, &p, &mut c, 1, 1, here, &mut pulses, &mut r).unwrap();
     assert!(out.pulses == 0 && c.g_siemens[5] == here);
     let mut q = p;
-    q.fault = netc::device::Fault::Stuck { g_s: 10e-6 };
+    q.fault = netc::device::Fault::Stuck { g_siemens: 10e-6 };
     c.g_siemens[5] = 10e-6;
     write_verify(&relaxing, &q, &mut c, 1, 1, 15e-6, &mut pulses, &mut r).unwrap();
     assert_eq!(c.g_siemens[5], 10e-6);
 }
 
 /// A 1×1 passive array with ideal wires: the verify read is the cell's conductance.
-fn single_cell(g_s: f64) -> Crossbar {
-    Crossbar::passive(1, 1, vec![g_s], 0.0).unwrap()
+fn single_cell(g_siemens: f64) -> Crossbar {
+    Crossbar::passive(1, 1, vec![g_siemens], 0.0).unwrap()
 }
 
 /// A noise-free device with a linear step (1 µS up, 0.75 µS down) and thresholds 1.1 V (SET) and
@@ -672,8 +741,8 @@ fn single_cell(g_s: f64) -> Crossbar {
 fn ramp_spec() -> DeviceSpec {
     let mut spec = DeviceSpec::ideal(1e-6, 100e-6);
     spec.pulse = PulseLaw::Linear {
-        dg_up_s: 1e-6,
-        dg_down_s: 0.75e-6,
+        dg_up_siemens: 1e-6,
+        dg_down_siemens: 0.75e-6,
     };
     spec.v_pulse_v = 1.6;
     spec.v_threshold_v = 1.1;
@@ -708,7 +777,7 @@ fn ramp_pulse_count_equals_the_hand_count() {
     assert!(out.converged, "{out:?}");
     assert_eq!(out.pulses, 9, "{out:?}");
     assert_eq!(pulses, 9);
-    assert!((out.g_true_s - 12.25e-6).abs() < 1e-15, "{out:?}");
+    assert!((out.g_true_siemens - 12.25e-6).abs() < 1e-15, "{out:?}");
     // the same device with its SET threshold at 1.3 V (gain 1.3/1.1): two more dead SET pulses
     // (1.125, 1.25 V), then 1.375 and 1.5 V give 11 and 12 µS, 1.5 V (held) 13 µS; RESET as
     // above: 5 + 3 + 3 = 11
@@ -718,7 +787,7 @@ fn ramp_pulse_count_equals_the_hand_count() {
     let out = write_verify(&spec, &q, &mut xb, 0, 0, 12.3e-6, &mut pulses, &mut r).unwrap();
     assert!(out.converged, "{out:?}");
     assert_eq!(out.pulses, 11, "{out:?}");
-    assert!((out.g_true_s - 12.25e-6).abs() < 1e-15, "{out:?}");
+    assert!((out.g_true_siemens - 12.25e-6).abs() < 1e-15, "{out:?}");
 }
 
 /// With the overdrive law (α = 1, step × (V − V_th)/(V_pulse − V_th) = (V − 1)/0.5) and a ramp
@@ -728,8 +797,8 @@ fn ramp_pulse_count_equals_the_hand_count() {
 fn ramp_with_the_overdrive_law_follows_the_closed_form() {
     let mut spec = ramp_spec();
     spec.pulse = PulseLaw::Linear {
-        dg_up_s: 1e-6,
-        dg_down_s: 1e-6,
+        dg_up_siemens: 1e-6,
+        dg_down_siemens: 1e-6,
     };
     spec.v_threshold_v = 1.0;
     spec.v_threshold_reset_v = Some(1.0);
@@ -751,7 +820,7 @@ fn ramp_with_the_overdrive_law_follows_the_closed_form() {
     let out = write_verify(&spec, &p, &mut xb, 0, 0, 14e-6, &mut pulses, &mut r).unwrap();
     assert!(out.converged, "{out:?}");
     assert_eq!(out.pulses, 6, "{out:?}");
-    assert!((out.g_true_s - 13.5e-6).abs() < 1e-15, "{out:?}");
+    assert!((out.g_true_siemens - 13.5e-6).abs() < 1e-15, "{out:?}");
 }
 
 /// A device whose RESET threshold (1.7 V) is above the fixed 1.6 V pulse cannot be RESET by the
@@ -783,7 +852,10 @@ fn ramp_resets_a_device_above_the_fixed_amplitude() {
     let out = write_verify(&ramped, &p, &mut xb, 0, 0, target, &mut pulses, &mut r).unwrap();
     assert!(out.converged, "{out:?}");
     let tol = ramped.verify.tolerance_rel.unwrap();
-    assert!((out.g_read_s - target).abs() <= tol * target, "{out:?}");
+    assert!(
+        (out.g_read_siemens - target).abs() <= tol * target,
+        "{out:?}"
+    );
     // the first pulses of the ramp (0.8 .. 1.65 V, 18 of them) are below the threshold
     assert!(out.pulses > 18, "{out:?}");
 }
@@ -825,7 +897,11 @@ fn a_flat_ramp_is_the_fixed_amplitude_loop() {
             let target = r.gen_range(12e-6..90e-6);
             let o =
                 write_verify(s, &p, &mut xb, k / 4, k % 4, target, &mut pulses, &mut r).unwrap();
-            outs.push((o.pulses, o.g_true_s.to_bits(), o.g_read_s.to_bits()));
+            outs.push((
+                o.pulses,
+                o.g_true_siemens.to_bits(),
+                o.g_read_siemens.to_bits(),
+            ));
         }
         (outs, pulses, xb.g_siemens)
     };

@@ -25,8 +25,8 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 #[test]
 fn linear_steps_are_arithmetic_and_clip() {
     let s = spec(PulseLaw::Linear {
-        dg_up_s: 2e-6,
-        dg_down_s: 3e-6,
+        dg_up_siemens: 2e-6,
+        dg_down_siemens: 3e-6,
     });
     let p = DeviceParams::nominal(&s);
     let mut r = rng();
@@ -49,7 +49,7 @@ fn soft_bounds_follow_geometric_closed_form() {
     });
     let p = DeviceParams::nominal(&s);
     let mut r = rng();
-    let (lo, hi) = (s.g_min_s, s.g_max_s);
+    let (lo, hi) = (s.g_min_siemens, s.g_max_siemens);
     let x0 = 0.25;
     let g0 = lo + x0 * (hi - lo);
     for n in [1i64, 5, 40] {
@@ -72,7 +72,7 @@ fn neurosim_nonlinear_follows_its_curves() {
     });
     let p = DeviceParams::nominal(&s);
     let mut r = rng();
-    let (lo, hi) = (s.g_min_s, s.g_max_s);
+    let (lo, hi) = (s.g_min_siemens, s.g_max_siemens);
     let b = |a: f64| (hi - lo) / (1.0 - (-pmax / a).exp());
     // LTP from G_min: G_LTP(n) = B(1 − e^(−n/A)) + G_min (NeuroSim RealDevice)
     for n in [1i64, 10, 50, 100] {
@@ -106,7 +106,7 @@ fn measured_table_is_walked_pulse_by_pulse() {
     }
     std::fs::write(&path, text).unwrap();
     let table = netc::device::read_curve_csv(&path).unwrap();
-    let s = spec(PulseLaw::Table { g_s: table });
+    let s = spec(PulseLaw::Table { g_siemens: table });
     let p = DeviceParams::nominal(&s);
     let mut r = rng();
     for n in [1usize, 7, 30, 60] {
@@ -124,8 +124,8 @@ fn measured_table_is_walked_pulse_by_pulse() {
 #[test]
 fn threshold_decides_who_moves() {
     let mut s = spec(PulseLaw::Linear {
-        dg_up_s: 1e-6,
-        dg_down_s: 1e-6,
+        dg_up_siemens: 1e-6,
+        dg_down_siemens: 1e-6,
     });
     s.v_threshold_v = 1.2;
     let p = DeviceParams::nominal(&s);
@@ -142,10 +142,10 @@ fn stuck_devices_never_move() {
         up_down: 0.0,
     });
     s.c2c_sigma = 0.1;
-    s.program_noise_s = 5e-6;
+    s.program_noise_siemens = 5e-6;
     s.drift.nu = 0.1;
     let mut p = DeviceParams::nominal(&s);
-    p.fault = Fault::Stuck { g_s: 10e-6 };
+    p.fault = Fault::Stuck { g_siemens: 10e-6 };
     let mut r = rng();
     assert_eq!(s.pulses(&p, 10e-6, 50, 2.0, &mut r), 10e-6);
     assert_eq!(s.pulses(&p, 10e-6, -50, -2.0, &mut r), 10e-6);
@@ -158,11 +158,11 @@ fn stuck_devices_never_move() {
 #[test]
 fn fault_fractions_are_drawn_as_declared() {
     let mut s = spec(PulseLaw::Linear {
-        dg_up_s: 1e-6,
-        dg_down_s: 1e-6,
+        dg_up_siemens: 1e-6,
+        dg_down_siemens: 1e-6,
     });
     s.stuck_off_fraction = 0.11;
-    s.stuck_off_g_s = 10e-6;
+    s.stuck_off_g_siemens = 10e-6;
     s.miswrite_fraction = 0.1;
     let mut r = rng();
     let n = 20_000;
@@ -184,11 +184,11 @@ fn fault_fractions_are_drawn_as_declared() {
 #[test]
 fn drift_follows_power_law_and_tail_relaxation() {
     let mut s = spec(PulseLaw::Linear {
-        dg_up_s: 1e-6,
-        dg_down_s: 1e-6,
+        dg_up_siemens: 1e-6,
+        dg_down_siemens: 1e-6,
     });
     s.drift.nu = 0.06;
-    s.drift.t0_s = 20.0;
+    s.drift.t0_seconds = 20.0;
     let p = DeviceParams::nominal(&s);
     let g0 = 50e-6;
     assert_eq!(s.drifted(&p, g0, 10.0), g0); // before t0
@@ -199,7 +199,7 @@ fn drift_follows_power_law_and_tail_relaxation() {
     // tail cell: G(t) = G0 + (G_tail − G0)(1 − e^(−t/τ))
     let mut s2 = s.clone();
     s2.drift.nu = 0.0;
-    s2.drift.tail_tau_s = 3600.0;
+    s2.drift.tail_tau_seconds = 3600.0;
     let mut q = DeviceParams::nominal(&s2);
     q.nu = 0.0;
     q.tail_g_rel = -0.2;
@@ -212,10 +212,10 @@ fn drift_follows_power_law_and_tail_relaxation() {
 #[test]
 fn set_laws_closed_forms() {
     let mut s = spec(PulseLaw::Linear {
-        dg_up_s: 1e-6,
-        dg_down_s: 1e-6,
+        dg_up_siemens: 1e-6,
+        dg_down_siemens: 1e-6,
     });
-    s.g_max_s = 300e-6;
+    s.g_max_siemens = 300e-6;
     let p = DeviceParams::nominal(&s);
     let mut r = rng();
     s.v_m_v = 0.5;
@@ -226,7 +226,7 @@ fn set_laws_closed_forms() {
     ));
     // S1: ΔV_gate = R_vg·ΔG, R_vg = 1.5e4 V/S
     s.set_law = SetLaw::LinearGate {
-        r_vg_v_per_s: 1.5e4,
+        r_vg_v_per_siemens: 1.5e4,
         v_gate_zero_v: 0.5,
     };
     let g = s.set_from_compliance(&p, 0.0, 2.0, &mut r);
@@ -254,8 +254,8 @@ fn device_block_parses() {
     );
     let (f, _) = load_str(&src, "t.net", &models_dir()).unwrap();
     let d = f.hardware.device.expect("declared device");
-    assert_eq!(d.program_noise_s, 10e-6);
-    assert_eq!(d.relax_sigma_s, 0.0);
+    assert_eq!(d.program_noise_siemens, 10e-6);
+    assert_eq!(d.relax_sigma_siemens, 0.0);
     assert_eq!(d.stuck_off_fraction, 0.11);
     assert_eq!(d.verify.tolerance_a, Some(50e-9));
     assert_eq!(d.verify.max_pulses, 500);
@@ -322,7 +322,7 @@ fn relax_sigma_parses_in_siemens() {
     let src = with_device("    relax_sigma 0.52uS; verify { tolerance_a 50nA; }");
     let (f, _) = load_str(&src, "t.net", &models_dir()).unwrap();
     let d = f.hardware.device.expect("declared device");
-    assert!((d.relax_sigma_s - 0.52e-6).abs() < 1e-18);
+    assert!((d.relax_sigma_siemens - 0.52e-6).abs() < 1e-18);
 }
 
 #[test]
@@ -407,8 +407,8 @@ fn half_select_disturb_is_decided_by_the_threshold() {
     use netc::device::write::pulse_train;
     use netc::xbar::{Crossbar, Scheme};
     let mut s = spec(PulseLaw::Linear {
-        dg_up_s: 1e-6,
-        dg_down_s: 1e-6,
+        dg_up_siemens: 1e-6,
+        dg_down_siemens: 1e-6,
     });
     s.v_pulse_v = 2.0;
     let g0 = vec![40e-6; 16];
@@ -463,8 +463,8 @@ fn half_select_disturb_is_decided_by_the_threshold() {
 #[test]
 fn threshold_spread_and_overdrive_scale_the_step() {
     let mut s = spec(PulseLaw::Linear {
-        dg_up_s: 1e-6,
-        dg_down_s: 1e-6,
+        dg_up_siemens: 1e-6,
+        dg_down_siemens: 1e-6,
     });
     s.v_pulse_v = 1.6;
     s.v_threshold_v = 1.0;
@@ -515,8 +515,8 @@ fn threshold_spread_and_overdrive_scale_the_step() {
 #[test]
 fn threshold_spread_is_drawn_with_its_sigma() {
     let mut s = spec(PulseLaw::Linear {
-        dg_up_s: 1e-6,
-        dg_down_s: 1e-6,
+        dg_up_siemens: 1e-6,
+        dg_down_siemens: 1e-6,
     });
     s.v_threshold_v = 1.0;
     s.v_threshold_dtod = 0.13;

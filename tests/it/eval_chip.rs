@@ -17,7 +17,7 @@ use rand::SeedableRng;
 use super::common::netc;
 
 const NU: f64 = 0.05;
-const T0_S: f64 = 20.0;
+const T0_SECONDS: f64 = 20.0;
 
 /// S4's `mlp_passive.net` with linear passive cells, ideal wires and ideal sensing, a noise-free
 /// device with a tight verify window and a power-law drift (ν = 0.05, t0 = 20 s, no spread).
@@ -48,7 +48,7 @@ fn net_text() -> String {
                     "a_ltp 300; a_ltd 300; p_max 2000;",
                 );
             if l.trim_start().starts_with("device {") {
-                format!("{l}\n    drift {{ nu {NU}; t0_seconds {T0_S}; }}\n")
+                format!("{l}\n    drift {{ nu {NU}; t0_seconds {T0_SECONDS}; }}\n")
             } else {
                 l + "\n"
             }
@@ -112,11 +112,11 @@ fn exact_chip_of(
         .map(|a| ArrayState {
             rows: a.rows,
             cols: a.cols,
-            g_s: a.g_s.clone(),
-            params: vec![DeviceParams::nominal(&spec); a.g_s.len()],
-            pulses: vec![0; a.g_s.len()],
-            t_written_s: vec![0.0; a.g_s.len()],
-            v_gate_v: vec![0.0; a.g_s.len()],
+            g_siemens: a.g_siemens.clone(),
+            params: vec![DeviceParams::nominal(&spec); a.g_siemens.len()],
+            pulses: vec![0; a.g_siemens.len()],
+            t_written_seconds: vec![0.0; a.g_siemens.len()],
+            v_gate_v: vec![0.0; a.g_siemens.len()],
         })
         .collect();
     Chip {
@@ -128,7 +128,7 @@ fn exact_chip_of(
             hardware: serde_json::Value::Null,
             device: spec,
             seed: 0,
-            now_s: 0.0,
+            now_seconds: 0.0,
             arrays: arrays.iter().map(|a| [a.rows, a.cols]).collect(),
             scale_weights: None,
         },
@@ -136,7 +136,7 @@ fn exact_chip_of(
     }
 }
 
-fn backends(age_s: f64) -> (Model, CircuitBackend, CircuitBackend, Chip) {
+fn backends(age_seconds: f64) -> (Model, CircuitBackend, CircuitBackend, Chip) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("netlists");
     let (file, ir) = netc::net::load_str(&net_text(), "mlp_chip.net", &dir).unwrap();
     let model = model_for(&file, &ir);
@@ -145,7 +145,7 @@ fn backends(age_s: f64) -> (Model, CircuitBackend, CircuitBackend, Chip) {
         CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default()).unwrap();
     let mut on_chip = CircuitBackend::for_model(&file, &ir, &model, CircuitOverrides::default())
         .unwrap()
-        .with_chip_conductances(chip.read(age_s, 1));
+        .with_chip_conductances(chip.read(age_seconds, 1));
     model.prepare_backend(&mut circ).unwrap();
     model.prepare_backend(&mut on_chip).unwrap();
     (model, circ, on_chip, chip)
@@ -167,14 +167,14 @@ fn exact_chip_decodes_to_the_circuit_backends_weights() {
 
 #[test]
 fn drift_scales_the_weights_by_the_power_law() {
-    let age_s = parse_age("30d").unwrap();
-    assert_eq!(age_s, 30.0 * 86400.0);
+    let age_seconds = parse_age("30d").unwrap();
+    assert_eq!(age_seconds, 30.0 * 86400.0);
     let (model, _, fresh, chip) = backends(0.0);
-    let (_, _, aged, _) = backends(age_s);
-    let k = (age_s / T0_S).powf(-NU);
+    let (_, _, aged, _) = backends(age_seconds);
+    let k = (age_seconds / T0_SECONDS).powf(-NU);
     // closed form on one array's conductances
-    let g0 = &chip.arrays[0].g_s;
-    let g_aged = &chip.read(age_s, 1)[0];
+    let g0 = &chip.arrays[0].g_siemens;
+    let g_aged = &chip.read(age_seconds, 1)[0];
     for (a, b) in g0.iter().zip(g_aged) {
         assert!((b - a * k).abs() <= 1e-12 * a, "{b} vs {a}·{k}");
     }

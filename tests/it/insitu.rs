@@ -113,7 +113,7 @@ fn rig(name: &str, ov: &Overrides, g0: f64) -> Rig {
         .iter()
         .map(|a| {
             let mut st = ArrayState::fresh(&setup.spec, a.rows, a.cols, &mut r);
-            for (g, p) in st.g_s.iter_mut().zip(&st.params) {
+            for (g, p) in st.g_siemens.iter_mut().zip(&st.params) {
                 if !matches!(p.fault, Fault::Stuck { .. }) {
                     *g = g0;
                 }
@@ -130,7 +130,7 @@ fn rig(name: &str, ov: &Overrides, g0: f64) -> Rig {
             hardware: serde_json::Value::Null,
             device: setup.spec.clone(),
             seed: 0,
-            now_s: 0.0,
+            now_seconds: 0.0,
             arrays: arrays.iter().map(|a| [a.rows, a.cols]).collect(),
             scale_weights: None,
         },
@@ -168,26 +168,31 @@ fn s1_gate_rule_matches_its_closed_form() {
     let spec = rig.setup.spec.clone();
     let (r_vg, v0) = match spec.set_law {
         netc::device::SetLaw::LinearGate {
-            r_vg_v_per_s,
+            r_vg_v_per_siemens,
             v_gate_zero_v,
-        } => (r_vg_v_per_s, v_gate_zero_v),
+        } => (r_vg_v_per_siemens, v_gate_zero_v),
         _ => panic!("lenet.net declares S1's linear gate rule"),
     };
     let rule = Rule::of(&rig.setup).unwrap();
-    assert_eq!(rule, Rule::Gate { r_vg_v_per_s: r_vg });
+    assert_eq!(
+        rule,
+        Rule::Gate {
+            r_vg_v_per_siemens: r_vg
+        }
+    );
     let scale = 1e-4; // lenet.net: weight_scale 1e-4 S
                       // a last gate on one cell of weight (slot 2, element 7), none on the others
     let cells = rig.map.slots[2][7].clone();
     assert_eq!(cells.len(), 4, "2 pairs × (g+, g−)");
     let c0 = cells[0];
     rig.chip.arrays[c0.array].v_gate_v[c0.cell] = 1.2;
-    let before = rig.chip.arrays[0].g_s.clone();
+    let before = rig.chip.arrays[0].g_siemens.clone();
     for (dw, expect_clamp) in [(0.3, false), (40.0, true)] {
         let gates: Vec<f64> = cells
             .iter()
             .map(|c| {
                 let st = &rig.chip.arrays[c.array];
-                insitu::rules::last_gate(&spec, st.v_gate_v[c.cell], st.g_s[c.cell])
+                insitu::rules::last_gate(&spec, st.v_gate_v[c.cell], st.g_siemens[c.cell])
             })
             .collect();
         let d = one_update(&rig.model, 2, 7, dw);
@@ -210,11 +215,11 @@ fn s1_gate_rule_matches_its_closed_form() {
             let want = (last + r_vg * dg).clamp(spec.v_gate_min_v, spec.v_gate_max_v);
             let st = &rig.chip.arrays[c.array];
             assert!((st.v_gate_v[c.cell] - want).abs() < 1e-12);
-            let g_want = ((want - v0) / r_vg).clamp(spec.g_min_s, spec.g_max_s);
+            let g_want = ((want - v0) / r_vg).clamp(spec.g_min_siemens, spec.g_max_siemens);
             assert!(
-                (st.g_s[c.cell] - g_want).abs() < 1e-15,
+                (st.g_siemens[c.cell] - g_want).abs() < 1e-15,
                 "{} vs {g_want}",
-                st.g_s[c.cell]
+                st.g_siemens[c.cell]
             );
             if expect_clamp {
                 assert!(
@@ -226,7 +231,7 @@ fn s1_gate_rule_matches_its_closed_form() {
     }
     // every other cell of the array kept its conductance
     let written: Vec<usize> = cells.iter().map(|c| c.cell).collect();
-    for (k, (a, b)) in before.iter().zip(&rig.chip.arrays[0].g_s).enumerate() {
+    for (k, (a, b)) in before.iter().zip(&rig.chip.arrays[0].g_siemens).enumerate() {
         if !written.contains(&k) {
             assert_eq!(a, b, "cell {k} moved");
         }
@@ -259,7 +264,7 @@ fn stuck_devices_never_move_in_situ() {
     }
     let before = rig.chip.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let scale = vec![(spec.g_max_s - spec.g_min_s) / 2.0; rig.model.weights.len()];
+    let scale = vec![(spec.g_max_siemens - spec.g_min_siemens) / 2.0; rig.model.weights.len()];
     rule.apply(
         &rig.setup.file.hardware,
         &spec,
@@ -273,13 +278,13 @@ fn stuck_devices_never_move_in_situ() {
     .unwrap();
     let (mut stuck, mut moved_free) = (0, 0);
     for (a, b) in before.arrays.iter().zip(&rig.chip.arrays) {
-        for k in 0..a.g_s.len() {
+        for k in 0..a.g_siemens.len() {
             match a.params[k].fault {
-                Fault::Stuck { g_s } => {
+                Fault::Stuck { g_siemens } => {
                     stuck += 1;
-                    assert_eq!(b.g_s[k], g_s, "a stuck device moved");
+                    assert_eq!(b.g_siemens[k], g_siemens, "a stuck device moved");
                 }
-                _ => moved_free += (a.g_s[k] != b.g_s[k]) as usize,
+                _ => moved_free += (a.g_siemens[k] != b.g_siemens[k]) as usize,
             }
         }
     }
@@ -299,7 +304,7 @@ fn threshold_rule_skips_small_updates() {
     assert_eq!(
         rule,
         Rule::Threshold {
-            threshold_s: 1.5e-6
+            threshold_siemens: 1.5e-6
         }
     );
     let scale = 1e-6; // 1 µS per weight unit
@@ -308,7 +313,12 @@ fn threshold_rule_skips_small_updates() {
     let pulses =
         |c: &Chip| -> Vec<Vec<u32>> { c.arrays.iter().map(|a| a.pulses.clone()).collect() };
     let p0 = pulses(&rig.chip);
-    let g0: Vec<Vec<f64>> = rig.chip.arrays.iter().map(|a| a.g_s.clone()).collect();
+    let g0: Vec<Vec<f64>> = rig
+        .chip
+        .arrays
+        .iter()
+        .map(|a| a.g_siemens.clone())
+        .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let small_update = one_update(&rig.model, id, 3, 1.4); // ΔG = 1.4 µS < 1.5 µS
     let st = rule
@@ -325,7 +335,12 @@ fn threshold_rule_skips_small_updates() {
         .unwrap();
     assert_eq!((st.cells_written, st.pulses, st.skipped), (0, 0, 1));
     assert_eq!(pulses(&rig.chip), p0);
-    let g1: Vec<Vec<f64>> = rig.chip.arrays.iter().map(|a| a.g_s.clone()).collect();
+    let g1: Vec<Vec<f64>> = rig
+        .chip
+        .arrays
+        .iter()
+        .map(|a| a.g_siemens.clone())
+        .collect();
     assert_eq!(g1, g0);
     let big = one_update(&rig.model, id, 3, 4.0); // ΔG = 4 µS: written
     let st = rule
@@ -353,7 +368,7 @@ fn threshold_rule_skips_small_updates() {
 fn threshold_rule_step_is_eta_times_the_batch_sum() {
     use netc::nn::optim::{Optimizer, OptimizerSpec};
     let rule = Rule::Threshold {
-        threshold_s: 1.5e-6,
+        threshold_siemens: 1.5e-6,
     };
     let mut opt = Optimizer::new(OptimizerSpec::Threshold {
         lr: 0.002,
@@ -378,7 +393,7 @@ fn threshold_rule_step_is_eta_times_the_batch_sum() {
 #[test]
 fn manhattan_gives_each_written_cell_one_pulse_in_the_update_sign() {
     let ov = Overrides {
-        optimizer: Some(netc::net::spec::Optimizer::Manhattan { step_s: 1e-6 }),
+        optimizer: Some(netc::net::spec::Optimizer::Manhattan { step_siemens: 1e-6 }),
         ..small(10, 10)
     };
     let mut rig = rig("mlp_passive.net", &ov, 50e-6);
@@ -429,7 +444,7 @@ fn manhattan_gives_each_written_cell_one_pulse_in_the_update_sign() {
             written.push((c.array, c.cell));
             let (a, b) = (&before.arrays[c.array], &rig.chip.arrays[c.array]);
             assert_eq!(b.pulses[c.cell], a.pulses[c.cell] + 1, "one pulse per cell");
-            let dir = (b.g_s[c.cell] - a.g_s[c.cell]).signum();
+            let dir = (b.g_siemens[c.cell] - a.g_siemens[c.cell]).signum();
             assert_eq!(dir, c.sign * sign_w, "pulse in the update's sign");
         }
     }
@@ -440,10 +455,13 @@ fn manhattan_gives_each_written_cell_one_pulse_in_the_update_sign() {
         "no half-select pulses counted"
     );
     for (ai, (a, b)) in before.arrays.iter().zip(&rig.chip.arrays).enumerate() {
-        for k in 0..a.g_s.len() {
+        for k in 0..a.g_siemens.len() {
             if !written.contains(&(ai, k)) {
                 assert_eq!(a.pulses[k], b.pulses[k]);
-                assert_eq!(a.g_s[k], b.g_s[k], "half-selected cell {k} disturbed");
+                assert_eq!(
+                    a.g_siemens[k], b.g_siemens[k],
+                    "half-selected cell {k} disturbed"
+                );
             }
         }
     }
@@ -519,7 +537,7 @@ fn exsitu_transfer_on_an_ideal_device_matches_the_quantised_model() {
             .position(|m| m.layer == s.layer)
             .unwrap();
         let enc = prog.encoders[mi];
-        let bound = 2.0 * 0.002 * 100e-6 / enc.scale_s + 1e-9;
+        let bound = 2.0 * 0.002 * 100e-6 / enc.scale_siemens + 1e-9;
         let w_sw = &r.software_weights[id];
         for (k, (wc, ws)) in r.model.weights[id].data.iter().zip(&w_sw.data).enumerate() {
             let wq = enc.quantise(*ws);

@@ -122,7 +122,7 @@ fn circuit_backend_matches_per_vector_array_solves() {
             let cols: Vec<f64> = (0..a.cols).map(|c| out[(0, c)]).collect();
             let o = tile_outputs(&lowering, mi, ti, &cols);
             for (k, j) in (t.out_start..t.out_start + t.out_len).enumerate() {
-                want[j] += o[k] / (prog.encoders[mi].scale_s * m.pairs as f64);
+                want[j] += o[k] / (prog.encoders[mi].scale_siemens * m.pairs as f64);
             }
         }
         for (j, &w) in want.iter().enumerate() {

@@ -212,6 +212,35 @@ fn local_run_matches_netc_xbar_and_the_ideal_product() {
     }
 }
 
+/// A sweep file written before the unit renames asks for the xbar report's time by its old name
+/// (`solve_time_s`): it still gets the number the report now calls `solve_time_seconds`.
+#[test]
+fn the_old_name_of_the_xbar_solve_time_still_finds_it() {
+    let t = tempfile::tempdir().unwrap();
+    let f = write(
+        t.path(),
+        "s.toml",
+        "kind = \"xbar\"\nseeds = [7]\nmetrics = [\"solve_time_seconds\", \"solve_time_s\"]\n\
+         [job]\ncols = 3\ng_random = [1e-6, 1e-4]\nvectors = 2\n[params]\nrows = [4]\n",
+    );
+    let dir = t.path().join("sw");
+    let (ok, out, err) = netc(&[
+        "sweep",
+        "run",
+        f.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(ok, "{out}{err}");
+    let m = sweep::Manifest::read(&dir).unwrap();
+    assert_eq!(m.points.len(), 1);
+    let r = runner::read_result(&dir, &m.points[0].id).unwrap();
+    assert_eq!(r.status, Status::Ok, "{:?}", r.error);
+    assert!(r.metrics["solve_time_seconds"] >= 0.0, "{:?}", r.metrics);
+    assert_eq!(r.metrics["solve_time_s"], r.metrics["solve_time_seconds"]);
+}
+
 /// 8 points, one `g` file per point; `g5.txt` is missing at first.
 fn failing_sweep(dir: &Path) -> PathBuf {
     for i in 0..8 {
