@@ -1,4 +1,5 @@
 //! netc — circuit-level simulator and compiler for memristor crossbar neural networks.
+pub mod atomic;
 pub mod circuit;
 pub mod cli;
 pub mod data;

@@ -168,20 +168,12 @@ fn read_file(p: &Path) -> Result<String, XbarCmdError> {
     })
 }
 
-/// Write a file atomically (temporary file in the same directory, then rename).
+/// Write a file whole or not at all ([`crate::atomic::write`]).
 fn write_atomic(p: &Path, text: &str) -> Result<(), XbarCmdError> {
-    let file_err = |err| XbarCmdError::File {
+    crate::atomic::write(p, text.as_bytes()).map_err(|err| XbarCmdError::File {
         path: p.display().to_string(),
         err,
-    };
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(file_err)?;
-    tmp.write_all(text.as_bytes()).map_err(file_err)?;
-    tmp.persist(p).map_err(|e| file_err(e.error))?;
-    Ok(())
+    })
 }
 
 /// The array described by the spec file and flags.

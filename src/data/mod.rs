@@ -123,22 +123,10 @@ pub fn remove_stale_temps(dir: &Path) -> usize {
     n
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same directory,
-/// then rename).
+/// Write `bytes` to `path` whole or not at all ([`crate::atomic::write`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    use std::io::Write;
-    let io = |source| DataError::Io {
+    crate::atomic::write(path, bytes).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(io)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    })
 }

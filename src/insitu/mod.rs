@@ -78,6 +78,10 @@ pub struct Overrides {
     pub insitu_limit_train: Option<usize>,
     /// Mini-batch size (default: the file's).
     pub batch: Option<usize>,
+    /// Lines without resistance (segments, drivers and sense inputs at 0 Ω) for every solve of
+    /// the run: the conditions of a paper's simulation that ignores the wires (S4's claim that
+    /// 30 % write-verify is "adequate import precision").
+    pub ideal_lines: bool,
 }
 
 /// How a run is driven.
@@ -233,7 +237,12 @@ fn nn_optimizer(o: &crate::net::spec::Optimizer) -> OptimizerSpec {
 /// Load the `.net` file, its data and device, with the overrides applied.
 pub fn setup(net_path: &Path, ov: &Overrides) -> Result<Setup, InsituError> {
     let text = std::fs::read_to_string(net_path).map_err(|e| io_err(net_path, e))?;
-    let (file, ir) = crate::net::load(net_path)?;
+    let (mut file, ir) = crate::net::load(net_path)?;
+    if ov.ideal_lines {
+        file.hardware.r_wire_ohm = 0.0;
+        file.hardware.r_driver_ohm = 0.0;
+        file.hardware.r_sense_ohm = 0.0;
+    }
     let t = file
         .training
         .clone()

@@ -17,7 +17,6 @@ pub use report::MappingReport;
 pub use weights::{ArrayConductances, LayerWeights, Programmed, WeightsFile};
 
 use crate::span::Span;
-use std::io::Write;
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,25 +47,10 @@ impl From<crate::net::NetError> for MappingError {
     }
 }
 
-/// Write a file atomically: a temporary file in the same directory, then rename.
+/// Write a file whole or not at all ([`crate::atomic::write`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MappingError> {
-    let io = |e: std::io::Error| MappingError::Io {
+    crate::atomic::write(path, bytes).map_err(|e| MappingError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(io)?;
-    }
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    })
 }

@@ -96,7 +96,7 @@ pub fn settings_of(spec: &RunSpec) -> Value {
     let net_sha256 = std::fs::read_to_string(&spec.net)
         .ok()
         .map(|t| crate::device::chip::network_hash(&t));
-    json!({
+    let mut settings = json!({
         "net": spec.net.file_name().map(|n| n.to_string_lossy().into_owned()),
         "net_sha256": net_sha256,
         "mode": o.mode.map(|m| format!("{m:?}").to_lowercase()),
@@ -116,7 +116,13 @@ pub fn settings_of(spec: &RunSpec) -> Value {
         "insitu_limit_train": o.insitu_limit_train,
         "batch": o.batch,
         "drift_ages_seconds": spec.drift_ages_seconds,
-    })
+    });
+    // written only when set, so that the records of runs from before the key stay the same
+    // experiment
+    if o.ideal_lines {
+        settings["ideal_lines"] = json!(true);
+    }
+    settings
 }
 
 /// A run's stored record, if it is the same experiment (same overrides); `None` = run it again.
@@ -721,6 +727,24 @@ pub fn plan(
                         ..ex.clone()
                     },
                 );
+                // the paper's 30 % claim comes from its simulation, which ignores the wires:
+                // both tolerances again with ideal lines
+                for (kind, tol) in [("oblivious5_ideal", 0.05), ("oblivious30_ideal", 0.30)] {
+                    p.add(
+                        kind,
+                        None,
+                        seed,
+                        format!(
+                            "ex situ, hardware-oblivious, write-verify to {:.0} %, ideal lines (0 Ω)",
+                            100.0 * tol
+                        ),
+                        Overrides {
+                            write_tolerance_rel: Some(tol),
+                            ideal_lines: true,
+                            ..ex.clone()
+                        },
+                    );
+                }
                 p.add(
                     "aware30",
                     None,

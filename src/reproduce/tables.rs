@@ -404,6 +404,8 @@ pub fn build(paper: Paper, scale: Scale, recs: &[&RunRecord]) -> PaperTable {
             let ob_train = stat(recs, "oblivious30", None, train);
             let ob_test = stat(recs, "oblivious30", None, test);
             let ob5_test = stat(recs, "oblivious5", None, test);
+            let ob5_ideal_test = stat(recs, "oblivious5_ideal", None, test);
+            let ob30_ideal_test = stat(recs, "oblivious30_ideal", None, test);
             let aw_train = stat(recs, "aware30", None, train);
             let aw_test = stat(recs, "aware30", None, test);
             let mh_train = stat(recs, "manhattan", None, train);
@@ -472,6 +474,18 @@ pub fn build(paper: Paper, scale: Scale, recs: &[&RunRecord]) -> PaperTable {
                 },
                 ob_test,
                 ob5_test,
+                1.0,
+                "",
+            ));
+            rows.push(effect(
+                "write-verify to 5 % vs to 30 %, ideal lines (0 Ω, the paper's simulation ignores \
+                 the wires; oblivious, test)",
+                "30 % is \"adequate import precision\" (simulation)",
+                Expect::Direction {
+                    direction: Direction::Same,
+                },
+                ob30_ideal_test,
+                ob5_ideal_test,
                 1.0,
                 "",
             ));

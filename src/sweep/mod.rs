@@ -15,7 +15,6 @@ pub mod runner;
 pub mod slurm;
 
 use crate::span::Span;
-use std::io::Write;
 use std::path::Path;
 
 pub use file::{load as load_file, SweepSpec};
@@ -47,23 +46,9 @@ pub(crate) fn io_err(path: &Path, e: impl std::fmt::Display) -> SweepError {
     }
 }
 
-/// Write a file whole or not at all: a temporary file in the same directory, flushed to disk,
-/// then renamed over the target (atomic on POSIX filesystems, including NFS for readers that open
-/// after the rename).
+/// Write a file whole or not at all ([`crate::atomic::write`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SweepError> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| io_err(path, e))?;
-    tmp.write_all(bytes).map_err(|e| io_err(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| io_err(path, e))?;
-    tmp.persist(path).map_err(|e| io_err(path, e.error))?;
-    Ok(())
+    crate::atomic::write(path, bytes).map_err(|e| io_err(path, e))
 }
 
 /// This machine's host name (stamped into results).

@@ -317,8 +317,12 @@ fn ideal_variant(name: &str) -> (String, &'static str) {
             depth_in_device = t.matches('{').count() - t.matches('}').count();
             continue;
         }
+        // ideal lines: no segment, driver or sense resistance (S4 declares all three)
         if t.starts_with("r_wire ") {
             out.push_str("  r_wire 0ohm;\n");
+            continue;
+        }
+        if t.starts_with("r_driver ") || t.starts_with("r_sense ") {
             continue;
         }
         out.push_str(line);
