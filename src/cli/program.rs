@@ -229,62 +229,68 @@ fn plots(dir: &Path, cells: &[CellRecord], spec: &DeviceSpec) -> PlotResult {
     let pad = 0.05 * (hi - lo);
     {
         let p = dir.join("target_vs_achieved.png");
-        let area = BitMapBackend::new(&p, (640, 600)).into_drawing_area();
-        area.fill(&WHITE)?;
-        let mut ch = ChartBuilder::on(&area)
-            .caption("target vs achieved conductance", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(lo - pad..hi + pad, lo - pad..hi + pad)?;
-        ch.configure_mesh()
-            .x_desc("target G (µS)")
-            .y_desc("achieved G (µS)")
-            .draw()?;
-        ch.draw_series(LineSeries::new(vec![(lo, lo), (hi, hi)], &BLACK))?;
-        ch.draw_series(cells.iter().map(|c| {
-            Circle::new(
-                (c.1 * us, c.2 * us),
-                2,
-                if c.4 {
-                    RED.filled()
-                } else {
-                    BLUE.mix(0.4).filled()
-                },
-            )
-        }))?;
-        area.present()?;
+        crate::atomic::write_via(&p, |t| -> PlotResult {
+            let area = BitMapBackend::new(t, (640, 600)).into_drawing_area();
+            area.fill(&WHITE)?;
+            let mut ch = ChartBuilder::on(&area)
+                .caption("target vs achieved conductance", ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(55)
+                .build_cartesian_2d(lo - pad..hi + pad, lo - pad..hi + pad)?;
+            ch.configure_mesh()
+                .x_desc("target G (µS)")
+                .y_desc("achieved G (µS)")
+                .draw()?;
+            ch.draw_series(LineSeries::new(vec![(lo, lo), (hi, hi)], &BLACK))?;
+            ch.draw_series(cells.iter().map(|c| {
+                Circle::new(
+                    (c.1 * us, c.2 * us),
+                    2,
+                    if c.4 {
+                        RED.filled()
+                    } else {
+                        BLUE.mix(0.4).filled()
+                    },
+                )
+            }))?;
+            area.present()?;
+            Ok(())
+        })?;
     }
     {
         let p = dir.join("pulse_histogram.png");
-        let area = BitMapBackend::new(&p, (640, 400)).into_drawing_area();
-        area.fill(&WHITE)?;
-        let max = cells.iter().map(|c| c.3).max().unwrap_or(0).max(1);
-        let bins = 40u32.min(max + 1);
-        let width = (max + 1).div_ceil(bins);
-        let mut counts = vec![0u32; bins as usize];
-        for c in cells {
-            counts[((c.3 / width) as usize).min(bins as usize - 1)] += 1;
-        }
-        let top = *counts.iter().max().unwrap_or(&1) as f64 * 1.1;
-        let mut ch = ChartBuilder::on(&area)
-            .caption("pulses per cell", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0..((bins * width) as f64), 0.0..top)?;
-        ch.configure_mesh()
-            .x_desc("pulses")
-            .y_desc("cells")
-            .draw()?;
-        ch.draw_series(counts.iter().enumerate().map(|(b, n)| {
-            let x0 = (b as u32 * width) as f64;
-            Rectangle::new(
-                [(x0, 0.0), (x0 + width as f64, *n as f64)],
-                BLUE.mix(0.6).filled(),
-            )
-        }))?;
-        area.present()?;
+        crate::atomic::write_via(&p, |t| -> PlotResult {
+            let area = BitMapBackend::new(t, (640, 400)).into_drawing_area();
+            area.fill(&WHITE)?;
+            let max = cells.iter().map(|c| c.3).max().unwrap_or(0).max(1);
+            let bins = 40u32.min(max + 1);
+            let width = (max + 1).div_ceil(bins);
+            let mut counts = vec![0u32; bins as usize];
+            for c in cells {
+                counts[((c.3 / width) as usize).min(bins as usize - 1)] += 1;
+            }
+            let top = *counts.iter().max().unwrap_or(&1) as f64 * 1.1;
+            let mut ch = ChartBuilder::on(&area)
+                .caption("pulses per cell", ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(40)
+                .y_label_area_size(55)
+                .build_cartesian_2d(0.0..((bins * width) as f64), 0.0..top)?;
+            ch.configure_mesh()
+                .x_desc("pulses")
+                .y_desc("cells")
+                .draw()?;
+            ch.draw_series(counts.iter().enumerate().map(|(b, n)| {
+                let x0 = (b as u32 * width) as f64;
+                Rectangle::new(
+                    [(x0, 0.0), (x0 + width as f64, *n as f64)],
+                    BLUE.mix(0.6).filled(),
+                )
+            }))?;
+            area.present()?;
+            Ok(())
+        })?;
     }
     // error map per array: mean |error| per cell position of the cells the array holds
     let arrays: std::collections::BTreeSet<usize> = cells.iter().map(|c| c.5).collect();
@@ -295,27 +301,30 @@ fn plots(dir: &Path, cells: &[CellRecord], spec: &DeviceSpec) -> PlotResult {
             .map(|c| (c.2 - c.1) * us)
             .collect();
         let p = dir.join(format!("error_map_{a}.png"));
-        let area = BitMapBackend::new(&p, (640, 300)).into_drawing_area();
-        area.fill(&WHITE)?;
-        let m = errs.iter().map(|e| e.abs()).fold(1e-9, f64::max);
-        let mut ch = ChartBuilder::on(&area)
-            .caption(
-                format!("array {a}: G error per programmed cell (µS, ±{m:.2})"),
-                ("sans-serif", 16),
-            )
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0..errs.len().max(1) as f64, -m * 1.1..m * 1.1)?;
-        ch.configure_mesh()
-            .x_desc("cell (programming order)")
-            .draw()?;
-        ch.draw_series(
-            errs.iter()
-                .enumerate()
-                .map(|(k, e)| Circle::new((k as f64, *e), 1, BLUE.filled())),
-        )?;
-        area.present()?;
+        crate::atomic::write_via(&p, |t| -> PlotResult {
+            let area = BitMapBackend::new(t, (640, 300)).into_drawing_area();
+            area.fill(&WHITE)?;
+            let m = errs.iter().map(|e| e.abs()).fold(1e-9, f64::max);
+            let mut ch = ChartBuilder::on(&area)
+                .caption(
+                    format!("array {a}: G error per programmed cell (µS, ±{m:.2})"),
+                    ("sans-serif", 16),
+                )
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(55)
+                .build_cartesian_2d(0.0..errs.len().max(1) as f64, -m * 1.1..m * 1.1)?;
+            ch.configure_mesh()
+                .x_desc("cell (programming order)")
+                .draw()?;
+            ch.draw_series(
+                errs.iter()
+                    .enumerate()
+                    .map(|(k, e)| Circle::new((k as f64, *e), 1, BLUE.filled())),
+            )?;
+            area.present()?;
+            Ok(())
+        })?;
     }
     Ok(())
 }

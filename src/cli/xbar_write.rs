@@ -199,8 +199,8 @@ fn gate_curve(
     }
     let path = dir.join(format!("set_g_vs_gate_{i}_{j}.png"));
     let gmax = pts.iter().map(|p| p.1).fold(1e-9, f64::max) * 1.05;
-    let draw = || -> Result<(), Box<dyn std::error::Error>> {
-        let area = BitMapBackend::new(&path, (640, 480)).into_drawing_area();
+    let draw = |t: &Path| -> Result<(), Box<dyn std::error::Error>> {
+        let area = BitMapBackend::new(t, (640, 480)).into_drawing_area();
         area.fill(&WHITE)?;
         let mut ch = ChartBuilder::on(&area)
             .caption(
@@ -220,6 +220,6 @@ fn gate_curve(
         area.present()?;
         Ok(())
     };
-    draw().map_err(|e| io(&e))?;
+    crate::atomic::write_via(&path, draw).map_err(|e| io(&e))?;
     Ok(path)
 }

@@ -273,6 +273,8 @@ impl Chip {
             .map_err(|e| DeviceError::Chip(e.to_string()))?;
         let mp = tmp.path().join("chip.json");
         std::fs::write(&mp, json).map_err(|e| io(&mp, e))?;
+        // a created directory's mode, not the temporary directory's private 0700
+        crate::atomic::publish_dir_permissions(tmp.path()).map_err(|e| io(tmp.path(), e))?;
         let kept = tmp.keep();
         if dir.exists() {
             // replace an older chip: move it aside first, then drop it once the new one is in place

@@ -21,55 +21,58 @@ pub fn all(dir: &Path, r: &RunResult) -> PlotResult {
 }
 
 fn batch_curve(path: &Path, r: &RunResult) -> PlotResult {
-    let area = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
-    area.fill(&WHITE)?;
-    let (left, right) = area.split_horizontally(500);
-    let n = r.batches.len().max(2) as f64;
-    {
-        let mut ch = ChartBuilder::on(&left)
-            .caption(
-                format!("{}: in-batch accuracy ({})", r.network, mode_name(r)),
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(45)
-            .build_cartesian_2d(0.0..n, 0.0..100.0)?;
-        ch.configure_mesh()
-            .x_desc("update (mini-batch)")
-            .y_desc("accuracy (%)")
-            .draw()?;
-        ch.draw_series(LineSeries::new(
-            r.batches
+    crate::atomic::write_via(path, |t| -> PlotResult {
+        let area = BitMapBackend::new(t, (1000, 420)).into_drawing_area();
+        area.fill(&WHITE)?;
+        let (left, right) = area.split_horizontally(500);
+        let n = r.batches.len().max(2) as f64;
+        {
+            let mut ch = ChartBuilder::on(&left)
+                .caption(
+                    format!("{}: in-batch accuracy ({})", r.network, mode_name(r)),
+                    ("sans-serif", 18),
+                )
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(45)
+                .build_cartesian_2d(0.0..n, 0.0..100.0)?;
+            ch.configure_mesh()
+                .x_desc("update (mini-batch)")
+                .y_desc("accuracy (%)")
+                .draw()?;
+            ch.draw_series(LineSeries::new(
+                r.batches
+                    .iter()
+                    .map(|b| (b.update as f64, 100.0 * b.batch_acc)),
+                &BLUE,
+            ))?;
+        }
+        {
+            let top = r
+                .batches
                 .iter()
-                .map(|b| (b.update as f64, 100.0 * b.batch_acc)),
-            &BLUE,
-        ))?;
-    }
-    {
-        let top = r
-            .batches
-            .iter()
-            .map(|b| b.loss)
-            .fold(0.0f64, f64::max)
-            .max(1e-6)
-            * 1.05;
-        let mut ch = ChartBuilder::on(&right)
-            .caption("in-batch loss", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(45)
-            .build_cartesian_2d(0.0..n, 0.0..top)?;
-        ch.configure_mesh()
-            .x_desc("update (mini-batch)")
-            .y_desc("loss")
-            .draw()?;
-        ch.draw_series(LineSeries::new(
-            r.batches.iter().map(|b| (b.update as f64, b.loss)),
-            &RED,
-        ))?;
-    }
-    area.present()?;
+                .map(|b| b.loss)
+                .fold(0.0f64, f64::max)
+                .max(1e-6)
+                * 1.05;
+            let mut ch = ChartBuilder::on(&right)
+                .caption("in-batch loss", ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(45)
+                .build_cartesian_2d(0.0..n, 0.0..top)?;
+            ch.configure_mesh()
+                .x_desc("update (mini-batch)")
+                .y_desc("loss")
+                .draw()?;
+            ch.draw_series(LineSeries::new(
+                r.batches.iter().map(|b| (b.update as f64, b.loss)),
+                &RED,
+            ))?;
+        }
+        area.present()?;
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -111,31 +114,34 @@ fn histograms(path: &Path, r: &RunResult) -> PlotResult {
         .unwrap_or(1)
         .max(1) as f64
         * 1.1;
-    let area = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
-    area.fill(&WHITE)?;
-    let (left, right) = area.split_horizontally(500);
-    for (a, counts, title, color) in [
-        (&left, &before, "before training", BLUE),
-        (&right, &after, "after training", RED),
-    ] {
-        let mut ch = ChartBuilder::on(a)
-            .caption(
-                format!("{}: conductances {title}", r.network),
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(50)
-            .build_cartesian_2d(lo..hi, 0.0..top)?;
-        ch.configure_mesh()
-            .x_desc("G (µS)")
-            .y_desc("cells")
-            .draw()?;
-        ch.draw_series(counts.iter().enumerate().map(|(b, n)| {
-            let x0 = lo + b as f64 * w;
-            Rectangle::new([(x0, 0.0), (x0 + w, *n as f64)], color.mix(0.6).filled())
-        }))?;
-    }
-    area.present()?;
+    crate::atomic::write_via(path, |t| -> PlotResult {
+        let area = BitMapBackend::new(t, (1000, 420)).into_drawing_area();
+        area.fill(&WHITE)?;
+        let (left, right) = area.split_horizontally(500);
+        for (a, counts, title, color) in [
+            (&left, &before, "before training", BLUE),
+            (&right, &after, "after training", RED),
+        ] {
+            let mut ch = ChartBuilder::on(a)
+                .caption(
+                    format!("{}: conductances {title}", r.network),
+                    ("sans-serif", 18),
+                )
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(50)
+                .build_cartesian_2d(lo..hi, 0.0..top)?;
+            ch.configure_mesh()
+                .x_desc("G (µS)")
+                .y_desc("cells")
+                .draw()?;
+            ch.draw_series(counts.iter().enumerate().map(|(b, n)| {
+                let x0 = lo + b as f64 * w;
+                Rectangle::new([(x0, 0.0), (x0 + w, *n as f64)], color.mix(0.6).filled())
+            }))?;
+        }
+        area.present()?;
+        Ok(())
+    })?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 
 use super::lower::Lowering;
 use super::MappingError;
+use crate::atomic::ViaError;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -155,19 +156,17 @@ pub fn write(low: &Lowering, title: &str, dir: &Path) -> Result<(), MappingError
     let text = svg(low, title)?;
     super::write_atomic(&dir.join("floorplan.svg"), text.as_bytes())?;
     let g = geometry(low);
-    let tmp = dir.join(format!(".floorplan-{}.png", std::process::id()));
-    let drawn = {
-        let root = BitMapBackend::new(&tmp, (g.width, g.height)).into_drawing_area();
+    let png = dir.join("floorplan.png");
+    crate::atomic::write_via(&png, |t| {
+        let root = BitMapBackend::new(t, (g.width, g.height)).into_drawing_area();
         draw(&root, low, title, &g)
-    };
-    if let Err(msg) = drawn {
-        // no half-written hidden picture is left behind
-        let _ = std::fs::remove_file(&tmp);
-        return Err(MappingError::Plot(msg));
-    }
-    std::fs::rename(&tmp, dir.join("floorplan.png")).map_err(|e| MappingError::Io {
-        path: dir.join("floorplan.png").display().to_string(),
-        message: e.to_string(),
+    })
+    .map_err(|e| match e {
+        ViaError::Fill(msg) => MappingError::Plot(msg),
+        ViaError::Io(e) => MappingError::Io {
+            path: png.display().to_string(),
+            message: e.to_string(),
+        },
     })?;
     Ok(())
 }

@@ -2,13 +2,14 @@
 
 use super::train::EpochMetrics;
 use super::NnError;
+use crate::atomic::{write_via, ViaError};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
 pub(crate) type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Draw with both backends into temporary files, then rename.
+/// Draw `dir/stem.png` and `dir/stem.svg`, each written whole ([`crate::atomic::write_via`]).
 pub(crate) fn render(
     dir: &Path,
     stem: &str,
@@ -18,33 +19,29 @@ pub(crate) fn render(
 ) -> Result<(), NnError> {
     let png = dir.join(format!("{stem}.png"));
     let svg = dir.join(format!("{stem}.svg"));
-    let tmp_png = dir.join(format!(".{stem}.tmp.png"));
-    let tmp_svg = dir.join(format!(".{stem}.tmp.svg"));
     let err = |p: &Path, e: Box<dyn std::error::Error>| NnError::Plot {
         path: p.into(),
         msg: e.to_string(),
     };
-    std::fs::create_dir_all(dir).map_err(|source| NnError::Io {
-        path: dir.into(),
-        source,
-    })?;
-    {
-        let area = BitMapBackend::new(&tmp_png, size).into_drawing_area();
-        draw(&area).map_err(|e| err(&png, e))?;
-        area.present().map_err(|e| err(&png, Box::new(e)))?;
-    }
-    {
-        let area = SVGBackend::new(&tmp_svg, size).into_drawing_area();
-        draw_svg(&area).map_err(|e| err(&svg, e))?;
-        area.present().map_err(|e| err(&svg, Box::new(e)))?;
-    }
-    for (t, p) in [(&tmp_png, &png), (&tmp_svg, &svg)] {
-        std::fs::rename(t, p).map_err(|source| NnError::Io {
-            path: p.clone(),
+    let via = |p: &Path, e: ViaError<NnError>| match e {
+        ViaError::Fill(e) => e,
+        ViaError::Io(source) => NnError::Io {
+            path: p.into(),
             source,
-        })?;
-    }
-    Ok(())
+        },
+    };
+    write_via(&png, |t| {
+        let area = BitMapBackend::new(t, size).into_drawing_area();
+        draw(&area).map_err(|e| err(&png, e))?;
+        area.present().map_err(|e| err(&png, Box::new(e)))
+    })
+    .map_err(|e| via(&png, e))?;
+    write_via(&svg, |t| {
+        let area = SVGBackend::new(t, size).into_drawing_area();
+        draw_svg(&area).map_err(|e| err(&svg, e))?;
+        area.present().map_err(|e| err(&svg, Box::new(e)))
+    })
+    .map_err(|e| via(&svg, e))
 }
 
 fn curve<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, m: &[EpochMetrics]) -> DrawResult

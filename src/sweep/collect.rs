@@ -9,6 +9,7 @@
 use super::plan::Manifest;
 use super::runner::{read_result, PointResult, Status};
 use super::{io_err, write_atomic, SweepError};
+use crate::atomic::ViaError;
 use plotters::prelude::*;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
@@ -267,20 +268,22 @@ fn plot_err(p: &Path, e: impl std::fmt::Display) -> SweepError {
     SweepError::Plot(format!("{}: {e}", p.display()))
 }
 
-/// Draw into a temporary PNG next to `path`, then rename it into place.
+/// Draw the PNG `path`, written whole ([`crate::atomic::write_via`]).
 fn render(
     path: &Path,
     draw: impl FnOnce(
         &DrawingArea<BitMapBackend, plotters::coord::Shift>,
     ) -> Result<(), Box<dyn std::error::Error>>,
 ) -> Result<(), SweepError> {
-    let tmp = path.with_extension("tmp.png");
-    {
-        let area = BitMapBackend::new(&tmp, (800, 520)).into_drawing_area();
+    crate::atomic::write_via(path, |t| {
+        let area = BitMapBackend::new(t, (800, 520)).into_drawing_area();
         draw(&area).map_err(|e| plot_err(path, e))?;
-        area.present().map_err(|e| plot_err(path, e))?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+        area.present().map_err(|e| plot_err(path, e))
+    })
+    .map_err(|e| match e {
+        ViaError::Fill(e) => e,
+        ViaError::Io(e) => io_err(path, e),
+    })
 }
 
 /// Metric `mi` against parameter `pi`: one line per combination of the other parameters (the

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use plotters::prelude::*;
 
 use super::XbarError;
+use crate::atomic::{write_via, ViaError};
 
 const MAX_CELLS: usize = 256;
 
@@ -173,21 +174,25 @@ pub fn heatmap(dir: &Path, m: &Map) -> Result<Vec<PathBuf>, XbarError> {
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| XbarError::Io(format!("{}: {e}", dir.display())))?;
-    let io = |e: String| XbarError::Io(format!("plot {}: {e}", m.stem));
+    let io = |e: ViaError<String>| {
+        let e = match e {
+            ViaError::Fill(e) => e,
+            ViaError::Io(e) => e.to_string(),
+        };
+        XbarError::Io(format!("plot {}: {e}", m.stem))
+    };
     let png = dir.join(format!("{}.png", m.stem));
-    let png_tmp = dir.join(format!(".{}.tmp.png", m.stem));
-    draw(
-        BitMapBackend::new(&png_tmp, (900, 700)).into_drawing_area(),
-        m,
-    )
+    write_via(&png, |t| {
+        draw(BitMapBackend::new(t, (900, 700)).into_drawing_area(), m)
+    })
     .map_err(io)?;
-    std::fs::rename(&png_tmp, &png).map_err(|e| io(e.to_string()))?;
     if m.rows * m.cols > 128 * 128 {
         return Ok(vec![png]);
     }
     let svg = dir.join(format!("{}.svg", m.stem));
-    let svg_tmp = dir.join(format!(".{}.tmp.svg", m.stem));
-    draw(SVGBackend::new(&svg_tmp, (900, 700)).into_drawing_area(), m).map_err(io)?;
-    std::fs::rename(&svg_tmp, &svg).map_err(|e| io(e.to_string()))?;
+    write_via(&svg, |t| {
+        draw(SVGBackend::new(t, (900, 700)).into_drawing_area(), m)
+    })
+    .map_err(io)?;
     Ok(vec![png, svg])
 }

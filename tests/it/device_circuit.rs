@@ -412,6 +412,24 @@ fn chip_save_load_is_bit_identical_and_checks_the_network() {
     assert_eq!(names, vec![std::ffi::OsString::from("chip")]);
 }
 
+/// A saved chip directory (built in a private temporary directory) gets the mode of a created
+/// directory, so a group can read it on a shared cluster; saving over it again keeps that.
+#[cfg(unix)]
+#[test]
+fn a_saved_chip_directory_has_the_mode_of_a_created_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |d: &std::path::Path| std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
+    let chip = sample_chip();
+    let dir = tempfile::tempdir().unwrap();
+    let created = dir.path().join("created");
+    std::fs::create_dir(&created).unwrap();
+    let path = dir.path().join("chip");
+    chip.save(&path).unwrap();
+    assert_eq!(mode(&path), mode(&created), "{:o}", mode(&path));
+    chip.save(&path).unwrap();
+    assert_eq!(mode(&path), mode(&created), "{:o}", mode(&path));
+}
+
 /// A format-2 chip (before per-device thresholds) loads with nominal thresholds (multipliers 1);
 /// everything else it stores is read as before.
 #[test]
