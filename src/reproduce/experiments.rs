@@ -891,6 +891,33 @@ mod tests {
         assert_eq!(std::fs::read_to_string(p2).unwrap(), v);
     }
 
+    /// S4's ideal-lines runs are their own experiments, and a run without the key keeps the
+    /// settings (and so the record) it had before the key existed.
+    #[test]
+    fn ideal_lines_is_a_setting_only_when_set() {
+        let netlists = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("netlists");
+        let out = tempfile::tempdir().unwrap();
+        let specs = plan(Paper::S4, Scale::Tiny, &netlists, out.path()).unwrap();
+        let kind = |k: &str| specs.iter().find(|s| s.kind == k).unwrap();
+        let (real, ideal) = (kind("oblivious5"), kind("oblivious5_ideal"));
+        assert!(!real.ov.ideal_lines && ideal.ov.ideal_lines);
+        assert_eq!(settings_of(real).get("ideal_lines"), None);
+        assert_eq!(settings_of(ideal)["ideal_lines"], json!(true));
+        let mut same = settings_of(ideal);
+        same.as_object_mut().unwrap().remove("ideal_lines");
+        assert_eq!(same, settings_of(real));
+        // the override zeroes every line resistance of the run, and only then
+        let declared = crate::insitu::setup(&real.net, &real.ov).unwrap();
+        let hw = &declared.file.hardware;
+        assert!(hw.r_wire_ohm > 0.0 && hw.r_driver_ohm > 0.0 && hw.r_sense_ohm > 0.0);
+        let zeroed = crate::insitu::setup(&ideal.net, &ideal.ov).unwrap();
+        let hw = &zeroed.file.hardware;
+        assert_eq!(
+            (hw.r_wire_ohm, hw.r_driver_ohm, hw.r_sense_ohm),
+            (0.0, 0.0, 0.0)
+        );
+    }
+
     #[test]
     fn a_changed_setting_is_run_again() {
         let netlists = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("netlists");

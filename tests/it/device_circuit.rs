@@ -927,3 +927,53 @@ fn a_flat_ramp_is_the_fixed_amplitude_loop() {
     assert!(a.1 > 0);
     assert_eq!(a, b);
 }
+
+/// The verify read of a cell carries its whole row's current through the row's driver. With only
+/// a driver resistance R_d (no segments, ideal sensing), the row at V_read and every column at
+/// 0 V, the row node sits at V_read/(1 + R_d·Σ_j g_j), so cell j reads g_j/(1 + R_d·Σ_j g_j): a
+/// write-verify into a tight window leaves the device above its target by that divider's factor
+/// — why S4's 5 % verify writes its cells high (docs/reproduce.md, "S4: the line resistance").
+/// Without the driver resistance the same loop lands on the target.
+#[test]
+fn verify_read_is_low_by_the_row_current_through_the_driver() {
+    let (n, j, r_d) = (8usize, 3usize, 1000.0);
+    let g_other = 40e-6;
+    let mut spec = DeviceSpec::ideal(1e-6, 100e-6);
+    spec.pulse = PulseLaw::Linear {
+        dg_up_siemens: 0.01e-6,
+        dg_down_siemens: 0.01e-6,
+    };
+    spec.verify.tolerance_a = None;
+    spec.verify.tolerance_rel = Some(0.01);
+    spec.verify.max_pulses = 5000;
+    spec.validate().unwrap();
+    let p = DeviceParams::nominal(&spec);
+    let target = 20e-6;
+    for driver_ohm in [r_d, 0.0] {
+        let mut g = vec![g_other; n];
+        g[j] = 15e-6;
+        let mut xb = Crossbar::passive(1, n, g, 0.0).unwrap();
+        xb.r_driver_ohm = driver_ohm;
+        xb.r_sense_ohm = 0.0;
+        let mut pulses = 0;
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let out = write_verify(&spec, &p, &mut xb, 0, j, target, &mut pulses, &mut rng).unwrap();
+        assert!(out.converged, "{out:?}");
+        let g_true = xb.g_siemens[j];
+        let factor = 1.0 + driver_ohm * (g_true + (n - 1) as f64 * g_other);
+        // the loop's last read is the divider's closed form
+        assert!(
+            (out.g_read_siemens - g_true / factor).abs() <= 1e-9 * g_true,
+            "{out:?}, g {g_true}, factor {factor}"
+        );
+        // and the device sits at target × factor, within the 1 % window
+        assert!(
+            (g_true / (target * factor) - 1.0).abs() <= 0.0101,
+            "g {g_true} vs {}",
+            target * factor
+        );
+        if driver_ohm > 0.0 {
+            assert!(factor > 1.25, "the test's bias is large: {factor}");
+        }
+    }
+}
