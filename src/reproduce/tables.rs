@@ -523,7 +523,13 @@ pub fn build(paper: Paper, scale: Scale, recs: &[&RunRecord]) -> PaperTable {
                  paper's Fig. 2) and a pulse's step grows with its overdrive (α = 1, a guess): \
                  write-verify corrects each device by its reads and ramps each pulse's amplitude \
                  as the paper tuned (0.8–1.5 V SET, 0.8–1.8 V RESET, its Fig. 3; 0.05 V steps, a \
-                 guess), a fixed-amplitude (Manhattan) pulse does not (1.6 V, a guess).",
+                 guess), a fixed-amplitude (Manhattan) pulse does not (1.6 V, a guess). The \
+                 lines are the paper's 800 Ω pad to pad, mostly contact (a 300 Ω contact at each \
+                 line's end, 10 Ω segments): a verify read carries its row's whole current \
+                 through the row's contact and reads low, and a 5 % window converges onto that \
+                 bias. The paper's 30 % claim comes from a simulation without wires, so both \
+                 tolerances also run with every line at 0 Ω (the ideal-lines row; \
+                 docs/reproduce.md, \"S4: the line resistance\").",
                 100.0 * super::experiments::S4_STUCK_FRACTION,
                 z.s4_seeds.len(),
                 z.s4_manhattan_seeds.min(z.s4_seeds.len()),
