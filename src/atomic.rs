@@ -132,21 +132,26 @@ mod tests {
         write(&p, b"second").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"second");
         // nothing but the target is left in the directory
-        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("out.txt")]);
+        assert_eq!(names(p.parent().unwrap()), vec!["out.txt"]);
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // the same mode `File::create` gives a new file under this process's umask
-            let created = dir.path().join("created.txt");
-            std::fs::File::create(&created).unwrap();
-            let want = std::fs::metadata(&created).unwrap().permissions().mode() & 0o777;
-            let got = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-            assert_eq!(got, want, "{got:o} vs {want:o}");
-        }
+        assert_eq!(mode(&p), created_file_mode(dir.path()));
+    }
+
+    /// The permission bits of `p`.
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// The mode `File::create` gives a new file in `dir` under this process's umask.
+    #[cfg(unix)]
+    fn created_file_mode(dir: &Path) -> u32 {
+        let created = dir.join("created");
+        std::fs::File::create(&created).unwrap();
+        let m = mode(&created);
+        std::fs::remove_file(&created).unwrap();
+        m
     }
 
     /// The names in `dir`, sorted.
@@ -187,14 +192,7 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"<svg/>");
         assert_eq!(names(&dir.path().join("sub")), vec!["out.svg"]);
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let created = dir.path().join("created.svg");
-            std::fs::File::create(&created).unwrap();
-            let want = std::fs::metadata(&created).unwrap().permissions().mode() & 0o777;
-            let got = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-            assert_eq!(got, want, "{got:o} vs {want:o}");
-        }
+        assert_eq!(mode(&p), created_file_mode(dir.path()));
     }
 
     #[test]
@@ -226,10 +224,8 @@ mod tests {
         publish_dir_permissions(&built).unwrap();
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
             let created = dir.path().join("created");
             std::fs::create_dir(&created).unwrap();
-            let mode = |d: &Path| std::fs::metadata(d).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode(&built), mode(&created), "{:o}", mode(&built));
         }
     }

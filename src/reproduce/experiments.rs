@@ -891,6 +891,37 @@ mod tests {
         assert_eq!(std::fs::read_to_string(p2).unwrap(), v);
     }
 
+    /// A small S1 record of `spec`'s run with its current settings.
+    fn record_of(spec: &RunSpec) -> RunRecord {
+        RunRecord {
+            id: spec.id.clone(),
+            paper: Paper::S1,
+            kind: spec.kind.clone(),
+            fraction: None,
+            seed: 1,
+            label: String::new(),
+            net: String::new(),
+            scale: Scale::Tiny,
+            settings: settings_of(spec),
+            mode: "insitu".into(),
+            software: None,
+            quantised: None,
+            transferred: None,
+            chip_final: AccRec {
+                train: 0.5,
+                test: 0.5,
+            },
+            batches: vec![],
+            g_before_siemens: vec![],
+            g_after_siemens: vec![],
+            drift: vec![],
+            updates: 2,
+            cells_written: 0,
+            pulses: 0,
+            seconds: 0.0,
+        }
+    }
+
     /// S4's ideal-lines runs are their own experiments, and a run without the key keeps the
     /// settings (and so the record) it had before the key existed.
     #[test]
@@ -923,33 +954,7 @@ mod tests {
         let netlists = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("netlists");
         let out = tempfile::tempdir().unwrap();
         let specs = plan(Paper::S1, Scale::Tiny, &netlists, out.path()).unwrap();
-        let rec = RunRecord {
-            id: specs[0].id.clone(),
-            paper: Paper::S1,
-            kind: specs[0].kind.clone(),
-            fraction: None,
-            seed: 1,
-            label: String::new(),
-            net: String::new(),
-            scale: Scale::Tiny,
-            settings: settings_of(&specs[0]),
-            mode: "insitu".into(),
-            software: None,
-            quantised: None,
-            transferred: None,
-            chip_final: AccRec {
-                train: 0.5,
-                test: 0.5,
-            },
-            batches: vec![],
-            g_before_siemens: vec![],
-            g_after_siemens: vec![],
-            drift: vec![],
-            updates: 2,
-            cells_written: 0,
-            pulses: 0,
-            seconds: 0.0,
-        };
+        let rec = record_of(&specs[0]);
         let path = out.path().join("r.json");
         std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
         assert_eq!(load_record(&path, &specs[0]).unwrap(), Some(rec.clone()));
@@ -980,33 +985,7 @@ mod tests {
         let out = tempfile::tempdir().unwrap();
         let mut spec = plan(Paper::S1, Scale::Tiny, &netlists, out.path()).unwrap()[0].clone();
         spec.ov.optimizer = Some(Optimizer::Manhattan { step_siemens: 1e-6 });
-        let rec = RunRecord {
-            id: spec.id.clone(),
-            paper: Paper::S1,
-            kind: spec.kind.clone(),
-            fraction: None,
-            seed: 1,
-            label: String::new(),
-            net: String::new(),
-            scale: Scale::Tiny,
-            settings: settings_of(&spec),
-            mode: "insitu".into(),
-            software: None,
-            quantised: None,
-            transferred: None,
-            chip_final: AccRec {
-                train: 0.5,
-                test: 0.5,
-            },
-            batches: vec![],
-            g_before_siemens: vec![],
-            g_after_siemens: vec![],
-            drift: vec![],
-            updates: 2,
-            cells_written: 0,
-            pulses: 0,
-            seconds: 0.0,
-        };
+        let rec = record_of(&spec);
         let text = serde_json::to_string(&rec).unwrap();
         assert!(text.contains("\"step_siemens\""));
         // as the previous netc wrote it

@@ -312,13 +312,9 @@ fn threshold_rule_skips_small_updates() {
     let id = n - 1; // the FC layer
     let pulses =
         |c: &Chip| -> Vec<Vec<u32>> { c.arrays.iter().map(|a| a.pulses.clone()).collect() };
+    let gs = |c: &Chip| -> Vec<Vec<f64>> { c.arrays.iter().map(|a| a.g_siemens.clone()).collect() };
     let p0 = pulses(&rig.chip);
-    let g0: Vec<Vec<f64>> = rig
-        .chip
-        .arrays
-        .iter()
-        .map(|a| a.g_siemens.clone())
-        .collect();
+    let g0 = gs(&rig.chip);
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     let small_update = one_update(&rig.model, id, 3, 1.4); // ΔG = 1.4 µS < 1.5 µS
     let st = rule
@@ -335,13 +331,7 @@ fn threshold_rule_skips_small_updates() {
         .unwrap();
     assert_eq!((st.cells_written, st.pulses, st.skipped), (0, 0, 1));
     assert_eq!(pulses(&rig.chip), p0);
-    let g1: Vec<Vec<f64>> = rig
-        .chip
-        .arrays
-        .iter()
-        .map(|a| a.g_siemens.clone())
-        .collect();
-    assert_eq!(g1, g0);
+    assert_eq!(gs(&rig.chip), g0);
     let big = one_update(&rig.model, id, 3, 4.0); // ΔG = 4 µS: written
     let st = rule
         .apply(

@@ -16,6 +16,20 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// `netc sweep run FILE --dir DIR -q` and any further arguments.
+fn sweep_run(file: &Path, dir: &Path, more: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "sweep",
+        "run",
+        file.to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+        "-q",
+    ];
+    args.extend_from_slice(more);
+    netc(&args)
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -151,14 +165,7 @@ fn local_run_matches_netc_xbar_and_the_ideal_product() {
          [params]\nrows = [4, 6]\nrw = [0.0, 2.5]\n",
     );
     let dir = t.path().join("sw");
-    let (ok, out, err) = netc(&[
-        "sweep",
-        "run",
-        f.to_str().unwrap(),
-        "--dir",
-        dir.to_str().unwrap(),
-        "-q",
-    ]);
+    let (ok, out, err) = sweep_run(&f, &dir, &[]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("4 ran ok"), "{out}");
     let m = sweep::Manifest::read(&dir).unwrap();
@@ -224,14 +231,7 @@ fn the_old_name_of_the_xbar_solve_time_still_finds_it() {
          [job]\ncols = 3\ng_random = [1e-6, 1e-4]\nvectors = 2\n[params]\nrows = [4]\n",
     );
     let dir = t.path().join("sw");
-    let (ok, out, err) = netc(&[
-        "sweep",
-        "run",
-        f.to_str().unwrap(),
-        "--dir",
-        dir.to_str().unwrap(),
-        "-q",
-    ]);
+    let (ok, out, err) = sweep_run(&f, &dir, &[]);
     assert!(ok, "{out}{err}");
     let m = sweep::Manifest::read(&dir).unwrap();
     assert_eq!(m.points.len(), 1);
@@ -276,18 +276,7 @@ fn a_failing_point_is_recorded_retried_and_rerun_alone() {
     let f = failing_sweep(t.path());
     let dir = t.path().join("sw");
     let d = dir.to_str().unwrap();
-    let (ok, out, _) = netc(&[
-        "sweep",
-        "run",
-        f.to_str().unwrap(),
-        "--dir",
-        d,
-        "-q",
-        "--retry",
-        "1",
-        "-j",
-        "2",
-    ]);
+    let (ok, out, _) = sweep_run(&f, &dir, &["--retry", "1", "-j", "2"]);
     assert!(!ok, "a failed point makes `run` fail");
     assert!(out.contains("7 ran ok, 1 failed"), "{out}");
     let m = sweep::Manifest::read(&dir).unwrap();
@@ -457,14 +446,7 @@ fn slurm_fail_fix_resubmit_collect_same_as_local() {
     }
     // the same sweep file, run locally, gives the same table
     let local = t.path().join("local-sw");
-    let (ok, out, err) = netc(&[
-        "sweep",
-        "run",
-        f.to_str().unwrap(),
-        "--dir",
-        local.to_str().unwrap(),
-        "-q",
-    ]);
+    let (ok, out, err) = sweep_run(&f, &local, &[]);
     assert!(ok, "{out}{err}");
     let (ok, _, err) = netc(&["sweep", "collect", local.to_str().unwrap(), "--no-plots"]);
     assert!(ok, "{err}");
